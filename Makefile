@@ -1,0 +1,54 @@
+# silo — build, run and test. `make run` and `make test` need nothing but rustup's Rust.
+SHELL := /bin/bash
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+CARGO ?= cargo
+WASM_TARGET := wasm32-wasip2
+COMPONENTS_OUT := components/target/$(WASM_TARGET)/release
+SILO := target/release/silo
+
+.PHONY: all build toolchain components host run test lint fmt bench clean
+
+all: build
+
+## toolchain: the wasm32-wasip2 target, installed if missing.
+toolchain:
+	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
+
+## components: every service and fixture component.
+components: toolchain
+	cd components && $(CARGO) build --release --target $(WASM_TARGET)
+
+## host: the silo binary.
+host:
+	$(CARGO) build --release -p silo
+
+build: components host
+
+## run: build everything and serve the demo (silo.toml) on 127.0.0.1:8080, with demo data.
+run: build
+	./scripts/run-demo.sh
+
+## test: the whole suite — unit, capability and integration tests against the real host.
+test: build
+	$(CARGO) test --release --workspace
+	cd components && $(CARGO) test -p silo-sdk
+
+## lint: formatting and clippy on both workspaces.
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --all-targets -- -D warnings
+	cd components && $(CARGO) fmt --all -- --check
+	cd components && $(CARGO) clippy --release --target $(WASM_TARGET) --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+	cd components && $(CARGO) fmt --all
+
+## bench: throughput and latency against native baselines (see BENCHMARKS.md).
+bench: build
+	./scripts/bench.sh
+
+clean:
+	$(CARGO) clean
+	cd components && $(CARGO) clean

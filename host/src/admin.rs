@@ -1,0 +1,242 @@
+//! The admin endpoint: `/healthz`, `/metrics`, and the token-protected `/admin/` API.
+//!
+//! It listens on its own address (loopback by default), never on the service port, and
+//! every `/admin/` route needs `Authorization: Bearer <token>`; a wrong or missing token is
+//! a 401 and changes nothing.
+
+use std::fmt::Write;
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::sync::watch;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use crate::host::Host;
+use crate::runtime::dispatch::{full, json_error};
+
+/// Reads the admin token from `DATA/admin.token`, or writes a new random one there with
+/// mode 0600.
+pub fn load_or_create_token(data_dir: &Path) -> wasmtime::Result<String> {
+    let path = data_dir.join("admin.token");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let t = existing.trim();
+        if t.len() >= 32 {
+            return Ok(t.to_string());
+        }
+    }
+    let token = hex::encode(rand::random::<[u8; 32]>());
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)?;
+    f.write_all(token.as_bytes())?;
+    Ok(token)
+}
+
+/// Compares without an early exit, so timing does not reveal a prefix.
+fn token_matches(given: &str, expected: &str) -> bool {
+    given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+fn json(status: StatusCode, value: serde_json::Value) -> Response<HyperOutgoingBody> {
+    let mut resp = Response::new(full(Bytes::from(value.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// The `/admin/services` listing.
+pub fn services_json(host: &Host) -> serde_json::Value {
+    let routes = host.routes();
+    let services: Vec<_> = routes
+        .services()
+        .map(|s| {
+            let mut stores: Vec<_> = s
+                .grants
+                .names()
+                .map(|n| {
+                    let backend = s.grants.get(n).map(|b| b.backend()).unwrap_or("?");
+                    serde_json::json!({ "name": n, "backend": backend })
+                })
+                .collect();
+            stores.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+            serde_json::json!({
+                "name": &*s.name,
+                "version": 1,
+                "digest": s.digest,
+                "route": s.route,
+                "stores": stores,
+                "state": "serving",
+                "requests": s.metrics.total(),
+                "limits": {
+                    "deadlineMs": s.limits.deadline_ms,
+                    "memoryMb": s.limits.memory_mb,
+                    "bodyKb": s.limits.body_kb,
+                    "concurrency": s.limits.concurrency,
+                    "resultKb": s.limits.result_kb,
+                    "instanceReuse": s.limits.instance_reuse,
+                },
+            })
+        })
+        .collect();
+    serde_json::json!({ "services": services })
+}
+
+async fn handle(
+    host: Arc<Host>,
+    token: Arc<str>,
+    req: Request<Incoming>,
+) -> Response<HyperOutgoingBody> {
+    let path = req.uri().path().to_string();
+    match (req.method(), path.as_str()) {
+        (&Method::GET, "/healthz") => {
+            if host.is_ready() {
+                json(StatusCode::OK, serde_json::json!({ "status": "ok" }))
+            } else {
+                json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "starting",
+                    "services are loading",
+                )
+            }
+        }
+        (&Method::GET, "/metrics") => {
+            let mut out = String::from(crate::runtime::metrics::HEADER);
+            let routes = host.routes();
+            for s in routes.services() {
+                s.metrics.render(&s.name, &mut out);
+            }
+            let _ = writeln!(
+                out,
+                "# HELP silo_services Services loaded.\n# TYPE silo_services gauge"
+            );
+            let _ = writeln!(out, "silo_services {}", routes.services().count());
+            let mut resp = Response::new(full(Bytes::from(out)));
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            resp
+        }
+        (_, p) if p == "/admin" || p.starts_with("/admin/") => {
+            let given = req
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or("");
+            if !token_matches(given, &token) {
+                return json_error(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "a valid admin token is required (Authorization: Bearer …)",
+                );
+            }
+            match (req.method(), p) {
+                (&Method::GET, "/admin/services") => json(StatusCode::OK, services_json(&host)),
+                _ => json_error(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    &format!("no admin endpoint `{p}`"),
+                ),
+            }
+        }
+        _ => json_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("no endpoint `{path}`"),
+        ),
+    }
+}
+
+/// Serves the admin endpoint until `shutdown` turns true.
+pub async fn serve_admin(
+    host: Arc<Host>,
+    listener: std::net::TcpListener,
+    token: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let token: Arc<str> = token.into();
+    let listener =
+        tokio::net::TcpListener::from_std(listener).expect("registering the admin listener");
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let (host, token) = (host.clone(), token.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        let (host, token) = (host.clone(), token.clone());
+                        async move { Ok::<_, std::convert::Infallible>(handle(host, token, req).await) }
+                    });
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+}
+
+/// A tiny client for the CLI commands that talk to a running host's admin endpoint.
+pub async fn admin_get(addr: &str, token: &str, path: &str) -> wasmtime::Result<(u16, String)> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| wasmtime::format_err!("cannot reach the admin endpoint at {addr}: {e}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let req = Request::get(path)
+        .header(http::header::HOST, addr)
+        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Full::new(Bytes::new()))?;
+    let resp = sender.send_request(req).await?;
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison() {
+        assert!(token_matches("abc", "abc"));
+        assert!(!token_matches("abd", "abc"));
+        assert!(!token_matches("ab", "abc"));
+        assert!(!token_matches("", "abc"));
+    }
+
+    #[test]
+    fn token_file_is_private_and_reused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let t1 = load_or_create_token(dir.path()).unwrap();
+        let mode = std::fs::metadata(dir.path().join("admin.token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let t2 = load_or_create_token(dir.path()).unwrap();
+        assert_eq!(t1, t2);
+        assert_eq!(t1.len(), 64);
+    }
+}

@@ -1,0 +1,262 @@
+//! The `silo` command: `silo run` serves a manifest; the other commands talk to a running
+//! host's admin endpoint.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use silo::host::{Host, Listeners, StartError, serve_workers, shutdown_signal};
+use silo::manifest::Manifest;
+
+#[derive(Parser)]
+#[command(
+    name = "silo",
+    version,
+    about = "A host runtime for the database-per-service pattern"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serves every service of the manifest until SIGINT or SIGTERM.
+    Run {
+        /// The manifest.
+        #[arg(long, default_value = "silo.toml")]
+        manifest: PathBuf,
+        /// Address of the service port.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Address of the admin endpoint.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        admin: SocketAddr,
+        /// Folder of the host's data: stores, code cache, admin token.
+        #[arg(long, default_value = ".silo")]
+        data: PathBuf,
+        /// Admin token (default: `SILO_ADMIN_TOKEN`, else `DATA/admin.token`, generated).
+        #[arg(long, env = "SILO_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<String>,
+        /// Compiled-code cache folder (default: `DATA/cache`).
+        #[arg(long)]
+        cache: Option<PathBuf>,
+        /// Worker threads, each with its own runtime and socket (default: one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Lists the services of a running host.
+    Services(AdminArgs),
+}
+
+#[derive(Args)]
+struct AdminArgs {
+    /// Address of the host's admin endpoint.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    admin: String,
+    /// Admin token (default: `SILO_ADMIN_TOKEN`, else `DATA/admin.token`).
+    #[arg(long, env = "SILO_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// The host's data folder, to find `admin.token` in.
+    #[arg(long, default_value = ".silo")]
+    data: PathBuf,
+}
+
+impl AdminArgs {
+    fn token(&self) -> Result<String, String> {
+        if let Some(t) = &self.admin_token {
+            return Ok(t.clone());
+        }
+        let path = self.data.join("admin.token");
+        std::fs::read_to_string(&path)
+            .map(|t| t.trim().to_string())
+            .map_err(|e| format!("no admin token: pass --admin-token, set SILO_ADMIN_TOKEN, or point --data at the host's folder ({}: {e})", path.display()))
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SILO_LOG")
+                .unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run {
+            manifest,
+            listen,
+            admin,
+            data,
+            admin_token,
+            cache,
+            threads,
+        } => run(
+            &manifest,
+            listen,
+            admin,
+            &data,
+            cache.as_deref(),
+            admin_token,
+            threads,
+        ),
+        Command::Services(args) => services(&args),
+    }
+}
+
+fn fail(status: u8, message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("silo: {message}");
+    ExitCode::from(status)
+}
+
+fn run(
+    manifest_path: &Path,
+    listen: SocketAddr,
+    admin: SocketAddr,
+    data: &Path,
+    cache: Option<&Path>,
+    admin_token: Option<String>,
+    threads: Option<usize>,
+) -> ExitCode {
+    // Validate before touching anything: a bad manifest changes nothing on disk.
+    let manifest = match Manifest::load(manifest_path) {
+        Ok(m) => m,
+        Err(e) => return fail(2, e),
+    };
+    // The compiled-code cache is used only once it exists, so a start that fails leaves a
+    // new data folder unwritten; a successful start creates it for the next one.
+    let cache_dir = cache
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| data.join("cache"));
+    let host = match Host::new(data, cache_dir.is_dir().then_some(cache_dir.as_path())) {
+        Ok(h) => Arc::new(h),
+        Err(e) => return fail(1, format!("{e:#}")),
+    };
+    let compiled = match host.compile(manifest_path, &manifest) {
+        Ok(c) => c,
+        Err(e) => return fail(2, e),
+    };
+    if let Err(e) = std::fs::create_dir_all(data) {
+        return fail(1, format!("{}: {e}", data.display()));
+    }
+    let lock = match std::fs::File::create(data.join("silo.lock")) {
+        Ok(f) => f,
+        Err(e) => return fail(1, format!("{}: {e}", data.display())),
+    };
+    if lock.try_lock().is_err() {
+        return fail(
+            1,
+            format!("another silo is serving the data folder {}", data.display()),
+        );
+    }
+    let token = match admin_token {
+        Some(t) => t,
+        None => match silo::admin::load_or_create_token(data) {
+            Ok(t) => t,
+            Err(e) => return fail(1, format!("admin token: {e}")),
+        },
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("building the main runtime");
+    if let Err(e) = rt.block_on(host.open(compiled)) {
+        return match e {
+            StartError::Manifest(e) => fail(2, e),
+            StartError::Other(e) => fail(1, format!("{e:#}")),
+        };
+    }
+    let _ = std::fs::create_dir_all(&cache_dir);
+    let threads = threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let listeners = match Listeners::bind(listen, admin, threads) {
+        Ok(l) => l,
+        Err(e) => return fail(1, format!("{e:#}")),
+    };
+    let http_addr = listeners.http[0].local_addr().expect("bound address");
+    let admin_addr = listeners.admin.local_addr().expect("bound address");
+    println!("silo: serving http://{http_addr} (admin http://{admin_addr})");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let workers = serve_workers(host.clone(), listeners.http, stopped.clone());
+    rt.block_on(async {
+        let admin = tokio::spawn(silo::admin::serve_admin(
+            host.clone(),
+            listeners.admin,
+            token,
+            stopped,
+        ));
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        let _ = stop.send(true);
+        let _ = admin.await;
+    });
+    for w in workers {
+        let _ = w.join();
+    }
+    tracing::info!("stopped");
+    drop(lock);
+    ExitCode::SUCCESS
+}
+
+fn services(args: &AdminArgs) -> ExitCode {
+    let token = match args.token() {
+        Ok(t) => t,
+        Err(e) => return fail(2, e),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("building the runtime");
+    let (status, body) = match rt.block_on(silo::admin::admin_get(
+        &args.admin,
+        &token,
+        "/admin/services",
+    )) {
+        Ok(r) => r,
+        Err(e) => return fail(1, format!("{e:#}")),
+    };
+    if status != 200 {
+        return fail(1, format!("the host answered {status}: {body}"));
+    }
+    let v: serde_json::Value = match serde_json::from_str(&body) {
+        Ok(v) => v,
+        Err(e) => return fail(1, format!("unreadable answer: {e}")),
+    };
+    println!(
+        "{:<14} {:<8} {:<16} {:<14} {:<24} {:<8}",
+        "SERVICE", "VERSION", "DIGEST", "ROUTE", "STORES", "STATE"
+    );
+    for s in v["services"].as_array().into_iter().flatten() {
+        let stores: Vec<String> = s["stores"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|st| {
+                format!(
+                    "{}:{}",
+                    st["name"].as_str().unwrap_or("?"),
+                    st["backend"].as_str().unwrap_or("?")
+                )
+            })
+            .collect();
+        let digest = s["digest"].as_str().unwrap_or("");
+        let short = digest.get(..19).unwrap_or(digest);
+        println!(
+            "{:<14} {:<8} {:<16} {:<14} {:<24} {:<8}",
+            s["name"].as_str().unwrap_or("?"),
+            s["version"],
+            short,
+            s["route"].as_str().unwrap_or("?"),
+            stores.join(","),
+            s["state"].as_str().unwrap_or("?"),
+        );
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,348 @@
+//! The manifest (`silo.toml`): which services exist, what each one is granted, and its limits.
+//!
+//! Parsing is strict: unknown keys, bad names, duplicate or overlapping routes and missing
+//! component files are errors, and every error names the file and the key at fault. A service
+//! gets nothing it does not declare here.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A manifest error: the file, the key (a dotted path) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestError {
+    pub file: PathBuf,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.file.display(), self.key, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+/// The whole manifest, as written.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceSpec>,
+}
+
+/// `[services.NAME]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServiceSpec {
+    /// Path of the component, relative to the manifest's folder.
+    pub component: PathBuf,
+    /// Path prefix routed to this service (`/users` serves `/users` and `/users/…`).
+    pub route: String,
+    /// The service's private stores, by name.
+    #[serde(default)]
+    pub stores: BTreeMap<String, StoreSpec>,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// `[services.NAME.stores.STORE]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StoreSpec {
+    #[serde(default)]
+    pub backend: Backend,
+    /// Size cap of the store, in MiB.
+    #[serde(default = "default_store_mb")]
+    pub max_size_mb: u64,
+}
+
+fn default_store_mb() -> u64 {
+    1024
+}
+
+/// Which engine serves a store.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// An embedded SQLite file in the data folder (the default).
+    #[default]
+    Sqlite,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// `[services.NAME.limits]`: every limit has a default and may be overridden per service.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct Limits {
+    /// Deadline of one request, in milliseconds: CPU spent in the component (epoch
+    /// interruption) and time waiting on the host both count.
+    pub deadline_ms: u64,
+    /// Linear memory of one instance, in MiB.
+    pub memory_mb: u64,
+    /// Largest request body, in KiB.
+    pub body_kb: u64,
+    /// Instances of this service running at once; more requests get 503.
+    pub concurrency: u32,
+    /// Largest result one query may return, in KiB.
+    pub result_kb: u64,
+    /// Requests one instance serves before it is discarded (1: a fresh instance for every
+    /// request, the safe default; more trades isolation between requests for speed).
+    pub instance_reuse: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            deadline_ms: 10_000,
+            memory_mb: 64,
+            body_kb: 1024,
+            concurrency: 256,
+            result_kb: 16 * 1024,
+            instance_reuse: 1,
+        }
+    }
+}
+
+/// The host-wide ceiling every per-service memory limit must stay under (the pooling
+/// allocator reserves this much address space per slot).
+pub const MAX_MEMORY_MB: u64 = 1024;
+
+/// A service or store name: lowercase letters, digits and `-`, starting with a letter or
+/// digit, at most 63 characters. Names become folder and file names, so nothing else passes.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+}
+
+/// True if requests for `a` and `b` could both match (one is a segment prefix of the other).
+pub fn routes_overlap(a: &str, b: &str) -> bool {
+    let prefix_of = |p: &str, q: &str| {
+        p == "/" || q == p || (q.starts_with(p) && q.as_bytes().get(p.len()) == Some(&b'/'))
+    };
+    prefix_of(a, b) || prefix_of(b, a)
+}
+
+fn valid_route(route: &str) -> Result<(), String> {
+    if !route.starts_with('/') {
+        return Err(format!("`{route}` must start with `/`"));
+    }
+    if route.len() > 1 && route.ends_with('/') {
+        return Err(format!("`{route}` must not end with `/`"));
+    }
+    if route.split('/').any(|s| s == ".." || s == ".") || route.contains("//") {
+        return Err(format!("`{route}` has an empty, `.` or `..` segment"));
+    }
+    if !route
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b))
+    {
+        return Err(format!(
+            "`{route}` may hold only letters, digits and `/-_.~`"
+        ));
+    }
+    Ok(())
+}
+
+impl Manifest {
+    /// Reads and validates the manifest at `path`.
+    pub fn load(path: &Path) -> Result<Self, ManifestError> {
+        let err = |key: &str, message: String| ManifestError {
+            file: path.to_path_buf(),
+            key: key.to_string(),
+            message,
+        };
+        let text =
+            std::fs::read_to_string(path).map_err(|e| err("", format!("cannot read: {e}")))?;
+        let mut manifest = Self::parse(&text).map_err(|(key, message)| err(&key, message))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for (name, svc) in &mut manifest.services {
+            let resolved = base.join(&svc.component);
+            if !resolved.is_file() {
+                return Err(err(
+                    &format!("services.{name}.component"),
+                    format!("component file `{}` not found", resolved.display()),
+                ));
+            }
+            svc.component = resolved;
+        }
+        Ok(manifest)
+    }
+
+    /// Parses and validates manifest text; errors are `(key, message)`. Component paths are
+    /// left as written (not checked on disk).
+    pub fn parse(text: &str) -> Result<Self, (String, String)> {
+        let manifest: Manifest = toml::from_str(text).map_err(|e| {
+            let msg = e.message().to_string();
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let key = line.map(|l| format!("line {l}")).unwrap_or_default();
+            (key, msg)
+        })?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        let mut routes: Vec<(&str, &str)> = Vec::new();
+        for (name, svc) in &self.services {
+            let key = format!("services.{name}");
+            if !valid_name(name) {
+                return Err((
+                    key,
+                    "a service name is lowercase letters, digits and `-` (no path separators or `..`)"
+                        .into(),
+                ));
+            }
+            valid_route(&svc.route).map_err(|m| (format!("{key}.route"), m))?;
+            if let Some((other, _)) = routes.iter().find(|(_, r)| routes_overlap(r, &svc.route)) {
+                return Err((
+                    format!("{key}.route"),
+                    format!("`{}` overlaps the route of service `{other}`", svc.route),
+                ));
+            }
+            routes.push((name, &svc.route));
+            for (store, spec) in &svc.stores {
+                let skey = format!("{key}.stores.{store}");
+                if !valid_name(store) {
+                    return Err((
+                        skey,
+                        "a store name is lowercase letters, digits and `-` (no path separators or `..`)"
+                            .into(),
+                    ));
+                }
+                if spec.max_size_mb == 0 {
+                    return Err((format!("{skey}.max-size-mb"), "must be at least 1".into()));
+                }
+            }
+            let l = &svc.limits;
+            let lkey = format!("{key}.limits");
+            let checks: [(&str, u64, u64, u64); 6] = [
+                ("deadline-ms", l.deadline_ms, 1, 3_600_000),
+                ("memory-mb", l.memory_mb, 1, MAX_MEMORY_MB),
+                ("body-kb", l.body_kb, 0, 1 << 20),
+                ("concurrency", l.concurrency as u64, 1, 100_000),
+                ("result-kb", l.result_kb, 1, 1 << 20),
+                ("instance-reuse", l.instance_reuse as u64, 1, 1_000_000),
+            ];
+            for (k, v, lo, hi) in checks {
+                if v < lo || v > hi {
+                    return Err((
+                        format!("{lkey}.{k}"),
+                        format!("{v} is out of range {lo}..={hi}"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_err(text: &str) -> (String, String) {
+        Manifest::parse(text).unwrap_err()
+    }
+
+    #[test]
+    fn minimal_service_gets_defaults() {
+        let m = Manifest::parse(
+            "[services.users]\ncomponent = \"u.wasm\"\nroute = \"/users\"\n[services.users.stores.main]\n",
+        )
+        .unwrap();
+        let s = &m.services["users"];
+        assert_eq!(s.route, "/users");
+        assert_eq!(s.stores["main"].backend, Backend::Sqlite);
+        assert_eq!(s.limits, Limits::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let (key, msg) =
+            parse_err("[services.users]\ncomponent = \"u.wasm\"\nroute = \"/u\"\ncolour = 1\n");
+        assert_eq!(key, "line 4");
+        assert!(msg.contains("colour"), "{msg}");
+        let (_, msg) = parse_err(
+            "[services.users]\ncomponent = \"u.wasm\"\nroute = \"/u\"\n[services.users.limits]\ncpu = 1\n",
+        );
+        assert!(msg.contains("cpu"), "{msg}");
+    }
+
+    #[test]
+    fn bad_names_are_rejected() {
+        for name in [
+            "\"../x\"",
+            "\"a/b\"",
+            "\"Users\"",
+            "\"a.b\"",
+            "\"\"",
+            "\"-x\"",
+        ] {
+            let text = format!("[services.{name}]\ncomponent = \"u.wasm\"\nroute = \"/u\"\n");
+            let (key, _) = parse_err(&text);
+            assert!(key.starts_with("services."), "{name}: {key}");
+        }
+        let (key, _) = parse_err(
+            "[services.u]\ncomponent = \"u.wasm\"\nroute = \"/u\"\n[services.u.stores.\"..\"]\n",
+        );
+        assert_eq!(key, "services.u.stores...");
+    }
+
+    #[test]
+    fn overlapping_and_duplicate_routes_are_rejected() {
+        let two = |a: &str, b: &str| {
+            format!(
+                "[services.a]\ncomponent = \"a.wasm\"\nroute = \"{a}\"\n[services.b]\ncomponent = \"b.wasm\"\nroute = \"{b}\"\n"
+            )
+        };
+        assert_eq!(parse_err(&two("/x", "/x")).0, "services.b.route");
+        assert_eq!(parse_err(&two("/x", "/x/y")).0, "services.b.route");
+        assert_eq!(parse_err(&two("/", "/x")).0, "services.b.route");
+        assert!(Manifest::parse(&two("/x", "/xy")).is_ok());
+        assert_eq!(parse_err(&two("x", "/y")).0, "services.a.route");
+        assert_eq!(parse_err(&two("/x/../y", "/z")).0, "services.a.route");
+    }
+
+    #[test]
+    fn limits_are_range_checked() {
+        let (key, _) = parse_err(
+            "[services.u]\ncomponent = \"u.wasm\"\nroute = \"/u\"\n[services.u.limits]\nmemory-mb = 0\n",
+        );
+        assert_eq!(key, "services.u.limits.memory-mb");
+    }
+
+    #[test]
+    fn missing_component_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("silo.toml");
+        std::fs::write(
+            &path,
+            "[services.u]\ncomponent = \"nope.wasm\"\nroute = \"/u\"\n",
+        )
+        .unwrap();
+        let e = Manifest::load(&path).unwrap_err();
+        assert_eq!(e.key, "services.u.component");
+        assert!(e.to_string().contains("nope.wasm"));
+    }
+}

@@ -1,0 +1,302 @@
+//! One request, from routing to response: the per-request path every service request takes.
+//!
+//! route by prefix → take a concurrency permit (or 503 at once) → check the body size →
+//! fresh store with the deadline set → instantiate from the service's `InstancePre` →
+//! call `wasi:http/incoming-handler.handle` → stream the response. A trap, a deadline or a
+//! failed instantiation ends this request with a 503 and a JSON error; nothing it did can
+//! reach another request, which has its own store, instance and permit.
+//!
+//! Architecture invariant: nothing in this file touches a database; stores are reached only
+//! through the `sql` capability the instance holds.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::Proxy;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use super::service::{Service, arm_deadline};
+
+/// The routing table: services by route, longest route first.
+#[derive(Default)]
+pub struct RouteTable {
+    services: Vec<Arc<Service>>,
+}
+
+impl RouteTable {
+    pub fn new(mut services: Vec<Arc<Service>>) -> Self {
+        services.sort_by_key(|s| std::cmp::Reverse(s.route.len()));
+        Self { services }
+    }
+
+    /// The service whose route is a segment prefix of `path`.
+    pub fn route(&self, path: &str) -> Option<&Arc<Service>> {
+        self.services.iter().find(|s| route_matches(&s.route, path))
+    }
+
+    pub fn services(&self) -> impl Iterator<Item = &Arc<Service>> {
+        self.services.iter()
+    }
+}
+
+/// `/users` matches `/users`, `/users/` and `/users/7`, not `/usersx`; `/` matches all.
+pub fn route_matches(route: &str, path: &str) -> bool {
+    route == "/"
+        || path == route
+        || (path.starts_with(route) && path.as_bytes().get(route.len()) == Some(&b'/'))
+}
+
+/// A JSON error response in the contract's shape.
+pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response<HyperOutgoingBody> {
+    let body = serde_json::json!({ "error": { "code": code, "message": message } });
+    let mut resp = Response::new(full(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// A complete body in the type wasi:http responses use.
+pub fn full(bytes: Bytes) -> HyperOutgoingBody {
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// Serves one request with a fresh instance of `service`.
+pub async fn dispatch(
+    service: &Arc<Service>,
+    req: Request<Incoming>,
+) -> Response<HyperOutgoingBody> {
+    let started = Instant::now();
+    let resp = run(service, req).await;
+    service
+        .metrics
+        .record(resp.status().as_u16(), started.elapsed());
+    resp
+}
+
+async fn run(service: &Arc<Service>, req: Request<Incoming>) -> Response<HyperOutgoingBody> {
+    let Ok(permit) = service.permits.clone().try_acquire_owned() else {
+        service.metrics.rejected_busy.fetch_add(1, Relaxed);
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            &format!(
+                "service `{}` is at its concurrency limit ({})",
+                service.name, service.limits.concurrency
+            ),
+        );
+    };
+    let body_limit = (service.limits.body_kb << 10) as usize;
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > body_limit as u64) {
+        return json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            &format!("the body is larger than {} KiB", service.limits.body_kb),
+        );
+    }
+    let req = req.map(|body| {
+        Limited::new(body, body_limit)
+            .map_err(|_| wasmtime_wasi_http::Error::HttpRequestBodySize(None))
+    });
+
+    let deadline = service.deadline();
+    let warm = take_warm(service);
+    let (mut store, proxy, served) = match warm {
+        Some(w) => {
+            let mut store = w.store;
+            arm_deadline(&mut store, deadline);
+            (store, Some(w.proxy), w.served)
+        }
+        None => (service.new_store(deadline), None, 0),
+    };
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let prepared = (|| -> wasmtime::Result<_> {
+        let req = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, req)?;
+        let out = store.data_mut().http().new_response_outparam(sender)?;
+        Ok((req, out))
+    })();
+    let (req, out) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            return json_error(StatusCode::BAD_REQUEST, "bad_request", &format!("{e:#}"));
+        }
+    };
+
+    let service2 = service.clone();
+    let task = tokio::spawn(async move {
+        let _permit = permit;
+        tokio::time::timeout_at(deadline.into(), async move {
+            let proxy = match proxy {
+                Some(p) => p,
+                None => service2.pre.instantiate_async(&mut store).await?,
+            };
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, req, out)
+                .await?;
+            keep_warm(&service2, store, proxy, served + 1);
+            Ok(())
+        })
+        .await
+    });
+
+    match receiver.await {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(code)) => {
+            service.metrics.traps.fetch_add(1, Relaxed);
+            json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_failed",
+                &format!(
+                    "service `{}` answered with an error: {code:?}",
+                    service.name
+                ),
+            )
+        }
+        // The guest never set a response: it trapped, ran out of time, or returned early.
+        Err(_) => failure_response(service, task.await),
+    }
+}
+
+/// An instance kept for another request of the same service (`instance-reuse` > 1).
+struct Warm {
+    store: wasmtime::Store<super::state::RequestState>,
+    proxy: Proxy,
+    served: u32,
+}
+
+/// The warm instances of one service on one thread, with the service they belong to.
+type WarmPool = (Weak<Service>, Vec<Warm>);
+
+thread_local! {
+    /// Warm instances of this worker thread, by service. Instances never cross threads, so
+    /// a reused instance stays on the core whose memory it already has.
+    static WARM: RefCell<HashMap<usize, WarmPool>> = RefCell::new(HashMap::new());
+}
+
+fn take_warm(service: &Arc<Service>) -> Option<Warm> {
+    if service.limits.instance_reuse <= 1 {
+        return None;
+    }
+    WARM.with_borrow_mut(|warm| {
+        warm.retain(|_, (svc, _)| svc.strong_count() > 0);
+        warm.get_mut(&(Arc::as_ptr(service) as usize))
+            .and_then(|(_, v)| v.pop())
+    })
+}
+
+/// Keeps an instance that answered cleanly, unless it has served its quota or still holds
+/// a transaction (which would block the store's writer while it sits idle).
+fn keep_warm(
+    service: &Arc<Service>,
+    store: wasmtime::Store<super::state::RequestState>,
+    proxy: Proxy,
+    served: u32,
+) {
+    if served >= service.limits.instance_reuse || store.data().sql.holds_transaction() {
+        return;
+    }
+    WARM.with_borrow_mut(|warm| {
+        let entry = warm
+            .entry(Arc::as_ptr(service) as usize)
+            .or_insert_with(|| (Arc::downgrade(service), Vec::new()));
+        if entry.1.len() < 16 {
+            entry.1.push(Warm {
+                store,
+                proxy,
+                served,
+            });
+        }
+    });
+}
+
+type TaskResult = Result<
+    Result<Result<(), wasmtime::Error>, tokio::time::error::Elapsed>,
+    tokio::task::JoinError,
+>;
+
+fn failure_response(service: &Service, result: TaskResult) -> Response<HyperOutgoingBody> {
+    let name = &service.name;
+    let deadline = |service: &Service| {
+        service.metrics.timeouts.fetch_add(1, Relaxed);
+        json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "deadline_exceeded",
+            &format!(
+                "service `{name}` did not answer within {} ms",
+                service.limits.deadline_ms
+            ),
+        )
+    };
+    match result {
+        Ok(Err(_elapsed)) => deadline(service),
+        Ok(Ok(Err(e)))
+            if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) =>
+        {
+            deadline(service)
+        }
+        Ok(Ok(Err(e))) => {
+            service.metrics.traps.fetch_add(1, Relaxed);
+            tracing::warn!(service = %name, "instance failed: {e:?}");
+            let reason = e
+                .downcast_ref::<wasmtime::Trap>()
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| e.to_string());
+            json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_trapped",
+                &format!("service `{name}` failed: {reason}"),
+            )
+        }
+        Ok(Ok(Ok(()))) => json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_response",
+            &format!("service `{name}` returned without setting a response"),
+        ),
+        Err(join) => {
+            service.metrics.traps.fetch_add(1, Relaxed);
+            tracing::error!(service = %name, "request task failed: {join}");
+            json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_failed",
+                &format!("service `{name}` failed"),
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_matches;
+
+    #[test]
+    fn routes_match_on_segment_boundaries() {
+        assert!(route_matches("/users", "/users"));
+        assert!(route_matches("/users", "/users/"));
+        assert!(route_matches("/users", "/users/7/orders"));
+        assert!(!route_matches("/users", "/usersx"));
+        assert!(!route_matches("/users", "/user"));
+        assert!(route_matches("/", "/anything"));
+    }
+}

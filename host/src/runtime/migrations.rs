@@ -1,0 +1,192 @@
+//! Schema migrations a component ships in its `silo:service/migrations` export.
+//!
+//! On every load the host asks the component for its steps and applies, per store, each step
+//! not yet recorded: in order, once, each in its own transaction together with its record in
+//! the host-owned `_silo_migrations` table. A step that fails rolls back and refuses the
+//! load, leaving the database as it was before that step. A recorded step whose statements
+//! have changed refuses the load too: history is not rewritten behind the database's back.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use sha2::Digest;
+use wasmtime::bail;
+use wasmtime::error::Context;
+
+use super::service::Service;
+use crate::bindings::exports::silo::service::migrations::{GuestIndices, Migration};
+use crate::sql::{CallLimits, SqlStore, Value};
+
+const EXPORT: &str = "silo:service/migrations@0.1.0";
+
+const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS _silo_migrations (
+    version INTEGER PRIMARY KEY,
+    description TEXT NOT NULL,
+    checksum TEXT NOT NULL,
+    applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+)";
+
+/// What applying a service's migrations did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MigrationReport {
+    /// `(store, version)` of every step applied now.
+    pub applied: Vec<(String, u32)>,
+}
+
+/// Asks the component for its migrations (if it exports any) and applies pending ones.
+pub async fn migrate(service: &Service) -> wasmtime::Result<MigrationReport> {
+    let name = &service.name;
+    if service.component.get_export_index(None, EXPORT).is_none() {
+        return Ok(MigrationReport::default());
+    }
+    let indices = GuestIndices::new(service.pre.instance_pre())
+        .with_context(|| format!("service `{name}`: its `{EXPORT}` export has the wrong shape"))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut store = service.new_store(deadline);
+    let instance = service
+        .pre
+        .instance_pre()
+        .instantiate_async(&mut store)
+        .await
+        .with_context(|| format!("service `{name}`: instantiating to read its migrations"))?;
+    let guest = indices.load(&mut store, &instance)?;
+    let steps = guest
+        .call_migrations(&mut store)
+        .await
+        .with_context(|| format!("service `{name}`: its `migrations` function failed"))?;
+    drop(store);
+
+    let mut by_store: BTreeMap<String, Vec<Migration>> = BTreeMap::new();
+    for step in steps {
+        by_store.entry(step.store.clone()).or_default().push(step);
+    }
+    let mut report = MigrationReport::default();
+    for (store_name, steps) in by_store {
+        let Some(store) = service.grants.get(&store_name) else {
+            bail!(
+                "service `{name}`: a migration targets store `{store_name}`, which the manifest does not declare"
+            );
+        };
+        let mut last = 0;
+        for s in &steps {
+            if s.version <= last {
+                bail!(
+                    "service `{name}`: migrations of store `{store_name}` must have strictly increasing versions from 1 (found {} after {last})",
+                    s.version
+                );
+            }
+            last = s.version;
+        }
+        for v in apply_store(store.as_ref(), &steps)
+            .await
+            .with_context(|| format!("service `{name}`, store `{store_name}`"))?
+        {
+            report.applied.push((store_name.clone(), v));
+        }
+    }
+    Ok(report)
+}
+
+fn checksum(statements: &str) -> String {
+    hex::encode(sha2::Sha256::digest(statements.as_bytes()))
+}
+
+/// Applies the pending steps of one store; returns the versions applied.
+pub async fn apply_store(store: &dyn SqlStore, steps: &[Migration]) -> wasmtime::Result<Vec<u32>> {
+    let limits = CallLimits {
+        deadline: Instant::now() + Duration::from_secs(300),
+        max_result_bytes: usize::MAX,
+    };
+    let mut applied = Vec::new();
+    for step in steps {
+        let mut tx = store.begin(&limits).await?;
+        tx.execute_host(CREATE_TABLE, &[]).await?;
+        let done = tx
+            .query_host(
+                "SELECT checksum FROM _silo_migrations WHERE version = ?",
+                &[Value::Integer(step.version.into())],
+            )
+            .await?;
+        let sum = checksum(&step.statements);
+        if let Some(row) = done.rows.first() {
+            match row.first() {
+                Some(Value::Text(recorded)) if *recorded == sum => continue,
+                _ => bail!(
+                    "migration {} ({}) was changed after it was applied",
+                    step.version,
+                    step.description
+                ),
+            }
+        }
+        tx.execute_batch(&limits, &step.statements)
+            .await
+            .with_context(|| format!("migration {} ({}) failed", step.version, step.description))?;
+        tx.execute_host(
+            "INSERT INTO _silo_migrations (version, description, checksum) VALUES (?, ?, ?)",
+            &[
+                Value::Integer(step.version.into()),
+                Value::Text(step.description.clone()),
+                Value::Text(sum),
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        applied.push(step.version);
+    }
+    Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::sqlite::{SqliteConfig, SqliteStore};
+
+    fn step(version: u32, statements: &str) -> Migration {
+        Migration {
+            store: "main".into(),
+            version,
+            description: format!("step {version}"),
+            statements: statements.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn steps_apply_once_in_order_and_failures_leave_no_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("m.db"), SqliteConfig::default()).unwrap();
+        let v1 = step(1, "CREATE TABLE a (x INTEGER); INSERT INTO a VALUES (1);");
+        assert_eq!(
+            apply_store(&s, std::slice::from_ref(&v1)).await.unwrap(),
+            [1]
+        );
+        assert!(
+            apply_store(&s, std::slice::from_ref(&v1))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // A failing step (second statement) rolls back entirely.
+        let bad = step(2, "CREATE TABLE b (x); INSERT INTO nope VALUES (1);");
+        assert!(apply_store(&s, &[v1.clone(), bad]).await.is_err());
+        let l = CallLimits {
+            deadline: Instant::now() + Duration::from_secs(5),
+            max_result_bytes: 1 << 20,
+        };
+        assert!(
+            s.query(&l, "SELECT * FROM b", &[]).await.is_err(),
+            "table b must not exist"
+        );
+
+        // A changed step that was already applied is refused.
+        let changed = step(1, "CREATE TABLE a (x INTEGER, y);");
+        let e = apply_store(&s, &[changed]).await.unwrap_err();
+        assert!(e.to_string().contains("changed"), "{e}");
+
+        // A step cannot touch the host's tables.
+        let sneaky = step(3, "DELETE FROM _silo_migrations;");
+        assert!(apply_store(&s, &[v1, sneaky]).await.is_err());
+        let rows = s.query(&l, "SELECT count(*) FROM a", &[]).await.unwrap();
+        assert!(matches!(rows.rows[0][0], Value::Integer(1)));
+    }
+}

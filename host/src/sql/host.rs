@@ -1,0 +1,169 @@
+//! The generated `Host` traits of `silo:service/sql` and `silo:service/types`, and nothing else.
+//!
+//! A bad handle (a rep not in this instance's table, or of the wrong type) is a trap from
+//! `ResourceTable`; a finished transaction is `invalid-handle`; everything else is the
+//! backend's [`SqlError`], converted to the WIT variant in `convert_error`.
+
+use wasmtime::component::Resource;
+
+use super::{Database, SqlCtxView, SqlError, Transaction};
+use crate::bindings::silo::service::{sql, types};
+use crate::bindings::{ExecResult, RowSet, Value, WitError};
+
+impl types::Host for SqlCtxView<'_> {
+    fn convert_error(&mut self, err: SqlError) -> wasmtime::Result<WitError> {
+        Ok(match err {
+            SqlError::AccessDenied(m) => WitError::AccessDenied(m),
+            SqlError::ConstraintViolation(m) => WitError::ConstraintViolation(m),
+            SqlError::BadQuery(m) => WitError::BadQuery(m),
+            SqlError::LimitExceeded(m) => WitError::LimitExceeded(m),
+            SqlError::Unavailable(m) => WitError::Unavailable(m),
+            SqlError::InvalidHandle(m) => WitError::InvalidHandle(m),
+            SqlError::Other(m) => WitError::Other(m),
+            SqlError::Trap(e) => return Err(e),
+        })
+    }
+}
+
+impl sql::Host for SqlCtxView<'_> {}
+
+impl SqlCtxView<'_> {
+    fn database(&self, db: &Resource<Database>) -> Result<&Database, SqlError> {
+        Ok(self.table.get(db).map_err(wasmtime::Error::from)?)
+    }
+
+    /// The statement would wait for a writer this same instance holds: refuse it now.
+    fn check_no_open_tx(&self, db: &Database) -> Result<(), SqlError> {
+        if db.tx_open.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(SqlError::Unavailable(format!(
+                "a transaction is open on store `{}` in this request; run the statement on it",
+                db.name
+            )));
+        }
+        Ok(())
+    }
+
+    fn transaction(
+        &mut self,
+        tx: &Resource<Transaction>,
+    ) -> Result<&mut Box<dyn super::SqlTransaction>, SqlError> {
+        let tx = self.table.get_mut(tx).map_err(wasmtime::Error::from)?;
+        tx.inner
+            .as_mut()
+            .ok_or_else(|| SqlError::InvalidHandle("the transaction is finished".into()))
+    }
+}
+
+impl sql::HostDatabase for SqlCtxView<'_> {
+    async fn open(&mut self, name: String) -> Result<Resource<Database>, SqlError> {
+        let db = self.ctx.open(&name)?;
+        Ok(self.table.push(db).map_err(wasmtime::Error::from)?)
+    }
+
+    async fn query(
+        &mut self,
+        db: Resource<Database>,
+        statement: String,
+        params: Vec<Value>,
+    ) -> Result<RowSet, SqlError> {
+        let limits = self.ctx.limits;
+        let db = self.database(&db)?;
+        self.check_no_open_tx(db)?;
+        let store = db.store.clone();
+        store.query(&limits, &statement, &params).await
+    }
+
+    async fn execute(
+        &mut self,
+        db: Resource<Database>,
+        statement: String,
+        params: Vec<Value>,
+    ) -> Result<ExecResult, SqlError> {
+        let limits = self.ctx.limits;
+        let db = self.database(&db)?;
+        self.check_no_open_tx(db)?;
+        let store = db.store.clone();
+        store.execute(&limits, &statement, &params).await
+    }
+
+    async fn execute_batch(
+        &mut self,
+        db: Resource<Database>,
+        statements: String,
+    ) -> Result<(), SqlError> {
+        let limits = self.ctx.limits;
+        let db = self.database(&db)?;
+        self.check_no_open_tx(db)?;
+        let store = db.store.clone();
+        store.execute_batch(&limits, &statements).await
+    }
+
+    async fn begin(&mut self, db: Resource<Database>) -> Result<Resource<Transaction>, SqlError> {
+        let limits = self.ctx.limits;
+        let db = self.database(&db)?;
+        self.check_no_open_tx(db)?;
+        let (store, tx_open) = (db.store.clone(), db.tx_open.clone());
+        let inner = store.begin(&limits).await?;
+        tx_open.store(true, std::sync::atomic::Ordering::Release);
+        let tx = Transaction {
+            inner: Some(inner),
+            tx_open,
+        };
+        Ok(self.table.push(tx).map_err(wasmtime::Error::from)?)
+    }
+
+    async fn drop(&mut self, db: Resource<Database>) -> wasmtime::Result<()> {
+        self.table.delete(db)?;
+        Ok(())
+    }
+}
+
+impl sql::HostTransaction for SqlCtxView<'_> {
+    async fn query(
+        &mut self,
+        tx: Resource<Transaction>,
+        statement: String,
+        params: Vec<Value>,
+    ) -> Result<RowSet, SqlError> {
+        let limits = self.ctx.limits;
+        self.transaction(&tx)?
+            .query(&limits, &statement, &params)
+            .await
+    }
+
+    async fn execute(
+        &mut self,
+        tx: Resource<Transaction>,
+        statement: String,
+        params: Vec<Value>,
+    ) -> Result<ExecResult, SqlError> {
+        let limits = self.ctx.limits;
+        self.transaction(&tx)?
+            .execute(&limits, &statement, &params)
+            .await
+    }
+
+    async fn commit(&mut self, tx: Resource<Transaction>) -> Result<(), SqlError> {
+        let mut tx = self.table.delete(tx).map_err(wasmtime::Error::from)?;
+        let inner = tx
+            .inner
+            .take()
+            .ok_or_else(|| SqlError::InvalidHandle("the transaction is finished".into()))?;
+        inner.commit().await
+    }
+
+    async fn rollback(&mut self, tx: Resource<Transaction>) -> Result<(), SqlError> {
+        let mut tx = self.table.delete(tx).map_err(wasmtime::Error::from)?;
+        let inner = tx
+            .inner
+            .take()
+            .ok_or_else(|| SqlError::InvalidHandle("the transaction is finished".into()))?;
+        inner.rollback().await
+    }
+
+    async fn drop(&mut self, tx: Resource<Transaction>) -> wasmtime::Result<()> {
+        // Dropping an open transaction rolls it back (the backend's Drop does it).
+        self.table.delete(tx)?;
+        Ok(())
+    }
+}

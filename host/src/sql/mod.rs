@@ -1,0 +1,234 @@
+//! The `sql` capability: a service's private relational stores, behind one backend trait.
+//!
+//! The shape follows wasmtime-wasi: a context ([`SqlCtx`], built per request from the
+//! service's grants), a borrowed view pairing it with the store's resource table
+//! ([`SqlCtxView`]), and a one-method view trait ([`SqlView`]) the request state implements.
+//! `host.rs` holds only the generated `Host` impls; a backend is one file implementing
+//! [`SqlStore`] and [`SqlTransaction`] (`sqlite.rs` today); `runtime_config.rs` decides which
+//! backend serves which declared store.
+//!
+//! Architecture invariant: a guest reaches a store only through a [`Database`] resource, and
+//! [`SqlCtx::open`] hands one out only for a name in the service's own grants. The check
+//! happens before any lookup of whether such a store exists anywhere, so a denied name and a
+//! missing name look the same to the guest.
+
+pub mod host;
+pub mod runtime_config;
+pub mod sqlite;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use wasmtime::component::{HasData, Linker, ResourceTable};
+
+pub use crate::bindings::{ExecResult, RowSet, Value};
+
+/// Every failure a statement can have. All but [`SqlError::Trap`] reach the guest as the WIT
+/// `error` variant of the same name; `Trap` is a host fault and ends the instance.
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    #[error("access denied: {0}")]
+    AccessDenied(String),
+    #[error("constraint violation: {0}")]
+    ConstraintViolation(String),
+    #[error("bad query: {0}")]
+    BadQuery(String),
+    #[error("limit exceeded: {0}")]
+    LimitExceeded(String),
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    #[error("invalid handle: {0}")]
+    InvalidHandle(String),
+    #[error("{0}")]
+    Other(String),
+    #[error("host fault: {0}")]
+    Trap(#[from] wasmtime::Error),
+}
+
+/// The per-call budget a backend enforces: the request's deadline (a runaway query is
+/// interrupted when it passes) and the largest result it may build.
+#[derive(Debug, Clone, Copy)]
+pub struct CallLimits {
+    pub deadline: Instant,
+    pub max_result_bytes: usize,
+}
+
+/// One store of one service, as a backend serves it. Implementations are shared by every
+/// request of the service and must be cheap to call concurrently.
+#[async_trait]
+pub trait SqlStore: Send + Sync + 'static {
+    /// The backend's name as the manifest spells it (`sqlite`, …).
+    fn backend(&self) -> &'static str;
+    /// Runs one statement that returns rows, outside any transaction.
+    async fn query(
+        &self,
+        limits: &CallLimits,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<RowSet, SqlError>;
+    /// Runs one statement that changes data or schema, outside any transaction.
+    async fn execute(
+        &self,
+        limits: &CallLimits,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<ExecResult, SqlError>;
+    /// Runs `;`-separated statements without parameters, atomically.
+    async fn execute_batch(&self, limits: &CallLimits, sql: &str) -> Result<(), SqlError>;
+    /// Opens a transaction; while it lives it is the store's only writer.
+    async fn begin(&self, limits: &CallLimits) -> Result<Box<dyn SqlTransaction>, SqlError>;
+}
+
+/// An open transaction. Dropping it without [`SqlTransaction::commit`] rolls it back.
+#[async_trait]
+pub trait SqlTransaction: Send + 'static {
+    async fn query(
+        &mut self,
+        limits: &CallLimits,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<RowSet, SqlError>;
+    async fn execute(
+        &mut self,
+        limits: &CallLimits,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<ExecResult, SqlError>;
+    /// Runs guest-level statements (checked like any guest statement) without parameters.
+    async fn execute_batch(&mut self, limits: &CallLimits, sql: &str) -> Result<(), SqlError>;
+    /// Runs a statement of the host's own (migrations, and later outbox and inbox rows) that
+    /// may touch the host-owned `_silo_*` tables no guest statement can reach.
+    async fn execute_host(&mut self, sql: &str, params: &[Value]) -> Result<ExecResult, SqlError>;
+    /// Same as [`SqlTransaction::execute_host`] for a statement returning rows.
+    async fn query_host(&mut self, sql: &str, params: &[Value]) -> Result<RowSet, SqlError>;
+    async fn commit(self: Box<Self>) -> Result<(), SqlError>;
+    async fn rollback(self: Box<Self>) -> Result<(), SqlError>;
+}
+
+/// What one service was granted: its declared stores by name. Built once per deploy.
+#[derive(Clone, Default)]
+pub struct StoreGrants {
+    service: Arc<str>,
+    stores: Arc<HashMap<String, Arc<dyn SqlStore>>>,
+}
+
+impl StoreGrants {
+    pub fn new(service: &str, stores: HashMap<String, Arc<dyn SqlStore>>) -> Self {
+        Self {
+            service: service.into(),
+            stores: Arc::new(stores),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn SqlStore>> {
+        self.stores.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.stores.keys().map(String::as_str)
+    }
+}
+
+/// The host object behind a guest's `database` handle.
+pub struct Database {
+    name: String,
+    store: Arc<dyn SqlStore>,
+    tx_open: Arc<AtomicBool>,
+}
+
+/// The host object behind a guest's `transaction` handle.
+pub struct Transaction {
+    inner: Option<Box<dyn SqlTransaction>>,
+    tx_open: Arc<AtomicBool>,
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        // The backend's own drop rolls back an unfinished transaction.
+        self.inner.take();
+        self.tx_open.store(false, Ordering::Release);
+    }
+}
+
+/// Per-request state of the capability.
+pub struct SqlCtx {
+    grants: StoreGrants,
+    limits: CallLimits,
+    /// One flag per store this instance has opened: set while it holds the store's
+    /// transaction, so a second writer from the same instance fails fast instead of
+    /// waiting on itself until the deadline.
+    open_tx: HashMap<String, Arc<AtomicBool>>,
+}
+
+impl SqlCtx {
+    pub fn new(grants: StoreGrants, limits: CallLimits) -> Self {
+        Self {
+            grants,
+            limits,
+            open_tx: HashMap::new(),
+        }
+    }
+
+    /// Moves this context's deadline (an instance reused for another request).
+    pub fn set_deadline(&mut self, deadline: Instant) {
+        self.limits.deadline = deadline;
+    }
+
+    /// True while any transaction opened through this context is still open.
+    pub fn holds_transaction(&self) -> bool {
+        self.open_tx.values().any(|f| f.load(Ordering::Acquire))
+    }
+
+    /// Resolves `name` against this service's grants only.
+    fn open(&mut self, name: &str) -> Result<Database, SqlError> {
+        let Some(store) = self.grants.get(name) else {
+            return Err(SqlError::AccessDenied(format!(
+                "store `{name}` is not granted to service `{}`",
+                self.grants.service
+            )));
+        };
+        let tx_open = self.open_tx.entry(name.to_string()).or_default().clone();
+        Ok(Database {
+            name: name.to_string(),
+            store: store.clone(),
+            tx_open,
+        })
+    }
+}
+
+/// A borrowed view of the capability's state and the instance's resource table.
+pub struct SqlCtxView<'a> {
+    pub ctx: &'a mut SqlCtx,
+    pub table: &'a mut ResourceTable,
+}
+
+/// Implemented by the store data of an instance that may hold `sql` handles.
+pub trait SqlView: Send {
+    fn sql(&mut self) -> SqlCtxView<'_>;
+}
+
+/// Marker for `add_to_linker`: the `Host` impls are on [`SqlCtxView`].
+pub struct Sql;
+
+impl HasData for Sql {
+    type Data<'a> = SqlCtxView<'a>;
+}
+
+/// Adds `silo:service/sql` and `silo:service/types` to a linker.
+pub fn add_to_linker<T: SqlView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    crate::bindings::silo::service::types::add_to_linker::<T, Sql>(linker, T::sql)?;
+    crate::bindings::silo::service::sql::add_to_linker::<T, Sql>(linker, T::sql)?;
+    Ok(())
+}
+
+/// Size in bytes a value adds to a result, for the result-size limit.
+pub(crate) fn value_size(v: &Value) -> usize {
+    match v {
+        Value::Null | Value::Integer(_) | Value::Real(_) => 8,
+        Value::Text(s) => s.len() + 8,
+        Value::Blob(b) => b.len() + 8,
+    }
+}

@@ -1,0 +1,53 @@
+//! Which backend serves which declared store, and where its data lives.
+//!
+//! Start-up checks every grant at once: each declared store must resolve to a configured
+//! backend, and one error lists every store that does not. Paths are chosen here, from
+//! names the manifest already validated; a component never sees one.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::sqlite::{SqliteConfig, SqliteStore};
+use super::{SqlStore, StoreGrants};
+use crate::manifest::{Backend, ServiceSpec};
+
+/// Where store `store` of service `service` keeps its SQLite file under the data folder.
+pub fn sqlite_path(data_dir: &Path, service: &str, store: &str) -> PathBuf {
+    data_dir
+        .join("stores")
+        .join(service)
+        .join(format!("{store}.db"))
+}
+
+/// Opens every store `spec` declares for `service`.
+pub fn open_grants(
+    data_dir: &Path,
+    service: &str,
+    spec: &ServiceSpec,
+) -> wasmtime::Result<StoreGrants> {
+    let mut stores: HashMap<String, Arc<dyn SqlStore>> = HashMap::new();
+    let mut failures = Vec::new();
+    for (name, store) in &spec.stores {
+        match store.backend {
+            Backend::Sqlite => {
+                let config = SqliteConfig {
+                    max_bytes: store.max_size_mb << 20,
+                };
+                match SqliteStore::open(&sqlite_path(data_dir, service, name), config) {
+                    Ok(s) => {
+                        stores.insert(name.clone(), Arc::new(s));
+                    }
+                    Err(e) => failures.push(format!("services.{service}.stores.{name}: {e}")),
+                }
+            }
+        }
+    }
+    if !failures.is_empty() {
+        wasmtime::bail!(
+            "stores that could not be opened:\n  {}",
+            failures.join("\n  ")
+        );
+    }
+    Ok(StoreGrants::new(service, stores))
+}

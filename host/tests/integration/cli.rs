@@ -1,0 +1,191 @@
+//! The command line and the admin endpoint: exit statuses, messages, tokens, metrics.
+
+use crate::DEMO;
+use crate::support::{TestHost, silo_cmd, write_manifest};
+
+/// Runs `silo run` on `manifest` and expects exit status 2 with a message naming the file
+/// and `key`, and no data folder written.
+fn expect_invalid(manifest: &str, key: &str) {
+    let (dir, path) = write_manifest(manifest);
+    let data = dir.path().join("data");
+    let (code, _out, err) = silo_cmd(&[
+        "run",
+        "--manifest",
+        path.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, 2, "manifest {manifest:?}: stderr {err}");
+    assert_eq!(err.lines().count(), 1, "one line expected: {err}");
+    assert!(err.contains("silo.toml"), "file not named: {err}");
+    assert!(err.contains(key), "key `{key}` not named: {err}");
+    assert!(
+        !data.exists(),
+        "an invalid manifest must not touch the data folder"
+    );
+}
+
+#[test]
+fn invalid_manifests_exit_2_naming_file_and_key() {
+    expect_invalid(
+        "[services.users]\ncomponent = \"{c:users}\"\nroute = \"/users\"\nflavour = \"x\"\n",
+        "flavour",
+    );
+    expect_invalid(
+        "[services.users]\ncomponent = \"{c:users}\"\nroute = \"/u\"\n[services.orders]\ncomponent = \"{c:orders}\"\nroute = \"/u\"\n",
+        "services.users.route",
+    );
+    expect_invalid(
+        "[services.users]\ncomponent = \"{c:users}\"\nroute = \"/a\"\n[services.orders]\ncomponent = \"{c:orders}\"\nroute = \"/a/b\"\n",
+        "services.users.route",
+    );
+    expect_invalid(
+        "[services.users]\ncomponent = \"missing.wasm\"\nroute = \"/users\"\n",
+        "services.users.component",
+    );
+    expect_invalid(
+        "[services.\"../etc\"]\ncomponent = \"{c:users}\"\nroute = \"/users\"\n",
+        "services.../etc",
+    );
+    expect_invalid(
+        "[services.users]\ncomponent = \"{c:users}\"\nroute = \"/users\"\n[services.users.stores.\"a/b\"]\n",
+        "services.users.stores.a/b",
+    );
+    expect_invalid(
+        "[services.users]\ncomponent = \"{c:users}\"\nroute = \"/users\"\n[services.users.limits]\nmemory-mb = 0\n",
+        "services.users.limits.memory-mb",
+    );
+    expect_invalid("this is not toml =", "line 1");
+}
+
+#[test]
+fn bad_component_files_exit_2_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    // Not wasm at all.
+    std::fs::write(dir.path().join("junk.wasm"), b"definitely not wasm").unwrap();
+    // A component that imports an interface silo does not grant.
+    std::fs::write(
+        dir.path().join("greedy.wat"),
+        r#"(component (import "example:secret/backdoor@1.0.0" (instance (export "open" (func)))))"#,
+    )
+    .unwrap();
+    for (file, needle) in [
+        ("junk.wasm", "not a valid WebAssembly component"),
+        ("greedy.wat", "example:secret/backdoor@1.0.0"),
+    ] {
+        let manifest = format!(
+            "[services.bad]\ncomponent = \"{}\"\nroute = \"/bad\"\n",
+            dir.path().join(file).display()
+        );
+        let path = dir.path().join("silo.toml");
+        std::fs::write(&path, manifest).unwrap();
+        let data = dir.path().join("data");
+        let (code, _, err) = silo_cmd(&[
+            "run",
+            "--manifest",
+            path.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 2, "{file}: {err}");
+        assert!(err.contains("services.bad.component"), "{err}");
+        assert!(err.contains(needle), "{file}: {err}");
+        assert!(
+            !data.exists(),
+            "a bad component must not touch the data folder"
+        );
+    }
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    let (code, _, err) = silo_cmd(&["run", "--listen", "not-an-address"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, _) = silo_cmd(&["frobnicate"]);
+    assert_eq!(code, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_endpoint_health_metrics_and_token() {
+    let h = TestHost::start(DEMO).await;
+    let r = h.admin_get("/healthz", None).await;
+    assert_eq!(r.status, 200);
+    h.get("/users").await;
+    h.get("/users/missing").await;
+    let r = h.admin_get("/metrics", None).await;
+    assert_eq!(r.status, 200);
+    let m = r.text();
+    assert!(
+        m.contains("silo_http_responses_total{service=\"users\",class=\"2xx\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("silo_http_responses_total{service=\"users\",class=\"4xx\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("silo_request_duration_seconds_count{service=\"users\"} 2"),
+        "{m}"
+    );
+
+    assert_eq!(h.admin_get("/admin/services", None).await.status, 401);
+    assert_eq!(
+        h.admin_get("/admin/services", Some("wrong")).await.status,
+        401
+    );
+    let r = h.admin_get("/admin/services", Some(&h.token)).await;
+    assert_eq!(r.status, 200);
+    let v = r.json();
+    let names: Vec<&str> = v["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    for n in ["users", "products", "orders"] {
+        assert!(names.contains(&n), "{v}");
+    }
+    let users = v["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "users")
+        .unwrap();
+    assert_eq!(users["stores"][0]["backend"], "sqlite");
+    assert!(users["digest"].as_str().unwrap().starts_with("sha256:"));
+
+    // The CLI reads the same listing.
+    let (code, out, err) = silo_cmd(&["services", "--admin", &h.admin, "--admin-token", &h.token]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("users") && out.contains("/products") && out.contains("main:sqlite"),
+        "{out}"
+    );
+    let (code, _, err) = silo_cmd(&["services", "--admin", &h.admin, "--admin-token", "nope"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("401"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_host_on_the_same_data_folder_is_refused() {
+    let h = TestHost::start(DEMO).await;
+    let data = h.data_dir();
+    let (code, _, err) = silo_cmd(&[
+        "run",
+        "--manifest",
+        h.manifest.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("another silo"), "{err}");
+    assert_eq!(h.get("/users").await.status, 200);
+}

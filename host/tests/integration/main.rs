@@ -1,0 +1,26 @@
+//! Integration tests: the real `silo` binary, real components from `components/`, real
+//! HTTP over loopback and real SQLite files. One test binary, so compiled components are
+//! shared through one code cache (see `support::shared_cache`).
+
+mod cli;
+mod demo;
+mod sandbox;
+mod support;
+
+/// The demo manifest, pointing at the built components.
+pub const DEMO: &str = r#"
+[services.users]
+component = "{c:users}"
+route = "/users"
+[services.users.stores.main]
+
+[services.products]
+component = "{c:products}"
+route = "/products"
+[services.products.stores.main]
+
+[services.orders]
+component = "{c:orders}"
+route = "/orders"
+[services.orders.stores.main]
+"#;

@@ -1,0 +1,190 @@
+//! The sandbox: capabilities by grant only, traps and runaway guests contained to one
+//! request, WASI grants empty, and plain wasi:http components served unchanged.
+
+use std::time::{Duration, Instant};
+
+use crate::support::TestHost;
+
+const FIXTURES: &str = r#"
+[services.users]
+component = "{c:users}"
+route = "/users"
+[services.users.stores.main]
+
+[services.thief]
+component = "{c:steal-store}"
+route = "/thief"
+[services.thief.stores.main]
+
+[services.trap]
+component = "{c:trap}"
+route = "/trap"
+
+[services.spin]
+component = "{c:spin}"
+route = "/spin"
+[services.spin.limits]
+deadline-ms = 500
+memory-mb = 16
+
+[services.probe]
+component = "{c:wasi-probe}"
+route = "/probe"
+
+[services.hello]
+component = "{c:hello}"
+route = "/hello"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_can_open_only_its_declared_stores() {
+    let h = TestHost::start(FIXTURES).await;
+    let r = h.get("/thief/own").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["ok"], true);
+    // Another service's store name, a name nobody has, and path tricks: all access-denied,
+    // and indistinguishable.
+    for name in [
+        "users",
+        "orders",
+        "nonexistent",
+        "../users/main",
+        "main.db",
+        "",
+        "MAIN",
+    ] {
+        let r = h
+            .get(&format!("/thief/steal?name={}", urlencode(name)))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v = r.json();
+        assert_eq!(v["result"], "denied", "store {name:?}: {v}");
+        let err = v["error"].as_str().unwrap();
+        assert!(err.starts_with("access-denied"), "store {name:?}: {err}");
+    }
+    // The victim's data is intact and still served.
+    assert_eq!(
+        h.post("/users", r#"{"email":"v@x.y","name":"V"}"#)
+            .await
+            .status,
+        201
+    );
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trap_is_a_503_for_that_request_only() {
+    let h = TestHost::start(FIXTURES).await;
+    let (trapped, ok) = tokio::join!(h.get("/trap/trap"), h.get("/users"));
+    assert_eq!(trapped.status, 503, "{}", trapped.text());
+    assert_eq!(trapped.error_code(), "service_trapped");
+    assert_eq!(ok.status, 200);
+    // The trapping service itself keeps serving other requests.
+    assert_eq!(h.get("/trap/ok").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_infinite_loop_hits_the_deadline_while_others_are_served() {
+    let h = TestHost::start(FIXTURES).await;
+    let started = Instant::now();
+    let spin = tokio::spawn({
+        let addr = h.http.clone();
+        async move { crate::support::request("GET", &addr, "/spin/loop", None, &[]).await }
+    });
+    // While it spins, other services answer promptly on every worker thread.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for _ in 0..10 {
+        let t = Instant::now();
+        assert_eq!(h.get("/users").await.status, 200);
+        assert!(
+            t.elapsed() < Duration::from_millis(400),
+            "a victim request took {:?}",
+            t.elapsed()
+        );
+    }
+    let r = spin.await.unwrap();
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.error_code(), "deadline_exceeded");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(450),
+        "stopped too early: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "deadline not enforced: {took:?}"
+    );
+    assert_eq!(h.get("/spin/ok").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_growth_stops_at_the_limit() {
+    let h = TestHost::start(FIXTURES).await;
+    let r = h.get("/spin/alloc").await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(h.get("/spin/ok").await.status, 200);
+    assert_eq!(h.get("/users").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wasi_filesystem_sockets_and_environment_are_empty() {
+    let h = TestHost::start(FIXTURES).await;
+    let r = h.get("/probe").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    for key in ["fileRead", "readDir", "tcp"] {
+        let s = v[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{key} missing in {v}"));
+        assert!(s.starts_with("error"), "{key} reached something: {v}");
+    }
+    assert_eq!(v["envCount"], 0, "{v}");
+    assert_eq!(v["preopens"], 0, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_wasi_http_component_serves_unchanged() {
+    let h = TestHost::start(FIXTURES).await;
+    let r = h.get("/hello").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "hello\n");
+    let r = h.get("/hello/any/path?x=1").await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_beyond_the_concurrency_limit_gets_503_there_only() {
+    let manifest = format!(
+        "{FIXTURES}\n[services.slow]\ncomponent = \"{{c:spin}}\"\nroute = \"/slow\"\n[services.slow.limits]\nconcurrency = 2\ndeadline-ms = 300\n"
+    );
+    let h = TestHost::start(&manifest).await;
+    let mut flood = Vec::new();
+    for _ in 0..8 {
+        let addr = h.http.clone();
+        flood.push(tokio::spawn(async move {
+            crate::support::request("GET", &addr, "/slow/loop", None, &[]).await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(h.get("/users").await.status, 200);
+    let mut busy = 0;
+    for f in flood {
+        let r = f.await.unwrap();
+        assert_eq!(r.status, 503);
+        if r.error_code() == "busy" {
+            busy += 1;
+        }
+    }
+    assert!(
+        busy >= 5,
+        "expected most of the flood refused as busy, got {busy}"
+    );
+}

@@ -1,0 +1,284 @@
+//! The harness: a real `silo` process on loopback, real components, real HTTP.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
+}
+
+/// A built component, by crate name. Fails loudly if `make components` has not run.
+pub fn component(name: &str) -> PathBuf {
+    let file = format!("{}.wasm", name.replace('-', "_"));
+    let path = repo_root()
+        .join("components/target/wasm32-wasip2/release")
+        .join(file);
+    assert!(
+        path.is_file(),
+        "component `{name}` is not built at {}: run `make components` (make test does)",
+        path.display()
+    );
+    path
+}
+
+/// Compiled code shared by every host this test binary starts, so each component is
+/// compiled once per test run rather than once per test.
+pub fn shared_cache() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = repo_root().join("target/test-code-cache");
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    })
+}
+
+pub fn silo_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_silo")
+}
+
+/// A running host.
+pub struct TestHost {
+    child: Option<Child>,
+    pub http: String,
+    pub admin: String,
+    pub token: String,
+    pub dir: tempfile::TempDir,
+    pub manifest: PathBuf,
+}
+
+/// One HTTP answer.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): {} {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The contract's error code, asserting the error body's shape.
+    pub fn error_code(&self) -> String {
+        let v = self.json();
+        let code = v["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("not an error body: {} {v}", self.status));
+        assert!(
+            v["error"]["message"].is_string(),
+            "error without message: {v}"
+        );
+        code.to_string()
+    }
+}
+
+/// Writes `manifest` (with `{c:NAME}` replaced by the path of component NAME) into a fresh
+/// folder and returns (folder, manifest path).
+pub fn write_manifest(manifest: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = manifest.to_string();
+    while let Some(start) = text.find("{c:") {
+        let end = start + text[start..].find('}').unwrap();
+        let name = &text[start + 3..end];
+        let path = component(name).display().to_string();
+        text.replace_range(start..=end, &path);
+    }
+    let path = dir.path().join("silo.toml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+impl TestHost {
+    /// Starts a host serving `manifest` (see [`write_manifest`]).
+    pub async fn start(manifest: &str) -> TestHost {
+        let (dir, path) = write_manifest(manifest);
+        Self::start_in(dir, path).await
+    }
+
+    /// Starts a host on an existing folder (for restarts).
+    pub async fn start_in(dir: tempfile::TempDir, manifest: PathBuf) -> TestHost {
+        let data = dir.path().join("data");
+        let mut child = Command::new(silo_bin())
+            .args([
+                "run",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+                "--threads",
+                "2",
+            ])
+            .arg("--manifest")
+            .arg(&manifest)
+            .arg("--data")
+            .arg(&data)
+            .arg("--cache")
+            .arg(shared_cache())
+            .env("SILO_ADMIN_TOKEN", "test-token-0123456789abcdef0123456789")
+            .env("SILO_LOG", "info,wasmtime=warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting silo");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(180))
+            .unwrap_or_else(|_| panic!("silo did not start: {:?}", child.try_wait()));
+        // "silo: serving http://A (admin http://B)"
+        let http = line
+            .split("http://")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .expect("serving line")
+            .to_string();
+        let admin = line
+            .split("http://")
+            .nth(2)
+            .map(|s| s.trim_end_matches(')').to_string())
+            .expect("admin address");
+        TestHost {
+            child: Some(child),
+            http,
+            admin,
+            token: "test-token-0123456789abcdef0123456789".into(),
+            dir,
+            manifest,
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        request("GET", &self.http, path, None, &[]).await
+    }
+
+    pub async fn post(&self, path: &str, body: &str) -> Resp {
+        request("POST", &self.http, path, Some(body), &[]).await
+    }
+
+    pub async fn put(&self, path: &str, body: &str) -> Resp {
+        request("PUT", &self.http, path, Some(body), &[]).await
+    }
+
+    pub async fn admin_get(&self, path: &str, token: Option<&str>) -> Resp {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("authorization", a)])
+            .unwrap_or_default();
+        request("GET", &self.admin, path, None, &headers).await
+    }
+
+    /// SIGTERM, then wait for the exit.
+    pub fn stop(mut self) -> (ExitStatus, tempfile::TempDir, PathBuf) {
+        let mut child = self.child.take().unwrap();
+        signal(&child, "TERM");
+        let status = wait_timeout(&mut child, Duration::from_secs(60));
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        (status, dir, self.manifest.clone())
+    }
+}
+
+pub fn signal(child: &Child, sig: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status();
+}
+
+pub fn wait_timeout(child: &mut Child, limit: Duration) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("silo did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Sends one request to `addr` (host:port).
+pub async fn request(
+    method: &str,
+    addr: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Resp {
+    static CLIENT: OnceLock<
+        Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    > = OnceLock::new();
+    let client = CLIENT.get_or_init(|| Client::builder(TokioExecutor::new()).build_http());
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req
+        .body(Full::new(Bytes::from(body.unwrap_or("").to_string())))
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(60), client.request(req))
+        .await
+        .expect("request timed out")
+        .expect("request failed");
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    Resp { status, body }
+}
+
+/// Runs the `silo` binary with `args` and returns (status, stdout, stderr).
+pub fn silo_cmd(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(silo_bin()).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Serves the demo manifest and, on first run, adds a little demo data through the public API.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LISTEN=${SILO_LISTEN:-127.0.0.1:8080}
+ADMIN=${SILO_ADMIN:-127.0.0.1:8081}
+DATA=${SILO_DATA:-.silo}
+
+./target/release/silo run --manifest silo.toml --listen "$LISTEN" --admin "$ADMIN" --data "$DATA" &
+pid=$!
+trap 'kill -TERM $pid 2>/dev/null; wait $pid' INT TERM
+
+for _ in $(seq 1 200); do
+  curl -fsS "http://$ADMIN/healthz" >/dev/null 2>&1 && break
+  kill -0 $pid 2>/dev/null || { wait $pid; exit $?; }
+  sleep 0.1
+done
+
+post() { curl -fsS -X POST "http://$LISTEN$1" -H 'content-type: application/json' -d "$2"; echo; }
+if [ "$(curl -fsS "http://$LISTEN/users")" = "[]" ]; then
+  echo "silo: adding demo data"
+  post /users '{"email":"ada@example.com","name":"Ada Lovelace"}'
+  post /users '{"email":"alan@example.com","name":"Alan Turing"}'
+  post /products '{"name":"Analytical Engine","price":250000,"stock":3}'
+  post /products '{"name":"Punched cards (100)","price":1200,"stock":500}'
+fi
+echo "silo: try  curl http://$LISTEN/users   (Ctrl-C stops the host)"
+wait $pid

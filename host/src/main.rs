@@ -251,7 +251,7 @@ fn services(args: &AdminArgs) -> ExitCode {
         println!(
             "{:<14} {:<8} {:<16} {:<14} {:<24} {:<8}",
             s["name"].as_str().unwrap_or("?"),
-            s["version"],
+            s["version"].to_string(),
             short,
             s["route"].as_str().unwrap_or("?"),
             stores.join(","),

@@ -163,7 +163,7 @@ async fn a_plain_wasi_http_component_serves_unchanged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_beyond_the_concurrency_limit_gets_503_there_only() {
     let manifest = format!(
-        "{FIXTURES}\n[services.slow]\ncomponent = \"{{c:spin}}\"\nroute = \"/slow\"\n[services.slow.limits]\nconcurrency = 2\ndeadline-ms = 300\n"
+        "{FIXTURES}\n[services.slow]\ncomponent = \"{{c:spin}}\"\nroute = \"/slow\"\n[services.slow.limits]\nconcurrency = 2\ndeadline-ms = 1500\n"
     );
     let h = TestHost::start(&manifest).await;
     let mut flood = Vec::new();
@@ -175,16 +175,88 @@ async fn a_flood_beyond_the_concurrency_limit_gets_503_there_only() {
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(h.get("/users").await.status, 200);
-    let mut busy = 0;
+    let (mut busy, mut ran) = (0, 0);
     for f in flood {
         let r = f.await.unwrap();
         assert_eq!(r.status, 503);
-        if r.error_code() == "busy" {
-            busy += 1;
+        match r.error_code().as_str() {
+            "busy" => busy += 1,
+            "deadline_exceeded" => ran += 1,
+            other => panic!("unexpected {other}"),
         }
     }
+    // At most `concurrency` instances ran at once; everything beyond was refused at once.
+    assert!(ran <= 4 && busy >= 4, "ran {ran}, refused {busy}");
+    let metrics = h.admin_get("/metrics", None).await.text();
     assert!(
-        busy >= 5,
-        "expected most of the flood refused as busy, got {busy}"
+        metrics.contains(&format!(
+            "silo_rejected_busy_total{{service=\"slow\"}} {busy}"
+        )),
+        "{metrics}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_commit_roll_back_and_roll_back_when_dropped() {
+    let h = TestHost::start(FIXTURES).await;
+    let rows = |r: crate::support::Resp| {
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["rows"].as_i64().unwrap()
+    };
+    assert_eq!(rows(h.get("/thief/tx?end=commit").await), 1);
+    assert_eq!(rows(h.get("/thief/tx?end=rollback").await), 1);
+    assert_eq!(rows(h.get("/thief/tx?end=drop").await), 1);
+    assert_eq!(rows(h.get("/thief/tx?end=commit").await), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instance_reuse_is_opt_in_per_service() {
+    let manifest = format!(
+        "{FIXTURES}\n[services.warm]\ncomponent = \"{{c:spin}}\"\nroute = \"/warm\"\n[services.warm.limits]\ninstance-reuse = 3\n"
+    );
+    let h = TestHost::start(&manifest).await;
+    let mut fresh = Vec::new();
+    let mut warm = Vec::new();
+    for _ in 0..12 {
+        fresh.push(
+            h.get("/spin/count").await.json()["served"]
+                .as_u64()
+                .unwrap(),
+        );
+        warm.push(
+            h.get("/warm/count").await.json()["served"]
+                .as_u64()
+                .unwrap(),
+        );
+    }
+    assert!(
+        fresh.iter().all(|&n| n == 1),
+        "default is a fresh instance per request: {fresh:?}"
+    );
+    assert!(
+        warm.iter().any(|&n| n > 1),
+        "reuse never happened: {warm:?}"
+    );
+    assert!(
+        warm.iter().all(|&n| n <= 3),
+        "an instance served beyond its quota: {warm:?}"
+    );
+    // A trap discards the instance instead of returning it to the pool.
+    assert_eq!(h.get("/warm/alloc").await.status, 503);
+    assert_eq!(h.get("/warm/ok").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_in_flight_requests_finish() {
+    let h = TestHost::start(FIXTURES).await;
+    let addr = h.http.clone();
+    let slow = tokio::spawn(async move {
+        crate::support::request("GET", &addr, "/spin/sleep?ms=400", None, &[]).await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, _dir, _) = tokio::task::spawn_blocking(move || h.stop()).await.unwrap();
+    let r = slow.await.unwrap();
+    assert_eq!(r.status, 200, "the in-flight request was cut: {}", r.text());
+    assert_eq!(r.text(), "slept\n");
+    assert!(status.success(), "{status:?}");
 }

@@ -17,7 +17,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::Proxy;
@@ -74,11 +73,13 @@ pub fn full(bytes: Bytes) -> HyperOutgoingBody {
         .boxed_unsync()
 }
 
-/// Serves one request with a fresh instance of `service`.
-pub async fn dispatch(
-    service: &Arc<Service>,
-    req: Request<Incoming>,
-) -> Response<HyperOutgoingBody> {
+/// Serves one request with a fresh instance of `service`. Any body type works (hyper's
+/// `Incoming` from the listener; a full body from an in-process caller).
+pub async fn dispatch<B>(service: &Arc<Service>, req: Request<B>) -> Response<HyperOutgoingBody>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let started = Instant::now();
     let resp = run(service, req).await;
     service
@@ -87,7 +88,11 @@ pub async fn dispatch(
     resp
 }
 
-async fn run(service: &Arc<Service>, req: Request<Incoming>) -> Response<HyperOutgoingBody> {
+async fn run<B>(service: &Arc<Service>, req: Request<B>) -> Response<HyperOutgoingBody>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let Ok(permit) = service.permits.clone().try_acquire_owned() else {
         service.metrics.rejected_busy.fetch_add(1, Relaxed);
         return json_error(

@@ -1,0 +1,149 @@
+//! In-process costs, without the network: one instantiation from `InstancePre` (pooling
+//! allocator), and one whole `GET /products/{id}` request through `dispatch`, against the
+//! same lookup done natively (rusqlite + serde_json) in the same run.
+//!
+//! Run: `cargo bench -p silo --bench instantiate` (after `make components`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use silo::host::Host;
+use silo::manifest::Manifest;
+
+const ITERATIONS: usize = 5000;
+
+fn component(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../components/target/wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    assert!(
+        p.is_file(),
+        "{} missing: run `make components`",
+        p.display()
+    );
+    p
+}
+
+fn summary(mut samples: Vec<Duration>) -> (f64, f64, f64) {
+    samples.sort();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let mean = samples.iter().map(|d| us(*d)).sum::<f64>() / samples.len() as f64;
+    (
+        mean,
+        us(samples[samples.len() / 2]),
+        us(samples[samples.len() * 99 / 100]),
+    )
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run());
+}
+
+async fn run() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest_path = dir.path().join("silo.toml");
+    std::fs::write(
+        &manifest_path,
+        format!(
+            "[services.hello]\ncomponent = \"{}\"\nroute = \"/hello\"\n\
+             [services.products]\ncomponent = \"{}\"\nroute = \"/products\"\n[services.products.stores.main]\n",
+            component("hello").display(),
+            component("products").display()
+        ),
+    )
+    .unwrap();
+    let manifest = Manifest::load(&manifest_path).unwrap();
+    let host = Arc::new(Host::new(&dir.path().join("data"), None).unwrap());
+    host.load_manifest(&manifest_path, &manifest).await.unwrap();
+    let routes = host.routes();
+
+    println!("| what | mean µs | p50 µs | p99 µs |");
+    println!("| --- | --- | --- | --- |");
+    for name in ["hello", "products"] {
+        let service = routes.route(&format!("/{name}")).unwrap().clone();
+        let mut samples = Vec::with_capacity(ITERATIONS);
+        for _ in 0..ITERATIONS {
+            let mut store = service.new_store(Instant::now() + Duration::from_secs(5));
+            let t = Instant::now();
+            let proxy = service.pre.instantiate_async(&mut store).await.unwrap();
+            samples.push(t.elapsed());
+            drop((proxy, store));
+        }
+        let (mean, p50, p99) = summary(samples);
+        println!("| instantiate `{name}` (store + instance) | {mean:.1} | {p50:.1} | {p99:.1} |");
+    }
+
+    // Seed products through the service itself, then look them up.
+    let products = routes.route("/products").unwrap().clone();
+    let mut ids = Vec::new();
+    for i in 0..200 {
+        let body = format!(r#"{{"name":"Product {i}","price":{i},"stock":100}}"#);
+        let req = hyper::Request::post("http://products.silo/products")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        let resp = silo::runtime::dispatch::dispatch(&products, req).await;
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert!(v["id"].is_string(), "{v}");
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    let mut samples = Vec::with_capacity(ITERATIONS);
+    for i in 0..ITERATIONS {
+        let req = hyper::Request::get(format!(
+            "http://products.silo/products/{}",
+            ids[i % ids.len()]
+        ))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+        let t = Instant::now();
+        let resp = silo::runtime::dispatch::dispatch(&products, req).await;
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        samples.push(t.elapsed());
+        assert!(bytes.starts_with(b"{\"id\""));
+    }
+    let (silo_mean, p50, p99) = summary(samples);
+    println!(
+        "| `GET /products/{{id}}` through silo, no network | {silo_mean:.1} | {p50:.1} | {p99:.1} |"
+    );
+
+    // The same lookup natively: the same file, statement and JSON shape.
+    let conn = rusqlite::Connection::open(dir.path().join("data/stores/products/main.db")).unwrap();
+    let mut samples = Vec::with_capacity(ITERATIONS);
+    for i in 0..ITERATIONS {
+        let t = Instant::now();
+        let mut stmt = conn
+            .prepare_cached("SELECT id, name, price, stock FROM products WHERE id = ?")
+            .unwrap();
+        let v = stmt
+            .query_row([&ids[i % ids.len()]], |r| {
+                Ok(serde_json::json!({
+                    "id": r.get::<_, String>(0)?,
+                    "name": r.get::<_, String>(1)?,
+                    "price": r.get::<_, i64>(2)?,
+                    "stock": r.get::<_, i64>(3)?,
+                }))
+            })
+            .unwrap();
+        let bytes = serde_json::to_vec(&v).unwrap();
+        samples.push(t.elapsed());
+        assert!(!bytes.is_empty());
+    }
+    let (native_mean, p50, p99) = summary(samples);
+    println!(
+        "| the same lookup natively (rusqlite + serde_json) | {native_mean:.1} | {p50:.1} | {p99:.1} |"
+    );
+    println!();
+    println!(
+        "in-process overhead of a request through silo: {:.1} µs ({:.0}× the native lookup)",
+        silo_mean - native_mean,
+        silo_mean / native_mean
+    );
+}

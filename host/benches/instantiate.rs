@@ -70,7 +70,7 @@ async fn run() {
         let service = routes.route(&format!("/{name}")).unwrap().clone();
         let mut samples = Vec::with_capacity(ITERATIONS);
         for _ in 0..ITERATIONS {
-            let mut store = service.new_store(Instant::now() + Duration::from_secs(5));
+            let mut store = service.new_store(Instant::now() + Duration::from_secs(5), &[]);
             let t = Instant::now();
             let proxy = service.pre.instantiate_async(&mut store).await.unwrap();
             samples.push(t.elapsed());
@@ -110,6 +110,9 @@ async fn run() {
         assert!(bytes.starts_with(b"{\"id\""));
     }
     let (silo_mean, p50, p99) = summary(samples);
+    if std::env::var_os("SILO_BENCH_BREAKDOWN").is_some() {
+        breakdown(&products, &ids).await;
+    }
     println!(
         "| `GET /products/{{id}}` through silo, no network | {silo_mean:.1} | {p50:.1} | {p99:.1} |"
     );
@@ -145,5 +148,63 @@ async fn run() {
         "in-process overhead of a request through silo: {:.1} µs ({:.0}× the native lookup)",
         silo_mean - native_mean,
         silo_mean / native_mean
+    );
+}
+
+/// Where the time of one lookup goes: the steps of `dispatch`, timed one by one.
+#[allow(dead_code)]
+pub async fn breakdown(products: &Arc<silo::runtime::service::Service>, ids: &[String]) {
+    use wasmtime_wasi_http::WasiHttpView;
+    use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+    let mut t_store = Duration::ZERO;
+    let mut t_res = Duration::ZERO;
+    let mut t_inst = Duration::ZERO;
+    let mut t_call = Duration::ZERO;
+    let mut t_body = Duration::ZERO;
+    for i in 0..ITERATIONS {
+        let req = hyper::Request::get(format!(
+            "http://products.silo/products/{}",
+            ids[i % ids.len()]
+        ))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+        let t0 = Instant::now();
+        let mut store = products.new_store(Instant::now() + Duration::from_secs(5), &[]);
+        let t1 = Instant::now();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let req = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, req)
+            .unwrap();
+        let out = store.data_mut().http().new_response_outparam(tx).unwrap();
+        let t2 = Instant::now();
+        let proxy = products.pre.instantiate_async(&mut store).await.unwrap();
+        let t3 = Instant::now();
+        proxy
+            .wasi_http_incoming_handler()
+            .call_handle(&mut store, req, out)
+            .await
+            .unwrap();
+        let t4 = Instant::now();
+        let resp = rx.await.unwrap().unwrap();
+        let _ = resp.into_body().collect().await.unwrap();
+        drop(store);
+        let t5 = Instant::now();
+        t_store += t1 - t0;
+        t_res += t2 - t1;
+        t_inst += t3 - t2;
+        t_call += t4 - t3;
+        t_body += t5 - t4;
+    }
+    let n = ITERATIONS as f64;
+    let us = |d: Duration| d.as_secs_f64() * 1e6 / n;
+    println!(
+        "breakdown µs: new_store {:.1}, request resources {:.1}, instantiate {:.1}, handle {:.1}, body + drop {:.1}",
+        us(t_store),
+        us(t_res),
+        us(t_inst),
+        us(t_call),
+        us(t_body)
     );
 }

@@ -22,6 +22,7 @@ use wasmtime::Engine;
 use wasmtime::component::Linker;
 use wasmtime::error::Context;
 
+use crate::calls::ServiceDirectory;
 use crate::manifest::{Manifest, ManifestError, ServiceSpec};
 use crate::runtime::dispatch::{RouteTable, dispatch, json_error};
 use crate::runtime::engine::{build_engine, build_linker, start_epoch_ticker};
@@ -48,7 +49,7 @@ pub struct Host {
     pub engine: Engine,
     pub linker: Linker<RequestState>,
     pub data_dir: PathBuf,
-    routes: ArcSwap<RouteTable>,
+    routes: ServiceDirectory,
     ready: AtomicBool,
 }
 
@@ -63,7 +64,7 @@ impl Host {
             engine,
             linker,
             data_dir: data_dir.to_path_buf(),
-            routes: ArcSwap::from_pointee(RouteTable::default()),
+            routes: Arc::new(ArcSwap::from_pointee(RouteTable::default())),
             ready: AtomicBool::new(false),
         })
     }
@@ -91,12 +92,20 @@ impl Host {
                 message: format!("cannot read `{}`: {e}", spec.component.display()),
             })?;
             let grants = crate::sql::StoreGrants::default();
-            let service = Service::load(&self.engine, &self.linker, name, spec, &bytes, grants)
-                .map_err(|e| ManifestError {
-                    file: path.to_path_buf(),
-                    key: format!("services.{name}.component"),
-                    message: format!("{e:#}"),
-                })?;
+            let service = Service::load(
+                &self.engine,
+                &self.linker,
+                name,
+                spec,
+                &bytes,
+                grants,
+                self.routes.clone(),
+            )
+            .map_err(|e| ManifestError {
+                file: path.to_path_buf(),
+                key: format!("services.{name}.component"),
+                message: format!("{e:#}"),
+            })?;
             compiled.push((service, spec));
         }
         Ok(compiled)

@@ -22,11 +22,12 @@
 //! ```
 //!
 //! Code map: [`manifest`] (what a service declares), [`runtime`] (engine, per-request
-//! state, dispatch, migrations), [`sql`] (the store capability and its backends),
+//! state, dispatch, migrations), [`sql`] (the store capability and its backends), [`calls`] (host-routed calls between services),
 //! [`host`] (start-up, listeners, shutdown), [`admin`] (health, metrics, admin API).
 
 pub mod admin;
 pub mod bindings;
+pub mod calls;
 pub mod host;
 pub mod manifest;
 pub mod runtime;

@@ -49,6 +49,9 @@ pub struct ServiceSpec {
     /// The service's private stores, by name.
     #[serde(default)]
     pub stores: BTreeMap<String, StoreSpec>,
+    /// Services this one may call through `wasi:http/outgoing-handler`.
+    #[serde(default)]
+    pub calls: Vec<String>,
     #[serde(default)]
     pub limits: Limits,
 }
@@ -103,6 +106,9 @@ pub struct Limits {
     /// Requests one instance serves before it is discarded (1: a fresh instance for every
     /// request, the safe default; more trades isolation between requests for speed).
     pub instance_reuse: u32,
+    /// Longest a call to another service may take, in milliseconds (never past the
+    /// caller's own deadline).
+    pub call_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -114,6 +120,7 @@ impl Default for Limits {
             concurrency: 256,
             result_kb: 16 * 1024,
             instance_reuse: 1,
+            call_timeout_ms: 5_000,
         }
     }
 }
@@ -234,15 +241,25 @@ impl Manifest {
                     return Err((format!("{skey}.max-size-mb"), "must be at least 1".into()));
                 }
             }
+            for (i, callee) in svc.calls.iter().enumerate() {
+                let ckey = format!("{key}.calls[{i}]");
+                if callee == name {
+                    return Err((ckey, "a service cannot call itself".into()));
+                }
+                if !self.services.contains_key(callee) {
+                    return Err((ckey, format!("no service `{callee}` in this manifest")));
+                }
+            }
             let l = &svc.limits;
             let lkey = format!("{key}.limits");
-            let checks: [(&str, u64, u64, u64); 6] = [
+            let checks: [(&str, u64, u64, u64); 7] = [
                 ("deadline-ms", l.deadline_ms, 1, 3_600_000),
                 ("memory-mb", l.memory_mb, 1, MAX_MEMORY_MB),
                 ("body-kb", l.body_kb, 0, 1 << 20),
                 ("concurrency", l.concurrency as u64, 1, 100_000),
                 ("result-kb", l.result_kb, 1, 1 << 20),
                 ("instance-reuse", l.instance_reuse as u64, 1, 1_000_000),
+                ("call-timeout-ms", l.call_timeout_ms, 1, 3_600_000),
             ];
             for (k, v, lo, hi) in checks {
                 if v < lo || v > hi {
@@ -322,6 +339,21 @@ mod tests {
         assert!(Manifest::parse(&two("/x", "/xy")).is_ok());
         assert_eq!(parse_err(&two("x", "/y")).0, "services.a.route");
         assert_eq!(parse_err(&two("/x/../y", "/z")).0, "services.a.route");
+    }
+
+    #[test]
+    fn calls_name_other_services_of_the_manifest() {
+        let base = "[services.a]\ncomponent = \"a.wasm\"\nroute = \"/a\"\n[services.b]\ncomponent = \"b.wasm\"\nroute = \"/b\"\n";
+        assert!(
+            Manifest::parse(&base.replace("route = \"/a\"", "route = \"/a\"\ncalls = [\"b\"]"))
+                .is_ok()
+        );
+        let (key, _) =
+            parse_err(&base.replace("route = \"/a\"", "route = \"/a\"\ncalls = [\"c\"]"));
+        assert_eq!(key, "services.a.calls[0]");
+        let (key, _) =
+            parse_err(&base.replace("route = \"/a\"", "route = \"/a\"\ncalls = [\"b\", \"a\"]"));
+        assert_eq!(key, "services.a.calls[1]");
     }
 
     #[test]

@@ -1,11 +1,22 @@
 //! orders: the demo orders service — place and read orders in its own `main` store.
 //!
-//! For now an order is only recorded (`status` `PENDING`); `amount`, `userName`,
-//! `userEmail` and `productName` stay `null` until later capabilities (calls to the
-//! users and products services, events, a saga) fill them in.
+//! Placing an order calls three other services ("API-Based Sync"): `users` and
+//! `products` (concurrently) to check the ids and copy the user's name and email and
+//! the product's name and price into the order, and `reference` to check the currency.
+//! The copies are what `GET /orders/{id}` shows later. `GET /orders/{id}/details`
+//! instead joins the order with the current user and product at read time ("Joins
+//! Across Services"), and degrades to `null` parts when a callee cannot answer.
+//!
+//! Calls need the manifest entry `calls = ["users", "products", "reference"]`.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use silo_sdk::{ApiError, Db, Migration, Request, Response, Router, Row, Service, SqlError};
+use serde_json::value::RawValue;
+use silo_sdk::{
+    ApiError, Call, CallError, CallResponse, Db, Migration, Request, Response, Router, Row,
+    Service, SqlError, encode_path_segment, send_all,
+};
 
 struct Orders;
 
@@ -15,14 +26,16 @@ impl Service for Orders {
             .post("/orders", create)
             .get("/orders", list)
             .get("/orders/{id}", get)
+            .get("/orders/{id}/details", details)
     }
 
     fn migrations() -> Vec<Migration> {
-        vec![Migration::new(
-            "main",
-            1,
-            "orders table",
-            "CREATE TABLE orders (
+        vec![
+            Migration::new(
+                "main",
+                1,
+                "orders table",
+                "CREATE TABLE orders (
                 id TEXT PRIMARY KEY,
                 user_id TEXT NOT NULL,
                 product_id TEXT NOT NULL,
@@ -34,13 +47,25 @@ impl Service for Orders {
                 status TEXT NOT NULL
             );
             CREATE INDEX orders_user_id ON orders (user_id)",
-        )]
+            ),
+            Migration::new(
+                "main",
+                2,
+                "order currency",
+                "ALTER TABLE orders ADD COLUMN currency TEXT NOT NULL DEFAULT 'USD'",
+            ),
+        ]
     }
 }
 
 silo_sdk::service!(Orders);
 
-/// An order as the API shows it; the optional fields are `null` until known.
+/// The currency of an order placed without one.
+const DEFAULT_CURRENCY: &str = "USD";
+
+/// An order as the API shows it. `amount`, `userName`, `userEmail` and `productName`
+/// are copies taken when the order was placed (`null` on orders placed before orders
+/// called other services).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Order {
@@ -48,8 +73,9 @@ struct Order {
     user_id: String,
     product_id: String,
     quantity: i64,
-    /// Cents.
+    /// In the currency's minor unit (cents).
     amount: Option<i64>,
+    currency: String,
     user_name: Option<String>,
     user_email: Option<String>,
     product_name: Option<String>,
@@ -64,6 +90,7 @@ impl Order {
             product_id: row.get("product_id")?,
             quantity: row.get("quantity")?,
             amount: row.get("amount")?,
+            currency: row.get("currency")?,
             user_name: row.get("user_name")?,
             user_email: row.get("user_email")?,
             product_name: row.get("product_name")?,
@@ -78,10 +105,32 @@ struct NewOrder {
     user_id: String,
     product_id: String,
     quantity: i64,
+    currency: Option<String>,
 }
 
-const COLUMNS: &str =
-    "id, user_id, product_id, quantity, amount, user_name, user_email, product_name, status";
+/// The part of `users`' answer an order copies.
+#[derive(Deserialize)]
+struct UserCopy {
+    name: String,
+    email: String,
+}
+
+/// The part of `products`' answer an order copies.
+#[derive(Deserialize)]
+struct ProductCopy {
+    name: String,
+    /// Cents.
+    price: i64,
+}
+
+/// The part of `reference`'s answer an order checks.
+#[derive(Deserialize)]
+struct CurrencyCopy {
+    code: String,
+}
+
+const COLUMNS: &str = "id, user_id, product_id, quantity, amount, currency, user_name, \
+                       user_email, product_name, status";
 
 fn create(req: Request) -> Result<Response, ApiError> {
     let new: NewOrder = req.json()?;
@@ -99,28 +148,140 @@ fn create(req: Request) -> Result<Response, ApiError> {
             new.quantity
         )));
     }
+    let currency = match new.currency {
+        None => DEFAULT_CURRENCY.to_string(),
+        Some(code) if code.len() == 3 && code.bytes().all(|b| b.is_ascii_alphabetic()) => {
+            code.to_ascii_uppercase()
+        }
+        Some(code) => {
+            return Err(ApiError::bad_request(format!(
+                "currency must be a three-letter ISO code such as \"EUR\", got {code:?}"
+            )));
+        }
+    };
+
+    // The three look-ups do not depend on each other: send them together.
+    let mut answers = send_all(vec![
+        Call::get(
+            "users",
+            &format!("/users/{}", encode_path_segment(&new.user_id)),
+        ),
+        Call::get(
+            "products",
+            &format!("/products/{}", encode_path_segment(&new.product_id)),
+        ),
+        Call::get(
+            "reference",
+            &format!("/reference/currencies/{}", encode_path_segment(&currency)),
+        ),
+    ])
+    .into_iter();
+    let (Some(user), Some(product), Some(currency_answer)) =
+        (answers.next(), answers.next(), answers.next())
+    else {
+        return Err(ApiError::internal("send_all lost an answer"));
+    };
+    let looked_up = [
+        Lookup::of(user, "user", &new.user_id),
+        Lookup::of(product, "product", &new.product_id),
+        Lookup::of(currency_answer, "currency", &currency),
+    ];
+    // An unknown id is the client's mistake whatever else failed: say so first.
+    let unknown: Vec<String> = looked_up
+        .iter()
+        .filter_map(|l| match l {
+            Lookup::Unknown(what) => Some(what.clone()),
+            _ => None,
+        })
+        .collect();
+    if !unknown.is_empty() {
+        return Err(ApiError::unprocessable(unknown.join("; ")));
+    }
+    let [user, product, currency_answer] = looked_up.map(Lookup::into_found);
+    let user: UserCopy = user?.json().map_err(unavailable)?;
+    let product: ProductCopy = product?.json().map_err(unavailable)?;
+    let currency = currency_answer?
+        .json::<CurrencyCopy>()
+        .map_err(unavailable)?
+        .code;
+
+    let amount = product.price.checked_mul(new.quantity).ok_or_else(|| {
+        ApiError::unprocessable(format!(
+            "the amount ({} × {} cents) is too large",
+            new.quantity, product.price
+        ))
+    })?;
     let order = Order {
         id: silo_sdk::new_id("ord"),
         user_id: new.user_id,
         product_id: new.product_id,
         quantity: new.quantity,
-        amount: None,
-        user_name: None,
-        user_email: None,
-        product_name: None,
+        amount: Some(amount),
+        currency,
+        user_name: Some(user.name),
+        user_email: Some(user.email),
+        product_name: Some(product.name),
         status: "PENDING".to_string(),
     };
     Db::open("main")?.execute(
-        "INSERT INTO orders (id, user_id, product_id, quantity, status) VALUES (?, ?, ?, ?, ?)",
+        &format!("INSERT INTO orders ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
         &[
             &order.id,
             &order.user_id,
             &order.product_id,
             &order.quantity,
+            &order.amount,
+            &order.currency,
+            &order.user_name,
+            &order.user_email,
+            &order.product_name,
             &order.status,
         ],
     )?;
     Ok(Response::created(&order))
+}
+
+/// What one look-up for a new order found.
+enum Lookup {
+    /// The callee answered 2xx.
+    Found(CallResponse),
+    /// The callee answered 404: the client named something that does not exist.
+    Unknown(String),
+    /// The callee could not answer (failed call, 5xx, anything unexpected): a 503.
+    Unavailable(ApiError),
+}
+
+impl Lookup {
+    fn of(answer: Result<CallResponse, CallError>, what: &str, id: &str) -> Self {
+        match answer {
+            Ok(resp) if resp.is_success() => Self::Found(resp),
+            Ok(resp) if resp.status == 404 => Self::Unknown(format!("unknown {what} {id:?}")),
+            Ok(resp) => Self::Unavailable(ApiError::unavailable(format!(
+                "cannot check the {what}: {} answered {}: {}",
+                resp.service(),
+                resp.status,
+                resp.error_message()
+            ))),
+            // Denied included: the order cannot be placed now, and it is never a 500.
+            Err(err) => Self::Unavailable(ApiError::unavailable(format!(
+                "cannot check the {what}: call to {} failed: {err}",
+                err.service()
+            ))),
+        }
+    }
+
+    fn into_found(self) -> Result<CallResponse, ApiError> {
+        match self {
+            Self::Found(resp) => Ok(resp),
+            Self::Unknown(what) => Err(ApiError::unprocessable(what)),
+            Self::Unavailable(err) => Err(err),
+        }
+    }
+}
+
+/// A callee answered 2xx with a body that is not what its contract says.
+fn unavailable(err: CallError) -> ApiError {
+    ApiError::unavailable(format!("{err}"))
 }
 
 /// `GET /orders?userId=ID` lists that user's orders; without `userId`, every order.
@@ -142,11 +303,79 @@ fn list(req: Request) -> Result<Response, ApiError> {
 
 fn get(req: Request) -> Result<Response, ApiError> {
     let id = req.param("id")?;
+    Ok(Response::ok(&find(id)?))
+}
+
+fn find(id: &str) -> Result<Order, ApiError> {
     let row = Db::open("main")?
         .query_opt(
             &format!("SELECT {COLUMNS} FROM orders WHERE id = ?"),
             &[&id],
         )?
         .ok_or_else(|| ApiError::not_found(format!("no order with id {id:?}")))?;
-    Ok(Response::ok(&Order::from_row(&row)?))
+    Ok(Order::from_row(&row)?)
+}
+
+/// `GET /orders/{id}/details`: the order joined with the current user and product.
+#[derive(Serialize)]
+struct Details {
+    order: Order,
+    /// `null` when `users` could not say (listed in `missing`, explained in `errors`).
+    /// The callee's body exactly as it answered.
+    user: Option<Box<RawValue>>,
+    product: Option<Box<RawValue>>,
+    /// The parts that are `null`: `"user"`, `"product"`.
+    missing: Vec<&'static str>,
+    /// Why each missing part is missing.
+    errors: BTreeMap<&'static str, String>,
+}
+
+/// Always 200 for a known order: a callee that is down, slow, trapping or answering
+/// non-2xx makes its part `null` rather than failing the whole read.
+fn details(req: Request) -> Result<Response, ApiError> {
+    let order = find(req.param("id")?)?;
+    let answers = send_all(vec![
+        Call::get(
+            "users",
+            &format!("/users/{}", encode_path_segment(&order.user_id)),
+        ),
+        Call::get(
+            "products",
+            &format!("/products/{}", encode_path_segment(&order.product_id)),
+        ),
+    ]);
+    let mut parts = [None, None];
+    let mut missing = Vec::new();
+    let mut errors = BTreeMap::new();
+    for ((answer, part), name) in answers.into_iter().zip(&mut parts).zip(["user", "product"]) {
+        match part_of(answer) {
+            Ok(value) => *part = Some(value),
+            Err(why) => {
+                missing.push(name);
+                errors.insert(name, why);
+            }
+        }
+    }
+    let [user, product] = parts;
+    Ok(Response::ok(&Details {
+        order,
+        user,
+        product,
+        missing,
+        errors,
+    }))
+}
+
+/// The callee's JSON body, or why there is none.
+fn part_of(answer: Result<CallResponse, CallError>) -> Result<Box<RawValue>, String> {
+    let resp = answer.map_err(|err| format!("call to {} failed: {err}", err.service()))?;
+    if !resp.is_success() {
+        return Err(format!(
+            "{} answered {}: {}",
+            resp.service(),
+            resp.status,
+            resp.error_message()
+        ));
+    }
+    resp.json().map_err(|err| err.to_string())
 }

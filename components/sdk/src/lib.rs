@@ -45,12 +45,20 @@
 //! silo_sdk::service!(Notes);
 //! ```
 //!
+//! Another service is called with [`Call`] (one call) or [`send_all`] (several at
+//! once): `Call::get("users", "/users/usr_1").send()?` is a `GET` to
+//! `http://users.silo.internal/users/usr_1` over the standard
+//! `wasi:http/outgoing-handler`, which the host routes to the `users` service if the
+//! caller's manifest entry lists it in `calls`.
+//!
 //! Architecture invariant: this crate is the only place guest bindings for silo's WIT
 //! are generated ([`bindings`]), and the only place that touches `wasi:http`
-//! (`wasi_http.rs`). Services see [`Request`], [`Response`], [`Db`] and [`ApiError`].
+//! (`wasi_http.rs` for the incoming request, [`call`] for outgoing ones). Services see
+//! [`Request`], [`Response`], [`Db`], [`Call`] and [`ApiError`].
 
 #[allow(unsafe_code, reason = "wit-bindgen's generated canonical-ABI glue")]
 pub mod bindings;
+pub mod call;
 mod error;
 mod request;
 mod response;
@@ -58,8 +66,11 @@ mod router;
 mod sql;
 mod wasi_http;
 
+pub use call::{
+    Call, CallError, CallErrorKind, CallResponse, encode_path_segment, encode_query_value, send_all,
+};
 pub use error::ApiError;
-pub use request::{Method, Request};
+pub use request::{CALLER_HEADER, Method, Request};
 pub use response::Response;
 pub use router::{Handler, Router};
 pub use sql::{

@@ -4,6 +4,9 @@ use serde::de::DeserializeOwned;
 
 use crate::ApiError;
 
+/// The header the host sets on a call between services to the caller's name.
+pub const CALLER_HEADER: &str = "silo-caller";
+
 /// An HTTP method. Methods the router has no shortcut for arrive as `Other`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Method {
@@ -120,6 +123,13 @@ impl Request {
             .and_then(|(_, v)| std::str::from_utf8(v).ok())
     }
 
+    /// The service that made this request (the `silo-caller` header, which the host
+    /// sets on calls between services and nobody else can forge); `None` for a request
+    /// from outside.
+    pub fn caller(&self) -> Option<&str> {
+        self.header(CALLER_HEADER)
+    }
+
     /// Every header, in the order received.
     pub fn headers(&self) -> &[(String, Vec<u8>)] {
         &self.headers
@@ -214,6 +224,14 @@ mod tests {
         assert_eq!(percent_decode("%4"), "%4");
         assert_eq!(percent_decode("%41"), "A");
         assert_eq!(percent_decode("a+b"), "a+b");
+    }
+
+    #[test]
+    fn caller_reads_the_silo_caller_header() {
+        let req = Request::new(Method::Get, "/x");
+        assert_eq!(req.caller(), None);
+        let req = req.with_header("Silo-Caller", "orders");
+        assert_eq!(req.caller(), Some("orders"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The `wasi:http` edge: reads an `incoming-request` into a [`Request`] and writes a
-//! [`Response`] to the `response-outparam`. Nothing else in the SDK touches wasi:http.
+//! [`Response`] to the `response-outparam`. Outgoing calls live in `call.rs`; nothing
+//! else in the SDK touches wasi:http.
 
 use wasip2::http::types::{
     Fields, IncomingRequest, Method as WasiMethod, OutgoingBody, OutgoingResponse, ResponseOutparam,

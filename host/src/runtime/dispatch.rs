@@ -23,7 +23,7 @@ use wasmtime_wasi_http::p2::bindings::Proxy;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use super::service::{Service, arm_deadline};
+use super::service::{Service, arm};
 
 /// The routing table: services by route, longest route first.
 #[derive(Default)]
@@ -35,6 +35,11 @@ impl RouteTable {
     pub fn new(mut services: Vec<Arc<Service>>) -> Self {
         services.sort_by_key(|s| std::cmp::Reverse(s.route.len()));
         Self { services }
+    }
+
+    /// The service named `name`.
+    pub fn by_name(&self, name: &str) -> Option<&Arc<Service>> {
+        self.services.iter().find(|s| &*s.name == name)
     }
 
     /// The service whose route is a segment prefix of `path`.
@@ -73,22 +78,56 @@ pub fn full(bytes: Bytes) -> HyperOutgoingBody {
         .boxed_unsync()
 }
 
-/// Serves one request with a fresh instance of `service`. Any body type works (hyper's
-/// `Incoming` from the listener; a full body from an in-process caller).
+/// Where a request comes from.
+pub enum Origin {
+    /// The service port: an outside client. Nothing it sends may claim a caller.
+    External,
+    /// Another service, through a host-routed call.
+    Call {
+        caller: Arc<str>,
+        /// The services the request passed through, outermost first, the caller last.
+        chain: Arc<[Arc<str>]>,
+        deadline: Instant,
+    },
+}
+
+/// Serves one request from outside with a fresh instance of `service`. Any body type works
+/// (hyper's `Incoming` from the listener; a full body from an in-process caller).
 pub async fn dispatch<B>(service: &Arc<Service>, req: Request<B>) -> Response<HyperOutgoingBody>
 where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    dispatch_from(service, req, Origin::External).await
+}
+
+/// Serves one request from `origin` with a fresh instance of `service`.
+pub async fn dispatch_from<B>(
+    service: &Arc<Service>,
+    mut req: Request<B>,
+    origin: Origin,
+) -> Response<HyperOutgoingBody>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let started = Instant::now();
-    let resp = run(service, req).await;
+    if let Origin::External = origin {
+        // Only the host says who is calling.
+        req.headers_mut().remove(crate::calls::CALLER_HEADER);
+    }
+    let resp = run(service, req, origin).await;
     service
         .metrics
         .record(resp.status().as_u16(), started.elapsed());
     resp
 }
 
-async fn run<B>(service: &Arc<Service>, req: Request<B>) -> Response<HyperOutgoingBody>
+async fn run<B>(
+    service: &Arc<Service>,
+    req: Request<B>,
+    origin: Origin,
+) -> Response<HyperOutgoingBody>
 where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -122,15 +161,20 @@ where
             .map_err(|_| wasmtime_wasi_http::Error::HttpRequestBodySize(None))
     });
 
-    let deadline = service.deadline();
+    let (deadline, chain) = match origin {
+        Origin::External => (service.deadline(), Arc::from([])),
+        Origin::Call {
+            deadline, chain, ..
+        } => (deadline.min(service.deadline()), chain),
+    };
     let warm = take_warm(service);
     let (mut store, proxy, served) = match warm {
         Some(w) => {
             let mut store = w.store;
-            arm_deadline(&mut store, deadline);
+            arm(&mut store, deadline, &chain);
             (store, Some(w.proxy), w.served)
         }
-        None => (service.new_store(deadline), None, 0),
+        None => (service.new_store(deadline, &chain), None, 0),
     };
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let prepared = (|| -> wasmtime::Result<_> {

@@ -42,7 +42,7 @@ pub async fn migrate(service: &Service) -> wasmtime::Result<MigrationReport> {
     let indices = GuestIndices::new(service.pre.instance_pre())
         .with_context(|| format!("service `{name}`: its `{EXPORT}` export has the wrong shape"))?;
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut store = service.new_store(deadline);
+    let mut store = service.new_store(deadline, &[]);
     let instance = service
         .pre
         .instance_pre()

@@ -14,6 +14,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use super::metrics::ServiceMetrics;
 use super::state::RequestState;
+use crate::calls::{CallCtx, ServiceDirectory};
 use crate::manifest::{Limits, ServiceSpec};
 use crate::sql::{CallLimits, SqlCtx, StoreGrants};
 
@@ -27,6 +28,10 @@ pub struct Service {
     pub grants: StoreGrants,
     pub pre: ProxyPre<RequestState>,
     pub component: Component,
+    /// The services this one may call.
+    pub calls: Arc<[String]>,
+    /// Where its calls find their targets.
+    pub directory: ServiceDirectory,
     /// One permit per instance that may run at once.
     pub permits: Arc<Semaphore>,
     pub metrics: Arc<ServiceMetrics>,
@@ -43,6 +48,7 @@ impl Service {
         spec: &ServiceSpec,
         bytes: &[u8],
         grants: StoreGrants,
+        directory: ServiceDirectory,
     ) -> wasmtime::Result<Self> {
         let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)));
         let component = Component::new(engine, bytes)
@@ -61,6 +67,8 @@ impl Service {
             grants,
             pre,
             component,
+            calls: spec.calls.iter().cloned().collect(),
+            directory,
             permits: Arc::new(Semaphore::new(spec.limits.concurrency as usize)),
             metrics: Arc::new(ServiceMetrics::default()),
         })
@@ -72,7 +80,8 @@ impl Service {
     }
 
     /// A fresh store for one instance, with its memory limit and CPU deadline set.
-    pub fn new_store(&self, deadline: Instant) -> Store<RequestState> {
+    /// `chain` is the services the request passed through before this one.
+    pub fn new_store(&self, deadline: Instant, chain: &[Arc<str>]) -> Store<RequestState> {
         let limits = StoreLimitsBuilder::new()
             .memory_size((self.limits.memory_mb << 20) as usize)
             .instances(32)
@@ -87,18 +96,34 @@ impl Service {
                 max_result_bytes: (self.limits.result_kb << 10) as usize,
             },
         );
-        let state = RequestState::new(&self.name, sql, limits);
+        let calls = CallCtx {
+            caller: self.name.clone(),
+            allowed: self.calls.clone(),
+            directory: self.directory.clone(),
+            chain: Arc::from([]),
+            deadline,
+            call_timeout: Duration::from_millis(self.limits.call_timeout_ms),
+        };
+        let state = RequestState::new(&self.name, sql, calls, limits);
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
-        arm_deadline(&mut store, deadline);
+        arm(&mut store, deadline, chain);
         store
     }
 }
 
-/// Sets the deadline of the request `store` serves next: each epoch tick before it, the
-/// guest yields so the other requests on this thread run; past it, the guest traps.
-pub fn arm_deadline(store: &mut Store<RequestState>, deadline: Instant) {
-    store.data_mut().sql.set_deadline(deadline);
+/// Prepares `store` for its next request: the deadline (each epoch tick before it, the
+/// guest yields so the other requests on this thread run; past it, the guest traps) and the
+/// call chain it is part of (`chain`: the services before this one).
+pub fn arm(store: &mut Store<RequestState>, deadline: Instant, chain: &[Arc<str>]) {
+    let state = store.data_mut();
+    state.sql.set_deadline(deadline);
+    state.hooks.deadline = deadline;
+    state.hooks.chain = chain
+        .iter()
+        .cloned()
+        .chain(std::iter::once(state.hooks.caller.clone()))
+        .collect();
     store.epoch_deadline_callback(move |_| {
         if Instant::now() >= deadline {
             Err(wasmtime::Trap::Interrupt.into())

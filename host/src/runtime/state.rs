@@ -1,8 +1,9 @@
 //! The state of one instance (one request): cheap to build, dropped with the request.
 //!
 //! It pairs the sandbox's WASI context (no preopens, no environment, no arguments, sockets
-//! denied, stdout and stderr into the host log) with the wasi:http context, silo's
-//! capabilities and the instance's memory limits. Everything here is per request, so
+//! denied, stdout and stderr into the host log) with the wasi:http context (whose outgoing
+//! requests only reach declared services, in-process), silo's capabilities and the
+//! instance's memory limits. Everything here is per request, so
 //! nothing one request does is visible to the next.
 
 use std::sync::Arc;
@@ -10,9 +11,10 @@ use std::sync::Arc;
 use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::stdio::GuestLog;
+use crate::calls::CallCtx;
 use crate::sql::{SqlCtx, SqlCtxView, SqlView};
 
 /// The `T` of every `Store<T>` silo creates.
@@ -20,14 +22,15 @@ pub struct RequestState {
     pub table: ResourceTable,
     pub wasi: WasiCtx,
     pub http: WasiHttpCtx,
-    pub hooks: OutboundPolicy,
+    /// Where outgoing `wasi:http` requests go: calls to declared services, nothing else.
+    pub hooks: CallCtx,
     pub sql: SqlCtx,
     pub limits: StoreLimits,
 }
 
 impl RequestState {
     /// The sandbox every instance starts in: each grant empty.
-    pub fn new(service: &Arc<str>, sql: SqlCtx, limits: StoreLimits) -> Self {
+    pub fn new(service: &Arc<str>, sql: SqlCtx, calls: CallCtx, limits: StoreLimits) -> Self {
         let wasi = WasiCtx::builder()
             .stdout(GuestLog::new(service.clone(), "stdout"))
             .stderr(GuestLog::new(service.clone(), "stderr"))
@@ -39,7 +42,7 @@ impl RequestState {
             table: ResourceTable::new(),
             wasi,
             http: WasiHttpCtx::new(),
-            hooks: OutboundPolicy,
+            hooks: calls,
             sql,
             limits,
         }
@@ -71,30 +74,5 @@ impl SqlView for RequestState {
             ctx: &mut self.sql,
             table: &mut self.table,
         }
-    }
-}
-
-/// What `wasi:http/outgoing-handler` may reach: nothing. Every outgoing request is refused
-/// with the standard `HTTP-request-denied` error before any connection is attempted.
-pub struct OutboundPolicy;
-
-impl WasiHttpHooks for OutboundPolicy {
-    fn send_request(
-        &mut self,
-        _request: http::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = Result<
-                    (
-                        http::Response<wasmtime_wasi_http::WasiBody>,
-                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                    ),
-                    wasmtime_wasi_http::Error,
-                >,
-            > + Send,
-    > {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
     }
 }

@@ -137,16 +137,29 @@ async fn products_endpoints_search_and_validation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_endpoints_and_validation() {
     let h = TestHost::start(DEMO).await;
+    let id_of = |r: crate::support::Resp| r.json()["id"].as_str().unwrap().to_string();
+    let u1 = id_of(
+        h.post("/users", r#"{"email":"one@x.y","name":"One"}"#)
+            .await,
+    );
+    let u2 = id_of(
+        h.post("/users", r#"{"email":"two@x.y","name":"Two"}"#)
+            .await,
+    );
+    let p1 = id_of(
+        h.post("/products", r#"{"name":"P","price":5,"stock":9}"#)
+            .await,
+    );
     let r = h
         .post(
             "/orders",
-            r#"{"userId":"u1","productId":"p1","quantity":2}"#,
+            &format!(r#"{{"userId":"{u1}","productId":"{p1}","quantity":2}}"#),
         )
         .await;
     assert!(r.status == 201 || r.status == 202, "{}", r.text());
     let order = r.json();
     let id = order["id"].as_str().unwrap().to_string();
-    assert_eq!(order["userId"], "u1");
+    assert_eq!(order["userId"], u1.as_str());
     assert_eq!(order["quantity"], 2);
     assert!(order["status"].is_string());
 
@@ -168,10 +181,10 @@ async fn orders_endpoints_and_validation() {
     }
     h.post(
         "/orders",
-        r#"{"userId":"u2","productId":"p1","quantity":1}"#,
+        &format!(r#"{{"userId":"{u2}","productId":"{p1}","quantity":1}}"#),
     )
     .await;
-    let mine = h.get("/orders?userId=u1").await.json();
+    let mine = h.get(&format!("/orders?userId={u1}")).await.json();
     assert_eq!(mine.as_array().unwrap().len(), 1, "{mine}");
     assert_eq!(mine[0]["id"], id.as_str());
 

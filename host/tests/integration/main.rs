@@ -2,6 +2,7 @@
 //! HTTP over loopback and real SQLite files. One test binary, so compiled components are
 //! shared through one code cache (see `support::shared_cache`).
 
+mod calls;
 mod cli;
 mod demo;
 mod sandbox;
@@ -22,5 +23,11 @@ route = "/products"
 [services.orders]
 component = "{c:orders}"
 route = "/orders"
+calls = ["users", "products", "reference"]
 [services.orders.stores.main]
+
+[services.reference]
+component = "{c:reference}"
+route = "/reference"
+[services.reference.stores.main]
 "#;

@@ -97,6 +97,13 @@ impl Resp {
 /// folder and returns (folder, manifest path).
 pub fn write_manifest(manifest: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("silo.toml");
+    std::fs::write(&path, resolve(manifest)).unwrap();
+    (dir, path)
+}
+
+/// Replaces each `{c:NAME}` with the path of component NAME.
+pub fn resolve(manifest: &str) -> String {
     let mut text = manifest.to_string();
     while let Some(start) = text.find("{c:") {
         let end = start + text[start..].find('}').unwrap();
@@ -104,9 +111,7 @@ pub fn write_manifest(manifest: &str) -> (tempfile::TempDir, PathBuf) {
         let path = component(name).display().to_string();
         text.replace_range(start..=end, &path);
     }
-    let path = dir.path().join("silo.toml");
-    std::fs::write(&path, text).unwrap();
-    (dir, path)
+    text
 }
 
 impl TestHost {

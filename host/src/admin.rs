@@ -81,7 +81,7 @@ pub fn services_json(host: &Host) -> serde_json::Value {
             stores.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
             serde_json::json!({
                 "name": &*s.name,
-                "version": 1,
+                "version": s.version,
                 "digest": s.digest,
                 "route": s.route,
                 "stores": stores,
@@ -151,12 +151,33 @@ async fn handle(
                     "a valid admin token is required (Authorization: Bearer …)",
                 );
             }
-            match (req.method(), p) {
-                (&Method::GET, "/admin/services") => json(StatusCode::OK, services_json(&host)),
-                _ => json_error(
+            let p = p.to_string();
+            let segments: Vec<&str> = p.trim_end_matches('/').split('/').skip(2).collect();
+            match (req.method().clone(), segments.as_slice()) {
+                (Method::GET, ["services"]) => json(StatusCode::OK, services_json(&host)),
+                (Method::GET, ["services", name]) => service_json(&host, name),
+                (Method::POST | Method::PUT, ["services", name]) => {
+                    let name = name.to_string();
+                    let request = deploy_request(req.uri().query());
+                    match read_body(req).await {
+                        Ok(bytes) => outcome(host.deploy(&name, &bytes, request).await),
+                        Err(resp) => resp,
+                    }
+                }
+                (Method::POST, ["services", name, "rollback"]) => {
+                    outcome(host.rollback(name).await)
+                }
+                (Method::DELETE, ["services", name]) => match host.undeploy(name) {
+                    Ok(()) => json(
+                        StatusCode::OK,
+                        serde_json::json!({ "service": name, "state": "undeployed" }),
+                    ),
+                    Err(e) => deploy_error(&e),
+                },
+                (m, _) => json_error(
                     StatusCode::NOT_FOUND,
                     "not_found",
-                    &format!("no admin endpoint `{p}`"),
+                    &format!("no admin endpoint `{m} {p}`"),
                 ),
             }
         }
@@ -164,6 +185,97 @@ async fn handle(
             StatusCode::NOT_FOUND,
             "not_found",
             &format!("no endpoint `{path}`"),
+        ),
+    }
+}
+
+/// The largest component a deploy accepts.
+const MAX_COMPONENT_BYTES: usize = 64 << 20;
+
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<HyperOutgoingBody>> {
+    match http_body_util::Limited::new(req.into_body(), MAX_COMPONENT_BYTES)
+        .collect()
+        .await
+    {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) => Err(json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            &format!(
+                "the component could not be read (at most {} MiB): {e}",
+                MAX_COMPONENT_BYTES >> 20
+            ),
+        )),
+    }
+}
+
+/// `?route=/x&store=main&store=cache&calls=users,products`
+fn deploy_request(query: Option<&str>) -> crate::host::DeployRequest {
+    let mut r = crate::host::DeployRequest::default();
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match &*k {
+            "route" => r.route = Some(v.into_owned()),
+            "store" => r.stores.push(v.into_owned()),
+            "calls" => {
+                r.calls = Some(
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect(),
+                )
+            }
+            _ => {}
+        }
+    }
+    r
+}
+
+fn deploy_error(e: &crate::host::DeployError) -> Response<HyperOutgoingBody> {
+    json_error(
+        StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        e.code(),
+        &e.to_string(),
+    )
+}
+
+fn outcome(
+    r: Result<crate::host::DeployOutcome, crate::host::DeployError>,
+) -> Response<HyperOutgoingBody> {
+    match r {
+        Ok(o) => json(StatusCode::OK, serde_json::to_value(o).unwrap_or_default()),
+        Err(e) => deploy_error(&e),
+    }
+}
+
+/// One service with its version history.
+fn service_json(host: &Host, name: &str) -> Response<HyperOutgoingBody> {
+    let history = crate::deploy::History::new(&host.data_dir);
+    match history.load(name) {
+        Ok(Some(h)) => json(
+            StatusCode::OK,
+            serde_json::json!({
+                "name": name,
+                "active": h.active,
+                "state": if h.active.is_some() { "serving" } else { "undeployed" },
+                "versions": h.versions.iter().map(|v| serde_json::json!({
+                    "version": v.version,
+                    "digest": v.digest,
+                    "deployedAt": v.deployed_at,
+                    "origin": v.origin,
+                    "route": v.spec.route,
+                })).collect::<Vec<_>>(),
+            }),
+        ),
+        Ok(None) => json_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("no service `{name}`"),
+        ),
+        Err(e) => json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            &e.to_string(),
         ),
     }
 }
@@ -198,15 +310,28 @@ pub async fn serve_admin(
 
 /// A tiny client for the CLI commands that talk to a running host's admin endpoint.
 pub async fn admin_get(addr: &str, token: &str, path: &str) -> wasmtime::Result<(u16, String)> {
+    admin_request(addr, token, Method::GET, path, Bytes::new()).await
+}
+
+/// Sends one admin request; returns the status and the body.
+pub async fn admin_request(
+    addr: &str,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Bytes,
+) -> wasmtime::Result<(u16, String)> {
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| wasmtime::format_err!("cannot reach the admin endpoint at {addr}: {e}"))?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
-    let req = Request::get(path)
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
         .header(http::header::HOST, addr)
         .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(Full::new(Bytes::new()))?;
+        .body(Full::new(body))?;
     let resp = sender.send_request(req).await?;
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await?.to_bytes();

@@ -23,12 +23,14 @@ use wasmtime::component::Linker;
 use wasmtime::error::Context;
 
 use crate::calls::ServiceDirectory;
+use crate::deploy::{History, VersionRecord, now_secs};
 use crate::manifest::{Manifest, ManifestError, ServiceSpec};
 use crate::runtime::dispatch::{RouteTable, dispatch, json_error};
 use crate::runtime::engine::{build_engine, build_linker, start_epoch_ticker};
 use crate::runtime::migrations::migrate;
 use crate::runtime::service::Service;
 use crate::runtime::state::RequestState;
+use crate::sql::StoreGrants;
 use crate::sql::runtime_config::open_grants;
 
 /// How long shutdown waits for in-flight requests before closing their connections.
@@ -51,6 +53,93 @@ pub struct Host {
     pub data_dir: PathBuf,
     routes: ServiceDirectory,
     ready: AtomicBool,
+    shutting_down: AtomicBool,
+    deploying: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+/// A service about to be opened: compiled and linked, not yet connected to its stores.
+pub struct Planned {
+    service: Service,
+    spec: ServiceSpec,
+    bytes: Vec<u8>,
+    /// Its version in the history; `None` for a manifest component never recorded.
+    version: Option<u32>,
+}
+
+/// What a deploy may change besides the component.
+#[derive(Debug, Default, Clone)]
+pub struct DeployRequest {
+    /// The route (required for a new service).
+    pub route: Option<String>,
+    /// Stores to grant (added to those already granted).
+    pub stores: Vec<String>,
+    /// Services it may call (replaces the list when given).
+    pub calls: Option<Vec<String>>,
+}
+
+/// What a deploy did.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployOutcome {
+    pub service: String,
+    pub version: u32,
+    pub digest: String,
+    pub migrations_applied: usize,
+    pub took_ms: u64,
+}
+
+/// Why a deploy, rollback or undeploy was refused. The previous version keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("the host is shutting down")]
+    ShuttingDown,
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl DeployError {
+    pub fn status(&self) -> u16 {
+        match self {
+            DeployError::BadRequest(_) => 400,
+            DeployError::Invalid(_) => 422,
+            DeployError::Conflict(_) => 409,
+            DeployError::NotFound(_) => 404,
+            DeployError::ShuttingDown => 503,
+            DeployError::Internal(_) => 500,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            DeployError::BadRequest(_) => "bad_request",
+            DeployError::Invalid(_) => "invalid_component",
+            DeployError::Conflict(_) => "conflict",
+            DeployError::NotFound(_) => "not_found",
+            DeployError::ShuttingDown => "shutting_down",
+            DeployError::Internal(_) => "internal",
+        }
+    }
+}
+
+struct DeployGuard<'h> {
+    host: &'h Host,
+    name: String,
+}
+
+impl Drop for DeployGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut busy) = self.host.deploying.lock() {
+            busy.remove(&self.name);
+        }
+    }
 }
 
 impl Host {
@@ -66,39 +155,83 @@ impl Host {
             data_dir: data_dir.to_path_buf(),
             routes: Arc::new(ArcSwap::from_pointee(RouteTable::default())),
             ready: AtomicBool::new(false),
+            shutting_down: AtomicBool::new(false),
+            deploying: Default::default(),
         })
     }
 
     /// Compiles and links every service of the manifest, then opens their stores and applies
     /// their migrations.
     pub async fn load_manifest(&self, path: &Path, manifest: &Manifest) -> Result<(), StartError> {
-        let compiled = self.compile(path, manifest)?;
-        self.open(compiled).await
+        let plans = self.compile(path, manifest)?;
+        self.open(plans).await
     }
 
-    /// Compiles and links every service: the check that needs no data folder. A bad
-    /// component fails here, naming the service's `component` key, before anything is
-    /// written.
-    pub fn compile<'m>(
-        &self,
-        path: &Path,
-        manifest: &'m Manifest,
-    ) -> Result<Vec<(Service, &'m ServiceSpec)>, ManifestError> {
-        let mut compiled = Vec::new();
-        for (name, spec) in &manifest.services {
-            let bytes = std::fs::read(&spec.component).map_err(|e| ManifestError {
-                file: path.to_path_buf(),
-                key: format!("services.{name}.component"),
-                message: format!("cannot read `{}`: {e}", spec.component.display()),
-            })?;
-            let grants = crate::sql::StoreGrants::default();
+    /// Decides what each service serves (its active deployed version if the data folder has
+    /// one, else the manifest's component), then compiles and links it: the checks that
+    /// write nothing. A bad component fails here, naming the service's `component` key.
+    pub fn compile(&self, path: &Path, manifest: &Manifest) -> Result<Vec<Planned>, StartError> {
+        let history = History::new(&self.data_dir);
+        let io = |e: std::io::Error| {
+            StartError::Other(wasmtime::format_err!("{}: {e}", self.data_dir.display()))
+        };
+        let mut names: std::collections::BTreeSet<String> =
+            manifest.services.keys().cloned().collect();
+        names.extend(history.services().map_err(io)?);
+        let mut plans = Vec::new();
+        for name in names {
+            let recorded = history.load(&name).map_err(io)?;
+            let from_manifest = match manifest.services.get(&name) {
+                Some(spec) => {
+                    let bytes = std::fs::read(&spec.component).map_err(|e| ManifestError {
+                        file: path.to_path_buf(),
+                        key: format!("services.{name}.component"),
+                        message: format!("cannot read `{}`: {e}", spec.component.display()),
+                    })?;
+                    Some((spec, bytes))
+                }
+                None => None,
+            };
+            // The manifest's component is new if the history never loaded these bytes from
+            // the manifest: then it is deployed as a new version. Otherwise the history's
+            // active version serves (a deploy made since the manifest was last changed).
+            let manifest_is_new = match (&from_manifest, &recorded) {
+                (Some((_, bytes)), Some(h)) => {
+                    let digest = crate::deploy::digest_of(bytes);
+                    h.versions
+                        .iter()
+                        .rev()
+                        .find(|r| r.origin == "manifest")
+                        .is_none_or(|r| r.digest != digest)
+                }
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            let (spec, bytes, version) = match (from_manifest, recorded) {
+                (Some((spec, bytes)), _) if manifest_is_new => (spec.clone(), bytes, None),
+                (_, Some(h)) if h.active.is_none() => continue, // undeployed: stays down
+                (from_manifest, Some(h)) => {
+                    let rec = h.active_record().ok_or_else(|| {
+                        io(std::io::Error::other(format!(
+                            "history of `{name}` names a missing version"
+                        )))
+                    })?;
+                    let bytes = history.read_component(&rec.digest).map_err(io)?;
+                    let mut spec = from_manifest
+                        .map(|(s, _)| s.clone())
+                        .unwrap_or_else(|| rec.spec.clone());
+                    spec.component = PathBuf::from(&rec.digest);
+                    (spec, bytes, Some(rec.version))
+                }
+                (_, None) => continue,
+            };
             let service = Service::load(
                 &self.engine,
                 &self.linker,
-                name,
-                spec,
+                &name,
+                &spec,
                 &bytes,
-                grants,
+                StoreGrants::default(),
                 self.routes.clone(),
             )
             .map_err(|e| ManifestError {
@@ -106,27 +239,289 @@ impl Host {
                 key: format!("services.{name}.component"),
                 message: format!("{e:#}"),
             })?;
-            compiled.push((service, spec));
+            plans.push(Planned {
+                service,
+                spec,
+                bytes,
+                version,
+            });
         }
-        Ok(compiled)
+        let all = Manifest {
+            services: plans
+                .iter()
+                .map(|p| (p.service.name.to_string(), p.spec.clone()))
+                .collect(),
+        };
+        all.validate().map_err(|(key, message)| ManifestError {
+            file: path.to_path_buf(),
+            key,
+            message,
+        })?;
+        Ok(plans)
     }
 
-    /// Opens the compiled services' stores, applies their migrations, and starts routing to
-    /// them.
-    pub async fn open(&self, compiled: Vec<(Service, &ServiceSpec)>) -> Result<(), StartError> {
+    /// Opens the planned services' stores, applies their migrations, records first versions,
+    /// and starts routing to them.
+    pub async fn open(&self, plans: Vec<Planned>) -> Result<(), StartError> {
+        let history = History::new(&self.data_dir);
         let mut services = Vec::new();
-        for (mut service, spec) in compiled {
-            service.grants = open_grants(&self.data_dir, &service.name, spec)?;
+        for plan in plans {
+            let Planned {
+                mut service,
+                spec,
+                bytes,
+                version,
+            } = plan;
+            service.grants = open_grants(&self.data_dir, &service.name, &spec, None)?;
             let report = migrate(&service).await?;
-            for (store, version) in &report.applied {
-                tracing::info!(service = %service.name, store, version, "migration applied");
+            for (store, v) in &report.applied {
+                tracing::info!(service = %service.name, store, version = v, "migration applied");
             }
-            tracing::info!(service = %service.name, route = %service.route, digest = %service.digest, "service loaded");
+            service.version = match version {
+                Some(v) => v,
+                None => self
+                    .record(&history, &service.name, &bytes, &spec, "manifest")
+                    .map_err(|e| wasmtime::format_err!("recording `{}`: {e}", service.name))?,
+            };
+            tracing::info!(service = %service.name, version = service.version, route = %service.route, digest = %service.digest, "service loaded");
             services.push(Arc::new(service));
         }
         self.routes.store(Arc::new(RouteTable::new(services)));
         self.ready.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// Stores `bytes` and appends a new active version to the service's history.
+    fn record(
+        &self,
+        history: &History,
+        name: &str,
+        bytes: &[u8],
+        spec: &ServiceSpec,
+        origin: &str,
+    ) -> std::io::Result<u32> {
+        let digest = history.store_component(bytes)?;
+        let mut h = history.load(name)?.unwrap_or_default();
+        let version = h.next_version();
+        let mut spec = spec.clone();
+        spec.component = PathBuf::from(&digest);
+        h.versions.push(VersionRecord {
+            version,
+            digest,
+            deployed_at: now_secs(),
+            origin: origin.into(),
+            spec,
+        });
+        h.active = Some(version);
+        history.save(name, &h)?;
+        Ok(version)
+    }
+
+    /// Marks the host as stopping: deploys are refused from now on.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+    }
+
+    /// Adds or replaces one service while the others keep serving. The new version is
+    /// compiled, linked, checked and migrated before any request reaches it; then one
+    /// atomic swap of the routing table sends new requests to it while requests already
+    /// running finish on the old one.
+    pub async fn deploy(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        request: DeployRequest,
+    ) -> Result<DeployOutcome, DeployError> {
+        let _guard = self.claim(name)?;
+        let started = std::time::Instant::now();
+        let history = History::new(&self.data_dir);
+        let current = self.routes().by_name(name).cloned();
+        let recorded = history
+            .load(name)
+            .map_err(|e| DeployError::Internal(e.to_string()))?;
+        let mut spec = match (&current, recorded.as_ref().and_then(|h| h.versions.last())) {
+            (Some(svc), _) => svc.spec.clone(),
+            (None, Some(rec)) => rec.spec.clone(),
+            (None, None) => {
+                let route = request.route.clone().ok_or_else(|| {
+                    DeployError::BadRequest(format!(
+                        "`{name}` is a new service: give it a route (--route /prefix)"
+                    ))
+                })?;
+                ServiceSpec {
+                    component: PathBuf::new(),
+                    route,
+                    stores: Default::default(),
+                    calls: Vec::new(),
+                    limits: Default::default(),
+                }
+            }
+        };
+        if let Some(route) = request.route {
+            spec.route = route;
+        }
+        for store in request.stores {
+            spec.stores.entry(store).or_default();
+        }
+        if let Some(calls) = request.calls {
+            spec.calls = calls;
+        }
+        let outcome = self
+            .activate(name, bytes, spec, current, &history, None)
+            .await?;
+        Ok(DeployOutcome {
+            took_ms: started.elapsed().as_millis() as u64,
+            ..outcome
+        })
+    }
+
+    /// Returns a service to the version before its active one.
+    pub async fn rollback(&self, name: &str) -> Result<DeployOutcome, DeployError> {
+        let _guard = self.claim(name)?;
+        let started = std::time::Instant::now();
+        let history = History::new(&self.data_dir);
+        let h = history
+            .load(name)
+            .map_err(|e| DeployError::Internal(e.to_string()))?
+            .ok_or_else(|| DeployError::NotFound(format!("no service `{name}`")))?;
+        let prev = h.previous().cloned().ok_or_else(|| {
+            DeployError::Conflict(format!("`{name}` has no version before the active one"))
+        })?;
+        let bytes = history
+            .read_component(&prev.digest)
+            .map_err(|e| DeployError::Internal(e.to_string()))?;
+        let current = self.routes().by_name(name).cloned();
+        let outcome = self
+            .activate(
+                name,
+                &bytes,
+                prev.spec.clone(),
+                current,
+                &history,
+                Some(prev.version),
+            )
+            .await?;
+        Ok(DeployOutcome {
+            took_ms: started.elapsed().as_millis() as u64,
+            ..outcome
+        })
+    }
+
+    /// Stops routing to a service. Its stores and history stay in the data folder.
+    pub fn undeploy(&self, name: &str) -> Result<(), DeployError> {
+        let _guard = self.claim(name)?;
+        let history = History::new(&self.data_dir);
+        let mut h = history
+            .load(name)
+            .map_err(|e| DeployError::Internal(e.to_string()))?
+            .ok_or_else(|| DeployError::NotFound(format!("no service `{name}`")))?;
+        if self.routes().by_name(name).is_none() {
+            return Err(DeployError::NotFound(format!("`{name}` is not deployed")));
+        }
+        h.active = None;
+        history
+            .save(name, &h)
+            .map_err(|e| DeployError::Internal(e.to_string()))?;
+        self.routes.rcu(|table| table.without(name));
+        tracing::info!(service = name, "service undeployed");
+        Ok(())
+    }
+
+    /// Compiles, checks, migrates, records and swaps in one version of `name`.
+    async fn activate(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        mut spec: ServiceSpec,
+        current: Option<Arc<Service>>,
+        history: &History,
+        existing_version: Option<u32>,
+    ) -> Result<DeployOutcome, DeployError> {
+        // The whole host's grants must stay consistent: names, routes, calls.
+        let mut all = Manifest::default();
+        for s in self.routes().services() {
+            if &*s.name != name {
+                all.services.insert(s.name.to_string(), s.spec.clone());
+            }
+        }
+        all.services.insert(name.to_string(), spec.clone());
+        all.validate()
+            .map_err(|(key, message)| DeployError::Invalid(format!("{key}: {message}")))?;
+
+        let mut service = Service::load(
+            &self.engine,
+            &self.linker,
+            name,
+            &spec,
+            bytes,
+            StoreGrants::default(),
+            self.routes.clone(),
+        )
+        .map_err(|e| DeployError::Invalid(format!("{e:#}")))?;
+        service.grants = open_grants(
+            &self.data_dir,
+            name,
+            &spec,
+            current.as_ref().map(|c| &c.grants),
+        )
+        .map_err(|e| DeployError::Internal(format!("{e:#}")))?;
+        let report = migrate(&service)
+            .await
+            .map_err(|e| DeployError::Invalid(format!("{e:#}")))?;
+        if self.shutting_down.load(Ordering::Acquire) {
+            return Err(DeployError::ShuttingDown);
+        }
+        let version = match existing_version {
+            Some(v) => {
+                let mut h = history
+                    .load(name)
+                    .map_err(|e| DeployError::Internal(e.to_string()))?
+                    .unwrap_or_default();
+                h.active = Some(v);
+                history
+                    .save(name, &h)
+                    .map_err(|e| DeployError::Internal(e.to_string()))?;
+                v
+            }
+            None => self
+                .record(history, name, bytes, &spec, "deploy")
+                .map_err(|e| DeployError::Internal(e.to_string()))?,
+        };
+        spec.component = PathBuf::from(&service.digest);
+        service.version = version;
+        service.spec = spec;
+        let service = Arc::new(service);
+        self.routes.rcu(|table| table.with(service.clone()));
+        tracing::info!(service = name, version, digest = %service.digest, "service deployed");
+        Ok(DeployOutcome {
+            service: name.to_string(),
+            version,
+            digest: service.digest.clone(),
+            migrations_applied: report.applied.len(),
+            took_ms: 0,
+        })
+    }
+
+    /// One deploy, rollback or undeploy per service at a time.
+    fn claim(&self, name: &str) -> Result<DeployGuard<'_>, DeployError> {
+        if !crate::manifest::valid_name(name) {
+            return Err(DeployError::BadRequest(format!(
+                "`{name}` is not a service name (lowercase letters, digits and `-`)"
+            )));
+        }
+        if self.shutting_down.load(Ordering::Acquire) {
+            return Err(DeployError::ShuttingDown);
+        }
+        let mut busy = self.deploying.lock().expect("deploy lock");
+        if !busy.insert(name.to_string()) {
+            return Err(DeployError::Conflict(format!(
+                "a deploy of `{name}` is already in progress"
+            )));
+        }
+        Ok(DeployGuard {
+            host: self,
+            name: name.to_string(),
+        })
     }
 
     pub fn routes(&self) -> Arc<RouteTable> {

@@ -28,6 +28,7 @@
 pub mod admin;
 pub mod bindings;
 pub mod calls;
+pub mod deploy;
 pub mod host;
 pub mod manifest;
 pub mod runtime;

@@ -49,6 +49,36 @@ enum Command {
     },
     /// Lists the services of a running host.
     Services(AdminArgs),
+    /// Adds or replaces one service's component in a running host, no restart.
+    Deploy {
+        /// The service's name.
+        service: String,
+        /// The component to deploy.
+        file: PathBuf,
+        /// Route prefix (required for a new service).
+        #[arg(long)]
+        route: Option<String>,
+        /// A store to grant (repeatable; added to those already granted).
+        #[arg(long = "store")]
+        stores: Vec<String>,
+        /// Services it may call, comma-separated (replaces the list).
+        #[arg(long)]
+        calls: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Returns a service to its previous version.
+    Rollback {
+        service: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Removes one service (its data stays in the data folder).
+    Undeploy {
+        service: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
 }
 
 #[derive(Args)]
@@ -86,6 +116,16 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    if let Command::Deploy { service, .. }
+    | Command::Rollback { service, .. }
+    | Command::Undeploy { service, .. } = &cli.command
+        && !silo::manifest::valid_name(service)
+    {
+        return fail(
+            2,
+            format!("`{service}` is not a service name (lowercase letters, digits and `-`)"),
+        );
+    }
     match cli.command {
         Command::Run {
             manifest,
@@ -105,6 +145,61 @@ fn main() -> ExitCode {
             threads,
         ),
         Command::Services(args) => services(&args),
+        Command::Deploy {
+            service,
+            file,
+            route,
+            stores,
+            calls,
+            admin,
+        } => {
+            let bytes = match std::fs::read(&file) {
+                Ok(b) => b,
+                Err(e) => return fail(2, format!("{}: {e}", file.display())),
+            };
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            if let Some(r) = &route {
+                query.append_pair("route", r);
+            }
+            for s in &stores {
+                query.append_pair("store", s);
+            }
+            if let Some(c) = &calls {
+                query.append_pair("calls", c);
+            }
+            let path = format!("/admin/services/{service}?{}", query.finish());
+            admin_call(&admin, hyper::Method::POST, &path, bytes, |v| {
+                format!(
+                    "deployed {} v{} ({}) in {} ms, {} migration(s) applied",
+                    v["service"].as_str().unwrap_or("?"),
+                    v["version"],
+                    v["digest"].as_str().unwrap_or("?"),
+                    v["tookMs"],
+                    v["migrationsApplied"]
+                )
+            })
+        }
+        Command::Rollback { service, admin } => admin_call(
+            &admin,
+            hyper::Method::POST,
+            &format!("/admin/services/{service}/rollback"),
+            Vec::new(),
+            |v| {
+                format!(
+                    "rolled back {} to v{} ({})",
+                    v["service"].as_str().unwrap_or("?"),
+                    v["version"],
+                    v["digest"].as_str().unwrap_or("?")
+                )
+            },
+        ),
+        Command::Undeploy { service, admin } => admin_call(
+            &admin,
+            hyper::Method::DELETE,
+            &format!("/admin/services/{service}"),
+            Vec::new(),
+            |v| format!("undeployed {}", v["service"].as_str().unwrap_or("?")),
+        ),
     }
 }
 
@@ -138,7 +233,8 @@ fn run(
     };
     let compiled = match host.compile(manifest_path, &manifest) {
         Ok(c) => c,
-        Err(e) => return fail(2, e),
+        Err(StartError::Manifest(e)) => return fail(2, e),
+        Err(StartError::Other(e)) => return fail(1, format!("{e:#}")),
     };
     if let Err(e) = std::fs::create_dir_all(data) {
         return fail(1, format!("{}: {e}", data.display()));
@@ -194,6 +290,7 @@ fn run(
         ));
         shutdown_signal().await;
         tracing::info!("shutting down: finishing in-flight requests");
+        host.begin_shutdown();
         let _ = stop.send(true);
         let _ = admin.await;
     });
@@ -202,6 +299,36 @@ fn run(
     }
     tracing::info!("stopped");
     drop(lock);
+    ExitCode::SUCCESS
+}
+
+/// Sends one admin request and prints `describe(answer)`, or the error and exit status 1.
+fn admin_call(
+    args: &AdminArgs,
+    method: hyper::Method,
+    path: &str,
+    body: Vec<u8>,
+    describe: impl Fn(&serde_json::Value) -> String,
+) -> ExitCode {
+    let token = match args.token() {
+        Ok(t) => t,
+        Err(e) => return fail(2, e),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("building the runtime");
+    let call = silo::admin::admin_request(&args.admin, &token, method, path, body.into());
+    let (status, text) = match rt.block_on(call) {
+        Ok(r) => r,
+        Err(e) => return fail(1, format!("{e:#}")),
+    };
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    if status != 200 {
+        let msg = v["error"]["message"].as_str().unwrap_or(&text);
+        return fail(1, format!("refused ({status}): {msg}"));
+    }
+    println!("{}", describe(&v));
     ExitCode::SUCCESS
 }
 

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// A manifest error: the file, the key (a dotted path) and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +31,7 @@ impl fmt::Display for ManifestError {
 impl std::error::Error for ManifestError {}
 
 /// The whole manifest, as written.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     #[serde(default)]
@@ -39,7 +39,7 @@ pub struct Manifest {
 }
 
 /// `[services.NAME]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ServiceSpec {
     /// Path of the component, relative to the manifest's folder.
@@ -57,7 +57,7 @@ pub struct ServiceSpec {
 }
 
 /// `[services.NAME.stores.STORE]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct StoreSpec {
     #[serde(default)]
@@ -67,12 +67,21 @@ pub struct StoreSpec {
     pub max_size_mb: u64,
 }
 
+impl Default for StoreSpec {
+    fn default() -> Self {
+        Self {
+            backend: Backend::default(),
+            max_size_mb: default_store_mb(),
+        }
+    }
+}
+
 fn default_store_mb() -> u64 {
     1024
 }
 
 /// Which engine serves a store.
-#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, Default, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// An embedded SQLite file in the data folder (the default).
@@ -89,7 +98,7 @@ impl Backend {
 }
 
 /// `[services.NAME.limits]`: every limit has a default and may be overridden per service.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct Limits {
     /// Deadline of one request, in milliseconds: CPU spent in the component (epoch
@@ -209,7 +218,8 @@ impl Manifest {
         Ok(manifest)
     }
 
-    fn validate(&self) -> Result<(), (String, String)> {
+    /// Checks names, routes, calls and limits; errors are `(key, message)`.
+    pub fn validate(&self) -> Result<(), (String, String)> {
         let mut routes: Vec<(&str, &str)> = Vec::new();
         for (name, svc) in &self.services {
             let key = format!("services.{name}");

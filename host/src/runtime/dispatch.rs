@@ -37,6 +37,29 @@ impl RouteTable {
         Self { services }
     }
 
+    /// This table with `service` added, or replacing the service of the same name.
+    pub fn with(&self, service: Arc<Service>) -> RouteTable {
+        let mut services: Vec<_> = self
+            .services
+            .iter()
+            .filter(|s| s.name != service.name)
+            .cloned()
+            .collect();
+        services.push(service);
+        RouteTable::new(services)
+    }
+
+    /// This table without the service named `name`.
+    pub fn without(&self, name: &str) -> RouteTable {
+        RouteTable::new(
+            self.services
+                .iter()
+                .filter(|s| &*s.name != name)
+                .cloned()
+                .collect(),
+        )
+    }
+
     /// The service named `name`.
     pub fn by_name(&self, name: &str) -> Option<&Arc<Service>> {
         self.services.iter().find(|s| &*s.name == name)

@@ -1,9 +1,9 @@
 //! Schema migrations a component ships in its `silo:service/migrations` export.
 //!
-//! On every load the host asks the component for its steps and applies, per store, each step
-//! not yet recorded: in order, once, each in its own transaction together with its record in
-//! the host-owned `_silo_migrations` table. A step that fails rolls back and refuses the
-//! load, leaving the database as it was before that step. A recorded step whose statements
+//! On every load and deploy the host asks the component for its steps and applies, per
+//! store, each step not yet recorded: in order, once, each with its record in the host-owned
+//! `_silo_migrations` table. All pending steps of a store run in one transaction: a failing
+//! step refuses the load and leaves the store as it was. A recorded step whose statements
 //! have changed refuses the load too: history is not rewritten behind the database's back.
 
 use std::collections::BTreeMap;
@@ -91,32 +91,38 @@ fn checksum(statements: &str) -> String {
     hex::encode(sha2::Sha256::digest(statements.as_bytes()))
 }
 
-/// Applies the pending steps of one store; returns the versions applied.
+/// Applies the pending steps of one store, all in one transaction (a failing step leaves
+/// the store exactly as it was); returns the versions applied.
 pub async fn apply_store(store: &dyn SqlStore, steps: &[Migration]) -> wasmtime::Result<Vec<u32>> {
     let limits = CallLimits {
         deadline: Instant::now() + Duration::from_secs(300),
         max_result_bytes: usize::MAX,
     };
+    let mut tx = store.begin(&limits).await?;
+    tx.execute_host(CREATE_TABLE, &[]).await?;
+    let done = tx
+        .query_host("SELECT version, checksum FROM _silo_migrations", &[])
+        .await?;
+    let recorded: BTreeMap<i64, String> = done
+        .rows
+        .into_iter()
+        .filter_map(|row| match (row.first(), row.get(1)) {
+            (Some(Value::Integer(v)), Some(Value::Text(c))) => Some((*v, c.clone())),
+            _ => None,
+        })
+        .collect();
     let mut applied = Vec::new();
     for step in steps {
-        let mut tx = store.begin(&limits).await?;
-        tx.execute_host(CREATE_TABLE, &[]).await?;
-        let done = tx
-            .query_host(
-                "SELECT checksum FROM _silo_migrations WHERE version = ?",
-                &[Value::Integer(step.version.into())],
-            )
-            .await?;
         let sum = checksum(&step.statements);
-        if let Some(row) = done.rows.first() {
-            match row.first() {
-                Some(Value::Text(recorded)) if *recorded == sum => continue,
-                _ => bail!(
+        if let Some(previous) = recorded.get(&i64::from(step.version)) {
+            if *previous != sum {
+                bail!(
                     "migration {} ({}) was changed after it was applied",
                     step.version,
                     step.description
-                ),
+                );
             }
+            continue;
         }
         tx.execute_batch(&limits, &step.statements)
             .await
@@ -130,9 +136,9 @@ pub async fn apply_store(store: &dyn SqlStore, steps: &[Migration]) -> wasmtime:
             ],
         )
         .await?;
-        tx.commit().await?;
         applied.push(step.version);
     }
+    tx.commit().await?;
     Ok(applied)
 }
 
@@ -166,9 +172,10 @@ mod tests {
                 .is_empty()
         );
 
-        // A failing step (second statement) rolls back entirely.
-        let bad = step(2, "CREATE TABLE b (x); INSERT INTO nope VALUES (1);");
-        assert!(apply_store(&s, &[v1.clone(), bad]).await.is_err());
+        // A failing step rolls back with every step of the same load.
+        let good = step(2, "CREATE TABLE c (x);");
+        let bad = step(3, "CREATE TABLE b (x); INSERT INTO nope VALUES (1);");
+        assert!(apply_store(&s, &[v1.clone(), good, bad]).await.is_err());
         let l = CallLimits {
             deadline: Instant::now() + Duration::from_secs(5),
             max_result_bytes: 1 << 20,
@@ -184,7 +191,7 @@ mod tests {
         assert!(e.to_string().contains("changed"), "{e}");
 
         // A step cannot touch the host's tables.
-        let sneaky = step(3, "DELETE FROM _silo_migrations;");
+        let sneaky = step(4, "DELETE FROM _silo_migrations;");
         assert!(apply_store(&s, &[v1, sneaky]).await.is_err());
         let rows = s.query(&l, "SELECT count(*) FROM a", &[]).await.unwrap();
         assert!(matches!(rows.rows[0][0], Value::Integer(1)));

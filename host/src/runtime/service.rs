@@ -21,6 +21,10 @@ use crate::sql::{CallLimits, SqlCtx, StoreGrants};
 /// One service, ready to serve.
 pub struct Service {
     pub name: Arc<str>,
+    /// Its version in the deployment history (0 until recorded).
+    pub version: u32,
+    /// What it was granted, as declared.
+    pub spec: ServiceSpec,
     pub route: String,
     /// `sha256:` of the component's bytes.
     pub digest: String,
@@ -61,6 +65,8 @@ impl Service {
         })?;
         Ok(Self {
             name: name.into(),
+            version: 0,
+            spec: spec.clone(),
             route: spec.route.clone(),
             digest,
             limits: spec.limits.clone(),

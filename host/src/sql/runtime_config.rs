@@ -20,15 +20,24 @@ pub fn sqlite_path(data_dir: &Path, service: &str, store: &str) -> PathBuf {
         .join(format!("{store}.db"))
 }
 
-/// Opens every store `spec` declares for `service`.
+/// Opens every store `spec` declares for `service`. A store that `reuse` (the grants of the
+/// version being replaced) already has open is shared, not opened twice, so old and new
+/// versions of a service keep one writer per store between them.
 pub fn open_grants(
     data_dir: &Path,
     service: &str,
     spec: &ServiceSpec,
+    reuse: Option<&StoreGrants>,
 ) -> wasmtime::Result<StoreGrants> {
     let mut stores: HashMap<String, Arc<dyn SqlStore>> = HashMap::new();
     let mut failures = Vec::new();
     for (name, store) in &spec.stores {
+        if let Some(open) = reuse.and_then(|g| g.get(name))
+            && open.backend() == store.backend.name()
+        {
+            stores.insert(name.clone(), open.clone());
+            continue;
+        }
         match store.backend {
             Backend::Sqlite => {
                 let config = SqliteConfig {

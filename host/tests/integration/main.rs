@@ -5,6 +5,7 @@
 mod calls;
 mod cli;
 mod demo;
+mod deploy;
 mod sandbox;
 mod support;
 

@@ -278,6 +278,33 @@ pub async fn request(
     Resp { status, body }
 }
 
+/// Sends one request with a raw body.
+pub async fn request_bytes(
+    method: &str,
+    addr: &str,
+    path: &str,
+    body: Vec<u8>,
+    headers: &[(&str, &str)],
+) -> Resp {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = tokio::time::timeout(
+        Duration::from_secs(120),
+        client.request(req.body(Full::new(Bytes::from(body))).unwrap()),
+    )
+    .await
+    .expect("request timed out")
+    .expect("request failed");
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    Resp { status, body }
+}
+
 /// Runs the `silo` binary with `args` and returns (status, stdout, stderr).
 pub fn silo_cmd(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(silo_bin()).args(args).output().unwrap();

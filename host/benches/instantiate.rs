@@ -80,6 +80,21 @@ async fn run() {
         println!("| instantiate `{name}` (store + instance) | {mean:.1} | {p50:.1} | {p99:.1} |");
     }
 
+    // A whole request to the plain hello component, for the cost of the path itself.
+    let hello = routes.route("/hello").unwrap().clone();
+    let mut samples = Vec::with_capacity(ITERATIONS);
+    for _ in 0..ITERATIONS {
+        let req = hyper::Request::get("http://hello.silo/hello")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let t = Instant::now();
+        let resp = silo::runtime::dispatch::dispatch(&hello, req).await;
+        let _ = resp.into_body().collect().await.unwrap();
+        samples.push(t.elapsed());
+    }
+    let (mean, p50, p99) = summary(samples);
+    println!("| `GET /hello` through silo, no network | {mean:.1} | {p50:.1} | {p99:.1} |");
+
     // Seed products through the service itself, then look them up.
     let products = routes.route("/products").unwrap().clone();
     let mut ids = Vec::new();
@@ -149,6 +164,64 @@ async fn run() {
         silo_mean - native_mean,
         silo_mean / native_mean
     );
+    lifecycle().await;
+}
+
+/// Start-up with every demo service, with an empty code cache and then a warm one, and the
+/// time from a deploy call to the new version serving.
+async fn lifecycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("silo.toml");
+    let mut manifest = String::new();
+    for (name, calls) in [
+        ("users", ""),
+        ("products", ""),
+        (
+            "orders",
+            "calls = [\"users\", \"products\", \"reference\"]\n",
+        ),
+        ("reference", ""),
+    ] {
+        manifest.push_str(&format!(
+            "[services.{name}]\ncomponent = \"{}\"\nroute = \"/{name}\"\n{calls}[services.{name}.stores.main]\n",
+            component(name).display()
+        ));
+    }
+    std::fs::write(&path, manifest).unwrap();
+    let parsed = Manifest::load(&path).unwrap();
+    let cache = dir.path().join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    println!();
+    println!("| start-up, 4 demo services | ms |");
+    println!("| --- | --- |");
+    for (label, data) in [
+        ("cold (empty code cache, new data folder)", "d1"),
+        ("cached (same code cache, new data folder)", "d2"),
+    ] {
+        let t = Instant::now();
+        let host = Host::new(&dir.path().join(data), Some(&cache)).unwrap();
+        host.load_manifest(&path, &parsed).await.unwrap();
+        println!("| {label} | {:.0} |", t.elapsed().as_secs_f64() * 1e3);
+    }
+    let host = Host::new(&dir.path().join("d3"), Some(&cache)).unwrap();
+    host.load_manifest(&path, &parsed).await.unwrap();
+    let bytes = std::fs::read(component("products")).unwrap();
+    let mut other = bytes.clone();
+    // A different digest each time (a custom section), so nothing is deduplicated.
+    other.extend_from_slice(&[0, 4, 1, b'x', 0, 0]);
+    println!();
+    println!("| deploy `products` until the new version serves | ms |");
+    println!("| --- | --- |");
+    for (label, b) in [
+        ("new component (compiled)", &other),
+        ("component seen before (code cache)", &bytes),
+    ] {
+        let t = Instant::now();
+        host.deploy("products", b, Default::default())
+            .await
+            .unwrap();
+        println!("| {label} | {:.0} |", t.elapsed().as_secs_f64() * 1e3);
+    }
 }
 
 /// Where the time of one lookup goes: the steps of `dispatch`, timed one by one.

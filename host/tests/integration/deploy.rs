@@ -318,3 +318,28 @@ async fn repeated_deploys_under_load_fail_no_request() {
         "too little load to mean anything"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_during_shutdown_is_refused() {
+    // In-process: the host as a library, so the moment of shutdown is exact.
+    let (dir, path) = crate::support::write_manifest(BASE);
+    let manifest = silo::manifest::Manifest::load(&path).unwrap();
+    let host = silo::host::Host::new(
+        &dir.path().join("data"),
+        Some(crate::support::shared_cache()),
+    )
+    .unwrap();
+    host.load_manifest(&path, &manifest).await.unwrap();
+    let bytes = std::fs::read(component("spin")).unwrap();
+    host.begin_shutdown();
+    let err = host
+        .deploy("greeter", &bytes, Default::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), 503, "{err}");
+    let greeter = host.routes().by_name("greeter").cloned().unwrap();
+    assert_eq!(
+        greeter.version, 1,
+        "the old version is still the one routed"
+    );
+}

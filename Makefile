@@ -7,7 +7,7 @@ WASM_TARGET := wasm32-wasip2
 COMPONENTS_OUT := components/target/$(WASM_TARGET)/release
 SILO := target/release/silo
 
-.PHONY: all build toolchain components host run test lint fmt bench clean
+.PHONY: all build toolchain components host run test lint fmt bench demo-isolation clean
 
 all: build
 
@@ -44,6 +44,10 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 	cd components && $(CARGO) fmt --all
+
+## demo-isolation: every isolation attack against a live host, as a PASS/FAIL table.
+demo-isolation: build
+	$(SILO) demo isolation --components $(COMPONENTS_OUT)
 
 ## bench: throughput and latency against native baselines (see BENCHMARKS.md).
 bench: build

@@ -53,8 +53,11 @@ async fn run() {
         &manifest_path,
         format!(
             "[services.hello]\ncomponent = \"{}\"\nroute = \"/hello\"\n\
-             [services.products]\ncomponent = \"{}\"\nroute = \"/products\"\n[services.products.stores.main]\n",
+             [services.products]\ncomponent = \"{}\"\nroute = \"/products\"\n[services.products.stores.main]\n\
+             [services.warm]\ncomponent = \"{}\"\nroute = \"/warm\"\n[services.warm.stores.main]\n\
+             [services.warm.limits]\ninstance-reuse = 64\n",
             component("hello").display(),
+            component("products").display(),
             component("products").display()
         ),
     )
@@ -131,6 +134,33 @@ async fn run() {
     println!(
         "| `GET /products/{{id}}` through silo, no network | {silo_mean:.1} | {p50:.1} | {p99:.1} |"
     );
+    // The same with `instance-reuse = 64` (its own store, the same rows).
+    let warm = routes.route("/warm").unwrap().clone();
+    let mut warm_ids = Vec::new();
+    for i in 0..200 {
+        let body = format!(r#"{{"name":"Product {i}","price":{i},"stock":100}}"#);
+        let req = hyper::Request::post("http://warm.silo/products")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        let resp = silo::runtime::dispatch::dispatch(&warm, req).await;
+        let v: serde_json::Value =
+            serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        warm_ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    let mut samples = Vec::with_capacity(ITERATIONS);
+    for i in 0..ITERATIONS {
+        let req = hyper::Request::get(format!("http://warm.silo/products/{}", warm_ids[i % 200]))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let t = Instant::now();
+        let resp = silo::runtime::dispatch::dispatch(&warm, req).await;
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        samples.push(t.elapsed());
+        assert!(bytes.starts_with(b"{\"id\""));
+    }
+    let (mean, p50, p99) = summary(samples);
+    println!("| the same with `instance-reuse = 64` | {mean:.1} | {p50:.1} | {p99:.1} |");
 
     // The same lookup natively: the same file, statement and JSON shape.
     let conn = rusqlite::Connection::open(dir.path().join("data/stores/products/main.db")).unwrap();

@@ -585,8 +585,12 @@ pub fn serve_workers(
             std::thread::Builder::new()
                 .name(format!("silo-worker-{i}"))
                 .spawn(move || {
+                    // The I/O driver is polled every other task poll: a guest that
+                    // computes yields every epoch tick, and the requests waiting on
+                    // sockets must get their turn at each yield, not every 61st.
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
+                        .event_interval(2)
                         .build()
                         .expect("building a worker runtime");
                     rt.block_on(accept_loop(host, listener, shutdown));

@@ -30,6 +30,7 @@ pub mod bindings;
 pub mod calls;
 pub mod deploy;
 pub mod host;
+pub mod isolation;
 pub mod manifest;
 pub mod runtime;
 pub mod sql;

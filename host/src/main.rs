@@ -67,6 +67,11 @@ enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Demonstrations against a live host.
+    Demo {
+        #[command(subcommand)]
+        demo: Demo,
+    },
     /// Returns a service to its previous version.
     Rollback {
         service: String,
@@ -78,6 +83,18 @@ enum Command {
         service: String,
         #[command(flatten)]
         admin: AdminArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum Demo {
+    /// Starts a host with the demo services and the intruder, runs every attack of the
+    /// catalogue, prints attack, expected, observed, PASS/FAIL; exits 1 if any attack got
+    /// through or hurt the victim.
+    Isolation {
+        /// Folder of the built components.
+        #[arg(long, default_value = "components/target/wasm32-wasip2/release")]
+        components: PathBuf,
     },
 }
 
@@ -179,6 +196,9 @@ fn main() -> ExitCode {
                 )
             })
         }
+        Command::Demo {
+            demo: Demo::Isolation { components },
+        } => demo_isolation(&components),
         Command::Rollback { service, admin } => admin_call(
             &admin,
             hyper::Method::POST,
@@ -330,6 +350,104 @@ fn admin_call(
     }
     println!("{}", describe(&v));
     ExitCode::SUCCESS
+}
+
+fn demo_isolation(components: &Path) -> ExitCode {
+    use std::io::BufRead;
+    let dir = match tempfile_dir() {
+        Ok(d) => d,
+        Err(e) => return fail(1, e),
+    };
+    let manifest = dir.join("silo.toml");
+    let components = &match std::fs::canonicalize(components) {
+        Ok(c) => c,
+        Err(e) => {
+            return fail(
+                2,
+                format!("{}: {e}: run `make components`", components.display()),
+            );
+        }
+    };
+    for name in ["users", "products", "reference", "intruder"] {
+        let file = components.join(format!("{name}.wasm"));
+        if !file.is_file() {
+            return fail(
+                2,
+                format!("{} not found: run `make components`", file.display()),
+            );
+        }
+    }
+    if let Err(e) = std::fs::write(&manifest, silo::isolation::manifest(components)) {
+        return fail(1, e);
+    }
+    let exe = std::env::current_exe().expect("the silo binary");
+    let mut child = match std::process::Command::new(exe)
+        .args(["run", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .arg("--manifest")
+        .arg(&manifest)
+        .arg("--data")
+        .arg(dir.join("data"))
+        .env("SILO_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => return fail(1, format!("starting the host: {e}")),
+    };
+    let line = child
+        .stdout
+        .take()
+        .and_then(|out| std::io::BufReader::new(out).lines().next())
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let Some(http) = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .map(String::from)
+    else {
+        let _ = child.kill();
+        return fail(1, format!("the host did not start: {line}"));
+    };
+    println!("silo: attacking a live host at http://{http} (demo services + intruder)\n");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("building the runtime");
+    let outcomes = rt.block_on(async {
+        let target = silo::isolation::Target::new(&http);
+        let victim = silo::isolation::Victim::prepare(&target).await?;
+        let mut outcomes = Vec::new();
+        for attack in silo::isolation::CATALOGUE {
+            outcomes.push(silo::isolation::run_attack(&target, &victim, attack).await);
+        }
+        Ok::<_, String>(outcomes)
+    });
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    match outcomes {
+        Ok(outcomes) => {
+            print!("{}", silo::isolation::render(&outcomes));
+            if outcomes.iter().all(|o| o.pass()) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => fail(1, e),
+    }
+}
+
+/// A fresh private folder under the system's temporary folder.
+fn tempfile_dir() -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!("silo-demo-{}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(dir)
 }
 
 fn services(args: &AdminArgs) -> ExitCode {

@@ -112,6 +112,10 @@ pub struct Limits {
     pub concurrency: u32,
     /// Largest result one query may return, in KiB.
     pub result_kb: u64,
+    /// Longest one SQL statement may run, in milliseconds (an embedded store runs on the
+    /// request's worker thread, so this also bounds how long one statement can hold up the
+    /// other requests on that thread).
+    pub statement_ms: u64,
     /// Requests one instance serves before it is discarded (1: a fresh instance for every
     /// request, the safe default; more trades isolation between requests for speed).
     pub instance_reuse: u32,
@@ -128,6 +132,7 @@ impl Default for Limits {
             body_kb: 1024,
             concurrency: 256,
             result_kb: 16 * 1024,
+            statement_ms: 50,
             instance_reuse: 1,
             call_timeout_ms: 5_000,
         }
@@ -262,12 +267,13 @@ impl Manifest {
             }
             let l = &svc.limits;
             let lkey = format!("{key}.limits");
-            let checks: [(&str, u64, u64, u64); 7] = [
+            let checks: [(&str, u64, u64, u64); 8] = [
                 ("deadline-ms", l.deadline_ms, 1, 3_600_000),
                 ("memory-mb", l.memory_mb, 1, MAX_MEMORY_MB),
                 ("body-kb", l.body_kb, 0, 1 << 20),
                 ("concurrency", l.concurrency as u64, 1, 100_000),
                 ("result-kb", l.result_kb, 1, 1 << 20),
+                ("statement-ms", l.statement_ms, 1, 3_600_000),
                 ("instance-reuse", l.instance_reuse as u64, 1, 1_000_000),
                 ("call-timeout-ms", l.call_timeout_ms, 1, 3_600_000),
             ];

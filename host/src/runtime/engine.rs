@@ -25,7 +25,7 @@ use super::state::RequestState;
 use crate::manifest::MAX_MEMORY_MB;
 
 /// How often the epoch advances: the granularity of CPU deadlines and of yields.
-pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+pub const EPOCH_TICK: Duration = Duration::from_millis(2);
 
 /// Instances that may exist at once, across all services.
 pub const TOTAL_INSTANCES: u32 = 1000;
@@ -48,7 +48,7 @@ pub fn build_engine(cache_dir: Option<&Path>) -> wasmtime::Result<Engine> {
     pool.max_tables_per_component(4);
     pool.max_core_instances_per_component(16);
     pool.max_memory_size((MAX_MEMORY_MB << 20) as usize);
-    pool.linear_memory_keep_resident(256 << 10);
+    pool.linear_memory_keep_resident(4 << 20);
     pool.table_keep_resident(64 << 10);
     pool.max_unused_warm_slots(64);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));

@@ -19,7 +19,7 @@ use crate::sql::{CallLimits, SqlStore, Value};
 
 const EXPORT: &str = "silo:service/migrations@0.1.0";
 
-const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS _silo_migrations (
+const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS main._silo_migrations (
     version INTEGER PRIMARY KEY,
     description TEXT NOT NULL,
     checksum TEXT NOT NULL,
@@ -96,12 +96,13 @@ fn checksum(statements: &str) -> String {
 pub async fn apply_store(store: &dyn SqlStore, steps: &[Migration]) -> wasmtime::Result<Vec<u32>> {
     let limits = CallLimits {
         deadline: Instant::now() + Duration::from_secs(300),
+        statement_budget: Duration::from_secs(300),
         max_result_bytes: usize::MAX,
     };
     let mut tx = store.begin(&limits).await?;
     tx.execute_host(CREATE_TABLE, &[]).await?;
     let done = tx
-        .query_host("SELECT version, checksum FROM _silo_migrations", &[])
+        .query_host("SELECT version, checksum FROM main._silo_migrations", &[])
         .await?;
     let recorded: BTreeMap<i64, String> = done
         .rows
@@ -128,7 +129,7 @@ pub async fn apply_store(store: &dyn SqlStore, steps: &[Migration]) -> wasmtime:
             .await
             .with_context(|| format!("migration {} ({}) failed", step.version, step.description))?;
         tx.execute_host(
-            "INSERT INTO _silo_migrations (version, description, checksum) VALUES (?, ?, ?)",
+            "INSERT INTO main._silo_migrations (version, description, checksum) VALUES (?, ?, ?)",
             &[
                 Value::Integer(step.version.into()),
                 Value::Text(step.description.clone()),
@@ -178,6 +179,7 @@ mod tests {
         assert!(apply_store(&s, &[v1.clone(), good, bad]).await.is_err());
         let l = CallLimits {
             deadline: Instant::now() + Duration::from_secs(5),
+            statement_budget: Duration::from_secs(300),
             max_result_bytes: 1 << 20,
         };
         assert!(

@@ -99,6 +99,7 @@ impl Service {
             self.grants.clone(),
             CallLimits {
                 deadline,
+                statement_budget: Duration::from_millis(self.limits.statement_ms),
                 max_result_bytes: (self.limits.result_kb << 10) as usize,
             },
         );

@@ -48,12 +48,22 @@ pub enum SqlError {
     Trap(#[from] wasmtime::Error),
 }
 
-/// The per-call budget a backend enforces: the request's deadline (a runaway query is
-/// interrupted when it passes) and the largest result it may build.
+/// The per-call budget a backend enforces: the request's deadline, the longest one statement
+/// may run (a runaway query is interrupted at whichever comes first; an embedded backend
+/// runs on the request's thread, so this is also the longest one statement can hold up the
+/// other requests sharing it), and the largest result it may build.
 #[derive(Debug, Clone, Copy)]
 pub struct CallLimits {
     pub deadline: Instant,
+    pub statement_budget: std::time::Duration,
     pub max_result_bytes: usize,
+}
+
+impl CallLimits {
+    /// When a statement starting now must stop.
+    pub fn statement_deadline(&self) -> Instant {
+        self.deadline.min(Instant::now() + self.statement_budget)
+    }
 }
 
 /// One store of one service, as a backend serves it. Implementations are shared by every

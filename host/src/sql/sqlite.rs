@@ -138,8 +138,10 @@ impl GuardedConn {
     }
 
     fn arm(&self, limits: &CallLimits) {
-        self.deadline
-            .store(instant_to_nanos(limits.deadline), Ordering::Relaxed);
+        self.deadline.store(
+            instant_to_nanos(limits.statement_deadline()),
+            Ordering::Relaxed,
+        );
     }
 
     fn disarm(&self) {
@@ -170,6 +172,12 @@ fn authorize(ctx: &AuthContext<'_>, privileged: bool) -> Authorization {
         A::Attach { .. } | A::Detach { .. } => return Authorization::Deny,
         A::Transaction { .. } | A::Savepoint { .. } => return Authorization::Deny,
         A::CreateVtable { .. } | A::DropVtable { .. } => return Authorization::Deny,
+        // TEMP objects would outlive the request on a shared connection and could shadow
+        // the host's tables: none at all.
+        A::CreateTempTable { .. }
+        | A::CreateTempIndex { .. }
+        | A::CreateTempTrigger { .. }
+        | A::CreateTempView { .. } => return Authorization::Deny,
         A::Function { function_name } => {
             let f = function_name.to_ascii_lowercase();
             return if f == "load_extension" || f == "readfile" || f == "writefile" {
@@ -197,23 +205,19 @@ fn authorize(ctx: &AuthContext<'_>, privileged: bool) -> Authorization {
         | A::Update { table_name, .. }
         | A::Delete { table_name }
         | A::CreateTable { table_name }
-        | A::CreateTempTable { table_name }
         | A::DropTable { table_name }
         | A::DropTempTable { table_name }
         | A::CreateIndex { table_name, .. }
-        | A::CreateTempIndex { table_name, .. }
         | A::DropIndex { table_name, .. }
         | A::DropTempIndex { table_name, .. }
         | A::CreateTrigger { table_name, .. }
-        | A::CreateTempTrigger { table_name, .. }
         | A::DropTrigger { table_name, .. }
         | A::DropTempTrigger { table_name, .. }
         | A::AlterTable { table_name, .. }
         | A::Analyze { table_name } => table_name,
-        A::CreateView { view_name }
-        | A::CreateTempView { view_name }
-        | A::DropView { view_name }
-        | A::DropTempView { view_name } => view_name,
+        A::CreateView { view_name } | A::DropView { view_name } | A::DropTempView { view_name } => {
+            view_name
+        }
         A::Reindex { index_name } => index_name,
         A::Select | A::Recursive => return Authorization::Allow,
         _ => return Authorization::Deny,
@@ -241,9 +245,9 @@ fn map_err(e: rusqlite::Error) -> SqlError {
                     SqlError::AccessDenied(m)
                 }
                 C::DatabaseBusy | C::DatabaseLocked => SqlError::Unavailable(m),
-                C::OperationInterrupted => {
-                    SqlError::LimitExceeded("the request's deadline passed during the query".into())
-                }
+                C::OperationInterrupted => SqlError::LimitExceeded(
+                    "the statement ran past its time budget or the request's deadline".into(),
+                ),
                 C::DiskFull => SqlError::LimitExceeded(format!("the store is full: {m}")),
                 C::TooBig => SqlError::LimitExceeded(m),
                 C::SystemIoFailure | C::CannotOpen | C::NotADatabase | C::DatabaseCorrupt => {
@@ -291,14 +295,32 @@ fn from_sql(v: ValueRef<'_>) -> Value {
     }
 }
 
-/// Rejects what the authorizer cannot see: `VACUUM` (and `VACUUM INTO 'file'`).
+/// Skips whitespace and SQL comments at the start of `sql`.
+fn skip_trivia(mut sql: &str) -> &str {
+    loop {
+        let t = sql.trim_start_matches(|c: char| c.is_whitespace() || c == ';');
+        if let Some(rest) = t.strip_prefix("--") {
+            sql = rest.split_once('\n').map(|(_, r)| r).unwrap_or("");
+        } else if let Some(rest) = t.strip_prefix("/*") {
+            sql = rest.split_once("*/").map(|(_, r)| r).unwrap_or("");
+        } else {
+            return t;
+        }
+    }
+}
+
+/// Rejects what the authorizer cannot see: `VACUUM` (and `VACUUM INTO 'file'`), and renaming
+/// anything into the host's `_silo_` namespace (the authorizer is told only the old name).
 fn precheck(sql: &str) -> Result<(), SqlError> {
-    let head = sql
-        .trim_start_matches(|c: char| c.is_whitespace() || c == ';')
-        .get(..6)
-        .unwrap_or("");
+    let head = skip_trivia(sql).get(..6).unwrap_or("");
     if head.eq_ignore_ascii_case("vacuum") {
         return Err(SqlError::AccessDenied("VACUUM is the host's to run".into()));
+    }
+    let lower = sql.to_ascii_lowercase();
+    if lower.contains("rename") && lower.contains(HOST_TABLE_PREFIX) {
+        return Err(SqlError::AccessDenied(format!(
+            "names starting with `{HOST_TABLE_PREFIX}` belong to the host"
+        )));
     }
     Ok(())
 }
@@ -371,6 +393,12 @@ fn run_execute(conn: &Connection, sql: &str, params: &[Value]) -> Result<ExecRes
 }
 
 fn run_batch(conn: &Connection, sql: &str) -> Result<(), SqlError> {
+    let lower = sql.to_ascii_lowercase();
+    if lower.contains("rename") && lower.contains(HOST_TABLE_PREFIX) {
+        return Err(SqlError::AccessDenied(format!(
+            "names starting with `{HOST_TABLE_PREFIX}` belong to the host"
+        )));
+    }
     conn.execute_batch(sql).map_err(map_err)
 }
 
@@ -427,7 +455,8 @@ impl SqliteStore {
             })
     }
 
-    /// Runs `f` on the writer outside any guest transaction.
+    /// Runs `f` on the writer outside any guest transaction, then lets the other requests
+    /// of this thread run (a write may have blocked it on the disk).
     async fn with_writer<R>(
         &self,
         limits: &CallLimits,
@@ -437,6 +466,8 @@ impl SqliteStore {
         w.arm(limits);
         let r = f(&w);
         w.disarm();
+        drop(w);
+        tokio::task::yield_now().await;
         r
     }
 }
@@ -567,6 +598,7 @@ impl SqlTransaction for SqliteTransaction {
         w.arm(limits);
         let r = run_execute(&w.conn, sql, params);
         w.disarm();
+        tokio::task::yield_now().await;
         r
     }
 
@@ -587,6 +619,7 @@ impl SqlTransaction for SqliteTransaction {
         let w = self.conn()?;
         let limits = CallLimits {
             deadline: Instant::now() + std::time::Duration::from_secs(3600),
+            statement_budget: std::time::Duration::from_secs(3600),
             max_result_bytes: usize::MAX,
         };
         w.privileged(|c| run_query(c, &limits, sql, params, false))
@@ -615,6 +648,7 @@ mod tests {
     fn limits() -> CallLimits {
         CallLimits {
             deadline: Instant::now() + Duration::from_secs(5),
+            statement_budget: std::time::Duration::from_secs(3600),
             max_result_bytes: 1 << 20,
         }
     }
@@ -722,6 +756,10 @@ mod tests {
             "BEGIN".to_string(),
             "COMMIT".to_string(),
             "CREATE TABLE _silo_outbox (x)".to_string(),
+            "/* hidden */ VACUUM INTO '/tmp/x.db'".to_string(),
+            "-- hidden\nVACUUM".to_string(),
+            "CREATE TEMP TABLE shadow (x)".to_string(),
+            "CREATE TEMP VIEW v AS SELECT 1".to_string(),
             "CREATE TABLE _SILO_x (x)".to_string(),
         ] {
             let e = s.execute(&l, &sql, &[]).await.unwrap_err();
@@ -784,6 +822,16 @@ mod tests {
             "host table untouched"
         );
         tx.rollback().await.unwrap();
+        // Nothing can be renamed into the host's namespace.
+        s.execute(&l, "CREATE TABLE mine2 (x)", &[]).await.unwrap();
+        for sql in [
+            "ALTER TABLE mine2 RENAME TO _silo_planted",
+            "ALTER TABLE mine2 RENAME TO \"_SILO_planted\"",
+            "ALTER TABLE main.mine2 RENAME TO [_silo_x]",
+        ] {
+            let e = s.execute(&l, sql, &[]).await.unwrap_err();
+            assert!(matches!(e, SqlError::AccessDenied(_)), "{sql}: {e:?}");
+        }
         // Read-only PRAGMAs are fine.
         s.execute(&l, "CREATE TABLE mine (x)", &[]).await.unwrap();
         let info = s.query(&l, "PRAGMA table_info(mine)", &[]).await;
@@ -795,6 +843,7 @@ mod tests {
         let (_d, s) = store();
         let l = CallLimits {
             deadline: Instant::now() + Duration::from_millis(200),
+            statement_budget: std::time::Duration::from_secs(3600),
             max_result_bytes: 1 << 20,
         };
         let t = Instant::now();
@@ -816,6 +865,7 @@ mod tests {
         let (_d, s) = store();
         let l = CallLimits {
             deadline: Instant::now() + Duration::from_secs(5),
+            statement_budget: std::time::Duration::from_secs(3600),
             max_result_bytes: 10_000,
         };
         let e = s

@@ -6,6 +6,7 @@ mod calls;
 mod cli;
 mod demo;
 mod deploy;
+mod isolation;
 mod sandbox;
 mod support;
 

@@ -1,0 +1,976 @@
+//! intruder: a deliberately hostile service, for silo's isolation demo and tests.
+//!
+//! It is deployed like any other service — route `/intruder`, one store of its own
+//! (`main`), `calls = ["reference"]` — and then tries, one endpoint per attack, to reach
+//! past what that manifest entry grants: other services' stores, the host's own tables,
+//! the SQLite file and its neighbours, undeclared services, the outside network, WASI
+//! files, sockets and environment, and the host's size, time, memory and stack limits.
+//!
+//! **Every attack must fail.** Against a correct host each report says `"blocked"`; a
+//! `"succeeded"` is a security failure of the host, and its `detail` says what got
+//! through.
+//!
+//! Endpoints:
+//!
+//! - `GET /intruder/attacks` → `["open-other-store", …]`, the names below.
+//! - `GET /intruder/attack/{name}` → always 200
+//!   `{"attack": name, "outcome": "blocked" | "succeeded", "detail": "…"}`. Only if the
+//!   attack cannot even be set up (its own store does not open) is the answer a 500: an
+//!   inconclusive run must not pass for a blocked one.
+//! - `GET /intruder/trap/forged-handle`, `/intruder/trap/wrong-type-handle`,
+//!   `/intruder/trap/stale-transaction`: use resource handles the instance does not own
+//!   (unsafe, on purpose). The host must trap the instance (503) or refuse the call; if it
+//!   neither traps nor refuses, the answer is a 200 report with `"succeeded"`.
+//! - `GET /intruder/exhaust/loop`, `/intruder/exhaust/memory`,
+//!   `/intruder/exhaust/recursion`: spin, allocate or recurse forever. They never answer
+//!   on their own: the host must stop the instance (503).
+//!
+//! Each attack is one small function that records every attempt in [`Findings`]: an
+//! attempt the host refused, or one that got through.
+
+use core::hint::black_box;
+use std::fmt::Display;
+use std::net::{TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
+
+use serde_json::json;
+use silo_sdk::bindings::silo::service::sql::{Database, Transaction};
+use silo_sdk::{
+    ApiError, Call, CallError, CallResponse, Db, ExecResult, Method, Migration, Request, Response,
+    Router, Row, Service, SqlError, Value, describe,
+};
+
+struct Intruder;
+
+impl Service for Intruder {
+    fn router() -> Router {
+        Router::new()
+            .get("/intruder/attacks", |_| Ok(Response::ok(&attack_names())))
+            .get("/intruder/attack/{name}", attack)
+            .get("/intruder/trap/forged-handle", forged_handle)
+            .get("/intruder/trap/wrong-type-handle", wrong_type_handle)
+            .get("/intruder/trap/stale-transaction", stale_transaction)
+            .get("/intruder/exhaust/loop", |_| spin_forever())
+            .get("/intruder/exhaust/memory", |_| allocate_forever())
+            .get("/intruder/exhaust/recursion", |_| {
+                Ok(Response::ok(&json!({ "depth": dig(0) })))
+            })
+    }
+
+    fn migrations() -> Vec<Migration> {
+        vec![Migration::new(
+            "main",
+            1,
+            "somewhere to put loot, and a table to hang triggers on",
+            "CREATE TABLE loot (id INTEGER PRIMARY KEY, data BLOB); CREATE TABLE bait (x)",
+        )]
+    }
+}
+
+silo_sdk::service!(Intruder);
+
+// ---------------------------------------------------------------------------------------
+// The catalogue and its reports
+// ---------------------------------------------------------------------------------------
+
+/// One attack: records its attempts; `Err` only if it could not be set up.
+type Attack = fn(&mut Findings) -> Result<(), SqlError>;
+
+/// Every attack that reports for itself, in the order the demo runs them.
+const ATTACKS: &[(&str, Attack)] = &[
+    ("open-other-store", open_other_store),
+    ("guess-store-names", guess_store_names),
+    ("stale-handle", stale_handle),
+    ("attach", attach),
+    ("vacuum-into", vacuum_into),
+    ("load-extension", load_extension),
+    ("pragmas", pragmas),
+    ("uri-filename", uri_filename),
+    ("host-tables", host_tables),
+    ("plant-host-table", plant_host_table),
+    ("schema-tamper", schema_tamper),
+    ("call-undeclared", call_undeclared),
+    ("call-external", call_external),
+    ("wasi-files", wasi_files),
+    ("wasi-sockets", wasi_sockets),
+    ("wasi-env", wasi_env),
+    ("huge-result", huge_result),
+    ("huge-blob", huge_blob),
+    ("fill-disk", fill_disk),
+    ("runaway-sql", runaway_sql),
+];
+
+fn attack_names() -> Vec<&'static str> {
+    ATTACKS.iter().map(|(name, _)| *name).collect()
+}
+
+/// `GET /intruder/attack/{name}`: runs one attack and reports whether it got through.
+fn attack(req: Request) -> Result<Response, ApiError> {
+    let name = req.param("name")?;
+    let (name, run) = ATTACKS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .ok_or_else(|| ApiError::not_found(format!("no attack named {name:?}")))?;
+    let mut findings = Findings::default();
+    run(&mut findings).map_err(|err| {
+        ApiError::internal(format!(
+            "the attack {name} could not be set up: {}",
+            describe(&err)
+        ))
+    })?;
+    Ok(findings.report(name))
+}
+
+/// What one attack observed: each attempt the host refused, and each that got through.
+#[derive(Default)]
+struct Findings {
+    got_through: Vec<String>,
+    refused: Vec<String>,
+    notes: Vec<String>,
+}
+
+impl Findings {
+    fn refused(&mut self, what: &str, how: impl Display) {
+        self.refused.push(format!("{what} → {how}"));
+    }
+
+    fn got_through(&mut self, what: &str, how: impl Display) {
+        self.got_through.push(format!("{what} → {how}"));
+    }
+
+    /// Context for a human that decides nothing (what exists, what was cleaned up).
+    fn note(&mut self, text: impl Display) {
+        self.notes.push(text.to_string());
+    }
+
+    /// A statement that must fail, with any error.
+    fn must_fail<T: Summary>(&mut self, what: &str, result: Result<T, SqlError>) {
+        match result {
+            Ok(value) => self.got_through(what, value.summary()),
+            Err(err) => self.refused(what, describe(&err)),
+        }
+    }
+
+    /// A request that must be refused with `access-denied` and nothing else.
+    fn must_be_denied<T: Summary>(&mut self, what: &str, result: Result<T, SqlError>) {
+        match result {
+            Ok(value) => self.got_through(what, value.summary()),
+            Err(err @ SqlError::AccessDenied(_)) => self.refused(what, describe(&err)),
+            Err(err) => self.got_through(what, format!("not access-denied but {}", describe(&err))),
+        }
+    }
+
+    /// A statement that must stop at a limit (`limit-exceeded`).
+    fn must_hit_limit<T: Summary>(&mut self, what: &str, result: Result<T, SqlError>) {
+        match result {
+            Ok(value) => self.got_through(what, value.summary()),
+            Err(err @ SqlError::LimitExceeded(_)) => self.refused(what, describe(&err)),
+            Err(err) => {
+                self.got_through(what, format!("not limit-exceeded but {}", describe(&err)))
+            }
+        }
+    }
+
+    /// A call that the host must refuse with `HTTP-request-denied`.
+    fn call_must_be_denied(&mut self, what: &str, result: Result<CallResponse, CallError>) {
+        match result {
+            Ok(resp) => self.got_through(what, format!("answered {}", resp.status)),
+            Err(err) if err.is_denied() => self.refused(what, err),
+            Err(err) => self.got_through(what, format!("not denied but {err}")),
+        }
+    }
+
+    /// A call that must not produce any answer (any error will do).
+    fn call_must_fail(&mut self, what: &str, result: Result<CallResponse, CallError>) {
+        match result {
+            Ok(resp) => self.got_through(what, format!("answered {}", resp.status)),
+            Err(err) => self.refused(what, err),
+        }
+    }
+
+    /// A WASI operation that must fail.
+    fn io_must_fail<T>(
+        &mut self,
+        what: &str,
+        result: std::io::Result<T>,
+        shown: &dyn Fn(T) -> String,
+    ) {
+        match result {
+            Ok(value) => self.got_through(what, shown(value)),
+            Err(err) => self.refused(what, format!("error: {err}")),
+        }
+    }
+
+    /// 200 `{"attack","outcome","detail"}`: `succeeded` if anything got through.
+    fn report(self, name: &str) -> Response {
+        let outcome = if self.got_through.is_empty() {
+            "blocked"
+        } else {
+            "succeeded"
+        };
+        let mut parts = Vec::new();
+        if !self.got_through.is_empty() {
+            parts.push(format!("GOT THROUGH: {}", self.got_through.join("; ")));
+        }
+        if !self.refused.is_empty() {
+            parts.push(format!("refused: {}", self.refused.join("; ")));
+        }
+        if !self.notes.is_empty() {
+            parts.push(format!("notes: {}", self.notes.join("; ")));
+        }
+        Response::ok(&json!({ "attack": name, "outcome": outcome, "detail": parts.join(" | ") }))
+    }
+}
+
+/// A short description of something that should not have been obtained.
+trait Summary {
+    fn summary(&self) -> String;
+}
+
+impl Summary for () {
+    fn summary(&self) -> String {
+        "ok".to_string()
+    }
+}
+impl Summary for Db {
+    fn summary(&self) -> String {
+        "opened".to_string()
+    }
+}
+impl Summary for Vec<Row> {
+    fn summary(&self) -> String {
+        format!("ok, {} rows", self.len())
+    }
+}
+impl Summary for ExecResult {
+    fn summary(&self) -> String {
+        format!("ok, {} rows affected", self.rows_affected)
+    }
+}
+
+/// The intruder's own store: the one thing it is allowed to open.
+fn own() -> Result<Db, SqlError> {
+    Db::open("main")
+}
+
+/// A fresh random suffix for scratch names, e.g. `3f9a0c1b2d4e5f60`.
+fn suffix() -> String {
+    silo_sdk::new_id("x")[2..].to_string()
+}
+
+// ---------------------------------------------------------------------------------------
+// Stores that are not ours
+// ---------------------------------------------------------------------------------------
+
+/// Other services' stores, by name and by path: each must be `access-denied`.
+fn open_other_store(f: &mut Findings) -> Result<(), SqlError> {
+    for name in [
+        "users",
+        "products",
+        "orders",
+        "main.db",
+        "../users/main",
+        "",
+    ] {
+        f.must_be_denied(&format!("open {name:?}"), Db::open(name));
+    }
+    Ok(())
+}
+
+/// Plausible store names the intruder was never granted: each must be `access-denied`.
+fn guess_store_names(f: &mut Findings) -> Result<(), SqlError> {
+    const GUESSES: &[&str] = &[
+        "default",
+        "shared",
+        "db",
+        "sqlite",
+        "users-main",
+        "users_main",
+        "users/main",
+        "users.main",
+        "users:main",
+        "orders-main",
+        "products-main",
+        "reference",
+        "reference/main",
+        "main2",
+        "intruder",
+        "intruder-main",
+        "admin",
+        "host",
+        "silo",
+        "_silo",
+        "system",
+        "temp",
+        "memory",
+        ":memory:",
+        "file:main?mode=rwc",
+        "main/../../users/main",
+        "/",
+        "*",
+        "..",
+        "stores",
+        "cache",
+        "data",
+    ];
+    for name in GUESSES {
+        f.must_be_denied(&format!("open {name:?}"), Db::open(name));
+    }
+    Ok(())
+}
+
+/// A committed transaction, used again. Safe Rust cannot even write this: `commit` takes
+/// the handle by value (WIT `own<transaction>`), and `Db` has no way to be used after it
+/// is dropped. The unsafe version is `GET /intruder/trap/stale-transaction`.
+fn stale_handle(f: &mut Findings) -> Result<(), SqlError> {
+    let db = own()?;
+    let tx = db.raw().begin()?;
+    tx.execute(
+        "INSERT INTO bait (x) VALUES (?)",
+        &[Value::Text("stale".into())],
+    )?;
+    Transaction::commit(tx)?;
+    f.refused(
+        "use a transaction after commit",
+        "consumed by commit: not expressible (commit takes own<transaction>)",
+    );
+    f.refused(
+        "use a Database after it was dropped",
+        "not expressible in safe Rust (the handle is moved into drop)",
+    );
+    db.execute("DELETE FROM bait WHERE x = 'stale'", &[])?;
+    f.note("see /intruder/trap/stale-transaction for the same with a forged handle");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Reaching past the store through SQL
+// ---------------------------------------------------------------------------------------
+
+/// Attach another database file (or an in-memory one) to our connection.
+fn attach(f: &mut Findings) -> Result<(), SqlError> {
+    let db = own()?;
+    for statement in [
+        "ATTACH DATABASE '/work/main/.silo/stores/users/main.db' AS u",
+        "ATTACH DATABASE '.silo/stores/users/main.db' AS u",
+        "ATTACH DATABASE '../users/main.db' AS u",
+        "ATTACH 'file:x?mode=memory' AS m",
+        "ATTACH ':memory:' AS m",
+        "ATTACH '' AS t",
+    ] {
+        f.must_fail(statement, db.execute(statement, &[]));
+    }
+    Ok(())
+}
+
+/// Copy the whole store to a file of our choosing (the precheck only looks at the first
+/// word, so also behind a comment).
+fn vacuum_into(f: &mut Findings) -> Result<(), SqlError> {
+    let db = own()?;
+    for statement in [
+        "VACUUM INTO '/tmp/stolen.db'",
+        "/* hidden */ VACUUM INTO '/tmp/stolen-2.db'",
+        "-- hidden\nVACUUM INTO '/tmp/stolen-3.db'",
+        "VACUUM main INTO 'file:/tmp/stolen-4.db'",
+    ] {
+        f.must_fail(statement, db.execute(statement, &[]));
+    }
+    f.must_fail(
+        "VACUUM INTO via query",
+        db.query("/**/VACUUM INTO '/tmp/stolen-5.db'", &[]),
+    );
+    Ok(())
+}
+
+/// Load native code into the host process, or read and write files through SQL.
+fn load_extension(f: &mut Findings) -> Result<(), SqlError> {
+    let db = own()?;
+    for statement in [
+        "SELECT load_extension('/usr/lib/x')",
+        "SELECT LOAD_EXTENSION('/usr/lib/x', 'sqlite3_x_init')",
+        "SELECT readfile('/etc/passwd')",
+        "SELECT writefile('/tmp/x', 'y')",
+    ] {
+        f.must_fail(statement, db.query(statement, &[]));
+    }
+    Ok(())
+}
+
+/// PRAGMAs that change the file, the schema rules or the limits.
+fn pragmas(f: &mut Findings) -> Result<(), SqlError> {
+    let db = own()?;
+    for statement in [
+        "PRAGMA writable_schema=1",
+        "PRAGMA journal_mode=OFF",
+        "PRAGMA max_page_count=9999999",
+        "PRAGMA trusted_schema=1",
+        "PRAGMA query_only=0",
+        "PRAGMA mmap_size=1000000",
+        "PRAGMA main.journal_mode=DELETE",
+        "PRAGMA temp_store_directory='/tmp'",
+        "PRAGMA wal_checkpoint(TRUNCATE)",
+    ] {
+        f.must_fail(statement, db.query(statement, &[]));
+    }
+    Ok(())
+}
+
+/// A URI file name that points SQLite at an arbitrary file.
+fn uri_filename(f: &mut Findings) -> Result<(), SqlError> {
+    let db = own()?;
+    for statement in [
+        "ATTACH 'file:/etc/passwd?immutable=1' AS p",
+        "ATTACH 'file:///etc/passwd?mode=ro' AS p",
+    ] {
+        f.must_fail(statement, db.execute(statement, &[]));
+    }
+    Ok(())
+}
+
+/// The host's `_silo_*` tables in our own file: read or write them directly, in other
+/// spellings, through a view, a CTE, a copy, or a trigger on one of our own tables.
+fn host_tables(f: &mut Findings) -> Result<(), SqlError> {
+    let db = own()?;
+    let existing = db.query(
+        "SELECT name FROM sqlite_schema WHERE name LIKE '\\_silo\\_%' ESCAPE '\\'",
+        &[],
+    )?;
+    let names: Vec<String> = existing
+        .iter()
+        .filter_map(|r| r.get::<String>("name").ok())
+        .collect();
+    f.note(format!("host tables in the file: {names:?}"));
+
+    let tables = [
+        "_silo_migrations",
+        "_silo_outbox",
+        "_silo_inbox",
+        "_silo_dead_letters",
+        "_silo_sagas",
+        "_SILO_migrations",
+        "_Silo_Migrations",
+        "\"_silo_migrations\"",
+        "[_silo_migrations]",
+        "main._silo_migrations",
+    ];
+    for t in tables {
+        f.must_fail(
+            &format!("SELECT * FROM {t}"),
+            db.query(&format!("SELECT * FROM {t}"), &[]),
+        );
+        f.must_fail(
+            &format!("SELECT count(*) FROM {t}"),
+            db.query(&format!("SELECT count(*) FROM {t}"), &[]),
+        );
+    }
+    for statement in [
+        "WITH m AS (SELECT * FROM _silo_migrations) SELECT * FROM m",
+        "SELECT (SELECT count(*) FROM _silo_migrations) AS n",
+        "SELECT rowid FROM _SILO_MIGRATIONS",
+    ] {
+        f.must_fail(statement, db.query(statement, &[]));
+    }
+    for t in [
+        "_silo_migrations",
+        "_silo_outbox",
+        "_silo_inbox",
+        "_silo_dead_letters",
+        "_silo_sagas",
+        "_SILO_migrations",
+    ] {
+        for statement in [
+            format!("INSERT INTO {t} DEFAULT VALUES"),
+            format!("UPDATE {t} SET rowid = rowid WHERE 0"),
+            format!("DELETE FROM {t} WHERE 0"),
+        ] {
+            f.must_fail(&statement, db.execute(&statement, &[]));
+        }
+    }
+    let copy = db.execute(
+        "CREATE TABLE intruder_copy AS SELECT * FROM _silo_migrations",
+        &[],
+    );
+    if copy.is_ok() {
+        let _ = db.execute("DROP TABLE intruder_copy", &[]);
+    }
+    f.must_fail(
+        "CREATE TABLE intruder_copy AS SELECT * FROM _silo_migrations",
+        copy,
+    );
+    f.must_fail(
+        "INSERT INTO loot (data) SELECT count(*) FROM _silo_migrations",
+        db.execute(
+            "INSERT INTO loot (data) SELECT count(*) FROM _silo_migrations",
+            &[],
+        ),
+    );
+
+    through_view(f, &db, "VIEW", "intruder_peek");
+    through_view(f, &db, "TEMP VIEW", "intruder_temp_peek");
+    through_trigger(
+        f,
+        &db,
+        "reads",
+        "INSERT INTO loot (data) SELECT count(*) FROM _silo_migrations;",
+    );
+    through_trigger(f, &db, "writes", "DELETE FROM _silo_migrations WHERE 0;");
+
+    // Last, since on a broken host it would wreck our own migration records.
+    for t in ["_silo_migrations", "_SILO_migrations"] {
+        let statement = format!("DROP TABLE {t}");
+        f.must_fail(&statement, db.execute(&statement, &[]));
+    }
+    Ok(())
+}
+
+/// `CREATE [TEMP] VIEW name AS SELECT * FROM _silo_migrations`, then read the view: the
+/// read must fail (creating the view may succeed; it only names the table).
+fn through_view(f: &mut Findings, db: &Db, kind: &str, name: &str) {
+    let _ = db.execute(&format!("DROP VIEW IF EXISTS {name}"), &[]);
+    match db.execute(
+        &format!("CREATE {kind} {name} AS SELECT * FROM _silo_migrations"),
+        &[],
+    ) {
+        Ok(_) => {
+            // In a transaction, so the read runs on the connection that holds a TEMP view
+            // (a plain read may go to another, pooled connection).
+            let read = format!("SELECT * FROM {name}");
+            f.must_fail(
+                &format!("SELECT * FROM a {kind} over _silo_migrations"),
+                db.transaction(|tx| tx.query(&read, &[])),
+            );
+            let _ = db.execute(&format!("DROP VIEW IF EXISTS {name}"), &[]);
+        }
+        Err(err) => f.refused(
+            &format!("CREATE {kind} over _silo_migrations"),
+            describe(&err),
+        ),
+    }
+}
+
+/// A trigger on our own `bait` table whose body touches `_silo_migrations`, then an
+/// insert into `bait`: the insert must fail (creating the trigger may succeed).
+fn through_trigger(f: &mut Findings, db: &Db, what: &str, body: &str) {
+    let _ = db.execute("DROP TRIGGER IF EXISTS intruder_spill", &[]);
+    match db.execute(
+        &format!("CREATE TRIGGER intruder_spill AFTER INSERT ON bait BEGIN {body} END"),
+        &[],
+    ) {
+        Ok(_) => {
+            f.must_fail(
+                &format!("INSERT INTO bait with a trigger that {what} _silo_migrations"),
+                db.execute("INSERT INTO bait (x) VALUES ('spill')", &[]),
+            );
+            let _ = db.execute("DROP TRIGGER IF EXISTS intruder_spill", &[]);
+            let _ = db.execute("DELETE FROM bait WHERE x = 'spill'", &[]);
+        }
+        Err(err) => f.refused(
+            &format!("CREATE TRIGGER that {what} _silo_migrations"),
+            describe(&err),
+        ),
+    }
+}
+
+/// Put a table of ours into the host's `_silo_` namespace: create one there, or rename
+/// one there (`ALTER TABLE … RENAME TO`; the authorizer sees only the old name), in the
+/// file or in the connection's TEMP schema. A planted `_silo_outbox` would be written by
+/// the host, with our triggers firing under its privileges; a TEMP `_silo_migrations`
+/// would shadow the real one for the host's unqualified statements on that connection.
+/// The names used here are fresh, so a broken host keeps its real tables.
+fn plant_host_table(f: &mut Findings) -> Result<(), SqlError> {
+    let db = own()?;
+    let id = suffix();
+    for statement in [
+        format!("CREATE TABLE _silo_planted_{id} (x)"),
+        format!("CREATE TEMP TABLE _silo_shadow_{id} (x)"),
+        format!("CREATE VIEW _silo_view_{id} AS SELECT 1"),
+    ] {
+        f.must_fail(&statement, db.execute(&statement, &[]));
+    }
+    for (schema, temp) in [("main", ""), ("temp", "TEMP ")] {
+        let scratch = format!("intruder_plant_{id}");
+        let create = format!("CREATE {temp}TABLE {scratch} (x)");
+        if !temp.is_empty() {
+            // A TEMP table to rename would outlive the request on the host's connection:
+            // being refused the TEMP table itself is the defence.
+            let created = db.execute(&create, &[]);
+            let refused = created.is_err();
+            f.must_fail(&create, created);
+            if refused {
+                continue;
+            }
+        } else {
+            db.execute(&create, &[])?;
+        }
+        let statement = format!("ALTER TABLE {schema}.{scratch} RENAME TO _silo_planted_{id}");
+        let renamed = db.execute(&statement, &[]);
+        if renamed.is_err() {
+            let _ = db.execute(&format!("DROP TABLE {schema}.{scratch}"), &[]);
+        } else {
+            f.note(format!(
+                "{schema}._silo_planted_{id} now exists and cannot be dropped by the guest"
+            ));
+        }
+        f.must_fail(
+            &format!("ALTER TABLE {schema}.<own table> RENAME TO _silo_planted_…"),
+            renamed,
+        );
+    }
+    Ok(())
+}
+
+/// Rewrite the schema table itself.
+fn schema_tamper(f: &mut Findings) -> Result<(), SqlError> {
+    let db = own()?;
+    for statement in [
+        "UPDATE sqlite_master SET sql = 'CREATE TABLE loot (id INTEGER PRIMARY KEY, data BLOB, pwned)' WHERE name = 'loot'",
+        "DELETE FROM sqlite_schema",
+        "INSERT INTO sqlite_master VALUES ('table', 'ghost', 'ghost', 0, 'CREATE TABLE ghost (x)')",
+        "UPDATE sqlite_temp_master SET sql = NULL",
+        "CREATE TABLE sqlite_ghost (x)",
+    ] {
+        f.must_fail(statement, db.execute(statement, &[]));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Calls
+// ---------------------------------------------------------------------------------------
+
+/// Services the manifest entry does not list, by name, by spelling and by path.
+fn call_undeclared(f: &mut Findings) -> Result<(), SqlError> {
+    for (service, path) in [
+        ("users", "/users"),
+        ("orders", "/orders"),
+        ("products", "/products"),
+        ("intruder", "/intruder/attacks"),
+    ] {
+        f.call_must_be_denied(
+            &format!("GET {service} {path}"),
+            Call::get(service, path).send(),
+        );
+    }
+    for url in [
+        "http://USERS.silo.internal/users",
+        "http://users.silo.internal./users",
+        "http://users.silo.internal:80/users",
+        "http://reference.silo.internal@users.silo.internal/users",
+    ] {
+        f.call_must_fail(&format!("GET {url}"), Call::url(Method::Get, url).send());
+    }
+    // A declared service with another service's path: the host routes by authority, so
+    // `reference` must answer it (404), never `users`.
+    match Call::get("reference", "/users").send() {
+        Ok(resp) if resp.is_success() => f.got_through(
+            "GET reference /users",
+            format!("answered {}: {}", resp.status, resp.text()),
+        ),
+        Ok(resp) => f.refused("GET reference /users", format!("answered {}", resp.status)),
+        Err(err) => f.refused("GET reference /users", err),
+    }
+    Ok(())
+}
+
+/// The outside world, the host's own ports, and cloud metadata.
+fn call_external(f: &mut Findings) -> Result<(), SqlError> {
+    for url in [
+        "http://example.com/",
+        "http://127.0.0.1:8080/users",
+        "http://[::1]:8081/admin/services",
+        "http://localhost:5432/",
+    ] {
+        f.call_must_be_denied(&format!("GET {url}"), Call::url(Method::Get, url).send());
+    }
+    for url in [
+        "https://example.com/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://reference.silo.internal.example.com/",
+    ] {
+        f.call_must_fail(&format!("GET {url}"), Call::url(Method::Get, url).send());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// WASI: files, sockets, environment
+// ---------------------------------------------------------------------------------------
+
+fn wasi_files(f: &mut Findings) -> Result<(), SqlError> {
+    f.io_must_fail(
+        "read /etc/passwd",
+        std::fs::read_to_string("/etc/passwd"),
+        &|s| format!("read {} bytes", s.len()),
+    );
+    f.io_must_fail(
+        "read the users store file",
+        std::fs::read("/work/main/.silo/stores/users/main.db"),
+        &|b| format!("read {} bytes", b.len()),
+    );
+    for dir in ["/", "."] {
+        f.io_must_fail(&format!("list {dir}"), std::fs::read_dir(dir), &|entries| {
+            format!("{} entries", entries.count())
+        });
+    }
+    f.io_must_fail("create /tmp/x", std::fs::File::create("/tmp/x"), &|_| {
+        "created".to_string()
+    });
+    let preopens = silo_sdk::wasip2::filesystem::preopens::get_directories().len();
+    if preopens == 0 {
+        f.refused("preopened directories", "none");
+    } else {
+        f.got_through("preopened directories", format!("{preopens}"));
+    }
+    Ok(())
+}
+
+fn wasi_sockets(f: &mut Findings) -> Result<(), SqlError> {
+    for addr in ["127.0.0.1:5432", "127.0.0.1:8081"] {
+        f.io_must_fail(
+            &format!("TCP connect {addr}"),
+            TcpStream::connect(addr),
+            &|_| "connected".to_string(),
+        );
+    }
+    f.io_must_fail(
+        "TCP listen 0.0.0.0:0",
+        TcpListener::bind("0.0.0.0:0"),
+        &|_| "listening".to_string(),
+    );
+    f.io_must_fail("UDP bind 0.0.0.0:0", UdpSocket::bind("0.0.0.0:0"), &|_| {
+        "bound".to_string()
+    });
+    f.io_must_fail(
+        "resolve localhost:80",
+        "localhost:80".to_socket_addrs(),
+        &|addrs| format!("{} addresses", addrs.count()),
+    );
+    Ok(())
+}
+
+fn wasi_env(f: &mut Findings) -> Result<(), SqlError> {
+    let vars: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
+    if vars.is_empty() {
+        f.refused("environment variables", "none");
+    } else {
+        f.got_through("environment variables", format!("{vars:?}"));
+    }
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() <= 1 {
+        f.refused("arguments", format!("{args:?}"));
+    } else {
+        f.got_through("arguments", format!("{args:?}"));
+    }
+    match std::env::current_dir() {
+        Err(err) => f.refused("working directory", format!("error: {err}")),
+        Ok(dir) if dir.as_os_str() == "/" => f.refused("working directory", "/"),
+        Ok(dir) => f.got_through("working directory", dir.display()),
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Size and time limits of the store
+// ---------------------------------------------------------------------------------------
+
+/// Ten million rows of 100 bytes (1 GB): must stop at the result size cap.
+fn huge_result(f: &mut Findings) -> Result<(), SqlError> {
+    let db = own()?;
+    f.must_hit_limit(
+        "10 million rows of 100 bytes",
+        db.query(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 10000000) \
+             SELECT x, printf('%0100d', x) AS pad FROM c",
+            &[],
+        ),
+    );
+    Ok(())
+}
+
+/// Values past SQLite's length limit, made by SQL or sent as a parameter.
+fn huge_blob(f: &mut Findings) -> Result<(), SqlError> {
+    let db = own()?;
+    for statement in [
+        "INSERT INTO loot (data) VALUES (zeroblob(2000000000))",
+        "INSERT INTO loot (data) VALUES (randomblob(1073741824))",
+    ] {
+        f.must_fail(statement, db.execute(statement, &[]));
+    }
+    // 17 MiB from the guest: moved, not cloned, so the instance stays in its memory limit.
+    let blob = Value::Blob(vec![0u8; 17 << 20]);
+    f.must_fail(
+        "INSERT a 17 MiB parameter",
+        db.raw()
+            .execute("INSERT INTO loot (data) VALUES (?)", &[blob]),
+    );
+    let _ = db.execute("DELETE FROM loot", &[]);
+    Ok(())
+}
+
+/// 1 MiB blobs until something refuses: must be `limit-exceeded` at the size cap.
+fn fill_disk(f: &mut Findings) -> Result<(), SqlError> {
+    const MAX_INSERTS: usize = 2000;
+    let db = own()?;
+    db.execute("DELETE FROM loot", &[])?;
+    let mut inserted = 0;
+    let mut stop = None;
+    while inserted < MAX_INSERTS {
+        match db.execute("INSERT INTO loot (data) VALUES (randomblob(1048576))", &[]) {
+            Ok(_) => inserted += 1,
+            Err(err) => {
+                stop = Some(err);
+                break;
+            }
+        }
+    }
+    let what = format!("insert 1 MiB blobs ({inserted} went in)");
+    match stop {
+        Some(err) => f.must_hit_limit::<()>(&what, Err(err)),
+        None => f.got_through(&what, format!("no limit after {MAX_INSERTS} MiB")),
+    }
+    match db.execute("DELETE FROM loot", &[]) {
+        Ok(r) => f.note(format!("cleaned up {} blobs", r.rows_affected)),
+        Err(err) => f.note(format!("cleanup failed: {}", describe(&err))),
+    }
+    Ok(())
+}
+
+/// An endless recursive query: the host must interrupt it at the request's deadline.
+fn runaway_sql(f: &mut Findings) -> Result<(), SqlError> {
+    let db = own()?;
+    f.must_hit_limit(
+        "endless WITH RECURSIVE",
+        db.query(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) \
+             SELECT count(*) AS n FROM c",
+            &[],
+        ),
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Handles the instance does not own (unsafe on purpose: these should trap)
+// ---------------------------------------------------------------------------------------
+
+/// A 200 report for a trap endpoint that did not trap.
+fn not_trapped(name: &str, f: Findings) -> Result<Response, ApiError> {
+    Ok(f.report(name))
+}
+
+/// `GET /intruder/trap/forged-handle`: `Database` handles made from the numbers 0..64
+/// (skipping our own), each asked for `SELECT 1`. The host must trap the instance on the
+/// first one that is not a live database handle of ours, or refuse it.
+#[allow(unsafe_code, reason = "forging resource handles is the attack")]
+fn forged_handle(_req: Request) -> Result<Response, ApiError> {
+    let db = own()?;
+    let ours = db.raw().handle();
+    let mut f = Findings::default();
+    f.note(format!("our own database handle is {ours}"));
+    for n in (1..64).chain([0]) {
+        if n == ours {
+            continue;
+        }
+        // SAFETY: none — the number is not a handle we own. That is the attack: the
+        // canonical ABI and the host must refuse it.
+        let forged = unsafe { Database::from_handle(n) };
+        let result = forged.query("SELECT 1", &[]);
+        // Never drop (and so close) a handle that is not ours.
+        std::mem::forget(forged);
+        match result {
+            Ok(set) => f.got_through(
+                &format!("handle {n}"),
+                format!("ok, {} rows", set.rows.len()),
+            ),
+            Err(err) => f.refused(&format!("handle {n}"), describe(&err)),
+        }
+    }
+    not_trapped("forged-handle", f)
+}
+
+/// `GET /intruder/trap/wrong-type-handle`: a live handle of another resource type (a
+/// `wasi:http` `fields`) used as a `database`. The host must trap.
+#[allow(unsafe_code, reason = "type-confusing a resource handle is the attack")]
+fn wrong_type_handle(_req: Request) -> Result<Response, ApiError> {
+    let fields = silo_sdk::wasip2::http::types::Fields::new();
+    let mut f = Findings::default();
+    // SAFETY: none — the handle is a `fields`, not a `database`. That is the attack.
+    let forged = unsafe { Database::from_handle(fields.handle()) };
+    let result = forged.query("SELECT 1", &[]);
+    std::mem::forget(forged);
+    match result {
+        Ok(set) => f.got_through(
+            "a fields handle as a database",
+            format!("ok, {} rows", set.rows.len()),
+        ),
+        Err(err) => f.refused("a fields handle as a database", describe(&err)),
+    }
+    drop(fields);
+    not_trapped("wrong-type-handle", f)
+}
+
+/// `GET /intruder/trap/stale-transaction`: a transaction's handle number kept across
+/// `commit`, then turned back into a `Transaction`. The handle was given up by the commit,
+/// so the host must trap, or answer `invalid-handle`.
+#[allow(
+    unsafe_code,
+    reason = "reusing a consumed resource handle is the attack"
+)]
+fn stale_transaction(_req: Request) -> Result<Response, ApiError> {
+    let db = own()?;
+    let tx = db.raw().begin()?;
+    let number = tx.handle();
+    Transaction::commit(tx)?;
+    let mut f = Findings::default();
+    // SAFETY: none — the handle was moved into `commit`. That is the attack.
+    let stale = unsafe { Transaction::from_handle(number) };
+    let result = stale.execute("INSERT INTO bait (x) VALUES ('stale')", &[]);
+    std::mem::forget(stale);
+    match result {
+        Err(err @ SqlError::InvalidHandle(_)) => f.refused("committed transaction", describe(&err)),
+        Err(err) => f.got_through(
+            "committed transaction",
+            format!("not invalid-handle but {}", describe(&err)),
+        ),
+        Ok(r) => f.got_through("committed transaction", r.summary()),
+    }
+    not_trapped("stale-transaction", f)
+}
+
+// ---------------------------------------------------------------------------------------
+// Exhaustion: these never answer on their own
+// ---------------------------------------------------------------------------------------
+
+/// A loop the optimizer cannot remove: `black_box` hides the counter's value.
+fn spin_forever() -> ! {
+    let mut counter = 0u64;
+    loop {
+        counter = black_box(counter.wrapping_add(1));
+    }
+}
+
+/// Keeps 1 MiB blocks alive, touching every page, until an allocation fails (the
+/// allocator then aborts: the instance traps).
+fn allocate_forever() -> ! {
+    const MIB: usize = 1 << 20;
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let mut block = vec![0u8; MIB];
+        for page in block.chunks_mut(4096) {
+            page[0] = 1;
+        }
+        blocks.push(black_box(block));
+    }
+}
+
+/// Recursion that is not a tail call and keeps a 4 KiB frame alive across the call, so it
+/// is neither turned into a loop nor optimized away: the stack runs out and wasm traps.
+#[inline(never)]
+fn dig(depth: u64) -> u64 {
+    let mut frame = [0u8; 4096];
+    frame[(depth % 4096) as usize] = depth.to_le_bytes()[0];
+    let frame = black_box(frame);
+    if black_box(depth) == u64::MAX {
+        return 0;
+    }
+    dig(depth + 1).wrapping_add(u64::from(frame[(depth % 4096) as usize]))
+}

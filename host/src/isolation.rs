@@ -1,0 +1,468 @@
+//! The isolation catalogue: every attack the intruder component makes on a live host, what
+//! should happen, and the victim check that runs beside each one.
+//!
+//! `silo demo isolation` and the integration tests both use [`run_attack`]: it measures a
+//! quiet baseline of the victim (`GET /users/{id}` on the users service), then runs one
+//! attack while a victim loop keeps asking, and passes only if the attack failed *and* every
+//! victim answer was correct *and* the victim's p99 latency stayed within
+//! [`victim_bound`] of the baseline.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// How an attack is carried out and judged.
+#[derive(Debug, Clone, Copy)]
+pub enum Judge {
+    /// `GET /intruder/attack/NAME` answers `{"outcome":"blocked"|"succeeded","detail":…}`.
+    Report,
+    /// `GET PATH` must end in a 503 from the host (the instance was stopped).
+    HostStops(&'static str),
+    /// `N` concurrent `GET PATH` against a service limited to a few instances: all must be
+    /// 503, most of them `busy`.
+    Flood(&'static str, usize),
+}
+
+/// One entry of the catalogue.
+#[derive(Debug, Clone, Copy)]
+pub struct Attack {
+    pub name: &'static str,
+    pub expected: &'static str,
+    pub judge: Judge,
+}
+
+/// The catalogue, in the order the demo runs it.
+pub const CATALOGUE: &[Attack] = &[
+    Attack {
+        name: "open-other-store",
+        expected: "access-denied for other services' store names",
+        judge: Judge::Report,
+    },
+    Attack {
+        name: "guess-store-names",
+        expected: "access-denied for every guessed name",
+        judge: Judge::Report,
+    },
+    Attack {
+        name: "stale-handle",
+        expected: "a finished transaction cannot be used",
+        judge: Judge::Report,
+    },
+    Attack {
+        name: "forged-handle",
+        expected: "a forged resource handle traps the instance (503)",
+        judge: Judge::HostStops("/intruder/trap/forged-handle"),
+    },
+    Attack {
+        name: "wrong-type-handle",
+        expected: "a handle of another resource type traps the instance (503)",
+        judge: Judge::HostStops("/intruder/trap/wrong-type-handle"),
+    },
+    Attack {
+        name: "stale-transaction",
+        expected: "a transaction handle kept across commit traps the instance (503)",
+        judge: Judge::HostStops("/intruder/trap/stale-transaction"),
+    },
+    Attack {
+        name: "attach",
+        expected: "ATTACH is denied",
+        judge: Judge::Report,
+    },
+    Attack {
+        name: "vacuum-into",
+        expected: "VACUUM INTO is denied",
+        judge: Judge::Report,
+    },
+    Attack {
+        name: "load-extension",
+        expected: "extension loading is denied",
+        judge: Judge::Report,
+    },
+    Attack {
+        name: "pragmas",
+        expected: "file- and schema-changing PRAGMAs are denied",
+        judge: Judge::Report,
+    },
+    Attack {
+        name: "uri-filename",
+        expected: "URI filenames are not interpreted",
+        judge: Judge::Report,
+    },
+    Attack {
+        name: "host-tables",
+        expected: "the host's _silo_* tables are unreachable, also via views and triggers",
+        judge: Judge::Report,
+    },
+    Attack {
+        name: "plant-host-table",
+        expected: "nothing renamed into the host's _silo_ namespace; no TEMP objects",
+        judge: Judge::Report,
+    },
+    Attack {
+        name: "schema-tamper",
+        expected: "sqlite_schema cannot be written",
+        judge: Judge::Report,
+    },
+    Attack {
+        name: "call-undeclared",
+        expected: "calls to undeclared services are denied",
+        judge: Judge::Report,
+    },
+    Attack {
+        name: "call-external",
+        expected: "outbound HTTP to any host is denied",
+        judge: Judge::Report,
+    },
+    Attack {
+        name: "wasi-files",
+        expected: "no file system: every open fails",
+        judge: Judge::Report,
+    },
+    Attack {
+        name: "wasi-sockets",
+        expected: "no sockets: connect, bind and lookups fail",
+        judge: Judge::Report,
+    },
+    Attack {
+        name: "wasi-env",
+        expected: "no environment, arguments or working directory",
+        judge: Judge::Report,
+    },
+    Attack {
+        name: "huge-result",
+        expected: "limit-exceeded past the result size cap",
+        judge: Judge::Report,
+    },
+    Attack {
+        name: "huge-blob",
+        expected: "blobs past the length limit are refused",
+        judge: Judge::Report,
+    },
+    Attack {
+        name: "fill-disk",
+        expected: "limit-exceeded at the store's size cap",
+        judge: Judge::Report,
+    },
+    Attack {
+        name: "runaway-sql",
+        expected: "a runaway recursive query is interrupted at the deadline",
+        judge: Judge::Report,
+    },
+    Attack {
+        name: "infinite-loop",
+        expected: "the CPU deadline stops the instance (503)",
+        judge: Judge::HostStops("/intruder/exhaust/loop"),
+    },
+    Attack {
+        name: "memory-growth",
+        expected: "the memory limit stops the instance (503)",
+        judge: Judge::HostStops("/intruder/exhaust/memory"),
+    },
+    Attack {
+        name: "deep-recursion",
+        expected: "the stack limit stops the instance (503)",
+        judge: Judge::HostStops("/intruder/exhaust/recursion"),
+    },
+    Attack {
+        name: "request-flood",
+        expected: "503 busy beyond the intruder's concurrency limit",
+        judge: Judge::Flood("/intruder/exhaust/loop", 64),
+    },
+];
+
+/// The manifest the catalogue runs against: the demo services and the intruder, with the
+/// limits the attacks test. `{dir}` is the folder of built components.
+pub fn manifest(components: &std::path::Path) -> String {
+    let c = |name: &str| {
+        components
+            .join(format!("{name}.wasm"))
+            .display()
+            .to_string()
+    };
+    format!(
+        r#"[services.users]
+component = "{users}"
+route = "/users"
+[services.users.stores.main]
+
+[services.products]
+component = "{products}"
+route = "/products"
+[services.products.stores.main]
+
+[services.reference]
+component = "{reference}"
+route = "/reference"
+[services.reference.stores.main]
+
+[services.intruder]
+component = "{intruder}"
+route = "/intruder"
+calls = ["reference"]
+[services.intruder.stores.main]
+max-size-mb = 8
+[services.intruder.limits]
+deadline-ms = 1000
+memory-mb = 32
+concurrency = 4
+result-kb = 1024
+"#,
+        users = c("users"),
+        products = c("products"),
+        reference = c("reference"),
+        intruder = c("intruder"),
+    )
+}
+
+/// What one attack did.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub attack: &'static str,
+    pub expected: &'static str,
+    pub observed: String,
+    /// The attack failed.
+    pub blocked: bool,
+    /// Every victim answer was correct.
+    pub victim_correct: bool,
+    pub victim_p99: Duration,
+    pub bound: Duration,
+}
+
+impl Outcome {
+    pub fn pass(&self) -> bool {
+        self.blocked && self.victim_correct && self.victim_p99 <= self.bound
+    }
+}
+
+/// How slow the victim may get during an attack: five times its quiet p99, plus 100 ms for
+/// the scheduling of two busy cores (a spinning guest yields every epoch tick).
+pub fn victim_bound(baseline_p99: Duration) -> Duration {
+    baseline_p99 * 5 + Duration::from_millis(100)
+}
+
+/// A client for one host.
+#[derive(Clone)]
+pub struct Target {
+    pub http: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Target {
+    pub fn new(http: &str) -> Self {
+        Self {
+            http: http.to_string(),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// `(status, body)`; a transport failure is status 0.
+    pub async fn send(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.http));
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or("").to_string())))
+            .expect("a valid request");
+        match tokio::time::timeout(Duration::from_secs(30), self.client.request(req)).await {
+            Ok(Ok(resp)) => {
+                let status = resp.status().as_u16();
+                let body = resp
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+                    .unwrap_or_default();
+                (status, body)
+            }
+            Ok(Err(e)) => (0, e.to_string()),
+            Err(_) => (0, "timed out".into()),
+        }
+    }
+}
+
+/// The victim: a user of the users service, read back again and again.
+pub struct Victim {
+    id: String,
+    email: String,
+    pub baseline_p99: Duration,
+}
+
+fn p99(mut samples: Vec<Duration>) -> Duration {
+    if samples.is_empty() {
+        return Duration::ZERO;
+    }
+    samples.sort();
+    samples[(samples.len() * 99 / 100).min(samples.len() - 1)]
+}
+
+impl Victim {
+    /// Creates the victim's row and measures a quiet baseline.
+    pub async fn prepare(target: &Target) -> Result<Self, String> {
+        let email = format!("victim-{}@example.com", rand::random::<u32>());
+        let body = format!(r#"{{"email":"{email}","name":"Victim"}}"#);
+        let (status, text) = target.send("POST", "/users", Some(&body)).await;
+        if status != 201 {
+            return Err(format!("creating the victim: {status} {text}"));
+        }
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        let id = v["id"].as_str().ok_or("no id")?.to_string();
+        let mut victim = Self {
+            id,
+            email,
+            baseline_p99: Duration::ZERO,
+        };
+        let mut samples = Vec::new();
+        for _ in 0..100 {
+            let t = Instant::now();
+            if !victim.ask(target).await {
+                return Err("the victim answered wrongly before any attack".into());
+            }
+            samples.push(t.elapsed());
+        }
+        victim.baseline_p99 = p99(samples);
+        Ok(victim)
+    }
+
+    /// One victim request; true if the answer is exactly right.
+    async fn ask(&self, target: &Target) -> bool {
+        let (status, text) = target
+            .send("GET", &format!("/users/{}", self.id), None)
+            .await;
+        status == 200
+            && serde_json::from_str::<serde_json::Value>(&text)
+                .map(|v| v["email"] == self.email.as_str())
+                .unwrap_or(false)
+    }
+}
+
+/// Runs one attack with the victim loop beside it.
+pub async fn run_attack(target: &Target, victim: &Victim, attack: &Attack) -> Outcome {
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (target, stop) = (target.clone(), stop.clone());
+        let id = victim.id.clone();
+        let email = victim.email.clone();
+        tokio::spawn(async move {
+            let v = Victim {
+                id,
+                email,
+                baseline_p99: Duration::ZERO,
+            };
+            let (mut samples, mut correct) = (Vec::new(), true);
+            while !stop.load(Ordering::Relaxed) || samples.len() < 20 {
+                let t = Instant::now();
+                correct &= v.ask(&target).await;
+                samples.push(t.elapsed());
+            }
+            (samples, correct)
+        })
+    };
+    let (blocked, observed) = judge(target, attack).await;
+    stop.store(true, Ordering::Relaxed);
+    let (samples, victim_correct) = watcher.await.unwrap_or_default();
+    Outcome {
+        attack: attack.name,
+        expected: attack.expected,
+        observed,
+        blocked,
+        victim_correct,
+        victim_p99: p99(samples),
+        bound: victim_bound(victim.baseline_p99),
+    }
+}
+
+async fn judge(target: &Target, attack: &Attack) -> (bool, String) {
+    match attack.judge {
+        Judge::Report => {
+            let (status, text) = target
+                .send("GET", &format!("/intruder/attack/{}", attack.name), None)
+                .await;
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            let detail = v["detail"].as_str().unwrap_or(&text).to_string();
+            match (status, v["outcome"].as_str()) {
+                (200, Some("blocked")) => (true, format!("blocked: {detail}")),
+                (200, Some(other)) => (false, format!("{other}: {detail}")),
+                // The host stopped the instance before it could report: also a failed attack.
+                (503, _) => (
+                    true,
+                    format!("instance stopped by the host: {}", short(&text)),
+                ),
+                (s, _) => (false, format!("unexpected answer {s}: {}", short(&text))),
+            }
+        }
+        Judge::HostStops(path) => {
+            let t = Instant::now();
+            let (status, text) = target.send("GET", path, None).await;
+            let code = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["error"]["code"].as_str().map(String::from))
+                .unwrap_or_default();
+            (
+                status == 503,
+                format!("{status} {code} after {} ms", t.elapsed().as_millis()),
+            )
+        }
+        Judge::Flood(path, n) => {
+            let mut tasks = Vec::new();
+            for _ in 0..n {
+                let target = target.clone();
+                tasks.push(tokio::spawn(
+                    async move { target.send("GET", path, None).await },
+                ));
+            }
+            let (mut busy, mut other503, mut wrong) = (0, 0, 0);
+            for t in tasks {
+                match t.await {
+                    Ok((503, text)) if text.contains("\"busy\"") => busy += 1,
+                    Ok((503, _)) => other503 += 1,
+                    _ => wrong += 1,
+                }
+            }
+            (
+                wrong == 0 && busy > 0,
+                format!("{busy} refused busy, {other503} stopped at the deadline, {wrong} other"),
+            )
+        }
+    }
+}
+
+fn short(s: &str) -> String {
+    s.chars().take(160).collect()
+}
+
+/// The catalogue's table, as the demo prints it.
+pub fn render(outcomes: &[Outcome]) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{:<18} {:<58} {:<6} {}\n",
+        "ATTACK", "EXPECTED", "RESULT", "OBSERVED (victim p99 / bound)"
+    ));
+    for o in outcomes {
+        out.push_str(&format!(
+            "{:<18} {:<58} {:<6} {} (victim {}: {:.1} ms / {:.1} ms)\n",
+            o.attack,
+            o.expected,
+            if o.pass() { "PASS" } else { "FAIL" },
+            o.observed,
+            if o.victim_correct { "correct" } else { "WRONG" },
+            o.victim_p99.as_secs_f64() * 1e3,
+            o.bound.as_secs_f64() * 1e3,
+        ));
+    }
+    let failed = outcomes.iter().filter(|o| !o.pass()).count();
+    out.push_str(&format!(
+        "\n{} passed, {} failed\n",
+        outcomes.len() - failed,
+        failed
+    ));
+    out
+}

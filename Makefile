@@ -30,8 +30,10 @@ run: build
 	./scripts/run-demo.sh
 
 ## test: the whole suite — unit, capability and integration tests against the real host.
+## One test at a time: the isolation tests compare a victim's latency with its quiet baseline,
+## which a neighbouring test's host would disturb on a 2-core machine.
 test: build
-	$(CARGO) test --release --workspace
+	$(CARGO) test --release --workspace -- --test-threads=1
 	cd components && $(CARGO) test -p silo-sdk
 
 ## lint: formatting and clippy on both workspaces.

@@ -10,6 +10,11 @@ DATA=${SILO_DATA:-.silo}
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null; wait $pid' INT TERM
 
+if ! command -v curl >/dev/null 2>&1; then
+  echo "silo: curl not found: serving without demo data"
+  wait $pid
+  exit $?
+fi
 for _ in $(seq 1 200); do
   curl -fsS "http://$ADMIN/healthz" >/dev/null 2>&1 && break
   kill -0 $pid 2>/dev/null || { wait $pid; exit $?; }

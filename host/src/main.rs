@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
-use silo::host::{Host, Listeners, StartError, serve_workers, shutdown_signal};
+use silo::host::{Host, Listeners, ShutdownSignal, StartError, serve_workers};
 use silo::manifest::Manifest;
 
 #[derive(Parser)]
@@ -242,6 +242,17 @@ fn run(
         Ok(m) => m,
         Err(e) => return fail(2, e),
     };
+    // Absolute from here on: the code cache refuses relative folders, and the paths end up
+    // in logs and the admin API.
+    let data = &match std::path::absolute(data) {
+        Ok(d) => d,
+        Err(e) => return fail(2, format!("{}: {e}", data.display())),
+    };
+    let cache = match cache.map(std::path::absolute).transpose() {
+        Ok(c) => c,
+        Err(e) => return fail(2, format!("--cache: {e}")),
+    };
+    let cache = cache.as_deref();
     // The compiled-code cache is used only once it exists, so a start that fails leaves a
     // new data folder unwritten; a successful start creates it for the next one.
     let cache_dir = cache
@@ -296,6 +307,10 @@ fn run(
         Ok(l) => l,
         Err(e) => return fail(1, format!("{e:#}")),
     };
+    let signals = match rt.block_on(async { ShutdownSignal::install() }) {
+        Ok(s) => s,
+        Err(e) => return fail(1, format!("installing signal handlers: {e}")),
+    };
     let http_addr = listeners.http[0].local_addr().expect("bound address");
     let admin_addr = listeners.admin.local_addr().expect("bound address");
     println!("silo: serving http://{http_addr} (admin http://{admin_addr})");
@@ -308,7 +323,7 @@ fn run(
             token,
             stopped,
         ));
-        shutdown_signal().await;
+        signals.wait().await;
         tracing::info!("shutting down: finishing in-flight requests");
         host.begin_shutdown();
         let _ = stop.send(true);

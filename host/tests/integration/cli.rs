@@ -189,3 +189,49 @@ async fn a_second_host_on_the_same_data_folder_is_refused() {
     assert!(err.contains("another silo"), "{err}");
     assert_eq!(h.get("/users").await.status, 200);
 }
+
+/// The default data folder is relative (`.silo`): a second start must reuse its code cache.
+#[test]
+fn a_relative_data_folder_survives_a_restart() {
+    let (dir, path) =
+        write_manifest("[services.hello]\ncomponent = \"{c:hello}\"\nroute = \"/\"\n");
+    for _ in 0..2 {
+        let mut child = std::process::Command::new(crate::support::silo_bin())
+            .current_dir(dir.path())
+            .args([
+                "run",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+                "--data",
+                "rel-data",
+            ])
+            .arg("--manifest")
+            .arg(&path)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let started = line.contains("serving");
+        crate::support::signal(&child, "TERM");
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            started,
+            "did not start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(dir.path().join("rel-data/cache").is_dir());
+}

@@ -39,7 +39,8 @@ OUT_DIR=$ROOT/target/bench
 LOGS=$OUT_DIR/logs
 REPORT=$OUT_DIR/latest.md
 PARTIAL=$OUT_DIR/latest.md.partial
-COMMAND="BENCH_SECONDS=$SECS BENCH_RUNS=$RUNS BENCH_CONCURRENCY=\"$LEVELS\" ./scripts/bench.sh"
+# The command as run: the BENCH_* settings given, then the script (`make bench` runs it bare).
+COMMAND=$(env | { grep '^BENCH_' || true; } | sort | sed -E 's/^([A-Z_]+)=(.*)$/\1="\2"/' | tr '\n' ' ')./scripts/bench.sh
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/silo-bench.XXXXXX")
 PIDS=()
@@ -126,7 +127,7 @@ start() {
 wait_line() {
   local pid=$1 log=$2 pattern=$3 i
   for ((i = 0; i < $4 * 10; i++)); do
-    grep -q -- "$pattern" "$log" && return 0
+    grep -qs -- "$pattern" "$log" && return 0
     alive "$pid" || { tail -n 20 "$log" >&2; fail "process exited before printing '$pattern' (log: $log)"; }
     sleep 0.1
   done
@@ -282,18 +283,40 @@ mkdir -p "$LOGS"
 
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 mem=$(free -g | awk '/^Mem:/ { print $2 }')
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo "none")
+commit=$(git rev-parse --short --verify -q HEAD 2>/dev/null || echo "none")
 [[ $commit != none && -n $(git status --porcelain 2>/dev/null) ]] && commit="$commit (with uncommitted changes)"
 wasmtime_version=$([[ -x $WASMTIME ]] && "$WASMTIME" --version || echo "not installed")
 threads=$(nproc)
+# Anything else running skews every figure; say so in the report rather than hide it.
+# Percentage of CPU time not idle (nor waiting on I/O) over one second, from /proc/stat.
+cpu_busy_percent() {
+  local a b
+  a=$(head -n 1 /proc/stat)
+  sleep 1
+  b=$(head -n 1 /proc/stat)
+  awk -v a="$a" -v b="$b" 'BEGIN {
+      n = split(a, x); split(b, y); total = 0; idle = 0
+      for (i = 2; i <= n; i++) total += y[i] - x[i]
+      idle = (y[5] - x[5]) + (y[6] - x[6])
+      printf "%d", (total > 0) ? 100 * (total - idle) / total : 0
+    }'
+}
+cpu_before=$(cpu_busy_percent)
+busy=$((cpu_before >= 10))
+((busy)) && say "warning: the CPUs were ${cpu_before}% busy before the runs: other work is running, figures will be low and noisy"
 
 emit "# silo benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
 emit ""
-emit "- Command: \`$COMMAND\` (what \`make bench\` runs, with these settings)"
+emit "- Command: \`$COMMAND\` (\`make bench\` runs \`./scripts/bench.sh\` after building)"
 emit "- Commit: $commit"
 emit "- Machine: $threads cores ($cpu), $mem GiB memory, Linux $(uname -r)"
 emit "- Load: $(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }'), \`-t2 -cC -d${SECS}s --latency\` (-t1 at c=1), keep-alive, loopback; wrk shares the cores with the server"
-emit "- Each figure: the run with the median rps of $RUNS runs of ${SECS} s, after a ${WARMUP} s warm-up per server; latency p50 / p99 from that run"
+emit "- Each figure: of $RUNS run(s) of ${SECS} s per point, the one with the median rps, after a ${WARMUP} s warm-up per server; p50 / p99 latency from that same run"
+if ((busy)); then
+  emit "- CPU use before the runs: ${cpu_before}% — **the machine was not idle; these figures are not representative**"
+else
+  emit "- CPU use before the runs: ${cpu_before}% (idle)"
+fi
 emit "- silo and the native baselines: $threads worker threads (one current-thread runtime and SO_REUSEPORT socket each); wasmtime serve: $wasmtime_version, defaults"
 emit ""
 
@@ -411,16 +434,13 @@ emit ""
 
 emit "## Instantiation"
 emit ""
-# >>> INSTANTIATION BENCHMARK: the host's in-process measurement of one instantiation.
-# It is run if built; whatever it prints (Markdown) goes into the report as is.
-if [[ -x $BIN/silo-instantiate-bench ]]; then
-  say "instantiation: running silo-instantiate-bench"
-  out=$(timeout 300 "$BIN/silo-instantiate-bench" 2>"$LOGS/instantiate.log") ||
-    fail "silo-instantiate-bench failed (log: $LOGS/instantiate.log)"
-  emit "$out"
-else
-  emit "instantiation benchmark: not built"
-fi
+# >>> INSTANTIATION BENCHMARK: the host's in-process measurements (host/benches/instantiate.rs):
+# one instantiation, whole requests without the network against native, API composition,
+# start-up cold and cached, deploy to serving. Whatever it prints (Markdown) goes in as is.
+say "in-process: cargo bench -p silo --bench instantiate"
+out=$(cd "$ROOT" && timeout 900 cargo bench -q -p silo --bench instantiate 2>"$LOGS/instantiate.log") ||
+  fail "the in-process bench failed (log: $LOGS/instantiate.log)"
+emit "$out"
 # <<< INSTANTIATION BENCHMARK
 emit ""
 

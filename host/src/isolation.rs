@@ -70,6 +70,11 @@ pub const CATALOGUE: &[Attack] = &[
         judge: Judge::HostStops("/intruder/trap/stale-transaction"),
     },
     Attack {
+        name: "double-drop",
+        expected: "dropping an already dropped handle traps the instance (503)",
+        judge: Judge::HostStops("/intruder/trap/double-drop"),
+    },
+    Attack {
         name: "attach",
         expected: "ATTACH is denied",
         judge: Judge::Report,

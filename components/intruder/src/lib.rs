@@ -18,7 +18,8 @@
 //!   attack cannot even be set up (its own store does not open) is the answer a 500: an
 //!   inconclusive run must not pass for a blocked one.
 //! - `GET /intruder/trap/forged-handle`, `/intruder/trap/wrong-type-handle`,
-//!   `/intruder/trap/stale-transaction`: use resource handles the instance does not own
+//!   `/intruder/trap/stale-transaction`, `/intruder/trap/double-drop`: use resource handles
+//!   the instance does not own (forged, of another type, given up, or already dropped)
 //!   (unsafe, on purpose). The host must trap the instance (503) or refuse the call; if it
 //!   neither traps nor refuses, the answer is a 200 report with `"succeeded"`.
 //! - `GET /intruder/exhaust/loop`, `/intruder/exhaust/memory`,
@@ -49,6 +50,7 @@ impl Service for Intruder {
             .get("/intruder/trap/forged-handle", forged_handle)
             .get("/intruder/trap/wrong-type-handle", wrong_type_handle)
             .get("/intruder/trap/stale-transaction", stale_transaction)
+            .get("/intruder/trap/double-drop", double_drop)
             .get("/intruder/exhaust/loop", |_| spin_forever())
             .get("/intruder/exhaust/memory", |_| allocate_forever())
             .get("/intruder/exhaust/recursion", |_| {
@@ -934,6 +936,25 @@ fn stale_transaction(_req: Request) -> Result<Response, ApiError> {
         Ok(r) => f.got_through("committed transaction", r.summary()),
     }
     not_trapped("stale-transaction", f)
+}
+
+/// `GET /intruder/trap/double-drop`: drops its own `database` handle, then rebuilds the
+/// same handle number and drops it again. The second drop names a handle the instance no
+/// longer has: the host must trap.
+#[allow(unsafe_code, reason = "dropping a resource handle twice is the attack")]
+fn double_drop(_req: Request) -> Result<Response, ApiError> {
+    let db = Database::open("main").map_err(|e| ApiError::internal(describe(&e)))?;
+    let number = db.handle();
+    drop(db);
+    // SAFETY: none — the handle was already dropped. That is the attack.
+    let again = unsafe { Database::from_handle(number) };
+    drop(again);
+    let mut f = Findings::default();
+    f.got_through(
+        "drop a dropped database handle",
+        "the second drop did not trap".to_string(),
+    );
+    not_trapped("double-drop", f)
 }
 
 // ---------------------------------------------------------------------------------------

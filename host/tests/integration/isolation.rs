@@ -54,6 +54,7 @@ attacks! {
     forge_a_resource_handle => "forged-handle",
     use_a_handle_of_the_wrong_type => "wrong-type-handle",
     keep_a_transaction_across_commit => "stale-transaction",
+    drop_a_handle_twice => "double-drop",
     plant_a_table_in_the_host_namespace => "plant-host-table",
     attach_another_file => "attach",
     vacuum_into_a_file => "vacuum-into",

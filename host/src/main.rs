@@ -466,57 +466,41 @@ fn tempfile_dir() -> Result<PathBuf, String> {
 }
 
 fn services(args: &AdminArgs) -> ExitCode {
-    let token = match args.token() {
-        Ok(t) => t,
-        Err(e) => return fail(2, e),
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("building the runtime");
-    let (status, body) = match rt.block_on(silo::admin::admin_get(
-        &args.admin,
-        &token,
+    admin_call(
+        args,
+        hyper::Method::GET,
         "/admin/services",
-    )) {
-        Ok(r) => r,
-        Err(e) => return fail(1, format!("{e:#}")),
-    };
-    if status != 200 {
-        return fail(1, format!("the host answered {status}: {body}"));
-    }
-    let v: serde_json::Value = match serde_json::from_str(&body) {
-        Ok(v) => v,
-        Err(e) => return fail(1, format!("unreadable answer: {e}")),
-    };
-    println!(
-        "{:<14} {:<8} {:<16} {:<14} {:<24} {:<8}",
-        "SERVICE", "VERSION", "DIGEST", "ROUTE", "STORES", "STATE"
-    );
-    for s in v["services"].as_array().into_iter().flatten() {
-        let stores: Vec<String> = s["stores"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|st| {
-                format!(
-                    "{}:{}",
-                    st["name"].as_str().unwrap_or("?"),
-                    st["backend"].as_str().unwrap_or("?")
-                )
-            })
-            .collect();
-        let digest = s["digest"].as_str().unwrap_or("");
-        let short = digest.get(..19).unwrap_or(digest);
-        println!(
-            "{:<14} {:<8} {:<16} {:<14} {:<24} {:<8}",
-            s["name"].as_str().unwrap_or("?"),
-            s["version"].to_string(),
-            short,
-            s["route"].as_str().unwrap_or("?"),
-            stores.join(","),
-            s["state"].as_str().unwrap_or("?"),
-        );
-    }
-    ExitCode::SUCCESS
+        Vec::new(),
+        |v| {
+            let mut out = format!(
+                "{:<14} {:<8} {:<20} {:<14} {:<24} {:<8}",
+                "SERVICE", "VERSION", "DIGEST", "ROUTE", "STORES", "STATE"
+            );
+            for s in v["services"].as_array().into_iter().flatten() {
+                let stores: Vec<String> = s["stores"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|st| {
+                        format!(
+                            "{}:{}",
+                            st["name"].as_str().unwrap_or("?"),
+                            st["backend"].as_str().unwrap_or("?")
+                        )
+                    })
+                    .collect();
+                let digest = s["digest"].as_str().unwrap_or("");
+                out.push_str(&format!(
+                    "\n{:<14} {:<8} {:<20} {:<14} {:<24} {:<8}",
+                    s["name"].as_str().unwrap_or("?"),
+                    s["version"].to_string(),
+                    digest.get(..19).unwrap_or(digest),
+                    s["route"].as_str().unwrap_or("?"),
+                    stores.join(","),
+                    s["state"].as_str().unwrap_or("?"),
+                ));
+            }
+            out
+        },
+    )
 }

@@ -217,7 +217,10 @@ async fn only_declared_services_can_be_called_and_nothing_outside() {
         "http://127.0.0.1:9/".to_string(),
     ] {
         let v = h
-            .get(&format!("/a/external?url={}", urlencode(&url)))
+            .get(&format!(
+                "/a/external?url={}",
+                crate::support::urlencode(&url)
+            ))
             .await
             .json();
         assert!(
@@ -285,13 +288,4 @@ async fn a_slow_callee_times_out_within_the_call_timeout() {
     // The caller and the callee both keep serving.
     assert_eq!(h.get("/a/whoami").await.status, 200);
     assert_eq!(h.get("/slow/ok").await.status, 200);
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -54,7 +54,10 @@ async fn a_component_can_open_only_its_declared_stores() {
         "MAIN",
     ] {
         let r = h
-            .get(&format!("/thief/steal?name={}", urlencode(name)))
+            .get(&format!(
+                "/thief/steal?name={}",
+                crate::support::urlencode(name)
+            ))
             .await;
         assert_eq!(r.status, 200, "{}", r.text());
         let v = r.json();
@@ -69,15 +72,6 @@ async fn a_component_can_open_only_its_declared_stores() {
             .status,
         201
     );
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

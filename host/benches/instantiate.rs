@@ -111,34 +111,8 @@ async fn run() {
 
     // Seed products through the service itself, then look them up.
     let products = routes.route("/products").unwrap().clone();
-    let mut ids = Vec::new();
-    for i in 0..200 {
-        let body = format!(r#"{{"name":"Product {i}","price":{i},"stock":100}}"#);
-        let req = hyper::Request::post("http://products.silo/products")
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .unwrap();
-        let resp = silo::runtime::dispatch::dispatch(&products, req).await;
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-        assert!(v["id"].is_string(), "{v}");
-        ids.push(v["id"].as_str().unwrap().to_string());
-    }
-    let mut samples = Vec::with_capacity(ITERATIONS);
-    for i in 0..ITERATIONS {
-        let req = hyper::Request::get(format!(
-            "http://products.silo/products/{}",
-            ids[i % ids.len()]
-        ))
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-        let t = Instant::now();
-        let resp = silo::runtime::dispatch::dispatch(&products, req).await;
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        samples.push(t.elapsed());
-        assert!(bytes.starts_with(b"{\"id\""));
-    }
-    let (silo_mean, p50, p99) = summary(samples);
+    let ids = seed_products(&products).await;
+    let (silo_mean, p50, p99) = summary(lookups(&products, &ids).await);
     if std::env::var_os("SILO_BENCH_BREAKDOWN").is_some() {
         breakdown(&products, &ids).await;
     }
@@ -147,30 +121,8 @@ async fn run() {
     );
     // The same with `instance-reuse = 64` (its own store, the same rows).
     let warm = routes.route("/warm").unwrap().clone();
-    let mut warm_ids = Vec::new();
-    for i in 0..200 {
-        let body = format!(r#"{{"name":"Product {i}","price":{i},"stock":100}}"#);
-        let req = hyper::Request::post("http://warm.silo/products")
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .unwrap();
-        let resp = silo::runtime::dispatch::dispatch(&warm, req).await;
-        let v: serde_json::Value =
-            serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
-        warm_ids.push(v["id"].as_str().unwrap().to_string());
-    }
-    let mut samples = Vec::with_capacity(ITERATIONS);
-    for i in 0..ITERATIONS {
-        let req = hyper::Request::get(format!("http://warm.silo/products/{}", warm_ids[i % 200]))
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        let t = Instant::now();
-        let resp = silo::runtime::dispatch::dispatch(&warm, req).await;
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        samples.push(t.elapsed());
-        assert!(bytes.starts_with(b"{\"id\""));
-    }
-    let (mean, p50, p99) = summary(samples);
+    let warm_ids = seed_products(&warm).await;
+    let (mean, p50, p99) = summary(lookups(&warm, &warm_ids).await);
     println!("| the same with `instance-reuse = 64` | {mean:.1} | {p50:.1} | {p99:.1} |");
 
     // The same lookup natively: the same file, statement and JSON shape.
@@ -264,6 +216,44 @@ async fn lifecycle() {
             .unwrap();
         println!("| {label} | {:.0} |", t.elapsed().as_secs_f64() * 1e3);
     }
+}
+
+/// Creates 200 products through `service`'s own API; returns their ids.
+async fn seed_products(service: &Arc<silo::runtime::service::Service>) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..200 {
+        let body = format!(r#"{{"name":"Product {i}","price":{i},"stock":100}}"#);
+        let req = hyper::Request::post(format!("http://{}.silo/products", service.name))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        let resp = silo::runtime::dispatch::dispatch(service, req).await;
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert!(v["id"].is_string(), "{v}");
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    ids
+}
+
+/// Times `ITERATIONS` lookups of `ids` through `service`.
+async fn lookups(service: &Arc<silo::runtime::service::Service>, ids: &[String]) -> Vec<Duration> {
+    let mut samples = Vec::with_capacity(ITERATIONS);
+    for i in 0..ITERATIONS {
+        let req = hyper::Request::get(format!(
+            "http://{}.silo/products/{}",
+            service.name,
+            ids[i % ids.len()]
+        ))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+        let t = Instant::now();
+        let resp = silo::runtime::dispatch::dispatch(service, req).await;
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        samples.push(t.elapsed());
+        assert!(bytes.starts_with(b"{\"id\""));
+    }
+    samples
 }
 
 /// Where the time of one lookup goes: the steps of `dispatch`, timed one by one.

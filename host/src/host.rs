@@ -283,7 +283,7 @@ impl Host {
                     .record(&history, &service.name, &bytes, &spec, "manifest")
                     .map_err(|e| wasmtime::format_err!("recording `{}`: {e}", service.name))?,
             };
-            tracing::info!(service = %service.name, version = service.version, route = %service.route, digest = %service.digest, "service loaded");
+            tracing::info!(service = %service.name, version = service.version, route = %service.spec.route, digest = %service.digest, "service loaded");
             services.push(Arc::new(service));
         }
         self.routes.store(Arc::new(RouteTable::new(services)));

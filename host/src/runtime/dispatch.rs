@@ -33,7 +33,7 @@ pub struct RouteTable {
 
 impl RouteTable {
     pub fn new(mut services: Vec<Arc<Service>>) -> Self {
-        services.sort_by_key(|s| std::cmp::Reverse(s.route.len()));
+        services.sort_by_key(|s| std::cmp::Reverse(s.spec.route.len()));
         Self { services }
     }
 
@@ -67,7 +67,9 @@ impl RouteTable {
 
     /// The service whose route is a segment prefix of `path`.
     pub fn route(&self, path: &str) -> Option<&Arc<Service>> {
-        self.services.iter().find(|s| route_matches(&s.route, path))
+        self.services
+            .iter()
+            .find(|s| route_matches(&s.spec.route, path))
     }
 
     pub fn services(&self) -> impl Iterator<Item = &Arc<Service>> {
@@ -162,11 +164,11 @@ where
             "busy",
             &format!(
                 "service `{}` is at its concurrency limit ({})",
-                service.name, service.limits.concurrency
+                service.name, service.spec.limits.concurrency
             ),
         );
     };
-    let body_limit = (service.limits.body_kb << 10) as usize;
+    let body_limit = (service.spec.limits.body_kb << 10) as usize;
     let declared = req
         .headers()
         .get(http::header::CONTENT_LENGTH)
@@ -176,7 +178,10 @@ where
         return json_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
-            &format!("the body is larger than {} KiB", service.limits.body_kb),
+            &format!(
+                "the body is larger than {} KiB",
+                service.spec.limits.body_kb
+            ),
         );
     }
     let req = req.map(|body| {
@@ -268,7 +273,7 @@ thread_local! {
 }
 
 fn take_warm(service: &Arc<Service>) -> Option<Warm> {
-    if service.limits.instance_reuse <= 1 {
+    if service.spec.limits.instance_reuse <= 1 {
         return None;
     }
     WARM.with_borrow_mut(|warm| {
@@ -286,7 +291,7 @@ fn keep_warm(
     proxy: Proxy,
     served: u32,
 ) {
-    if served >= service.limits.instance_reuse || store.data().sql.holds_transaction() {
+    if served >= service.spec.limits.instance_reuse || store.data().sql.holds_transaction() {
         return;
     }
     WARM.with_borrow_mut(|warm| {
@@ -317,7 +322,7 @@ fn failure_response(service: &Service, result: TaskResult) -> Response<HyperOutg
             "deadline_exceeded",
             &format!(
                 "service `{name}` did not answer within {} ms",
-                service.limits.deadline_ms
+                service.spec.limits.deadline_ms
             ),
         )
     };

@@ -15,7 +15,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use super::metrics::ServiceMetrics;
 use super::state::RequestState;
 use crate::calls::{CallCtx, ServiceDirectory};
-use crate::manifest::{Limits, ServiceSpec};
+use crate::manifest::ServiceSpec;
 use crate::sql::{CallLimits, SqlCtx, StoreGrants};
 
 /// One service, ready to serve.
@@ -23,12 +23,10 @@ pub struct Service {
     pub name: Arc<str>,
     /// Its version in the deployment history (0 until recorded).
     pub version: u32,
-    /// What it was granted, as declared.
+    /// What it was granted and its limits, as declared.
     pub spec: ServiceSpec,
-    pub route: String,
     /// `sha256:` of the component's bytes.
     pub digest: String,
-    pub limits: Limits,
     pub grants: StoreGrants,
     pub pre: ProxyPre<RequestState>,
     pub component: Component,
@@ -67,9 +65,7 @@ impl Service {
             name: name.into(),
             version: 0,
             spec: spec.clone(),
-            route: spec.route.clone(),
             digest,
-            limits: spec.limits.clone(),
             grants,
             pre,
             component,
@@ -82,14 +78,14 @@ impl Service {
 
     /// The deadline a request starting now gets.
     pub fn deadline(&self) -> Instant {
-        Instant::now() + Duration::from_millis(self.limits.deadline_ms)
+        Instant::now() + Duration::from_millis(self.spec.limits.deadline_ms)
     }
 
     /// A fresh store for one instance, with its memory limit and CPU deadline set.
     /// `chain` is the services the request passed through before this one.
     pub fn new_store(&self, deadline: Instant, chain: &[Arc<str>]) -> Store<RequestState> {
         let limits = StoreLimitsBuilder::new()
-            .memory_size((self.limits.memory_mb << 20) as usize)
+            .memory_size((self.spec.limits.memory_mb << 20) as usize)
             .instances(32)
             .tables(32)
             .memories(4)
@@ -99,8 +95,8 @@ impl Service {
             self.grants.clone(),
             CallLimits {
                 deadline,
-                statement_budget: Duration::from_millis(self.limits.statement_ms),
-                max_result_bytes: (self.limits.result_kb << 10) as usize,
+                statement_budget: Duration::from_millis(self.spec.limits.statement_ms),
+                max_result_bytes: (self.spec.limits.result_kb << 10) as usize,
             },
         );
         let calls = CallCtx {
@@ -109,7 +105,7 @@ impl Service {
             directory: self.directory.clone(),
             chain: Arc::from([]),
             deadline,
-            call_timeout: Duration::from_millis(self.limits.call_timeout_ms),
+            call_timeout: Duration::from_millis(self.spec.limits.call_timeout_ms),
         };
         let state = RequestState::new(&self.name, sql, calls, limits);
         let mut store = Store::new(self.pre.engine(), state);

@@ -316,6 +316,12 @@ fn precheck(sql: &str) -> Result<(), SqlError> {
     if head.eq_ignore_ascii_case("vacuum") {
         return Err(SqlError::AccessDenied("VACUUM is the host's to run".into()));
     }
+    deny_renames_into_host_namespace(sql)
+}
+
+/// The authorizer is told only the old name of a renamed table: refuse any statement that
+/// renames something and names the host's prefix.
+fn deny_renames_into_host_namespace(sql: &str) -> Result<(), SqlError> {
     let lower = sql.to_ascii_lowercase();
     if lower.contains("rename") && lower.contains(HOST_TABLE_PREFIX) {
         return Err(SqlError::AccessDenied(format!(
@@ -393,12 +399,8 @@ fn run_execute(conn: &Connection, sql: &str, params: &[Value]) -> Result<ExecRes
 }
 
 fn run_batch(conn: &Connection, sql: &str) -> Result<(), SqlError> {
-    let lower = sql.to_ascii_lowercase();
-    if lower.contains("rename") && lower.contains(HOST_TABLE_PREFIX) {
-        return Err(SqlError::AccessDenied(format!(
-            "names starting with `{HOST_TABLE_PREFIX}` belong to the host"
-        )));
-    }
+    // A batch runs inside a transaction, where SQLite itself refuses VACUUM.
+    deny_renames_into_host_namespace(sql)?;
     conn.execute_batch(sql).map_err(map_err)
 }
 

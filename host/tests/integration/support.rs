@@ -245,7 +245,7 @@ impl Drop for TestHost {
     }
 }
 
-/// Sends one request to `addr` (host:port).
+/// Sends one request to `addr` (host:port); a body is sent as JSON.
 pub async fn request(
     method: &str,
     addr: &str,
@@ -253,29 +253,12 @@ pub async fn request(
     body: Option<&str>,
     headers: &[(&str, &str)],
 ) -> Resp {
-    static CLIENT: OnceLock<
-        Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
-    > = OnceLock::new();
-    let client = CLIENT.get_or_init(|| Client::builder(TokioExecutor::new()).build_http());
-    let mut req = hyper::Request::builder()
-        .method(method)
-        .uri(format!("http://{addr}{path}"));
+    let mut all = headers.to_vec();
     if body.is_some() {
-        req = req.header("content-type", "application/json");
+        all.push(("content-type", "application/json"));
     }
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let req = req
-        .body(Full::new(Bytes::from(body.unwrap_or("").to_string())))
-        .unwrap();
-    let resp = tokio::time::timeout(Duration::from_secs(60), client.request(req))
-        .await
-        .expect("request timed out")
-        .expect("request failed");
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    Resp { status, body }
+    let body = body.unwrap_or("").as_bytes().to_vec();
+    request_bytes(method, addr, path, body, &all).await
 }
 
 /// Sends one request with a raw body.
@@ -286,20 +269,21 @@ pub async fn request_bytes(
     body: Vec<u8>,
     headers: &[(&str, &str)],
 ) -> Resp {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    static CLIENT: OnceLock<
+        Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    > = OnceLock::new();
+    let client = CLIENT.get_or_init(|| Client::builder(TokioExecutor::new()).build_http());
     let mut req = hyper::Request::builder()
         .method(method)
         .uri(format!("http://{addr}{path}"));
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let resp = tokio::time::timeout(
-        Duration::from_secs(120),
-        client.request(req.body(Full::new(Bytes::from(body))).unwrap()),
-    )
-    .await
-    .expect("request timed out")
-    .expect("request failed");
+    let req = req.body(Full::new(Bytes::from(body))).unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(120), client.request(req))
+        .await
+        .expect("request timed out")
+        .expect("request failed");
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     Resp { status, body }

@@ -7,15 +7,25 @@
 //! instead joins the order with the current user and product at read time ("Joins
 //! Across Services"), and degrades to `null` parts when a callee cannot answer.
 //!
-//! Calls need the manifest entry `calls = ["users", "products", "reference"]`.
+//! The copies follow the originals by events: `users`' `UserCreated`/`UserUpdated` and
+//! `products`' `ProductCreated`/`ProductUpdated` update `known_users` and
+//! `known_products` (the newest copy of each user and product the service has seen) and
+//! every order holding an older copy. A copy is versioned by its origin's `version`
+//! and never replaced by an older one, whatever the order in which calls and events
+//! arrive: placing an order stores the copies its calls returned the same way, then
+//! puts the newest known copy into the order, all in one transaction.
+//!
+//! Calls need the manifest entry `calls = ["users", "products", "reference"]`, events
+//! `subscribes` to `users`' `UserCreated`, `UserUpdated` and `products`'
+//! `ProductCreated`, `ProductUpdated`.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use silo_sdk::{
-    ApiError, Call, CallError, CallResponse, Db, Migration, Request, Response, Router, Row,
-    Service, SqlError, encode_path_segment, send_all,
+    ApiError, Call, CallError, CallResponse, Db, Event, Migration, Request, Response, Router, Row,
+    Service, SqlError, Subscriptions, Tx, encode_path_segment, send_all,
 };
 
 struct Orders;
@@ -54,7 +64,34 @@ impl Service for Orders {
                 "order currency",
                 "ALTER TABLE orders ADD COLUMN currency TEXT NOT NULL DEFAULT 'USD'",
             ),
+            Migration::new(
+                "main",
+                3,
+                "versioned copies kept in sync by events",
+                "ALTER TABLE orders ADD COLUMN user_version INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE orders ADD COLUMN product_version INTEGER NOT NULL DEFAULT 0;
+                CREATE TABLE known_users (
+                    id TEXT PRIMARY KEY,
+                    name TEXT NOT NULL,
+                    email TEXT NOT NULL,
+                    version INTEGER NOT NULL
+                );
+                CREATE TABLE known_products (
+                    id TEXT PRIMARY KEY,
+                    name TEXT NOT NULL,
+                    version INTEGER NOT NULL
+                );
+                CREATE INDEX orders_product_id ON orders (product_id)",
+            ),
         ]
+    }
+
+    fn subscriptions() -> Subscriptions {
+        Subscriptions::new()
+            .on("users", "UserCreated", user_changed)
+            .on("users", "UserUpdated", user_changed)
+            .on("products", "ProductCreated", product_changed)
+            .on("products", "ProductUpdated", product_changed)
     }
 }
 
@@ -63,9 +100,11 @@ silo_sdk::service!(Orders);
 /// The currency of an order placed without one.
 const DEFAULT_CURRENCY: &str = "USD";
 
-/// An order as the API shows it. `amount`, `userName`, `userEmail` and `productName`
-/// are copies taken when the order was placed (`null` on orders placed before orders
-/// called other services).
+/// An order as the API shows it. `amount` is the price when the order was placed;
+/// `userName`, `userEmail` and `productName` are copies kept up to date by events, at
+/// `userVersion` and `productVersion` of their origin. The copies are `null` on orders
+/// placed before orders called other services, the versions 0 on orders placed before
+/// copies were versioned (the next event updates both).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Order {
@@ -80,6 +119,8 @@ struct Order {
     user_email: Option<String>,
     product_name: Option<String>,
     status: String,
+    user_version: i64,
+    product_version: i64,
 }
 
 impl Order {
@@ -95,6 +136,8 @@ impl Order {
             user_email: row.get("user_email")?,
             product_name: row.get("product_name")?,
             status: row.get("status")?,
+            user_version: row.get("user_version")?,
+            product_version: row.get("product_version")?,
         })
     }
 }
@@ -108,19 +151,32 @@ struct NewOrder {
     currency: Option<String>,
 }
 
-/// The part of `users`' answer an order copies.
+/// The part of a user an order copies: from `users`' answer to `GET /users/{id}`, from
+/// the data of its `UserCreated` and `UserUpdated` events, or from `known_users`.
 #[derive(Deserialize)]
 struct UserCopy {
+    id: String,
     name: String,
     email: String,
+    version: i64,
 }
 
-/// The part of `products`' answer an order copies.
+/// The part of a product an order copies: from `products`' answer to
+/// `GET /products/{id}` or the data of its `ProductCreated` and `ProductUpdated` events.
 #[derive(Deserialize)]
 struct ProductCopy {
+    id: String,
     name: String,
-    /// Cents.
+    /// Cents; an order's amount is fixed when it is placed, so it is not kept.
     price: i64,
+    version: i64,
+}
+
+/// The newest copy of a product the service knows (`known_products`).
+struct KnownProduct {
+    id: String,
+    name: String,
+    version: i64,
 }
 
 /// The part of `reference`'s answer an order checks.
@@ -130,7 +186,7 @@ struct CurrencyCopy {
 }
 
 const COLUMNS: &str = "id, user_id, product_id, quantity, amount, currency, user_name, \
-                       user_email, product_name, status";
+                       user_email, product_name, status, user_version, product_version";
 
 fn create(req: Request) -> Result<Response, ApiError> {
     let new: NewOrder = req.json()?;
@@ -211,34 +267,122 @@ fn create(req: Request) -> Result<Response, ApiError> {
             new.quantity, product.price
         ))
     })?;
-    let order = Order {
-        id: silo_sdk::new_id("ord"),
-        user_id: new.user_id,
-        product_id: new.product_id,
-        quantity: new.quantity,
-        amount: Some(amount),
-        currency,
-        user_name: Some(user.name),
-        user_email: Some(user.email),
-        product_name: Some(product.name),
-        status: "PENDING".to_string(),
-    };
-    Db::open("main")?.execute(
-        &format!("INSERT INTO orders ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+    // An event may have brought a newer copy between the calls and now (or bring one
+    // before this commits: then it waits for this transaction and updates the order).
+    let order = Db::open("main")?.transaction(|tx| {
+        let user = remember_user(tx, &user)?;
+        let product = remember_product(tx, &product)?;
+        let order = Order {
+            id: silo_sdk::new_id("ord"),
+            user_id: new.user_id,
+            product_id: new.product_id,
+            quantity: new.quantity,
+            amount: Some(amount),
+            currency,
+            user_name: Some(user.name),
+            user_email: Some(user.email),
+            product_name: Some(product.name),
+            status: "PENDING".to_string(),
+            user_version: user.version,
+            product_version: product.version,
+        };
+        tx.execute(
+            &format!("INSERT INTO orders ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+            &[
+                &order.id,
+                &order.user_id,
+                &order.product_id,
+                &order.quantity,
+                &order.amount,
+                &order.currency,
+                &order.user_name,
+                &order.user_email,
+                &order.product_name,
+                &order.status,
+                &order.user_version,
+                &order.product_version,
+            ],
+        )?;
+        Ok::<_, ApiError>(order)
+    })?;
+    Ok(Response::created(&order))
+}
+
+/// Stores `user` in `known_users` unless that already holds the same or a newer
+/// version, and returns the newest copy it now holds.
+fn remember_user(tx: &Tx, user: &UserCopy) -> Result<UserCopy, SqlError> {
+    tx.execute(
+        "INSERT INTO known_users (id, name, email, version) VALUES (?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE
+             SET name = excluded.name, email = excluded.email, version = excluded.version
+             WHERE excluded.version > known_users.version",
+        &[&user.id, &user.name, &user.email, &user.version],
+    )?;
+    let row = tx.query_one(
+        "SELECT id, name, email, version FROM known_users WHERE id = ?",
+        &[&user.id],
+    )?;
+    Ok(UserCopy {
+        id: row.get("id")?,
+        name: row.get("name")?,
+        email: row.get("email")?,
+        version: row.get("version")?,
+    })
+}
+
+/// Stores `product` in `known_products` unless that already holds the same or a newer
+/// version, and returns the newest copy it now holds.
+fn remember_product(tx: &Tx, product: &ProductCopy) -> Result<KnownProduct, SqlError> {
+    tx.execute(
+        "INSERT INTO known_products (id, name, version) VALUES (?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, version = excluded.version
+             WHERE excluded.version > known_products.version",
+        &[&product.id, &product.name, &product.version],
+    )?;
+    let row = tx.query_one(
+        "SELECT id, name, version FROM known_products WHERE id = ?",
+        &[&product.id],
+    )?;
+    Ok(KnownProduct {
+        id: row.get("id")?,
+        name: row.get("name")?,
+        version: row.get("version")?,
+    })
+}
+
+/// `users/UserCreated`, `users/UserUpdated`: keeps the newest copy of the user and puts
+/// it into every order holding an older one.
+fn user_changed(event: &Event, tx: &Tx) -> Result<(), ApiError> {
+    let user = remember_user(tx, &event.json()?)?;
+    tx.execute(
+        "UPDATE orders SET user_name = ?, user_email = ?, user_version = ?
+         WHERE user_id = ? AND user_version < ?",
         &[
-            &order.id,
-            &order.user_id,
-            &order.product_id,
-            &order.quantity,
-            &order.amount,
-            &order.currency,
-            &order.user_name,
-            &order.user_email,
-            &order.product_name,
-            &order.status,
+            &user.name,
+            &user.email,
+            &user.version,
+            &user.id,
+            &user.version,
         ],
     )?;
-    Ok(Response::created(&order))
+    Ok(())
+}
+
+/// `products/ProductCreated`, `products/ProductUpdated`: keeps the newest copy of the
+/// product and puts it into every order holding an older one.
+fn product_changed(event: &Event, tx: &Tx) -> Result<(), ApiError> {
+    let product = remember_product(tx, &event.json()?)?;
+    tx.execute(
+        "UPDATE orders SET product_name = ?, product_version = ?
+         WHERE product_id = ? AND product_version < ?",
+        &[
+            &product.name,
+            &product.version,
+            &product.id,
+            &product.version,
+        ],
+    )?;
+    Ok(())
 }
 
 /// What one look-up for a new order found.

@@ -1,8 +1,15 @@
 //! products: the demo product catalogue — create, list, search, read and update
-//! products in its own `main` store. Prices are integer cents; stock is a count.
+//! products in its own `main` store. Prices are integer cents; stock is a count; every
+//! update bumps `version`.
+//!
+//! Every write publishes an event in the same transaction (the manifest entry declares
+//! `publishes = ["ProductCreated", "ProductUpdated"]`): `ProductCreated` on
+//! `POST /products`, `ProductUpdated` on `PUT /products/{id}`, both keyed by the
+//! product's id, with the product as the API shows it as JSON data:
+//! `{"id","name","price","stock","version"}`.
 
 use serde::{Deserialize, Serialize};
-use silo_sdk::{ApiError, Db, Migration, Request, Response, Router, Row, Service, SqlError};
+use silo_sdk::{ApiError, Db, Migration, Request, Response, Router, Row, Service, SqlError, Tx};
 
 struct Products;
 
@@ -15,6 +22,8 @@ impl Service for Products {
             .put("/products/{id}", update)
     }
 
+    /// `version` is in the table since step 1, so the events that carry it need no new
+    /// step (an `ADD COLUMN version` would fail on every store).
     fn migrations() -> Vec<Migration> {
         vec![Migration::new(
             "main",
@@ -33,7 +42,8 @@ impl Service for Products {
 
 silo_sdk::service!(Products);
 
-/// A product as the API shows it.
+/// A product as the API shows it, and the data of `ProductCreated` and
+/// `ProductUpdated`.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Product {
@@ -42,6 +52,8 @@ struct Product {
     /// Cents.
     price: i64,
     stock: i64,
+    /// 1 when created, plus one per update.
+    version: i64,
 }
 
 impl Product {
@@ -51,6 +63,7 @@ impl Product {
             name: row.get("name")?,
             price: row.get("price")?,
             stock: row.get("stock")?,
+            version: row.get("version")?,
         })
     }
 }
@@ -71,7 +84,12 @@ struct ProductChanges {
     stock: Option<i64>,
 }
 
-const COLUMNS: &str = "id, name, price, stock";
+const COLUMNS: &str = "id, name, price, stock, version";
+
+/// The query for one product by id; read its answer with [`found`].
+fn select_by_id() -> String {
+    format!("SELECT {COLUMNS} FROM products WHERE id = ?")
+}
 
 fn create(req: Request) -> Result<Response, ApiError> {
     let new: NewProduct = req.json()?;
@@ -83,11 +101,22 @@ fn create(req: Request) -> Result<Response, ApiError> {
         name: new.name,
         price: new.price,
         stock: new.stock,
+        version: 1,
     };
-    Db::open("main")?.execute(
-        "INSERT INTO products (id, name, price, stock) VALUES (?, ?, ?, ?)",
-        &[&product.id, &product.name, &product.price, &product.stock],
-    )?;
+    Db::open("main")?.transaction(|tx| {
+        tx.execute(
+            &format!("INSERT INTO products ({COLUMNS}) VALUES (?, ?, ?, ?, ?)"),
+            &[
+                &product.id,
+                &product.name,
+                &product.price,
+                &product.stock,
+                &product.version,
+            ],
+        )?;
+        tx.publish("ProductCreated", &product.id, &product)?;
+        Ok::<_, ApiError>(())
+    })?;
     Ok(Response::created(&product))
 }
 
@@ -113,7 +142,8 @@ fn list(req: Request) -> Result<Response, ApiError> {
 
 fn get(req: Request) -> Result<Response, ApiError> {
     let id = req.param("id")?;
-    Ok(Response::ok(&find(&Db::open("main")?, id)?))
+    let product = found(Db::open("main")?.query_opt(&select_by_id(), &[&id])?, id)?;
+    Ok(Response::ok(&product))
 }
 
 fn update(req: Request) -> Result<Response, ApiError> {
@@ -128,8 +158,14 @@ fn update(req: Request) -> Result<Response, ApiError> {
     if let Some(stock) = changes.stock {
         validate_count("stock", stock)?;
     }
-    let db = Db::open("main")?;
-    let updated = db.execute(
+    let product = Db::open("main")?.transaction(|tx| apply(tx, id, &changes))?;
+    Ok(Response::ok(&product))
+}
+
+/// Updates product `id` in `tx`, bumping its version, and publishes `ProductUpdated`
+/// with the row as it now reads.
+fn apply(tx: &Tx, id: &str, changes: &ProductChanges) -> Result<Product, ApiError> {
+    let updated = tx.execute(
         "UPDATE products SET name = coalesce(?, name), price = coalesce(?, price),
              stock = coalesce(?, stock), version = version + 1
          WHERE id = ?",
@@ -138,16 +174,14 @@ fn update(req: Request) -> Result<Response, ApiError> {
     if updated.rows_affected == 0 {
         return Err(not_found(id));
     }
-    Ok(Response::ok(&find(&db, id)?))
+    let product = found(tx.query_opt(&select_by_id(), &[&id])?, id)?;
+    tx.publish("ProductUpdated", &product.id, &product)?;
+    Ok(product)
 }
 
-fn find(db: &Db, id: &str) -> Result<Product, ApiError> {
-    let row = db
-        .query_opt(
-            &format!("SELECT {COLUMNS} FROM products WHERE id = ?"),
-            &[&id],
-        )?
-        .ok_or_else(|| not_found(id))?;
+/// The product read by [`select_by_id`], or 404.
+fn found(row: Option<Row>, id: &str) -> Result<Product, ApiError> {
+    let row = row.ok_or_else(|| not_found(id))?;
     Ok(Product::from_row(&row)?)
 }
 

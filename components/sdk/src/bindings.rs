@@ -1,13 +1,17 @@
 //! The guest-side bindings for silo's WIT, generated once here and nowhere else.
 //!
-//! Services never name these modules directly: [`crate::Db`], [`crate::Migration`] and
-//! [`crate::service!`] wrap them. They are public so a service can reach a raw handle
-//! when the wrappers do not cover a case.
+//! Services never name these modules directly: [`crate::Db`], [`crate::Tx`],
+//! [`crate::Event`], [`crate::Migration`] and [`crate::service!`] wrap them. They are
+//! public so a service can reach a raw handle when the wrappers do not cover a case.
+//!
+//! `export_silo!` exports both of the `sdk` world's interfaces,
+//! `silo:service/migrations` and `silo:service/event-handler`; [`crate::service!`] is
+//! its one caller.
 
 wit_bindgen::generate!({
     path: "../../wit",
     world: "silo:service/sdk",
     pub_export_macro: true,
-    export_macro_name: "export_migrations",
+    export_macro_name: "export_silo",
     default_bindings_module: "::silo_sdk::bindings",
 });

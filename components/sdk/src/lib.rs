@@ -1,14 +1,18 @@
 //! silo-sdk: write a silo service as ordinary Rust — routes, JSON and SQL rows — and
 //! export it as a `wasi:http` component with one macro.
 //!
-//! A service is a type implementing [`Service`]: a [`Router`] of handlers and the
-//! [`Migration`]s that build its schema. [`service!`] exports it: the standard
-//! `wasi:http/incoming-handler` (so the component runs on any wasi:http host) and
-//! silo's `silo:service/migrations`. Inside a handler, [`Db`] is the service's store.
+//! A service is a type implementing [`Service`]: a [`Router`] of handlers, the
+//! [`Migration`]s that build its schema and the [`Subscriptions`] that handle events
+//! from other services. [`service!`] exports it: the standard
+//! `wasi:http/incoming-handler` (so the component runs on any wasi:http host) and silo's
+//! `silo:service/migrations` and `silo:service/event-handler`. Inside a handler, [`Db`]
+//! is the service's store; [`Tx::publish`] publishes an event in a transaction.
 //!
 //! ```no_run
 //! use serde::{Deserialize, Serialize};
-//! use silo_sdk::{ApiError, Db, Migration, Request, Response, Router, Service};
+//! use silo_sdk::{
+//!     ApiError, Db, Event, Migration, Request, Response, Router, Service, Subscriptions, Tx,
+//! };
 //!
 //! struct Notes;
 //!
@@ -17,29 +21,50 @@
 //!         Router::new().post("/notes", create).get("/notes/{id}", get)
 //!     }
 //!     fn migrations() -> Vec<Migration> {
-//!         vec![Migration::new("main", 1, "notes", "CREATE TABLE notes (id TEXT PRIMARY KEY, text TEXT NOT NULL)")]
+//!         vec![Migration::new("main", 1, "notes",
+//!             "CREATE TABLE notes (id TEXT PRIMARY KEY, author TEXT NOT NULL, text TEXT NOT NULL)")]
+//!     }
+//!     fn subscriptions() -> Subscriptions {
+//!         Subscriptions::new().on("users", "UserDeleted", user_deleted)
 //!     }
 //! }
 //!
 //! #[derive(Deserialize)]
-//! struct NewNote { text: String }
+//! struct NewNote { author: String, text: String }
 //!
+//! /// The API's answer and the `NoteCreated` event's data.
 //! #[derive(Serialize)]
-//! struct Note { id: String, text: String }
+//! struct Note { id: String, author: String, text: String }
 //!
+//! /// Stores the note and publishes `NoteCreated` in one transaction: both or neither.
 //! fn create(req: Request) -> Result<Response, ApiError> {
 //!     let new: NewNote = req.json()?;
-//!     let id = silo_sdk::new_id("note");
-//!     Db::open("main")?.execute("INSERT INTO notes (id, text) VALUES (?, ?)", &[&id, &new.text])?;
-//!     Ok(Response::created(&Note { id, text: new.text }))
+//!     let note = Note { id: silo_sdk::new_id("note"), author: new.author, text: new.text };
+//!     Db::open("main")?.transaction(|tx| {
+//!         tx.execute("INSERT INTO notes (id, author, text) VALUES (?, ?, ?)",
+//!             &[&note.id, &note.author, &note.text])?;
+//!         tx.publish("NoteCreated", &note.id, &note)?;
+//!         Ok::<_, ApiError>(())
+//!     })?;
+//!     Ok(Response::created(&note))
 //! }
 //!
 //! fn get(req: Request) -> Result<Response, ApiError> {
 //!     let id = req.param("id")?;
 //!     let row = Db::open("main")?
-//!         .query_opt("SELECT id, text FROM notes WHERE id = ?", &[&id])?
+//!         .query_opt("SELECT id, author, text FROM notes WHERE id = ?", &[&id])?
 //!         .ok_or_else(|| ApiError::not_found(format!("no note {id}")))?;
-//!     Ok(Response::ok(&Note { id: row.get("id")?, text: row.get("text")? }))
+//!     Ok(Response::ok(&Note { id: row.get("id")?, author: row.get("author")?, text: row.get("text")? }))
+//! }
+//!
+//! #[derive(Deserialize)]
+//! struct UserDeleted { id: String }
+//!
+//! /// Runs in the host's transaction, which also records the event as handled.
+//! fn user_deleted(event: &Event, tx: &Tx) -> Result<(), ApiError> {
+//!     let user: UserDeleted = event.json()?;
+//!     tx.execute("DELETE FROM notes WHERE author = ?", &[&user.id])?;
+//!     Ok(())
 //! }
 //!
 //! silo_sdk::service!(Notes);
@@ -54,12 +79,14 @@
 //! Architecture invariant: this crate is the only place guest bindings for silo's WIT
 //! are generated ([`bindings`]), and the only place that touches `wasi:http`
 //! (`wasi_http.rs` for the incoming request, [`call`] for outgoing ones). Services see
-//! [`Request`], [`Response`], [`Db`], [`Call`] and [`ApiError`].
+//! [`Request`], [`Response`], [`Db`], [`Tx`], [`Call`], [`Event`], [`Subscriptions`]
+//! and [`ApiError`].
 
 #[allow(unsafe_code, reason = "wit-bindgen's generated canonical-ABI glue")]
 pub mod bindings;
 pub mod call;
 mod error;
+pub mod events;
 mod request;
 mod response;
 mod router;
@@ -70,6 +97,7 @@ pub use call::{
     Call, CallError, CallErrorKind, CallResponse, encode_path_segment, encode_query_value, send_all,
 };
 pub use error::ApiError;
+pub use events::{Event, EventHandler, Subscriptions, publish, publish_raw};
 pub use request::{CALLER_HEADER, Method, Request};
 pub use response::Response;
 pub use router::{Handler, Router};
@@ -84,12 +112,15 @@ pub use wasip2;
 pub use bindings::exports::silo::service::migrations::Migration;
 
 #[doc(hidden)]
+pub use events::handle as __handle_event;
+#[doc(hidden)]
 pub use wasi_http::serve as __serve;
 
 /// The largest request body the SDK reads; a larger one is a 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// A silo service: its routes and its schema. Export it with [`service!`].
+/// A silo service: its routes, its schema and its event subscriptions. Export it with
+/// [`service!`].
 pub trait Service {
     /// The routes; built once per request (an instance serves one request).
     fn router() -> Router;
@@ -97,6 +128,12 @@ pub trait Service {
     /// Every schema step of every store, oldest first. None by default.
     fn migrations() -> Vec<Migration> {
         Vec::new()
+    }
+
+    /// The event handlers; built once per event. None by default (every delivered event
+    /// is then an error: the manifest should subscribe to nothing).
+    fn subscriptions() -> Subscriptions {
+        Subscriptions::new()
     }
 }
 
@@ -131,7 +168,8 @@ pub fn new_id(prefix: &str) -> String {
 }
 
 /// Exports a [`Service`] as a component: `wasi:http/incoming-handler@0.2.12` (every
-/// request goes through the service's [`Router`]) and `silo:service/migrations@0.1.0`.
+/// request goes through the service's [`Router`]), `silo:service/migrations@0.1.0` and
+/// `silo:service/event-handler@0.1.0` (every event goes through its [`Subscriptions`]).
 /// Use it once, at the crate root of a `cdylib`.
 #[macro_export]
 macro_rules! service {
@@ -158,8 +196,19 @@ macro_rules! service {
                 }
             }
 
-    $crate::wasip2::http::proxy::export!(__SiloComponent with_types_in $crate::wasip2);
-    $crate::bindings::export_migrations!(__SiloComponent with_types_in $crate::bindings);
+            impl $crate::bindings::exports::silo::service::event_handler::Guest
+                for __SiloComponent
+            {
+                fn handle(
+                    event: $crate::Event,
+                    tx: &$crate::bindings::silo::service::sql::Transaction,
+                ) -> ::std::result::Result<(), ::std::string::String> {
+                    $crate::__handle_event::<$service>(&event, tx)
+                }
+            }
+
+            $crate::wasip2::http::proxy::export!(__SiloComponent with_types_in $crate::wasip2);
+            $crate::bindings::export_silo!(__SiloComponent with_types_in $crate::bindings);
         };
     };
 }

@@ -320,18 +320,17 @@ impl Db {
     /// handle drops). A failed commit is returned as the error.
     pub fn transaction<T, E: From<SqlError>>(
         &self,
-        f: impl FnOnce(&Tx) -> Result<T, E>,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let tx = Tx {
-            inner: self.inner.begin()?,
-        };
-        match f(&tx) {
+        let owned = self.inner.begin()?;
+        let result = f(&Tx::new(&owned));
+        match result {
             Ok(value) => {
-                Transaction::commit(tx.inner)?;
+                Transaction::commit(owned)?;
                 Ok(value)
             }
             Err(err) => {
-                let _ = Transaction::rollback(tx.inner);
+                let _ = Transaction::rollback(owned);
                 Err(err)
             }
         }
@@ -343,13 +342,23 @@ impl Db {
     }
 }
 
-/// An open transaction, lent to the closure of [`Db::transaction`].
+/// An open transaction, lent out for as long as it is open: to the closure of
+/// [`Db::transaction`] (which owns it and commits or rolls it back afterwards), or to an
+/// event handler (where the host owns it: see [`crate::Subscriptions`]).
+///
+/// A `Tx` only borrows the transaction, so whoever is handed one can read, write and
+/// publish events in it, but never commit or roll it back.
 #[derive(Debug)]
-pub struct Tx {
-    inner: Transaction,
+pub struct Tx<'a> {
+    inner: &'a Transaction,
 }
 
-impl Tx {
+impl<'a> Tx<'a> {
+    /// Lends `inner` out: the caller keeps the right to end it.
+    pub(crate) fn new(inner: &'a Transaction) -> Self {
+        Self { inner }
+    }
+
     /// Runs a statement that returns rows.
     pub fn query(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Vec<Row>, SqlError> {
         self.inner.query(sql, &bind(params)).map(rows)
@@ -370,9 +379,9 @@ impl Tx {
         self.inner.execute(sql, &bind(params))
     }
 
-    /// The raw generated handle (later capabilities such as events borrow it).
-    pub fn raw(&self) -> &Transaction {
-        &self.inner
+    /// The raw generated handle, borrowed (as `silo:service/events` takes it).
+    pub fn raw(&self) -> &'a Transaction {
+        self.inner
     }
 }
 

@@ -1,8 +1,13 @@
 //! users: the demo users service — create, list, read and update users in its own
 //! `main` store. Emails are unique; every update bumps `version`.
+//!
+//! Every write publishes an event in the same transaction (the manifest entry declares
+//! `publishes = ["UserCreated", "UserUpdated"]`): `UserCreated` on `POST /users`,
+//! `UserUpdated` on `PUT /users/{id}`, both keyed by the user's id, with the user as the
+//! API shows it as JSON data: `{"id","email","name","version"}`.
 
 use serde::{Deserialize, Serialize};
-use silo_sdk::{ApiError, Db, Migration, Request, Response, Router, Row, Service, SqlError};
+use silo_sdk::{ApiError, Db, Migration, Request, Response, Router, Row, Service, SqlError, Tx};
 
 struct Users;
 
@@ -32,7 +37,7 @@ impl Service for Users {
 
 silo_sdk::service!(Users);
 
-/// A user as the API shows it.
+/// A user as the API shows it, and the data of `UserCreated` and `UserUpdated`.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct User {
@@ -69,6 +74,11 @@ struct UserChanges {
 
 const COLUMNS: &str = "id, email, name, version";
 
+/// The query for one user by id; read its answer with [`found`].
+fn select_by_id() -> String {
+    format!("SELECT {COLUMNS} FROM users WHERE id = ?")
+}
+
 fn create(req: Request) -> Result<Response, ApiError> {
     let new: NewUser = req.json()?;
     validate_email(&new.email)?;
@@ -79,12 +89,15 @@ fn create(req: Request) -> Result<Response, ApiError> {
         name: new.name,
         version: 1,
     };
-    Db::open("main")?
-        .execute(
+    Db::open("main")?.transaction(|tx| {
+        tx.execute(
             "INSERT INTO users (id, email, name, version) VALUES (?, ?, ?, ?)",
             &[&user.id, &user.email, &user.name, &user.version],
         )
         .map_err(|err| email_taken(err, &user.email))?;
+        tx.publish("UserCreated", &user.id, &user)?;
+        Ok::<_, ApiError>(())
+    })?;
     Ok(Response::created(&user))
 }
 
@@ -100,7 +113,7 @@ fn list(_req: Request) -> Result<Response, ApiError> {
 
 fn get(req: Request) -> Result<Response, ApiError> {
     let id = req.param("id")?;
-    let user = find(&Db::open("main")?, id)?;
+    let user = found(Db::open("main")?.query_opt(&select_by_id(), &[&id])?, id)?;
     Ok(Response::ok(&user))
 }
 
@@ -113,8 +126,14 @@ fn update(req: Request) -> Result<Response, ApiError> {
     if let Some(name) = &changes.name {
         validate_name(name)?;
     }
-    let db = Db::open("main")?;
-    let updated = db
+    let user = Db::open("main")?.transaction(|tx| apply(tx, id, &changes))?;
+    Ok(Response::ok(&user))
+}
+
+/// Updates user `id` in `tx`, bumping its version, and publishes `UserUpdated` with the
+/// row as it now reads.
+fn apply(tx: &Tx, id: &str, changes: &UserChanges) -> Result<User, ApiError> {
+    let updated = tx
         .execute(
             "UPDATE users SET email = coalesce(?, email), name = coalesce(?, name),
                  version = version + 1
@@ -125,13 +144,14 @@ fn update(req: Request) -> Result<Response, ApiError> {
     if updated.rows_affected == 0 {
         return Err(not_found(id));
     }
-    Ok(Response::ok(&find(&db, id)?))
+    let user = found(tx.query_opt(&select_by_id(), &[&id])?, id)?;
+    tx.publish("UserUpdated", &user.id, &user)?;
+    Ok(user)
 }
 
-fn find(db: &Db, id: &str) -> Result<User, ApiError> {
-    let row = db
-        .query_opt(&format!("SELECT {COLUMNS} FROM users WHERE id = ?"), &[&id])?
-        .ok_or_else(|| not_found(id))?;
+/// The user read by [`select_by_id`], or 404.
+fn found(row: Option<Row>, id: &str) -> Result<User, ApiError> {
+    let row = row.ok_or_else(|| not_found(id))?;
     Ok(User::from_row(&row)?)
 }
 

@@ -64,6 +64,11 @@ fn json(status: StatusCode, value: serde_json::Value) -> Response<HyperOutgoingB
     resp
 }
 
+/// `s` percent-encoded as one path segment.
+pub fn path_segment(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
 /// The `/admin/services` listing.
 pub fn services_json(host: &Host) -> serde_json::Value {
     let routes = host.routes();
@@ -130,6 +135,7 @@ async fn handle(
                 "# HELP silo_services Services loaded.\n# TYPE silo_services gauge"
             );
             let _ = writeln!(out, "silo_services {}", routes.services().count());
+            render_event_metrics(&host.events.subscriptions().await, &mut out);
             let mut resp = Response::new(full(Bytes::from(out)));
             resp.headers_mut().insert(
                 http::header::CONTENT_TYPE,
@@ -156,9 +162,31 @@ async fn handle(
             match (req.method().clone(), segments.as_slice()) {
                 (Method::GET, ["services"]) => json(StatusCode::OK, services_json(&host)),
                 (Method::GET, ["services", name]) => service_json(&host, name),
+                (Method::GET, ["events"]) => json(
+                    StatusCode::OK,
+                    serde_json::json!({ "subscriptions": host.events.subscriptions().await }),
+                ),
+                (Method::GET, ["dead-letters"]) => json(
+                    StatusCode::OK,
+                    serde_json::json!({ "deadLetters": host.events.dead_letters().await }),
+                ),
+                (Method::POST, ["dead-letters", id, "replay"]) => {
+                    match host.events.replay(id).await {
+                        Ok(true) => json(StatusCode::OK, serde_json::json!({ "replayed": id })),
+                        Ok(false) => json_error(
+                            StatusCode::NOT_FOUND,
+                            "not_found",
+                            &format!("no dead letter `{id}`"),
+                        ),
+                        Err(e) => json_error(StatusCode::CONFLICT, "conflict", &e),
+                    }
+                }
                 (Method::POST | Method::PUT, ["services", name]) => {
                     let name = name.to_string();
-                    let request = deploy_request(req.uri().query());
+                    let request = match deploy_request(req.uri().query()) {
+                        Ok(r) => r,
+                        Err(e) => return json_error(StatusCode::BAD_REQUEST, "bad_request", &e),
+                    };
                     match read_body(req).await {
                         Ok(bytes) => outcome(host.deploy(&name, &bytes, request).await),
                         Err(resp) => resp,
@@ -209,26 +237,82 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<HyperOutgoi
     }
 }
 
-/// `?route=/x&store=main&store=cache&calls=users,products`
-fn deploy_request(query: Option<&str>) -> crate::host::DeployRequest {
+/// `?route=/x&store=main&store=cache&calls=users,products&publishes=A,B&subscribes=users/A`
+fn deploy_request(query: Option<&str>) -> Result<crate::host::DeployRequest, String> {
     let mut r = crate::host::DeployRequest::default();
+    let list = |v: &str| -> Vec<String> {
+        v.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    };
     for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         match &*k {
             "route" => r.route = Some(v.into_owned()),
             "store" => r.stores.push(v.into_owned()),
-            "calls" => {
-                r.calls = Some(
-                    v.split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(String::from)
-                        .collect(),
-                )
+            "calls" => r.calls = Some(list(&v)),
+            "publishes" => r.publishes = Some(list(&v)),
+            "subscribes" => {
+                let subs = list(&v)
+                    .into_iter()
+                    .map(|s| match s.split_once('/') {
+                        Some((source, topic)) => Ok(crate::manifest::Subscription {
+                            source: source.into(),
+                            topic: topic.into(),
+                        }),
+                        None => Err(format!("`{s}`: a subscription is SOURCE/TOPIC")),
+                    })
+                    .collect::<Result<_, _>>()?;
+                r.subscribes = Some(subs);
             }
-            _ => {}
+            other => return Err(format!("unknown deploy parameter `{other}`")),
         }
     }
-    r
+    Ok(r)
+}
+
+/// The per-subscription series of `/metrics`.
+fn render_event_metrics(subs: &[crate::events::SubscriptionStats], out: &mut String) {
+    const HEADER: &str = "\
+# HELP silo_events_pending Events committed to an outbox and not yet delivered, per subscription.
+# TYPE silo_events_pending gauge
+# HELP silo_events_oldest_pending_age_seconds Age of the oldest undelivered event, per subscription.
+# TYPE silo_events_oldest_pending_age_seconds gauge
+# HELP silo_events_delivery_latency_seconds Publish to handler commit, over the last deliveries.
+# TYPE silo_events_delivery_latency_seconds summary
+# HELP silo_events_delivered_total Events handled.
+# TYPE silo_events_delivered_total counter
+# HELP silo_events_duplicates_total Deliveries the inbox turned away as already handled.
+# TYPE silo_events_duplicates_total counter
+# HELP silo_events_retries_total Failed deliveries that were retried.
+# TYPE silo_events_retries_total counter
+# HELP silo_events_dead_letters Events held in the dead letters.
+# TYPE silo_events_dead_letters gauge
+";
+    out.push_str(HEADER);
+    for s in subs {
+        let l = format!(
+            "subscription=\"{}\",source=\"{}\",topic=\"{}\",subscriber=\"{}\"",
+            s.subscription, s.source, s.topic, s.subscriber
+        );
+        let _ = writeln!(out, "silo_events_pending{{{l}}} {}", s.pending);
+        let age = s.oldest_pending_age_ms.unwrap_or(0) as f64 / 1e3;
+        let _ = writeln!(out, "silo_events_oldest_pending_age_seconds{{{l}}} {age}");
+        for (q, v) in [("0.5", s.latency_p50_ms), ("0.99", s.latency_p99_ms)] {
+            if let Some(v) = v {
+                let _ = writeln!(
+                    out,
+                    "silo_events_delivery_latency_seconds{{{l},quantile=\"{q}\"}} {}",
+                    v as f64 / 1e3
+                );
+            }
+        }
+        let _ = writeln!(out, "silo_events_delivered_total{{{l}}} {}", s.delivered);
+        let _ = writeln!(out, "silo_events_duplicates_total{{{l}}} {}", s.duplicates);
+        let _ = writeln!(out, "silo_events_retries_total{{{l}}} {}", s.retries);
+        let _ = writeln!(out, "silo_events_dead_letters{{{l}}} {}", s.dead_letters);
+    }
 }
 
 fn deploy_error(e: &crate::host::DeployError) -> Response<HyperOutgoingBody> {

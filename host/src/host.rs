@@ -24,6 +24,8 @@ use wasmtime::error::Context;
 
 use crate::calls::ServiceDirectory;
 use crate::deploy::{History, VersionRecord, now_secs};
+use crate::events::outbox::ensure_inbox;
+use crate::events::{EventRouter, LocalRouter, Outbox};
 use crate::manifest::{Manifest, ManifestError, ServiceSpec};
 use crate::runtime::dispatch::{RouteTable, dispatch, json_error};
 use crate::runtime::engine::{build_engine, build_linker, start_epoch_ticker};
@@ -55,6 +57,11 @@ pub struct Host {
     ready: AtomicBool,
     shutting_down: AtomicBool,
     deploying: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Moves committed events from outboxes to subscribers.
+    pub events: Arc<dyn EventRouter>,
+    /// The open outbox of every publishing service, by name (kept across deploys: a new
+    /// version on the same store uses the same outbox).
+    outboxes: std::sync::Mutex<std::collections::HashMap<String, Arc<Outbox>>>,
 }
 
 /// A service about to be opened: compiled and linked, not yet connected to its stores.
@@ -75,6 +82,10 @@ pub struct DeployRequest {
     pub stores: Vec<String>,
     /// Services it may call (replaces the list when given).
     pub calls: Option<Vec<String>>,
+    /// Topics it may publish (replaces the list when given).
+    pub publishes: Option<Vec<String>>,
+    /// Its subscriptions (replaces the list when given).
+    pub subscribes: Option<Vec<crate::manifest::Subscription>>,
 }
 
 /// What a deploy did.
@@ -149,14 +160,18 @@ impl Host {
         let engine = build_engine(cache_dir)?;
         let linker = build_linker(&engine)?;
         start_epoch_ticker(&engine);
+        let routes: ServiceDirectory = Arc::new(ArcSwap::from_pointee(RouteTable::default()));
+        let events = Arc::new(LocalRouter::new(routes.clone())?);
         Ok(Self {
             engine,
             linker,
             data_dir: data_dir.to_path_buf(),
-            routes: Arc::new(ArcSwap::from_pointee(RouteTable::default())),
+            routes,
             ready: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             deploying: Default::default(),
+            events,
+            outboxes: Default::default(),
         })
     }
 
@@ -274,6 +289,7 @@ impl Host {
             } = plan;
             service.grants = open_grants(&self.data_dir, &service.name, &spec, None)?;
             let report = migrate(&service).await?;
+            self.prepare_events(&mut service).await?;
             for (store, v) in &report.applied {
                 tracing::info!(service = %service.name, store, version = v, "migration applied");
             }
@@ -287,7 +303,97 @@ impl Host {
             services.push(Arc::new(service));
         }
         self.routes.store(Arc::new(RouteTable::new(services)));
+        // Every outbox first: a subscriber registers with its source's outbox.
+        let routes = self.routes();
+        for service in routes.services() {
+            self.start_outbox(service);
+        }
+        for service in routes.services() {
+            self.register_subscriptions(service).await?;
+        }
         self.ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Creates the event tables a service needs in its event store (outbox if it
+    /// publishes, inbox if it subscribes) and gives it its outbox: the one already open
+    /// for it when the store is the same (a new version of a running service), else a new one.
+    async fn prepare_events(&self, service: &mut Service) -> wasmtime::Result<()> {
+        let spec = &service.spec;
+        let Some(store_name) = spec.event_store() else {
+            return Ok(());
+        };
+        if spec.publishes.is_empty() && spec.subscribes.is_empty() {
+            return Ok(());
+        }
+        let name = service.name.clone();
+        let store = service.grants.get(store_name).cloned().ok_or_else(|| {
+            wasmtime::format_err!("service `{name}`: event store `{store_name}` is not open")
+        })?;
+        if !spec.subscribes.is_empty() {
+            ensure_inbox(store.as_ref())
+                .await
+                .with_context(|| format!("service `{name}`: creating its inbox"))?;
+        }
+        if spec.publishes.is_empty() {
+            return Ok(());
+        }
+        let existing = self.outboxes.lock().expect("outboxes").get(&*name).cloned();
+        service.outbox = Some(match existing {
+            Some(o) if Arc::ptr_eq(&o.store, &store) => o,
+            _ => Outbox::open(&name, store)
+                .await
+                .with_context(|| format!("service `{name}`: creating its outbox"))?,
+        });
+        Ok(())
+    }
+
+    /// Starts relaying a routed service's outbox (if it publishes).
+    fn start_outbox(&self, service: &Service) {
+        if let Some(outbox) = &service.outbox {
+            let replaced = self
+                .outboxes
+                .lock()
+                .expect("outboxes")
+                .insert(service.name.to_string(), outbox.clone());
+            if let Some(old) = replaced.filter(|o| !Arc::ptr_eq(o, outbox)) {
+                old.retired.store(true, Ordering::Release);
+            }
+            self.events.attach(outbox.clone());
+        }
+    }
+
+    /// Registers a routed service's subscriptions with its sources' outboxes (and drops
+    /// the ones it no longer declares).
+    async fn register_subscriptions(&self, service: &Service) -> wasmtime::Result<()> {
+        let outboxes: Vec<Arc<Outbox>> = self
+            .outboxes
+            .lock()
+            .expect("outboxes")
+            .values()
+            .cloned()
+            .collect();
+        for outbox in outboxes {
+            let topics: Vec<String> = service
+                .spec
+                .subscribes
+                .iter()
+                .filter(|s| *s.source == *outbox.source)
+                .map(|s| s.topic.clone())
+                .collect();
+            let dropped = outbox
+                .sync_subscriber(&service.name, &topics)
+                .await
+                .with_context(|| {
+                    format!(
+                        "registering `{}`'s subscriptions with `{}`",
+                        service.name, outbox.source
+                    )
+                })?;
+            if dropped > 0 {
+                tracing::warn!(subscriber = %service.name, source = %outbox.source, dropped, "subscriptions removed with their pending events");
+            }
+        }
         Ok(())
     }
 
@@ -353,6 +459,9 @@ impl Host {
                     route,
                     stores: Default::default(),
                     calls: Vec::new(),
+                    publishes: Vec::new(),
+                    subscribes: Vec::new(),
+                    events: Default::default(),
                     limits: Default::default(),
                 }
             }
@@ -365,6 +474,12 @@ impl Host {
         }
         if let Some(calls) = request.calls {
             spec.calls = calls;
+        }
+        if let Some(publishes) = request.publishes {
+            spec.publishes = publishes;
+        }
+        if let Some(subscribes) = request.subscribes {
+            spec.subscribes = subscribes;
         }
         let outcome = self
             .activate(name, bytes, spec, current, &history, None)
@@ -468,6 +583,9 @@ impl Host {
         let report = migrate(&service)
             .await
             .map_err(|e| DeployError::Invalid(format!("{e:#}")))?;
+        self.prepare_events(&mut service)
+            .await
+            .map_err(|e| DeployError::Internal(format!("{e:#}")))?;
         if self.shutting_down.load(Ordering::Acquire) {
             return Err(DeployError::ShuttingDown);
         }
@@ -492,6 +610,10 @@ impl Host {
         service.spec = spec;
         let service = Arc::new(service);
         self.routes.rcu(|table| table.with(service.clone()));
+        self.start_outbox(&service);
+        self.register_subscriptions(&service)
+            .await
+            .map_err(|e| DeployError::Internal(format!("{e:#}")))?;
         tracing::info!(service = name, version, digest = %service.digest, "service deployed");
         Ok(DeployOutcome {
             service: name.to_string(),

@@ -23,12 +23,15 @@
 //!
 //! Code map: [`manifest`] (what a service declares), [`runtime`] (engine, per-request
 //! state, dispatch, migrations), [`sql`] (the store capability and its backends), [`calls`] (host-routed calls between services),
+//! [`events`] (outbox, router, inbox),
 //! [`host`] (start-up, listeners, shutdown), [`admin`] (health, metrics, admin API).
 
 pub mod admin;
 pub mod bindings;
 pub mod calls;
 pub mod deploy;
+pub mod events;
+pub mod failpoint;
 pub mod host;
 pub mod isolation;
 pub mod manifest;

@@ -64,6 +64,12 @@ enum Command {
         /// Services it may call, comma-separated (replaces the list).
         #[arg(long)]
         calls: Option<String>,
+        /// Topics it may publish, comma-separated (replaces the list).
+        #[arg(long)]
+        publishes: Option<String>,
+        /// Its subscriptions as SOURCE/TOPIC, comma-separated (replaces the list).
+        #[arg(long)]
+        subscribes: Option<String>,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -84,6 +90,17 @@ enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Lists events that exhausted their retries; `replay ID` puts one back in line.
+    DeadLetters {
+        /// `replay`, or nothing to list.
+        action: Option<String>,
+        /// The dead letter to replay (its ID as listed).
+        id: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Lists every subscription with its backlog, lag and delivery figures.
+    Events(AdminArgs),
 }
 
 #[derive(Subcommand)]
@@ -168,6 +185,8 @@ fn main() -> ExitCode {
             route,
             stores,
             calls,
+            publishes,
+            subscribes,
             admin,
         } => {
             let bytes = match std::fs::read(&file) {
@@ -181,8 +200,14 @@ fn main() -> ExitCode {
             for s in &stores {
                 query.append_pair("store", s);
             }
-            if let Some(c) = &calls {
-                query.append_pair("calls", c);
+            for (k, v) in [
+                ("calls", &calls),
+                ("publishes", &publishes),
+                ("subscribes", &subscribes),
+            ] {
+                if let Some(v) = v {
+                    query.append_pair(k, v);
+                }
             }
             let path = format!("/admin/services/{service}?{}", query.finish());
             admin_call(&admin, hyper::Method::POST, &path, bytes, |v| {
@@ -220,7 +245,100 @@ fn main() -> ExitCode {
             Vec::new(),
             |v| format!("undeployed {}", v["service"].as_str().unwrap_or("?")),
         ),
+        Command::DeadLetters { action, id, admin } => match (action.as_deref(), id) {
+            (None, None) => admin_call(
+                &admin,
+                hyper::Method::GET,
+                "/admin/dead-letters",
+                Vec::new(),
+                dead_letters_table,
+            ),
+            (Some("replay"), Some(id)) => admin_call(
+                &admin,
+                hyper::Method::POST,
+                &format!(
+                    "/admin/dead-letters/{}/replay",
+                    silo::admin::path_segment(&id)
+                ),
+                Vec::new(),
+                |v| format!("replayed {}", v["replayed"].as_str().unwrap_or("?")),
+            ),
+            (Some("replay"), None) => fail(2, "dead-letters replay: give the ID to replay"),
+            (Some(other), _) => fail(
+                2,
+                format!("dead-letters: unknown action `{other}` (only `replay ID`)"),
+            ),
+            (None, Some(_)) => unreachable!("clap fills `action` before `id`"),
+        },
+        Command::Events(admin) => admin_call(
+            &admin,
+            hyper::Method::GET,
+            "/admin/events",
+            Vec::new(),
+            events_table,
+        ),
     }
+}
+
+/// `silo dead-letters`: one line per dead letter.
+fn dead_letters_table(v: &serde_json::Value) -> String {
+    let mut out = format!(
+        "{:<20} {:<40} {:<38} {:<24} {:>8}  LAST ERROR",
+        "ID", "SUBSCRIPTION", "EVENT", "KEY", "ATTEMPTS"
+    );
+    let list = v["deadLetters"].as_array().cloned().unwrap_or_default();
+    for d in &list {
+        let s = |k: &str| d[k].as_str().unwrap_or("?").to_string();
+        out.push_str(&format!(
+            "\n{:<20} {:<40} {:<38} {:<24} {:>8}  {}",
+            s("id"),
+            s("subscription"),
+            s("eventId"),
+            s("key"),
+            d["attempts"],
+            s("lastError").replace('\n', " ")
+        ));
+    }
+    if list.is_empty() {
+        out.push_str("\n(no dead letters)");
+    }
+    out
+}
+
+/// `silo events`: one line per subscription.
+fn events_table(v: &serde_json::Value) -> String {
+    let mut out = format!(
+        "{:<40} {:>8} {:>12} {:>8} {:>8} {:>10} {:>8} {:>6}",
+        "SUBSCRIPTION",
+        "PENDING",
+        "OLDEST(ms)",
+        "P50(ms)",
+        "P99(ms)",
+        "DELIVERED",
+        "RETRIES",
+        "DEAD"
+    );
+    for s in v["subscriptions"].as_array().into_iter().flatten() {
+        let n = |k: &str| match &s[k] {
+            serde_json::Value::Null => "-".to_string(),
+            x => x.to_string(),
+        };
+        out.push_str(&format!(
+            "\n{:<40} {:>8} {:>12} {:>8} {:>8} {:>10} {:>8} {:>6}",
+            s["subscription"].as_str().unwrap_or("?"),
+            n("pending"),
+            n("oldestPendingAgeMs"),
+            n("latencyP50Ms"),
+            n("latencyP99Ms"),
+            n("delivered"),
+            n("retries"),
+            n("deadLetters")
+        ));
+        if let Some(why) = s["stalled"].as_str() {
+            out.push_str(&format!("\n    stalled: {why}"));
+        }
+    }
+    out
 }
 
 fn fail(status: u8, message: impl std::fmt::Display) -> ExitCode {

@@ -52,8 +52,77 @@ pub struct ServiceSpec {
     /// Services this one may call through `wasi:http/outgoing-handler`.
     #[serde(default)]
     pub calls: Vec<String>,
+    /// Topics this service may publish.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publishes: Vec<String>,
+    /// Events this service receives through its `event-handler` export.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subscribes: Vec<Subscription>,
+    /// Where its outbox and inbox live, and how its subscriptions retry.
+    #[serde(default)]
+    pub events: EventSettings,
     #[serde(default)]
     pub limits: Limits,
+}
+
+/// One entry of `subscribes`: a topic of one source service.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Subscription {
+    /// The publishing service.
+    pub source: String,
+    pub topic: String,
+}
+
+/// `[services.NAME.events]`: every setting has a default.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct EventSettings {
+    /// The store holding the service's outbox (what it publishes) and inbox (what it has
+    /// handled). Default: `main`, or the only store the service declares.
+    pub store: Option<String>,
+    /// Deliveries of one event to one of this service's subscriptions before it becomes a
+    /// dead letter.
+    pub max_attempts: u32,
+    /// Delay before the first retry, in milliseconds; doubled per attempt, with jitter.
+    pub backoff_ms: u64,
+    /// Longest delay between retries, in milliseconds.
+    pub max_backoff_ms: u64,
+    /// Most events handled in one transaction of the subscriber's store.
+    pub batch: u32,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        Self {
+            store: None,
+            max_attempts: 8,
+            backoff_ms: 100,
+            max_backoff_ms: 30_000,
+            batch: 64,
+        }
+    }
+}
+
+impl ServiceSpec {
+    /// The store holding this service's outbox and inbox, if it has one.
+    pub fn event_store(&self) -> Option<&str> {
+        match &self.events.store {
+            Some(s) => Some(s),
+            None if self.stores.contains_key("main") => Some("main"),
+            None if self.stores.len() == 1 => self.stores.keys().next().map(String::as_str),
+            None => None,
+        }
+    }
+}
+
+/// A topic name: letters, digits and `._-`, at most 128 characters.
+pub fn valid_topic(topic: &str) -> bool {
+    !topic.is_empty()
+        && topic.len() <= 128
+        && topic
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 /// `[services.NAME.stores.STORE]`.
@@ -223,6 +292,78 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// Checks one service's topics, subscriptions and event settings.
+    fn validate_events(&self, name: &str, svc: &ServiceSpec) -> Result<(), (String, String)> {
+        let key = format!("services.{name}");
+        for (i, topic) in svc.publishes.iter().enumerate() {
+            if !valid_topic(topic) {
+                return Err((
+                    format!("{key}.publishes[{i}]"),
+                    format!(
+                        "`{topic}` is not a topic name (letters, digits and `._-`, at most 128)"
+                    ),
+                ));
+            }
+            if svc.publishes[..i].contains(topic) {
+                return Err((
+                    format!("{key}.publishes[{i}]"),
+                    format!("`{topic}` is listed twice"),
+                ));
+            }
+        }
+        for (i, sub) in svc.subscribes.iter().enumerate() {
+            let skey = format!("{key}.subscribes[{i}]");
+            let Some(source) = self.services.get(&sub.source) else {
+                return Err((
+                    skey,
+                    format!("no service `{}` in this manifest", sub.source),
+                ));
+            };
+            if !source.publishes.contains(&sub.topic) {
+                return Err((
+                    skey,
+                    format!("service `{}` does not publish `{}`", sub.source, sub.topic),
+                ));
+            }
+            if svc.subscribes[..i].contains(sub) {
+                return Err((skey, "listed twice".into()));
+            }
+        }
+        let uses_events = !svc.publishes.is_empty() || !svc.subscribes.is_empty();
+        let ekey = format!("{key}.events");
+        match (&svc.events.store, svc.event_store()) {
+            (Some(s), _) if !svc.stores.contains_key(s) => {
+                return Err((
+                    format!("{ekey}.store"),
+                    format!("`{s}` is not one of the service's stores"),
+                ));
+            }
+            (None, None) if uses_events => {
+                return Err((
+                    format!("{ekey}.store"),
+                    "a service that publishes or subscribes needs a store for its outbox and inbox: declare `main`, or name one here".into(),
+                ));
+            }
+            _ => {}
+        }
+        let e = &svc.events;
+        let checks: [(&str, u64, u64, u64); 4] = [
+            ("max-attempts", e.max_attempts.into(), 1, 1_000),
+            ("backoff-ms", e.backoff_ms, 1, 3_600_000),
+            ("max-backoff-ms", e.max_backoff_ms, e.backoff_ms, 86_400_000),
+            ("batch", e.batch.into(), 1, 1_000),
+        ];
+        for (k, v, lo, hi) in checks {
+            if v < lo || v > hi {
+                return Err((
+                    format!("{ekey}.{k}"),
+                    format!("{v} is out of range {lo}..={hi}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks names, routes, calls and limits; errors are `(key, message)`.
     pub fn validate(&self) -> Result<(), (String, String)> {
         let mut routes: Vec<(&str, &str)> = Vec::new();
@@ -265,6 +406,7 @@ impl Manifest {
                     return Err((ckey, format!("no service `{callee}` in this manifest")));
                 }
             }
+            self.validate_events(name, svc)?;
             let l = &svc.limits;
             let lkey = format!("{key}.limits");
             let checks: [(&str, u64, u64, u64); 8] = [
@@ -370,6 +512,28 @@ mod tests {
         let (key, _) =
             parse_err(&base.replace("route = \"/a\"", "route = \"/a\"\ncalls = [\"b\", \"a\"]"));
         assert_eq!(key, "services.a.calls[1]");
+    }
+
+    #[test]
+    fn subscriptions_name_a_published_topic() {
+        let base = "[services.a]\ncomponent = \"a.wasm\"\nroute = \"/a\"\npublishes = [\"Made\"]\n[services.a.stores.main]\n[services.b]\ncomponent = \"b.wasm\"\nroute = \"/b\"\n[services.b.stores.main]\n";
+        let with = |sub: &str| {
+            base.replace(
+                "route = \"/b\"\n",
+                &format!("route = \"/b\"\nsubscribes = [{sub}]\n"),
+            )
+        };
+        assert!(Manifest::parse(&with("{ source = \"a\", topic = \"Made\" }")).is_ok());
+        let (key, msg) = parse_err(&with("{ source = \"a\", topic = \"Other\" }"));
+        assert_eq!(key, "services.b.subscribes[0]");
+        assert!(msg.contains("does not publish"), "{msg}");
+        let (key, _) = parse_err(&with("{ source = \"c\", topic = \"Made\" }"));
+        assert_eq!(key, "services.b.subscribes[0]");
+        let (key, _) = parse_err(&base.replace("[\"Made\"]", "[\"bad topic\"]"));
+        assert_eq!(key, "services.a.publishes[0]");
+        let no_store =
+            "[services.a]\ncomponent = \"a.wasm\"\nroute = \"/a\"\npublishes = [\"Made\"]\n";
+        assert_eq!(parse_err(no_store).0, "services.a.events.store");
     }
 
     #[test]

@@ -14,7 +14,9 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use super::metrics::ServiceMetrics;
 use super::state::RequestState;
+use crate::bindings::exports::silo::service::event_handler::GuestIndices;
 use crate::calls::{CallCtx, ServiceDirectory};
+use crate::events::{Outbox, PublishGrant};
 use crate::manifest::ServiceSpec;
 use crate::sql::{CallLimits, SqlCtx, StoreGrants};
 
@@ -37,7 +39,13 @@ pub struct Service {
     /// One permit per instance that may run at once.
     pub permits: Arc<Semaphore>,
     pub metrics: Arc<ServiceMetrics>,
+    /// Its `event-handler` export, if it has one.
+    pub event_handler: Option<GuestIndices>,
+    /// Its outbox, once its event store is open (a service that publishes).
+    pub outbox: Option<Arc<Outbox>>,
 }
+
+const EVENT_HANDLER: &str = "silo:service/event-handler@0.1.0";
 
 impl Service {
     /// Compiles and links `bytes` as service `name`. Fails, naming the service, if the bytes
@@ -58,6 +66,15 @@ impl Service {
         let instance_pre = linker
             .instantiate_pre(&component)
             .with_context(|| format!("service `{name}`: imports something silo does not grant"))?;
+        let event_handler = match component.get_export_index(None, EVENT_HANDLER) {
+            Some(_) => Some(GuestIndices::new(&instance_pre).with_context(|| {
+                format!("service `{name}`: its `{EVENT_HANDLER}` export has the wrong shape")
+            })?),
+            None if !spec.subscribes.is_empty() => wasmtime::bail!(
+                "service `{name}` subscribes to events but does not export `{EVENT_HANDLER}`"
+            ),
+            None => None,
+        };
         let pre = ProxyPre::new(instance_pre).with_context(|| {
             format!("service `{name}`: does not export `wasi:http/incoming-handler@0.2.x`")
         })?;
@@ -73,6 +90,8 @@ impl Service {
             directory,
             permits: Arc::new(Semaphore::new(spec.limits.concurrency as usize)),
             metrics: Arc::new(ServiceMetrics::default()),
+            event_handler,
+            outbox: None,
         })
     }
 
@@ -97,6 +116,11 @@ impl Service {
                 deadline,
                 statement_budget: Duration::from_millis(self.spec.limits.statement_ms),
                 max_result_bytes: (self.spec.limits.result_kb << 10) as usize,
+            },
+            PublishGrant {
+                topics: self.spec.publishes.iter().cloned().collect(),
+                store: self.spec.event_store().map(Arc::from),
+                outbox: self.outbox.clone(),
             },
         );
         let calls = CallCtx {

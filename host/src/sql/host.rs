@@ -47,10 +47,10 @@ impl SqlCtxView<'_> {
         &mut self,
         tx: &Resource<Transaction>,
     ) -> Result<&mut Box<dyn super::SqlTransaction>, SqlError> {
-        let tx = self.table.get_mut(tx).map_err(wasmtime::Error::from)?;
-        tx.inner
-            .as_mut()
-            .ok_or_else(|| SqlError::InvalidHandle("the transaction is finished".into()))
+        self.table
+            .get_mut(tx)
+            .map_err(wasmtime::Error::from)?
+            .inner_mut()
     }
 }
 
@@ -103,11 +103,14 @@ impl sql::HostDatabase for SqlCtxView<'_> {
         let db = self.database(&db)?;
         self.check_no_open_tx(db)?;
         let (store, tx_open) = (db.store.clone(), db.tx_open.clone());
+        let name = db.name.as_str().into();
         let inner = store.begin(&limits).await?;
         tx_open.store(true, std::sync::atomic::Ordering::Release);
         let tx = Transaction {
+            store: name,
             inner: Some(inner),
             tx_open,
+            on_commit: None,
         };
         Ok(self.table.push(tx).map_err(wasmtime::Error::from)?)
     }
@@ -149,7 +152,12 @@ impl sql::HostTransaction for SqlCtxView<'_> {
             .inner
             .take()
             .ok_or_else(|| SqlError::InvalidHandle("the transaction is finished".into()))?;
-        inner.commit().await
+        inner.commit().await?;
+        if let Some(outbox) = tx.on_commit.take() {
+            crate::failpoint::crash("after-publish-commit");
+            outbox.notify_one();
+        }
+        Ok(())
     }
 
     async fn rollback(&mut self, tx: Resource<Transaction>) -> Result<(), SqlError> {

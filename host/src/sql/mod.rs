@@ -90,6 +90,9 @@ pub trait SqlStore: Send + Sync + 'static {
     async fn execute_batch(&self, limits: &CallLimits, sql: &str) -> Result<(), SqlError>;
     /// Opens a transaction; while it lives it is the store's only writer.
     async fn begin(&self, limits: &CallLimits) -> Result<Box<dyn SqlTransaction>, SqlError>;
+    /// Runs a read of the host's own (the event router's outbox scans) that may read the
+    /// host-owned `_silo_*` tables, outside any transaction and without taking the writer.
+    async fn query_host(&self, sql: &str, params: &[Value]) -> Result<RowSet, SqlError>;
 }
 
 /// An open transaction. Dropping it without [`SqlTransaction::commit`] rolls it back.
@@ -151,8 +154,39 @@ pub struct Database {
 
 /// The host object behind a guest's `transaction` handle.
 pub struct Transaction {
+    /// The declared name of the store it is on.
+    store: Arc<str>,
     inner: Option<Box<dyn SqlTransaction>>,
     tx_open: Arc<AtomicBool>,
+    /// Set once an event is published in it: woken when the transaction commits.
+    pub(crate) on_commit: Option<Arc<tokio::sync::Notify>>,
+}
+
+impl Transaction {
+    /// The declared name of the store it is on.
+    pub fn store(&self) -> &str {
+        &self.store
+    }
+
+    /// The open backend transaction, or `invalid-handle` once it has ended.
+    pub(crate) fn inner_mut(&mut self) -> Result<&mut Box<dyn SqlTransaction>, SqlError> {
+        self.inner
+            .as_mut()
+            .ok_or_else(|| SqlError::InvalidHandle("the transaction is finished".into()))
+    }
+
+    /// Takes the backend transaction back from a handle the host lent to a guest (an event
+    /// handler's): the guest can no longer reach it, and the host commits or rolls it back.
+    /// Also returns the outbox to wake once it commits, if the guest published in it.
+    pub fn reclaim(
+        mut self,
+    ) -> (
+        Option<Box<dyn SqlTransaction>>,
+        Option<Arc<tokio::sync::Notify>>,
+    ) {
+        self.tx_open.store(false, Ordering::Release);
+        (self.inner.take(), self.on_commit.take())
+    }
 }
 
 impl Drop for Transaction {
@@ -167,18 +201,58 @@ impl Drop for Transaction {
 pub struct SqlCtx {
     grants: StoreGrants,
     limits: CallLimits,
+    /// What this service may publish, and where (the `events` capability rides on `sql`
+    /// transactions, so it shares their context).
+    pub(crate) events: crate::events::PublishGrant,
     /// One flag per store this instance has opened: set while it holds the store's
     /// transaction, so a second writer from the same instance fails fast instead of
     /// waiting on itself until the deadline.
     open_tx: HashMap<String, Arc<AtomicBool>>,
+    /// The outbox a lent transaction published into, to wake once the host commits it.
+    published: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl SqlCtx {
-    pub fn new(grants: StoreGrants, limits: CallLimits) -> Self {
+    pub fn new(
+        grants: StoreGrants,
+        limits: CallLimits,
+        events: crate::events::PublishGrant,
+    ) -> Self {
         Self {
             grants,
             limits,
+            events,
             open_tx: HashMap::new(),
+            published: None,
+        }
+    }
+
+    /// Remembers that a lent transaction published (see [`Transaction::reclaim`]).
+    pub fn note_published(&mut self, outbox: Arc<tokio::sync::Notify>) {
+        self.published = Some(outbox);
+    }
+
+    /// The outbox to wake once the host's transaction commits, if any.
+    pub fn take_published(&mut self) -> Option<Arc<tokio::sync::Notify>> {
+        self.published.take()
+    }
+
+    /// The service these grants belong to.
+    pub fn service(&self) -> &str {
+        &self.grants.service
+    }
+
+    /// Wraps a transaction the host opened on store `store` as a handle it can lend to a
+    /// guest (an event handler's `borrow<transaction>`). While lent, the guest's own
+    /// `begin` on that store fails fast instead of waiting on this writer.
+    pub fn lend(&mut self, store: &str, inner: Box<dyn SqlTransaction>) -> Transaction {
+        let tx_open = self.open_tx.entry(store.to_string()).or_default().clone();
+        tx_open.store(true, Ordering::Release);
+        Transaction {
+            store: store.into(),
+            inner: Some(inner),
+            tx_open,
+            on_commit: None,
         }
     }
 
@@ -227,10 +301,12 @@ impl HasData for Sql {
     type Data<'a> = SqlCtxView<'a>;
 }
 
-/// Adds `silo:service/sql` and `silo:service/types` to a linker.
+/// Adds `silo:service/sql`, `silo:service/types` and `silo:service/events` (whose
+/// `publish` rides on a `sql` transaction) to a linker.
 pub fn add_to_linker<T: SqlView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     crate::bindings::silo::service::types::add_to_linker::<T, Sql>(linker, T::sql)?;
     crate::bindings::silo::service::sql::add_to_linker::<T, Sql>(linker, T::sql)?;
+    crate::bindings::silo::service::events::add_to_linker::<T, Sql>(linker, T::sql)?;
     Ok(())
 }
 

@@ -404,6 +404,15 @@ fn run_batch(conn: &Connection, sql: &str) -> Result<(), SqlError> {
     conn.execute_batch(sql).map_err(map_err)
 }
 
+/// No time or size limit: the host's own statements.
+fn host_limits() -> CallLimits {
+    CallLimits {
+        deadline: Instant::now() + std::time::Duration::from_secs(3600),
+        statement_budget: std::time::Duration::from_secs(3600),
+        max_result_bytes: usize::MAX,
+    }
+}
+
 /// One SQLite store.
 pub struct SqliteStore {
     path: PathBuf,
@@ -530,6 +539,13 @@ impl SqlStore for SqliteStore {
         .await
     }
 
+    async fn query_host(&self, sql: &str, params: &[Value]) -> Result<RowSet, SqlError> {
+        let reader = self.take_reader()?;
+        let r = reader.privileged(|c| run_query(c, &host_limits(), sql, params, true));
+        self.put_reader(reader);
+        r?.ok_or_else(|| SqlError::BadQuery("query_host reads; it cannot write".into()))
+    }
+
     async fn begin(&self, limits: &CallLimits) -> Result<Box<dyn SqlTransaction>, SqlError> {
         let w = self.lock_writer(limits).await?;
         w.privileged(|c| c.execute_batch("BEGIN IMMEDIATE"))
@@ -619,12 +635,7 @@ impl SqlTransaction for SqliteTransaction {
 
     async fn query_host(&mut self, sql: &str, params: &[Value]) -> Result<RowSet, SqlError> {
         let w = self.conn()?;
-        let limits = CallLimits {
-            deadline: Instant::now() + std::time::Duration::from_secs(3600),
-            statement_budget: std::time::Duration::from_secs(3600),
-            max_result_bytes: usize::MAX,
-        };
-        w.privileged(|c| run_query(c, &limits, sql, params, false))
+        w.privileged(|c| run_query(c, &host_limits(), sql, params, false))
             .map(|r| {
                 r.unwrap_or(RowSet {
                     columns: vec![],

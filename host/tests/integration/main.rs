@@ -6,6 +6,7 @@ mod calls;
 mod cli;
 mod demo;
 mod deploy;
+mod events;
 mod isolation;
 mod sandbox;
 mod support;
@@ -15,17 +16,25 @@ pub const DEMO: &str = r#"
 [services.users]
 component = "{c:users}"
 route = "/users"
+publishes = ["UserCreated", "UserUpdated"]
 [services.users.stores.main]
 
 [services.products]
 component = "{c:products}"
 route = "/products"
+publishes = ["ProductCreated", "ProductUpdated"]
 [services.products.stores.main]
 
 [services.orders]
 component = "{c:orders}"
 route = "/orders"
 calls = ["users", "products", "reference"]
+subscribes = [
+  { source = "users", topic = "UserCreated" },
+  { source = "users", topic = "UserUpdated" },
+  { source = "products", topic = "ProductCreated" },
+  { source = "products", topic = "ProductUpdated" },
+]
 [services.orders.stores.main]
 
 [services.reference]

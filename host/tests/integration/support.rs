@@ -123,6 +123,15 @@ impl TestHost {
 
     /// Starts a host on an existing folder (for restarts).
     pub async fn start_in(dir: tempfile::TempDir, manifest: PathBuf) -> TestHost {
+        Self::start_with(dir, manifest, &[]).await
+    }
+
+    /// Starts a host on an existing folder with extra environment (`SILO_FAILPOINTS`).
+    pub async fn start_with(
+        dir: tempfile::TempDir,
+        manifest: PathBuf,
+        env: &[(&str, &str)],
+    ) -> TestHost {
         let data = dir.path().join("data");
         let mut child = Command::new(silo_bin())
             .args([
@@ -142,6 +151,7 @@ impl TestHost {
             .arg(shared_cache())
             .env("SILO_ADMIN_TOKEN", "test-token-0123456789abcdef0123456789")
             .env("SILO_LOG", "info,wasmtime=warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -203,6 +213,52 @@ impl TestHost {
             .map(|a| vec![("authorization", a)])
             .unwrap_or_default();
         request("GET", &self.admin, path, None, &headers).await
+    }
+
+    /// SIGKILL: no shutdown of any kind runs. Returns the folder for a restart.
+    pub fn kill(mut self) -> (tempfile::TempDir, PathBuf) {
+        let mut child = self.child.take().unwrap();
+        signal(&child, "KILL");
+        wait_timeout(&mut child, Duration::from_secs(30));
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        (dir, self.manifest.clone())
+    }
+
+    /// Waits for the host to die on its own (a failpoint killed it); returns its status and
+    /// the folder for a restart.
+    pub fn wait_death(mut self, limit: Duration) -> (ExitStatus, tempfile::TempDir, PathBuf) {
+        let mut child = self.child.take().unwrap();
+        let status = wait_timeout(&mut child, limit);
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        (status, dir, self.manifest.clone())
+    }
+
+    /// `/admin/events`, as JSON, with the test token.
+    pub async fn subscriptions(&self) -> Vec<serde_json::Value> {
+        let r = self
+            .admin_get("/admin/events", Some(&self.token.clone()))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["subscriptions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Waits until every subscription has nothing pending (or panics after `limit`).
+    pub async fn wait_drained(&self, limit: Duration) {
+        let start = Instant::now();
+        loop {
+            let subs = self.subscriptions().await;
+            if subs.iter().all(|s| s["pending"] == 0) {
+                return;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "events still pending after {limit:?}: {subs:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// SIGTERM, then wait for the exit.
@@ -269,6 +325,31 @@ pub async fn request_bytes(
     body: Vec<u8>,
     headers: &[(&str, &str)],
 ) -> Resp {
+    try_request_bytes(method, addr, path, body, headers)
+        .await
+        .expect("request failed")
+}
+
+/// [`request`], where the host may die before it answers: `None` then.
+pub async fn try_request(method: &str, addr: &str, path: &str, body: Option<&str>) -> Option<Resp> {
+    let headers: &[(&str, &str)] = if body.is_some() {
+        &[("content-type", "application/json")]
+    } else {
+        &[]
+    };
+    let body = body.unwrap_or("").as_bytes().to_vec();
+    try_request_bytes(method, addr, path, body, headers)
+        .await
+        .ok()
+}
+
+async fn try_request_bytes(
+    method: &str,
+    addr: &str,
+    path: &str,
+    body: Vec<u8>,
+    headers: &[(&str, &str)],
+) -> Result<Resp, String> {
     static CLIENT: OnceLock<
         Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
     > = OnceLock::new();
@@ -282,11 +363,16 @@ pub async fn request_bytes(
     let req = req.body(Full::new(Bytes::from(body))).unwrap();
     let resp = tokio::time::timeout(Duration::from_secs(120), client.request(req))
         .await
-        .expect("request timed out")
-        .expect("request failed");
+        .map_err(|_| "request timed out".to_string())?
+        .map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    Resp { status, body }
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok(Resp { status, body })
 }
 
 /// Runs the `silo` binary with `args` and returns (status, stdout, stderr).

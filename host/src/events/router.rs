@@ -1,0 +1,583 @@
+//! The event router: what moves committed outbox rows to subscribers.
+//!
+//! [`EventRouter`] is the seam. [`LocalRouter`], the embedded default, delivers in this
+//! process, with one task per outbox on the host's events thread; a transport across hosts
+//! (NATS JetStream) implements the same trait by relaying outbox rows to a stream and
+//! running [`super::inbox::deliver`] on the consuming host, without touching services, the
+//! outbox or the inbox.
+//!
+//! Scheduling, per outbox: delivery rows are loaded in sequence order (a page at a time) into
+//! per-subscription queues, one queue per key. Only the head of a key's queue is ever in
+//! flight or waiting out a backoff, so events of one key reach a subscription in publish
+//! order even across retries, while other keys go on. One batch per subscription is in
+//! flight at a time; subscriptions run concurrently.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde::Serialize;
+use tokio::task::JoinSet;
+
+use super::inbox::{self, Outcome};
+use super::outbox::{EventRecord, Outbox, Registered, Settle};
+use crate::calls::ServiceDirectory;
+use crate::manifest::Subscription;
+
+/// Rows loaded per page, and the in-memory backlog below which the next page loads.
+const PAGE: usize = 2048;
+const LOW_WATER: usize = 512;
+/// How long a subscription whose subscriber cannot take events now waits before trying again.
+const PARK: Duration = Duration::from_millis(500);
+/// Latencies kept per subscription for the p50/p99 (the most recent ones).
+const LATENCY_WINDOW: usize = 4096;
+
+/// One subscription's state, as `/admin/events` and `/metrics` show it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionStats {
+    pub subscription: String,
+    pub source: String,
+    pub topic: String,
+    pub subscriber: String,
+    /// Events committed and not yet delivered.
+    pub pending: u64,
+    /// Age of the oldest of them, in ms.
+    pub oldest_pending_age_ms: Option<u64>,
+    /// Publish-to-handler-commit latency over the last deliveries, in ms.
+    pub latency_p50_ms: Option<u64>,
+    pub latency_p99_ms: Option<u64>,
+    pub delivered: u64,
+    /// Deliveries the inbox turned away (handled before).
+    pub duplicates: u64,
+    /// Failed attempts that were retried.
+    pub retries: u64,
+    /// Dead letters now held.
+    pub dead_letters: u64,
+    /// Why it is not delivering now, if it is not.
+    pub stalled: Option<String>,
+}
+
+/// An event a subscription gave up on.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    /// What `silo dead-letters replay` takes.
+    pub id: String,
+    pub subscription: String,
+    pub subscriber: String,
+    pub source: String,
+    pub event_id: String,
+    pub sequence: i64,
+    pub topic: String,
+    pub key: String,
+    pub time: String,
+    pub attempts: u32,
+    pub last_error: String,
+    pub dead_at: String,
+}
+
+/// Moves committed events from outboxes to subscribers.
+#[async_trait]
+pub trait EventRouter: Send + Sync {
+    /// Starts relaying `outbox`'s committed events (at start-up, and when a deploy opened a
+    /// new outbox). Attaching the same outbox twice does nothing.
+    fn attach(&self, outbox: Arc<Outbox>);
+    /// Every subscription with its backlog and delivery figures.
+    async fn subscriptions(&self) -> Vec<SubscriptionStats>;
+    /// Every dead letter.
+    async fn dead_letters(&self) -> Vec<DeadLetter>;
+    /// Puts dead letter `id` back in line. `Ok(false)`: no such dead letter.
+    async fn replay(&self, id: &str) -> Result<bool, String>;
+}
+
+/// Counters of one subscription, kept in memory.
+#[derive(Default)]
+struct Counters {
+    delivered: u64,
+    duplicates: u64,
+    retries: u64,
+    latencies: VecDeque<u64>,
+    stalled: Option<String>,
+}
+
+type CounterMap = Arc<Mutex<HashMap<Arc<str>, Counters>>>;
+
+/// The embedded router.
+pub struct LocalRouter {
+    directory: ServiceDirectory,
+    attached: Mutex<Vec<Arc<Outbox>>>,
+    counters: CounterMap,
+    runtime: tokio::runtime::Handle,
+}
+
+impl LocalRouter {
+    /// A router delivering to the services of `directory`, on its own thread.
+    pub fn new(directory: ServiceDirectory) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("silo-events")
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        // The events thread lives as long as the process.
+        std::mem::forget(runtime);
+        Ok(Self {
+            directory,
+            attached: Mutex::new(Vec::new()),
+            counters: Default::default(),
+            runtime: handle,
+        })
+    }
+
+    fn outboxes(&self) -> Vec<Arc<Outbox>> {
+        self.attached
+            .lock()
+            .expect("router lock")
+            .iter()
+            .filter(|o| !o.retired.load(Ordering::Acquire))
+            .cloned()
+            .collect()
+    }
+}
+
+#[async_trait]
+impl EventRouter for LocalRouter {
+    fn attach(&self, outbox: Arc<Outbox>) {
+        let mut attached = self.attached.lock().expect("router lock");
+        if attached.iter().any(|o| Arc::ptr_eq(o, &outbox)) {
+            return;
+        }
+        attached.retain(|o| !o.retired.load(Ordering::Acquire));
+        attached.push(outbox.clone());
+        let worker = Worker {
+            outbox,
+            directory: self.directory.clone(),
+            counters: self.counters.clone(),
+            queues: HashMap::new(),
+            loaded_upto: 0,
+            more: true,
+        };
+        self.runtime.spawn(worker.run());
+    }
+
+    async fn subscriptions(&self) -> Vec<SubscriptionStats> {
+        let mut out = Vec::new();
+        let now = super::now_ms();
+        for outbox in self.outboxes() {
+            let backlog = outbox.backlog().await.unwrap_or_default();
+            let dead = outbox.dead_letter_counts().await.unwrap_or_default();
+            let counters = self.counters.lock().expect("counters");
+            for reg in outbox.subscriptions().iter() {
+                let (pending, oldest) = backlog
+                    .iter()
+                    .find(|(s, ..)| *s == *reg.id)
+                    .map(|(_, n, t)| (*n, *t))
+                    .unwrap_or((0, None));
+                let c = counters.get(&reg.id);
+                let (p50, p99) = c.map(|c| percentiles(&c.latencies)).unwrap_or((None, None));
+                out.push(SubscriptionStats {
+                    subscription: reg.id.to_string(),
+                    source: outbox.source.to_string(),
+                    topic: reg.topic.clone(),
+                    subscriber: reg.subscriber.to_string(),
+                    pending,
+                    oldest_pending_age_ms: oldest.map(|t| (now - t).max(0) as u64),
+                    latency_p50_ms: p50,
+                    latency_p99_ms: p99,
+                    delivered: c.map_or(0, |c| c.delivered),
+                    duplicates: c.map_or(0, |c| c.duplicates),
+                    retries: c.map_or(0, |c| c.retries),
+                    dead_letters: dead
+                        .iter()
+                        .find(|(s, _)| *s == *reg.id)
+                        .map_or(0, |(_, n)| *n),
+                    stalled: c.and_then(|c| c.stalled.clone()),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.subscription.cmp(&b.subscription));
+        out
+    }
+
+    async fn dead_letters(&self) -> Vec<DeadLetter> {
+        let mut out = Vec::new();
+        for outbox in self.outboxes() {
+            match outbox.dead_letters().await {
+                Ok(d) => out.extend(d),
+                Err(e) => tracing::warn!(source = %outbox.source, "reading dead letters: {e}"),
+            }
+        }
+        out
+    }
+
+    async fn replay(&self, id: &str) -> Result<bool, String> {
+        for outbox in self.outboxes() {
+            if outbox.replay(id).await.map_err(|e| e.to_string())? {
+                tracing::info!(source = %outbox.source, id, "dead letter replayed");
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// p50 and p99 of `window`.
+fn percentiles(window: &VecDeque<u64>) -> (Option<u64>, Option<u64>) {
+    if window.is_empty() {
+        return (None, None);
+    }
+    let mut v: Vec<u64> = window.iter().copied().collect();
+    v.sort_unstable();
+    let at = |q: f64| v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1];
+    (Some(at(0.50)), Some(at(0.99)))
+}
+
+/// A delivery waiting in memory.
+struct Pending {
+    attempts: u32,
+    event: Arc<EventRecord>,
+}
+
+/// One subscription's deliveries, a queue per key.
+#[derive(Default)]
+struct SubQueue {
+    keys: HashMap<String, VecDeque<Pending>>,
+    /// Heads waiting out a backoff, by key.
+    retry_at: HashMap<String, Instant>,
+    in_flight: bool,
+    parked_until: Option<Instant>,
+    len: usize,
+}
+
+impl SubQueue {
+    /// The heads ready now, oldest first, at most `max`; `wake` learns the next backoff end.
+    fn ready(
+        &self,
+        now: Instant,
+        max: usize,
+        wake: &mut Option<Instant>,
+    ) -> Vec<(u32, Arc<EventRecord>)> {
+        let mut heads: Vec<(u32, Arc<EventRecord>)> = Vec::new();
+        for (key, q) in &self.keys {
+            let Some(head) = q.front() else { continue };
+            if let Some(&t) = self.retry_at.get(key)
+                && t > now
+            {
+                *wake = Some(wake.map_or(t, |w| w.min(t)));
+                continue;
+            }
+            heads.push((head.attempts, head.event.clone()));
+        }
+        heads.sort_by_key(|(_, e)| e.seq);
+        heads.truncate(max);
+        heads
+    }
+}
+
+/// What one batch came to.
+struct BatchDone {
+    subscription: Arc<str>,
+    /// Per event: its settlement (`None`: not tried).
+    settled: Vec<(Arc<EventRecord>, Option<Settle>, Option<Outcome>)>,
+    /// The whole batch could not be tried, and why.
+    stalled: Option<String>,
+    /// The subscriber's backoff settings: first delay and longest, in ms.
+    backoff: (u64, u64),
+    /// Duplicates turned away by an injected second delivery (`duplicate-delivery`).
+    injected_duplicates: u64,
+}
+
+/// The task relaying one outbox.
+struct Worker {
+    outbox: Arc<Outbox>,
+    directory: ServiceDirectory,
+    counters: CounterMap,
+    queues: HashMap<Arc<str>, SubQueue>,
+    loaded_upto: i64,
+    more: bool,
+}
+
+impl Worker {
+    async fn run(mut self) {
+        let mut tasks: JoinSet<BatchDone> = JoinSet::new();
+        let mut need_load = true;
+        loop {
+            if self.outbox.retired.load(Ordering::Acquire) && tasks.is_empty() {
+                return;
+            }
+            let backlog: usize = self.queues.values().map(|q| q.len).sum();
+            if need_load || (self.more && backlog < LOW_WATER) {
+                match self.load().await {
+                    Ok(()) => need_load = false,
+                    Err(e) => {
+                        tracing::warn!(source = %self.outbox.source, "loading the outbox: {e}");
+                        tokio::time::sleep(PARK).await;
+                        continue;
+                    }
+                }
+            }
+            let wake = self.dispatch(&mut tasks);
+            let sleep = tokio::time::sleep_until(
+                wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(1))
+                    .into(),
+            );
+            tokio::select! {
+                _ = self.outbox.notify.notified() => need_load = true,
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                    if let Ok(done) = done {
+                        self.apply(done);
+                    }
+                }
+                _ = sleep => {}
+            }
+        }
+    }
+
+    /// Loads the next page of delivery rows into the queues.
+    async fn load(&mut self) -> Result<(), crate::sql::SqlError> {
+        let mut rows = self.outbox.load(self.loaded_upto, PAGE).await?;
+        let full = rows.len() == PAGE;
+        if full && let Some(last) = rows.last().map(|r| r.event.seq) {
+            // A page may end inside one event's rows: leave that event for the next page.
+            rows.retain(|r| r.event.seq != last);
+        }
+        self.more = full;
+        let registered = self.outbox.subscriptions();
+        for row in rows {
+            self.loaded_upto = self.loaded_upto.max(row.event.seq);
+            if !registered.iter().any(|r| r.id == row.subscription) {
+                continue;
+            }
+            let q = self.queues.entry(row.subscription.clone()).or_default();
+            q.keys
+                .entry(row.event.key.clone())
+                .or_default()
+                .push_back(Pending {
+                    attempts: row.attempts,
+                    event: row.event,
+                });
+            q.len += 1;
+        }
+        // Queues of subscriptions no longer registered go (their rows were deleted).
+        self.queues
+            .retain(|id, q| q.in_flight || registered.iter().any(|r| r.id == *id));
+        Ok(())
+    }
+
+    /// Starts a batch for every subscription that has ready events; returns when the next
+    /// backoff or park ends.
+    fn dispatch(&mut self, tasks: &mut JoinSet<BatchDone>) -> Option<Instant> {
+        let now = Instant::now();
+        let mut wake: Option<Instant> = None;
+        let registered = self.outbox.subscriptions();
+        let routes = self.directory.load_full();
+        for (id, q) in self.queues.iter_mut() {
+            if q.in_flight || q.len == 0 {
+                continue;
+            }
+            if let Some(t) = q.parked_until {
+                if t > now {
+                    wake = Some(wake.map_or(t, |w| w.min(t)));
+                    continue;
+                }
+                q.parked_until = None;
+            }
+            let Some(reg) = registered.iter().find(|r| r.id == *id).cloned() else {
+                continue;
+            };
+            let wanted = Subscription {
+                source: self.outbox.source.to_string(),
+                topic: reg.topic.clone(),
+            };
+            let service = routes
+                .by_name(&reg.subscriber)
+                .filter(|s| s.spec.subscribes.contains(&wanted))
+                .cloned();
+            let Some(service) = service else {
+                let why = format!(
+                    "service `{}` is not deployed with this subscription",
+                    reg.subscriber
+                );
+                self.counters
+                    .lock()
+                    .expect("counters")
+                    .entry(id.clone())
+                    .or_default()
+                    .stalled = Some(why);
+                q.parked_until = Some(now + PARK);
+                wake = Some(wake.map_or(now + PARK, |w| w.min(now + PARK)));
+                continue;
+            };
+            let settings = service.spec.events.clone();
+            let batch = q.ready(now, settings.batch as usize, &mut wake);
+            if batch.is_empty() {
+                continue;
+            }
+            q.in_flight = true;
+            tasks.spawn(deliver_batch(self.outbox.clone(), service, reg, batch));
+        }
+        wake
+    }
+
+    /// Takes a finished batch into the queues and counters.
+    fn apply(&mut self, done: BatchDone) {
+        let now = Instant::now();
+        let mut counters = self.counters.lock().expect("counters");
+        let c = counters.entry(done.subscription.clone()).or_default();
+        c.stalled = done.stalled.clone();
+        c.duplicates += done.injected_duplicates;
+        let Some(q) = self.queues.get_mut(&done.subscription) else {
+            return;
+        };
+        q.in_flight = false;
+        if done.stalled.is_some() {
+            q.parked_until = Some(now + PARK);
+            return;
+        }
+        for (event, settle, outcome) in done.settled {
+            match outcome {
+                Some(Outcome::Handled { latency_ms }) => {
+                    c.delivered += 1;
+                    if c.latencies.len() == LATENCY_WINDOW {
+                        c.latencies.pop_front();
+                    }
+                    c.latencies.push_back(latency_ms);
+                }
+                Some(Outcome::Duplicate) => c.duplicates += 1,
+                _ => {}
+            }
+            let Some(settle) = settle else { continue };
+            let Some(keyq) = q.keys.get_mut(&event.key) else {
+                continue;
+            };
+            if keyq.front().map(|p| p.event.seq) != Some(event.seq) {
+                continue;
+            }
+            match settle {
+                Settle::Done | Settle::Dead { .. } => {
+                    keyq.pop_front();
+                    q.len -= 1;
+                    q.retry_at.remove(&event.key);
+                    if keyq.is_empty() {
+                        q.keys.remove(&event.key);
+                    }
+                }
+                Settle::Retry { attempts, .. } => {
+                    c.retries += 1;
+                    if let Some(head) = keyq.front_mut() {
+                        head.attempts = attempts;
+                    }
+                    let (base, max) = done.backoff;
+                    q.retry_at
+                        .insert(event.key.clone(), now + backoff(attempts, base, max));
+                }
+            }
+        }
+    }
+}
+
+/// Exponential backoff with "equal jitter": half the doubled delay, plus up to the other half.
+fn backoff(attempts: u32, base_ms: u64, max_ms: u64) -> Duration {
+    let exp = base_ms
+        .saturating_mul(1u64 << attempts.saturating_sub(1).min(30))
+        .min(max_ms);
+    let half = exp / 2;
+    Duration::from_millis(half + rand::random_range(0..=half.max(1)))
+}
+
+/// Delivers one batch and records the outcome in the outbox.
+async fn deliver_batch(
+    outbox: Arc<Outbox>,
+    service: Arc<crate::runtime::service::Service>,
+    reg: Registered,
+    batch: Vec<(u32, Arc<EventRecord>)>,
+) -> BatchDone {
+    let settings = &service.spec.events;
+    let backoff = (settings.backoff_ms, settings.max_backoff_ms);
+    let events: Vec<Arc<EventRecord>> = batch.iter().map(|(_, e)| e.clone()).collect();
+    let stalled = |why: String| BatchDone {
+        subscription: reg.id.clone(),
+        settled: Vec::new(),
+        stalled: Some(why),
+        backoff,
+        injected_duplicates: 0,
+    };
+    let outcomes = match inbox::deliver(&service, &reg.id, &events).await {
+        Ok(o) => o,
+        Err(inbox::Unavailable(why)) => return stalled(why),
+    };
+    let mut injected_duplicates = 0;
+    if crate::failpoint::enabled("duplicate-delivery") {
+        // As if the acknowledgement below had been lost: the same batch again.
+        match inbox::deliver(&service, &reg.id, &events).await {
+            Ok(again) => {
+                injected_duplicates =
+                    again.iter().filter(|o| **o == Outcome::Duplicate).count() as u64;
+            }
+            Err(inbox::Unavailable(why)) => return stalled(why),
+        }
+    }
+    let mut settled = Vec::with_capacity(events.len());
+    for ((attempts, event), outcome) in batch.into_iter().zip(outcomes) {
+        let settle = match &outcome {
+            Outcome::Handled { .. } | Outcome::Duplicate => Some(Settle::Done),
+            Outcome::Failed(error) => {
+                let attempts = attempts + 1;
+                let error = error.chars().take(2000).collect();
+                Some(if attempts >= settings.max_attempts {
+                    tracing::warn!(subscription = %reg.id, event = %event.id, attempts, "event moved to the dead letters: {error}");
+                    Settle::Dead { attempts, error }
+                } else {
+                    Settle::Retry { attempts, error }
+                })
+            }
+            Outcome::Skipped => None,
+        };
+        settled.push((event, settle, Some(outcome)));
+    }
+    let record: Vec<_> = settled
+        .iter()
+        .filter_map(|(e, s, _)| s.clone().map(|s| (e.clone(), s)))
+        .collect();
+    if let Err(e) = outbox.settle(&reg.id, &reg.subscriber, &record).await {
+        // Delivered but not recorded: they stay pending and come back as duplicates.
+        return stalled(format!(
+            "recording deliveries in `{}`'s outbox: {e}",
+            outbox.source
+        ));
+    }
+    BatchDone {
+        subscription: reg.id.clone(),
+        settled,
+        stalled: None,
+        backoff,
+        injected_duplicates,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_within_bounds() {
+        for attempts in 1..40 {
+            let d = backoff(attempts, 100, 30_000).as_millis() as u64;
+            let exp = (100u64 << (attempts - 1).min(30)).min(30_000);
+            assert!(
+                d >= exp / 2 && d <= exp,
+                "attempt {attempts}: {d} ms vs {exp}"
+            );
+        }
+    }
+
+    #[test]
+    fn percentiles_of_a_window() {
+        let w: VecDeque<u64> = (1..=100).collect();
+        assert_eq!(percentiles(&w), (Some(50), Some(99)));
+        assert_eq!(percentiles(&VecDeque::new()), (None, None));
+    }
+}

@@ -2,6 +2,9 @@
 # bench.sh: `make bench` — requests per second and p50/p99 latency of silo against native
 # baselines and `wasmtime serve`, on loopback, at a few concurrency levels (see BENCHMARKS.md).
 #
+# Then events (bench/src/bin/events-bench.rs): outbox → router → inbox throughput and delivery lag
+# through the real host, against the same SQLite writes done natively.
+#
 # Prints Markdown on stdout (progress goes to stderr) and writes it to target/bench/latest.md;
 # every wrk output and server log lands in target/bench/logs/.
 #
@@ -14,6 +17,15 @@
 #   BENCH_PORT_BASE    first loopback port tried                      (18080)
 #   BENCH_SKIP_WASMTIME=1  leave out `wasmtime serve` (and do not install it)
 #   BENCH_LOOKUP_SQL   the native baseline's query, if the products schema ever differs
+#   BENCH_SKIP_EVENTS=1  leave out the events benchmark
+# Read by events-bench itself (see `target/release/events-bench --help`):
+#   BENCH_EVENTS         events at the batched throughput point        (20000)
+#   BENCH_EVENT_BATCH    events per publish request there              (50)
+#   BENCH_EVENTS_SINGLE  events at the one-per-request point           (5000)
+#   BENCH_EVENT_CLIENTS  concurrent publishing clients                 (4)
+#   BENCH_EVENT_RATES    fixed publish rates of the lag runs, per s    ("500,2000")
+#   BENCH_EVENT_SECONDS  length of one fixed-rate run, seconds         (10)
+#   BENCH_EVENT_TIMEOUT  longest wait for a drain or a host start, s   (120)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,6 +39,7 @@ WARMUP=${BENCH_WARMUP:-2}
 PRODUCTS=${BENCH_PRODUCTS:-1000}
 NEXT_PORT=${BENCH_PORT_BASE:-18080}
 SKIP_WASMTIME=${BENCH_SKIP_WASMTIME:-0}
+SKIP_EVENTS=${BENCH_SKIP_EVENTS:-0}
 WASMTIME_VERSION=48.0.8
 
 TOOLS=$ROOT/.bench-tools
@@ -255,7 +268,9 @@ goal() {
 # ---------------------------------------------------------------- tools and builds
 
 [[ -x $SILO ]] || fail "$SILO is missing: run \`make build\` first"
-for c in products hello; do
+needed=(products hello)
+[[ $SKIP_EVENTS != 1 ]] && needed+=(events_probe)
+for c in "${needed[@]}"; do
   [[ -f $COMPONENTS/$c.wasm ]] || fail "$COMPONENTS/$c.wasm is missing: run \`make build\` first"
 done
 command -v curl >/dev/null || fail "curl is needed"
@@ -326,6 +341,7 @@ cat >"$WORK/products.toml" <<TOML
 [services.products]
 component = "$COMPONENTS/products.wasm"
 route = "/products"
+publishes = ["ProductCreated", "ProductUpdated"]
 [services.products.stores.main]
 TOML
 
@@ -429,6 +445,20 @@ else
   emit "- wasmtime serve: not measured (BENCH_SKIP_WASMTIME=1)."
 fi
 emit ""
+
+# ---------------------------------------------------------------- events
+
+# events-bench starts its own hosts (127.0.0.1, kernel-picked ports, a temporary data folder each),
+# runs the native baseline, and prints its Markdown section; its hosts' logs go to $LOGS/events-*.log.
+if [[ $SKIP_EVENTS == 1 ]]; then
+  say "events: left out (BENCH_SKIP_EVENTS=1)"
+else
+  say "events: throughput, delivery lag and the native baseline (target/release/events-bench)"
+  out=$(timeout 1800 "$BIN/events-bench" --silo "$SILO" --probe "$COMPONENTS/events_probe.wasm" --log-dir "$LOGS") ||
+    fail "the events benchmark failed (its hosts' logs: $LOGS/events-*.log)"
+  emit "$out"
+  emit ""
+fi
 
 # ---------------------------------------------------------------- instantiation
 

@@ -1,6 +1,7 @@
 //! Shared pieces of the native baselines: a server with silo's shape (one current-thread
 //! tokio runtime per worker thread, each with its own `SO_REUSEPORT` socket on the same
-//! address, HTTP/1.1 keep-alive) and the few response helpers the baselines need.
+//! address, HTTP/1.1 keep-alive), the few response helpers the baselines need, and the
+//! HTTP client of the load drivers (`bench-client`, `events-bench`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -10,12 +11,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode, header};
-use hyper_util::rt::TokioIo;
+use hyper::{Method, Request, Response, StatusCode, header};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Serialize;
 
 /// The response body every baseline sends.
@@ -167,4 +170,56 @@ pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
         .header(header::CONTENT_TYPE, "text/plain")
         .body(Full::new(Bytes::from_static(body.as_bytes())))
         .expect("a valid static response")
+}
+
+/// The load drivers' HTTP/1.1 client (keep-alive, pooled connections).
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// One request may take this long before the driver gives up on it.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A client with `TCP_NODELAY` on its connections, as the servers have.
+pub fn http_client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// Sends one request (a JSON body if `body` is given) and reads the whole answer; fails if
+/// there is none within [`REQUEST_TIMEOUT`].
+pub async fn send(
+    client: &HttpClient,
+    method: Method,
+    url: &str,
+    body: Option<String>,
+) -> anyhow::Result<(StatusCode, Bytes)> {
+    send_with(client, method, url, &[], body).await
+}
+
+/// [`send`] with extra request headers (such as `authorization`).
+pub async fn send_with(
+    client: &HttpClient,
+    method: Method,
+    url: &str,
+    headers: &[(header::HeaderName, &str)],
+    body: Option<String>,
+) -> anyhow::Result<(StatusCode, Bytes)> {
+    let mut request = Request::builder().method(method.clone()).uri(url);
+    if body.is_some() {
+        request = request.header(header::CONTENT_TYPE, "application/json");
+    }
+    for (name, value) in headers {
+        request = request.header(name, *value);
+    }
+    let request = request.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+    let exchange = async {
+        let response = client.request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        anyhow::Ok((status, body))
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        .await
+        .with_context(|| format!("{method} {url}: no answer in {REQUEST_TIMEOUT:?}"))?
+        .with_context(|| format!("{method} {url}"))
 }

@@ -53,8 +53,8 @@ async fn run() {
         &manifest_path,
         format!(
             "[services.hello]\ncomponent = \"{}\"\nroute = \"/hello\"\n\
-             [services.products]\ncomponent = \"{}\"\nroute = \"/products\"\n[services.products.stores.main]\n\
-             [services.warm]\ncomponent = \"{}\"\nroute = \"/warm\"\n[services.warm.stores.main]\n\
+             [services.products]\ncomponent = \"{}\"\nroute = \"/products\"\npublishes = [\"ProductCreated\", \"ProductUpdated\"]\n[services.products.stores.main]\n\
+             [services.warm]\ncomponent = \"{}\"\nroute = \"/warm\"\npublishes = [\"ProductCreated\", \"ProductUpdated\"]\n[services.warm.stores.main]\n\
              [services.warm.limits]\ninstance-reuse = 64\n",
             component("hello").display(),
             component("products").display(),

@@ -194,11 +194,13 @@ pub fn manifest(components: &std::path::Path) -> String {
         r#"[services.users]
 component = "{users}"
 route = "/users"
+publishes = ["UserCreated", "UserUpdated"]
 [services.users.stores.main]
 
 [services.products]
 component = "{products}"
 route = "/products"
+publishes = ["ProductCreated", "ProductUpdated"]
 [services.products.stores.main]
 
 [services.reference]

@@ -2,20 +2,12 @@
 //! silo's public API, and checking that silo and the native baseline answer lookups alike.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
-use bytes::Bytes;
 use clap::{Parser, Subcommand};
-use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, StatusCode, header};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper::{Method, StatusCode};
 use serde_json::Value;
-
-/// One request may take this long before the chore fails.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+use silo_bench::{HttpClient, http_client, send};
 
 #[derive(Debug, Parser)]
 #[command(name = "bench-client")]
@@ -52,11 +44,9 @@ enum Command {
     },
 }
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let client = http_client();
     match Cli::parse().command {
         Command::Seed { base, count, out } => seed(&client, &base, count, &out).await,
         Command::Compare { a, b, ids } => compare(&client, &a, &b, &ids).await,
@@ -126,27 +116,4 @@ async fn compare(client: &HttpClient, a: &str, b: &str, ids: &PathBuf) -> anyhow
         paths.len()
     );
     Ok(())
-}
-
-async fn send(
-    client: &HttpClient,
-    method: Method,
-    url: &str,
-    body: Option<String>,
-) -> anyhow::Result<(StatusCode, Bytes)> {
-    let mut request = Request::builder().method(method.clone()).uri(url);
-    if body.is_some() {
-        request = request.header(header::CONTENT_TYPE, "application/json");
-    }
-    let request = request.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
-    let exchange = async {
-        let response = client.request(request).await?;
-        let status = response.status();
-        let body = response.into_body().collect().await?.to_bytes();
-        anyhow::Ok((status, body))
-    };
-    tokio::time::timeout(REQUEST_TIMEOUT, exchange)
-        .await
-        .with_context(|| format!("{method} {url}: no answer in {REQUEST_TIMEOUT:?}"))?
-        .with_context(|| format!("{method} {url}"))
 }

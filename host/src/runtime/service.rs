@@ -43,6 +43,8 @@ pub struct Service {
     pub event_handler: Option<GuestIndices>,
     /// Its outbox, once its event store is open (a service that publishes).
     pub outbox: Option<Arc<Outbox>>,
+    /// The topics it may publish (its spec's `publishes`, shared by every instance).
+    topics: Arc<[String]>,
 }
 
 const EVENT_HANDLER: &str = "silo:service/event-handler@0.1.0";
@@ -92,6 +94,7 @@ impl Service {
             metrics: Arc::new(ServiceMetrics::default()),
             event_handler,
             outbox: None,
+            topics: spec.publishes.iter().cloned().collect(),
         })
     }
 
@@ -118,7 +121,7 @@ impl Service {
                 max_result_bytes: (self.spec.limits.result_kb << 10) as usize,
             },
             PublishGrant {
-                topics: self.spec.publishes.iter().cloned().collect(),
+                topics: self.topics.clone(),
                 store: self.spec.event_store().map(Arc::from),
                 outbox: self.outbox.clone(),
             },

@@ -191,6 +191,7 @@ route = "/slow"
 [services.users]
 component = "{c:users}"
 route = "/users"
+publishes = ["UserCreated", "UserUpdated"]
 [services.users.stores.main]
 "#;
 

@@ -11,11 +11,13 @@ const BASE: &str = r#"
 [services.users]
 component = "{c:users}"
 route = "/users"
+publishes = ["UserCreated", "UserUpdated"]
 [services.users.stores.main]
 
 [services.products]
 component = "{c:products}"
 route = "/products"
+publishes = ["ProductCreated", "ProductUpdated"]
 [services.products.stores.main]
 
 [services.greeter]

@@ -9,6 +9,7 @@ const FIXTURES: &str = r#"
 [services.users]
 component = "{c:users}"
 route = "/users"
+publishes = ["UserCreated", "UserUpdated"]
 [services.users.stores.main]
 
 [services.thief]

@@ -15,9 +15,25 @@
 //! arrive: placing an order stores the copies its calls returned the same way, then
 //! puts the newest known copy into the order, all in one transaction.
 //!
+//! Placing an order is a saga ("Transactions Across Services"): the order is stored as
+//! `PENDING` and, in the same transaction, a saga of kind `order` keyed by the order's
+//! id is started, so the answer is a 202. The host then runs its steps:
+//!
+//! 1. `reserve-stock`: `products` command `reserve` `{"orderId","productId","quantity"}`,
+//!    undone by `release`;
+//! 2. `charge-payment`: `payments` command `charge` `{"orderId","userId","amount"}`,
+//!    undone by `refund`.
+//!
+//! When the saga ends, [`Service::saga_finished`] settles the order: `APPROVED` when
+//! every step succeeded, `REJECTED` when a step was refused and the ones before it were
+//! undone (`statusReason` says why: out of stock, payment declined), `FAILED` when an
+//! undo could not be applied (an operator must look). `GET /orders/{id}` shows the
+//! saga's steps as they stand.
+//!
 //! Calls need the manifest entry `calls = ["users", "products", "reference"]`, events
 //! `subscribes` to `users`' `UserCreated`, `UserUpdated` and `products`'
-//! `ProductCreated`, `ProductUpdated`.
+//! `ProductCreated`, `ProductUpdated`, the saga `saga-participants = ["products",
+//! "payments"]`.
 
 use std::collections::BTreeMap;
 
@@ -25,7 +41,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use silo_sdk::{
     ApiError, Call, CallError, CallResponse, Db, Event, Migration, Request, Response, Router, Row,
-    Service, SqlError, Subscriptions, Tx, encode_path_segment, send_all,
+    SagaState, SagaStatus, Service, SqlError, Step, Subscriptions, Tx, encode_path_segment,
+    saga_status, send_all,
 };
 
 struct Orders;
@@ -83,6 +100,13 @@ impl Service for Orders {
                 );
                 CREATE INDEX orders_product_id ON orders (product_id)",
             ),
+            Migration::new(
+                "main",
+                4,
+                "order saga: the saga's id and why the order was rejected or failed",
+                "ALTER TABLE orders ADD COLUMN saga_id TEXT;
+                ALTER TABLE orders ADD COLUMN status_reason TEXT",
+            ),
         ]
     }
 
@@ -93,6 +117,31 @@ impl Service for Orders {
             .on("products", "ProductCreated", product_changed)
             .on("products", "ProductUpdated", product_changed)
     }
+
+    /// Settles the order of an `order` saga that ended; see the crate docs.
+    fn saga_finished(saga: &SagaStatus, tx: &Tx) -> Result<(), ApiError> {
+        if saga.kind != ORDER_SAGA {
+            return Ok(());
+        }
+        let status = match saga.state {
+            SagaState::Completed => APPROVED,
+            SagaState::Compensated => REJECTED,
+            SagaState::Failed => FAILED,
+            SagaState::Running | SagaState::Compensating => {
+                return Err(ApiError::internal(format!(
+                    "saga {} was reported finished but is {}",
+                    saga.id, saga.state
+                )));
+            }
+        };
+        // Only a pending order moves: a second call (after a lost commit) changes nothing.
+        tx.execute(
+            "UPDATE orders SET status = ?, status_reason = ?
+             WHERE id = ? AND saga_id = ? AND status = ?",
+            &[&status, &saga.reason, &saga.key, &saga.id, &PENDING],
+        )?;
+        Ok(())
+    }
 }
 
 silo_sdk::service!(Orders);
@@ -100,11 +149,25 @@ silo_sdk::service!(Orders);
 /// The currency of an order placed without one.
 const DEFAULT_CURRENCY: &str = "USD";
 
+/// The kind of the saga that places an order; its key is the order's id.
+const ORDER_SAGA: &str = "order";
+
+/// An order's `status`: placed, its saga running.
+const PENDING: &str = "PENDING";
+/// Stock reserved and payment charged.
+const APPROVED: &str = "APPROVED";
+/// A step was refused and the steps before it undone; `statusReason` says why.
+const REJECTED: &str = "REJECTED";
+/// A step was refused and an undo could not be applied; `statusReason` says why.
+const FAILED: &str = "FAILED";
+
 /// An order as the API shows it. `amount` is the price when the order was placed;
 /// `userName`, `userEmail` and `productName` are copies kept up to date by events, at
 /// `userVersion` and `productVersion` of their origin. The copies are `null` on orders
 /// placed before orders called other services, the versions 0 on orders placed before
-/// copies were versioned (the next event updates both).
+/// copies were versioned (the next event updates both). `status` is `PENDING`,
+/// `APPROVED`, `REJECTED` or `FAILED`; `sagaId` is `null` on orders placed before
+/// orders ran sagas (they stay `PENDING`).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Order {
@@ -119,6 +182,9 @@ struct Order {
     user_email: Option<String>,
     product_name: Option<String>,
     status: String,
+    /// Why the order was rejected or failed, from its saga; `null` otherwise.
+    status_reason: Option<String>,
+    saga_id: Option<String>,
     user_version: i64,
     product_version: i64,
 }
@@ -136,6 +202,8 @@ impl Order {
             user_email: row.get("user_email")?,
             product_name: row.get("product_name")?,
             status: row.get("status")?,
+            status_reason: row.get("status_reason")?,
+            saga_id: row.get("saga_id")?,
             user_version: row.get("user_version")?,
             product_version: row.get("product_version")?,
         })
@@ -185,8 +253,37 @@ struct CurrencyCopy {
     code: String,
 }
 
+/// `GET /orders/{id}`: the order and its saga as it stands (`null` for an order placed
+/// before orders ran sagas).
+#[derive(Serialize)]
+struct OrderWithSaga {
+    #[serde(flatten)]
+    order: Order,
+    saga: Option<SagaStatus>,
+}
+
+/// The payload of the `reserve-stock` step's `reserve` and `release` commands.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReserveStock<'a> {
+    order_id: &'a str,
+    product_id: &'a str,
+    quantity: i64,
+}
+
+/// The payload of the `charge-payment` step's `charge` and `refund` commands.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ChargePayment<'a> {
+    order_id: &'a str,
+    user_id: &'a str,
+    /// In the currency's minor unit (cents).
+    amount: i64,
+}
+
 const COLUMNS: &str = "id, user_id, product_id, quantity, amount, currency, user_name, \
-                       user_email, product_name, status, user_version, product_version";
+                       user_email, product_name, status, status_reason, saga_id, user_version, \
+                       product_version";
 
 fn create(req: Request) -> Result<Response, ApiError> {
     let new: NewOrder = req.json()?;
@@ -204,7 +301,7 @@ fn create(req: Request) -> Result<Response, ApiError> {
             new.quantity
         )));
     }
-    let currency = match new.currency {
+    let currency = match &new.currency {
         None => DEFAULT_CURRENCY.to_string(),
         Some(code) if code.len() == 3 && code.bytes().all(|b| b.is_ascii_alphabetic()) => {
             code.to_ascii_uppercase()
@@ -267,13 +364,17 @@ fn create(req: Request) -> Result<Response, ApiError> {
             new.quantity, product.price
         ))
     })?;
+    let id = silo_sdk::new_id("ord");
+    let steps = order_saga(&id, &new, amount)?;
     // An event may have brought a newer copy between the calls and now (or bring one
     // before this commits: then it waits for this transaction and updates the order).
+    // The saga starts if and only if the order is stored.
     let order = Db::open("main")?.transaction(|tx| {
         let user = remember_user(tx, &user)?;
         let product = remember_product(tx, &product)?;
+        let saga_id = tx.start_saga(ORDER_SAGA, &id, &steps)?;
         let order = Order {
-            id: silo_sdk::new_id("ord"),
+            id,
             user_id: new.user_id,
             product_id: new.product_id,
             quantity: new.quantity,
@@ -282,12 +383,16 @@ fn create(req: Request) -> Result<Response, ApiError> {
             user_name: Some(user.name),
             user_email: Some(user.email),
             product_name: Some(product.name),
-            status: "PENDING".to_string(),
+            status: PENDING.to_string(),
+            status_reason: None,
+            saga_id: Some(saga_id),
             user_version: user.version,
             product_version: product.version,
         };
         tx.execute(
-            &format!("INSERT INTO orders ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+            &format!(
+                "INSERT INTO orders ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ),
             &[
                 &order.id,
                 &order.user_id,
@@ -299,13 +404,34 @@ fn create(req: Request) -> Result<Response, ApiError> {
                 &order.user_email,
                 &order.product_name,
                 &order.status,
+                &order.status_reason,
+                &order.saga_id,
                 &order.user_version,
                 &order.product_version,
             ],
         )?;
         Ok::<_, ApiError>(order)
     })?;
-    Ok(Response::created(&order))
+    Ok(Response::accepted(&order))
+}
+
+/// The steps of order `id`'s saga: reserve the stock, then charge the payment; each
+/// undone by its compensation if a later step is refused.
+fn order_saga(id: &str, new: &NewOrder, amount: i64) -> Result<[Step; 2], SqlError> {
+    let reserve = ReserveStock {
+        order_id: id,
+        product_id: &new.product_id,
+        quantity: new.quantity,
+    };
+    let charge = ChargePayment {
+        order_id: id,
+        user_id: &new.user_id,
+        amount,
+    };
+    Ok([
+        Step::new("reserve-stock", "products", "reserve", &reserve)?.compensate_with("release"),
+        Step::new("charge-payment", "payments", "charge", &charge)?.compensate_with("refund"),
+    ])
 }
 
 /// Stores `user` in `known_users` unless that already holds the same or a newer
@@ -445,9 +571,14 @@ fn list(req: Request) -> Result<Response, ApiError> {
     Ok(Response::ok(&orders))
 }
 
+/// The order with its saga as it stands.
 fn get(req: Request) -> Result<Response, ApiError> {
-    let id = req.param("id")?;
-    Ok(Response::ok(&find(id)?))
+    let order = find(req.param("id")?)?;
+    let saga = match &order.saga_id {
+        Some(saga_id) => saga_status(saga_id)?,
+        None => None,
+    };
+    Ok(Response::ok(&OrderWithSaga { order, saga }))
 }
 
 fn find(id: &str) -> Result<Order, ApiError> {

@@ -7,9 +7,26 @@
 //! `POST /products`, `ProductUpdated` on `PUT /products/{id}`, both keyed by the
 //! product's id, with the product as the API shows it as JSON data:
 //! `{"id","name","price","stock","version"}`.
+//!
+//! In the order saga, products is a participant: it reserves stock for an order and
+//! releases it again (the compensation), one `reservations` row per order. Both
+//! commands change a product's stock, so both publish `ProductUpdated` like a
+//! `PUT` does, in the command's transaction.
+//!
+//! | command | payload | success data | refusals |
+//! | --- | --- | --- | --- |
+//! | `reserve` | `{"orderId","productId","quantity"}` | `{"reserved": quantity}` | `unknown product X`; `out of stock: product X has N, Q requested`; `invalid quantity Q: must be positive`; `the reservation for order X was already released` |
+//! | `release` | the same | `{"released": quantity}` (0 when nothing was reserved) | none |
+//!
+//! Both are idempotent by order id, on top of the host's inbox: a second `reserve` for
+//! an order succeeds again without taking more stock, a second `release` gives nothing
+//! back.
 
 use serde::{Deserialize, Serialize};
-use silo_sdk::{ApiError, Db, Migration, Request, Response, Router, Row, Service, SqlError, Tx};
+use silo_sdk::{
+    ApiError, Command, Commands, Db, Migration, Reply, Request, Response, Router, Row, Service,
+    SqlError, Tx,
+};
 
 struct Products;
 
@@ -25,18 +42,37 @@ impl Service for Products {
     /// `version` is in the table since step 1, so the events that carry it need no new
     /// step (an `ADD COLUMN version` would fail on every store).
     fn migrations() -> Vec<Migration> {
-        vec![Migration::new(
-            "main",
-            1,
-            "products table",
-            "CREATE TABLE products (
+        vec![
+            Migration::new(
+                "main",
+                1,
+                "products table",
+                "CREATE TABLE products (
                 id TEXT PRIMARY KEY,
                 name TEXT NOT NULL,
                 price INTEGER NOT NULL CHECK (price >= 0),
                 stock INTEGER NOT NULL CHECK (stock >= 0),
                 version INTEGER NOT NULL DEFAULT 1
             )",
-        )]
+            ),
+            Migration::new(
+                "main",
+                2,
+                "stock reservations of the order saga",
+                "CREATE TABLE reservations (
+                    order_id TEXT PRIMARY KEY,
+                    product_id TEXT NOT NULL,
+                    quantity INTEGER NOT NULL CHECK (quantity > 0),
+                    state TEXT NOT NULL CHECK (state IN ('reserved', 'released'))
+                )",
+            ),
+        ]
+    }
+
+    fn commands() -> Commands {
+        Commands::new()
+            .on("reserve", reserve)
+            .on("release", release)
     }
 }
 
@@ -174,9 +210,140 @@ fn apply(tx: &Tx, id: &str, changes: &ProductChanges) -> Result<Product, ApiErro
     if updated.rows_affected == 0 {
         return Err(not_found(id));
     }
+    publish_updated(tx, id)
+}
+
+/// Publishes `ProductUpdated` in `tx` with product `id` as it now reads there, and
+/// returns it.
+fn publish_updated(tx: &Tx, id: &str) -> Result<Product, ApiError> {
     let product = found(tx.query_opt(&select_by_id(), &[&id])?, id)?;
     tx.publish("ProductUpdated", &product.id, &product)?;
     Ok(product)
+}
+
+/// The payload of `reserve` and `release`, sent by the order saga.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Reservation {
+    order_id: String,
+    product_id: String,
+    quantity: i64,
+}
+
+/// The success data of `reserve`.
+#[derive(Serialize)]
+struct Reserved {
+    reserved: i64,
+}
+
+/// The success data of `release`: 0 when there was nothing to give back.
+#[derive(Serialize)]
+struct Released {
+    released: i64,
+}
+
+/// An order's row in `reservations`.
+struct Held {
+    product_id: String,
+    quantity: i64,
+    /// `reserved` or `released`.
+    state: String,
+}
+
+/// The reservation of order `order_id`, if it has one.
+fn held(tx: &Tx, order_id: &str) -> Result<Option<Held>, SqlError> {
+    tx.query_opt(
+        "SELECT product_id, quantity, state FROM reservations WHERE order_id = ?",
+        &[&order_id],
+    )?
+    .map(|row| {
+        Ok(Held {
+            product_id: row.get("product_id")?,
+            quantity: row.get("quantity")?,
+            state: row.get("state")?,
+        })
+    })
+    .transpose()
+}
+
+/// The saga command `reserve`: takes `quantity` off the product's stock for the order,
+/// or refuses (unknown product, not enough stock). A reservation the order already
+/// holds succeeds again without taking more.
+fn reserve(command: &Command, tx: &Tx) -> Result<Reply, ApiError> {
+    let wanted: Reservation = command.json()?;
+    if wanted.quantity <= 0 {
+        return Ok(Reply::refuse(format!(
+            "invalid quantity {}: must be positive",
+            wanted.quantity
+        )));
+    }
+    match held(tx, &wanted.order_id)? {
+        Some(held) if held.state == "reserved" => {
+            return Reply::ok(&Reserved {
+                reserved: held.quantity,
+            });
+        }
+        Some(_) => {
+            return Ok(Reply::refuse(format!(
+                "the reservation for order {} was already released",
+                wanted.order_id
+            )));
+        }
+        None => {}
+    }
+    let taken = tx.execute(
+        "UPDATE products SET stock = stock - ?, version = version + 1
+         WHERE id = ? AND stock >= ?",
+        &[&wanted.quantity, &wanted.product_id, &wanted.quantity],
+    )?;
+    if taken.rows_affected == 0 {
+        let stock = tx.query_opt(
+            "SELECT stock FROM products WHERE id = ?",
+            &[&wanted.product_id],
+        )?;
+        return Ok(Reply::refuse(match stock {
+            None => format!("unknown product {}", wanted.product_id),
+            Some(row) => format!(
+                "out of stock: product {} has {}, {} requested",
+                wanted.product_id,
+                row.get::<i64>("stock")?,
+                wanted.quantity
+            ),
+        }));
+    }
+    tx.execute(
+        "INSERT INTO reservations (order_id, product_id, quantity, state)
+         VALUES (?, ?, ?, 'reserved')",
+        &[&wanted.order_id, &wanted.product_id, &wanted.quantity],
+    )?;
+    publish_updated(tx, &wanted.product_id)?;
+    Reply::ok(&Reserved {
+        reserved: wanted.quantity,
+    })
+}
+
+/// The saga command `release`, the compensation of `reserve`: gives the order's
+/// reserved stock back (the quantity and product as reserved, whatever the payload
+/// says). Nothing reserved, or already released, succeeds with `{"released": 0}`.
+fn release(command: &Command, tx: &Tx) -> Result<Reply, ApiError> {
+    let order: Reservation = command.json()?;
+    let Some(held) = held(tx, &order.order_id)?.filter(|h| h.state == "reserved") else {
+        return Reply::ok(&Released { released: 0 });
+    };
+    tx.execute(
+        "UPDATE reservations SET state = 'released' WHERE order_id = ?",
+        &[&order.order_id],
+    )?;
+    let restocked = tx.execute(
+        "UPDATE products SET stock = stock + ?, version = version + 1 WHERE id = ?",
+        &[&held.quantity, &held.product_id],
+    )?;
+    if restocked.rows_affected > 0 {
+        publish_updated(tx, &held.product_id)?;
+    }
+    Reply::ok(&Released {
+        released: held.quantity,
+    })
 }
 
 /// The product read by [`select_by_id`], or 404.

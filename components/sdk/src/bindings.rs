@@ -1,12 +1,14 @@
 //! The guest-side bindings for silo's WIT, generated once here and nowhere else.
 //!
 //! Services never name these modules directly: [`crate::Db`], [`crate::Tx`],
-//! [`crate::Event`], [`crate::Migration`] and [`crate::service!`] wrap them. They are
-//! public so a service can reach a raw handle when the wrappers do not cover a case.
+//! [`crate::Event`], [`crate::Migration`], [`crate::Step`], [`crate::Command`] and
+//! [`crate::service!`] wrap or re-export them. They are public so a service can reach a
+//! raw handle when the wrappers do not cover a case.
 //!
-//! `export_silo!` exports both of the `sdk` world's interfaces,
-//! `silo:service/migrations` and `silo:service/event-handler`; [`crate::service!`] is
-//! its one caller.
+//! `export_silo!` exports all four of the `sdk` world's interfaces,
+//! `silo:service/migrations`, `silo:service/event-handler`,
+//! `silo:service/command-handler` and `silo:service/saga-handler`; [`crate::service!`]
+//! is its one caller.
 
 wit_bindgen::generate!({
     path: "../../wit",

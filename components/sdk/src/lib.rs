@@ -2,11 +2,13 @@
 //! export it as a `wasi:http` component with one macro.
 //!
 //! A service is a type implementing [`Service`]: a [`Router`] of handlers, the
-//! [`Migration`]s that build its schema and the [`Subscriptions`] that handle events
-//! from other services. [`service!`] exports it: the standard
-//! `wasi:http/incoming-handler` (so the component runs on any wasi:http host) and silo's
-//! `silo:service/migrations` and `silo:service/event-handler`. Inside a handler, [`Db`]
-//! is the service's store; [`Tx::publish`] publishes an event in a transaction.
+//! [`Migration`]s that build its schema, the [`Subscriptions`] that handle events
+//! from other services and, in sagas, the [`Commands`] it handles as a participant and
+//! [`Service::saga_finished`] for the sagas it starts. [`service!`] exports it: the
+//! standard `wasi:http/incoming-handler` (so the component runs on any wasi:http host)
+//! and silo's `silo:service/migrations`, `event-handler`, `command-handler` and
+//! `saga-handler`. Inside a handler, [`Db`] is the service's store; [`Tx::publish`]
+//! publishes an event and [`Tx::start_saga`] starts a saga in a transaction.
 //!
 //! ```no_run
 //! use serde::{Deserialize, Serialize};
@@ -70,6 +72,75 @@
 //! silo_sdk::service!(Notes);
 //! ```
 //!
+//! A saga is a transaction across services that the host runs: the orchestrator starts
+//! it with [`Step`]s in its own transaction, each participant applies or refuses the
+//! [`Command`]s the steps send it, and the host compensates completed steps in reverse
+//! order when one is refused (see [`sagas`] and [`commands`]):
+//!
+//! ```no_run
+//! use serde::{Deserialize, Serialize};
+//! use silo_sdk::{
+//!     ApiError, Command, Commands, Db, Reply, Request, Response, Router, SagaState,
+//!     SagaStatus, Service, Step, Tx,
+//! };
+//!
+//! /// Orchestrates `booking` sagas and takes part in them as `rooms`, to fit one example.
+//! struct Bookings;
+//!
+//! impl Service for Bookings {
+//!     fn router() -> Router {
+//!         Router::new().post("/bookings", book)
+//!     }
+//!     fn commands() -> Commands {
+//!         Commands::new().on("hold", hold).on("free", free)
+//!     }
+//!     fn saga_finished(saga: &SagaStatus, tx: &Tx) -> Result<(), ApiError> {
+//!         let status = if saga.state == SagaState::Completed { "BOOKED" } else { "REFUSED" };
+//!         tx.execute("UPDATE bookings SET status = ? WHERE id = ?", &[&status, &saga.key])?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Hold { booking: String, room: String }
+//!
+//! /// Stores the booking and starts its saga in one transaction: both or neither.
+//! fn book(_req: Request) -> Result<Response, ApiError> {
+//!     let id = silo_sdk::new_id("bkg");
+//!     let hold = Hold { booking: id.clone(), room: "101".into() };
+//!     let steps = [Step::new("hold-room", "rooms", "hold", &hold)?.compensate_with("free")];
+//!     Db::open("main")?.transaction(|tx| {
+//!         let saga = tx.start_saga("booking", &id, &steps)?;
+//!         tx.execute("INSERT INTO bookings (id, status, saga) VALUES (?, 'PENDING', ?)",
+//!             &[&id, &saga])?;
+//!         Ok::<_, ApiError>(())
+//!     })?;
+//!     Ok(Response::accepted(&serde_json::json!({ "id": id, "status": "PENDING" })))
+//! }
+//!
+//! /// A participant's command: applied (`Reply::ok`), refused (`Reply::refuse`: the saga
+//! /// compensates) or failed (`Err`: the host retries).
+//! fn hold(command: &Command, tx: &Tx) -> Result<Reply, ApiError> {
+//!     let hold: Hold = command.json()?;
+//!     let taken = tx.execute("UPDATE rooms SET booking = ? WHERE id = ? AND booking IS NULL",
+//!         &[&hold.booking, &hold.room])?;
+//!     if taken.rows_affected == 0 {
+//!         return Ok(Reply::refuse(format!("room {} is taken", hold.room)));
+//!     }
+//!     Reply::ok(&hold)
+//! }
+//!
+//! /// The compensation of `hold`: succeeds when there is nothing (left) to undo.
+//! fn free(command: &Command, tx: &Tx) -> Result<Reply, ApiError> {
+//!     let hold: Hold = command.json()?;
+//!     tx.execute("UPDATE rooms SET booking = NULL WHERE id = ? AND booking = ?",
+//!         &[&hold.room, &hold.booking])?;
+//!     Reply::ok(&hold)
+//! }
+//!
+//! silo_sdk::service!(Bookings);
+//! ```
+//!
 //! Another service is called with [`Call`] (one call) or [`send_all`] (several at
 //! once): `Call::get("users", "/users/usr_1").send()?` is a `GET` to
 //! `http://users.silo.internal/users/usr_1` over the standard
@@ -79,28 +150,32 @@
 //! Architecture invariant: this crate is the only place guest bindings for silo's WIT
 //! are generated ([`bindings`]), and the only place that touches `wasi:http`
 //! (`wasi_http.rs` for the incoming request, [`call`] for outgoing ones). Services see
-//! [`Request`], [`Response`], [`Db`], [`Tx`], [`Call`], [`Event`], [`Subscriptions`]
-//! and [`ApiError`].
+//! [`Request`], [`Response`], [`Db`], [`Tx`], [`Call`], [`Event`], [`Subscriptions`],
+//! [`Step`], [`SagaStatus`], [`Command`], [`Reply`], [`Commands`] and [`ApiError`].
 
 #[allow(unsafe_code, reason = "wit-bindgen's generated canonical-ABI glue")]
 pub mod bindings;
 pub mod call;
+pub mod commands;
 mod error;
 pub mod events;
 mod request;
 mod response;
 mod router;
+pub mod sagas;
 mod sql;
 mod wasi_http;
 
 pub use call::{
     Call, CallError, CallErrorKind, CallResponse, encode_path_segment, encode_query_value, send_all,
 };
+pub use commands::{Command, CommandHandler, Commands, Reply};
 pub use error::ApiError;
 pub use events::{Event, EventHandler, Subscriptions, publish, publish_raw};
 pub use request::{CALLER_HEADER, Method, Request};
 pub use response::Response;
 pub use router::{Handler, Router};
+pub use sagas::{SagaState, SagaStatus, Step, StepStatus, saga_status, start_saga};
 pub use sql::{
     Db, ExecResult, FromValue, Row, SqlError, ToValue, Tx, Value, describe, variant_name,
 };
@@ -112,15 +187,20 @@ pub use wasip2;
 pub use bindings::exports::silo::service::migrations::Migration;
 
 #[doc(hidden)]
+pub use commands::handle as __handle_command;
+#[doc(hidden)]
 pub use events::handle as __handle_event;
+#[doc(hidden)]
+pub use sagas::finished as __saga_finished;
 #[doc(hidden)]
 pub use wasi_http::serve as __serve;
 
 /// The largest request body the SDK reads; a larger one is a 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// A silo service: its routes, its schema and its event subscriptions. Export it with
-/// [`service!`].
+/// A silo service: its routes, its schema, its event subscriptions and, in sagas, the
+/// commands it handles as a participant and what it does when a saga it started ends.
+/// Only [`Service::router`] is required. Export it with [`service!`].
 pub trait Service {
     /// The routes; built once per request (an instance serves one request).
     fn router() -> Router;
@@ -134,6 +214,23 @@ pub trait Service {
     /// is then an error: the manifest should subscribe to nothing).
     fn subscriptions() -> Subscriptions {
         Subscriptions::new()
+    }
+
+    /// The command handlers of a saga participant; built once per command. None by
+    /// default (every command is then the error `no handler for command NAME`: no saga
+    /// should list this service as a participant).
+    fn commands() -> Commands {
+        Commands::new()
+    }
+
+    /// Called once when a saga this service started ends (its state is
+    /// [`SagaState::is_final`]), in a transaction on the service's event store that also
+    /// records that the end was handled: `Ok` commits both, an `Err` (its `message` goes
+    /// to the host) or a panic discards them and the host calls again later. Match on
+    /// `saga.kind` and `saga.key` to find what the saga was for. Does nothing by default.
+    fn saga_finished(saga: &SagaStatus, tx: &Tx<'_>) -> Result<(), ApiError> {
+        let _ = (saga, tx);
+        Ok(())
     }
 }
 
@@ -168,9 +265,12 @@ pub fn new_id(prefix: &str) -> String {
 }
 
 /// Exports a [`Service`] as a component: `wasi:http/incoming-handler@0.2.12` (every
-/// request goes through the service's [`Router`]), `silo:service/migrations@0.1.0` and
-/// `silo:service/event-handler@0.1.0` (every event goes through its [`Subscriptions`]).
-/// Use it once, at the crate root of a `cdylib`.
+/// request goes through the service's [`Router`]), `silo:service/migrations@0.1.0`,
+/// `silo:service/event-handler@0.1.0` (every event goes through its [`Subscriptions`]),
+/// `silo:service/command-handler@0.1.0` (every saga command goes through its
+/// [`Commands`]) and `silo:service/saga-handler@0.1.0` (every end of a saga it started
+/// goes to [`Service::saga_finished`]). All four silo exports are there whether or not
+/// the service uses them. Use it once, at the crate root of a `cdylib`.
 #[macro_export]
 macro_rules! service {
     ($service:ty) => {
@@ -204,6 +304,28 @@ macro_rules! service {
                     tx: &$crate::bindings::silo::service::sql::Transaction,
                 ) -> ::std::result::Result<(), ::std::string::String> {
                     $crate::__handle_event::<$service>(&event, tx)
+                }
+            }
+
+            impl $crate::bindings::exports::silo::service::command_handler::Guest
+                for __SiloComponent
+            {
+                fn handle(
+                    command: $crate::Command,
+                    tx: &$crate::bindings::silo::service::sql::Transaction,
+                ) -> ::std::result::Result<$crate::Reply, ::std::string::String> {
+                    $crate::__handle_command::<$service>(&command, tx)
+                }
+            }
+
+            impl $crate::bindings::exports::silo::service::saga_handler::Guest
+                for __SiloComponent
+            {
+                fn finished(
+                    saga: $crate::SagaStatus,
+                    tx: &$crate::bindings::silo::service::sql::Transaction,
+                ) -> ::std::result::Result<(), ::std::string::String> {
+                    $crate::__saga_finished::<$service>(&saga, tx)
                 }
             }
 

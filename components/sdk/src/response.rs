@@ -45,6 +45,12 @@ impl Response {
         Self::json(201, value)
     }
 
+    /// 202 with `value` as JSON: accepted, still being processed (an order whose saga
+    /// is running).
+    pub fn accepted<T: Serialize + ?Sized>(value: &T) -> Self {
+        Self::json(202, value)
+    }
+
     /// 204 with no body.
     pub fn no_content() -> Self {
         Self::new(204)

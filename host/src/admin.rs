@@ -136,6 +136,7 @@ async fn handle(
             );
             let _ = writeln!(out, "silo_services {}", routes.services().count());
             render_event_metrics(&host.events.subscriptions().await, &mut out);
+            render_saga_metrics(&host, &mut out).await;
             let mut resp = Response::new(full(Bytes::from(out)));
             resp.headers_mut().insert(
                 http::header::CONTENT_TYPE,
@@ -166,6 +167,61 @@ async fn handle(
                     StatusCode::OK,
                     serde_json::json!({ "subscriptions": host.events.subscriptions().await }),
                 ),
+                (Method::GET, ["sagas"]) => {
+                    let mut state = None;
+                    let mut limit = 100usize;
+                    for (k, v) in form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                    {
+                        match &*k {
+                            "state" => state = Some(v.into_owned()),
+                            "limit" => match v.parse() {
+                                Ok(n) if n > 0 && n <= 10_000 => limit = n,
+                                _ => {
+                                    return json_error(
+                                        StatusCode::BAD_REQUEST,
+                                        "bad_request",
+                                        "limit is a number from 1 to 10000",
+                                    );
+                                }
+                            },
+                            other => {
+                                return json_error(
+                                    StatusCode::BAD_REQUEST,
+                                    "bad_request",
+                                    &format!("unknown parameter `{other}` (state, limit)"),
+                                );
+                            }
+                        }
+                    }
+                    if let Some(s) = &state
+                        && ![
+                            "running",
+                            "compensating",
+                            "completed",
+                            "compensated",
+                            "failed",
+                        ]
+                        .contains(&s.as_str())
+                    {
+                        return json_error(
+                            StatusCode::BAD_REQUEST,
+                            "bad_request",
+                            &format!(
+                                "`{s}` is not a saga state (running, compensating, completed, compensated, failed)"
+                            ),
+                        );
+                    }
+                    json(
+                        StatusCode::OK,
+                        serde_json::json!({
+                            "orchestrators": host.sagas.stats().await,
+                            "commandDuplicates": host.sagas.command_duplicates().into_iter()
+                                .map(|(k, v)| (k, serde_json::Value::from(v)))
+                                .collect::<serde_json::Map<_, _>>(),
+                            "sagas": host.sagas.list(state.as_deref(), limit).await,
+                        }),
+                    )
+                }
                 (Method::GET, ["dead-letters"]) => json(
                     StatusCode::OK,
                     serde_json::json!({ "deadLetters": host.events.dead_letters().await }),
@@ -270,6 +326,45 @@ fn deploy_request(query: Option<&str>) -> Result<crate::host::DeployRequest, Str
         }
     }
     Ok(r)
+}
+
+/// The saga series of `/metrics`.
+async fn render_saga_metrics(host: &Host, out: &mut String) {
+    out.push_str(
+        "# HELP silo_sagas Sagas by orchestrating service and state (failed ones need an operator).\n\
+         # TYPE silo_sagas gauge\n\
+         # HELP silo_saga_retries_total Transient failures of saga steps and compensations that were retried.\n\
+         # TYPE silo_saga_retries_total counter\n\
+         # HELP silo_saga_command_duplicates_total Redelivered saga commands a participant answered from its inbox.\n\
+         # TYPE silo_saga_command_duplicates_total counter\n",
+    );
+    for s in host.sagas.stats().await {
+        for state in [
+            "running",
+            "compensating",
+            "completed",
+            "compensated",
+            "failed",
+        ] {
+            let n = s.states.get(state).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "silo_sagas{{service=\"{}\",state=\"{state}\"}} {n}",
+                s.service
+            );
+        }
+        let _ = writeln!(
+            out,
+            "silo_saga_retries_total{{service=\"{}\"}} {}",
+            s.service, s.retries
+        );
+    }
+    for (participant, n) in host.sagas.command_duplicates() {
+        let _ = writeln!(
+            out,
+            "silo_saga_command_duplicates_total{{service=\"{participant}\"}} {n}"
+        );
+    }
 }
 
 /// The per-subscription series of `/metrics`.

@@ -32,6 +32,7 @@ use crate::runtime::engine::{build_engine, build_linker, start_epoch_ticker};
 use crate::runtime::migrations::migrate;
 use crate::runtime::service::Service;
 use crate::runtime::state::RequestState;
+use crate::sagas::{SagaEngine, SagaLog};
 use crate::sql::StoreGrants;
 use crate::sql::runtime_config::open_grants;
 
@@ -62,6 +63,10 @@ pub struct Host {
     /// The open outbox of every publishing service, by name (kept across deploys: a new
     /// version on the same store uses the same outbox).
     outboxes: std::sync::Mutex<std::collections::HashMap<String, Arc<Outbox>>>,
+    /// Runs the sagas of every orchestrating service.
+    pub sagas: Arc<SagaEngine>,
+    /// The open saga log of every orchestrating service, by name (kept across deploys).
+    saga_logs: std::sync::Mutex<std::collections::HashMap<String, Arc<SagaLog>>>,
 }
 
 /// A service about to be opened: compiled and linked, not yet connected to its stores.
@@ -161,7 +166,17 @@ impl Host {
         let linker = build_linker(&engine)?;
         start_epoch_ticker(&engine);
         let routes: ServiceDirectory = Arc::new(ArcSwap::from_pointee(RouteTable::default()));
-        let events = Arc::new(LocalRouter::new(routes.clone())?);
+        // Event delivery and sagas run on their own thread, off the request workers.
+        let background = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("silo-events")
+            .enable_all()
+            .build()?;
+        let handle = background.handle().clone();
+        // The background thread lives as long as the process.
+        std::mem::forget(background);
+        let events = Arc::new(LocalRouter::new(routes.clone(), handle.clone()));
+        let sagas = Arc::new(SagaEngine::new(routes.clone(), handle));
         Ok(Self {
             engine,
             linker,
@@ -172,6 +187,8 @@ impl Host {
             deploying: Default::default(),
             events,
             outboxes: Default::default(),
+            sagas,
+            saga_logs: Default::default(),
         })
     }
 
@@ -323,7 +340,12 @@ impl Host {
         let Some(store_name) = spec.event_store() else {
             return Ok(());
         };
-        if spec.publishes.is_empty() && spec.subscribes.is_empty() {
+        let participant = service.command_handler.is_some();
+        if spec.publishes.is_empty()
+            && spec.subscribes.is_empty()
+            && spec.saga_participants.is_empty()
+            && !participant
+        {
             return Ok(());
         }
         let name = service.name.clone();
@@ -334,6 +356,25 @@ impl Host {
             ensure_inbox(store.as_ref())
                 .await
                 .with_context(|| format!("service `{name}`: creating its inbox"))?;
+        }
+        if participant {
+            crate::sagas::command::ensure_inbox(store.as_ref())
+                .await
+                .with_context(|| format!("service `{name}`: creating its command inbox"))?;
+        }
+        if !spec.saga_participants.is_empty() {
+            let existing = self
+                .saga_logs
+                .lock()
+                .expect("saga logs")
+                .get(&*name)
+                .cloned();
+            service.saga_log = Some(match existing {
+                Some(l) if Arc::ptr_eq(&l.store, &store) => l,
+                _ => SagaLog::open(&name, store.clone())
+                    .await
+                    .with_context(|| format!("service `{name}`: creating its saga log"))?,
+            });
         }
         if spec.publishes.is_empty() {
             return Ok(());
@@ -348,8 +389,20 @@ impl Host {
         Ok(())
     }
 
-    /// Starts relaying a routed service's outbox (if it publishes).
+    /// Starts relaying a routed service's outbox (if it publishes) and running its sagas
+    /// (if it starts any).
     fn start_outbox(&self, service: &Service) {
+        if let Some(log) = &service.saga_log {
+            let replaced = self
+                .saga_logs
+                .lock()
+                .expect("saga logs")
+                .insert(service.name.to_string(), log.clone());
+            if let Some(old) = replaced.filter(|l| !Arc::ptr_eq(l, log)) {
+                old.retired.store(true, Ordering::Release);
+            }
+            self.sagas.attach(log.clone());
+        }
         if let Some(outbox) = &service.outbox {
             let replaced = self
                 .outboxes
@@ -462,6 +515,8 @@ impl Host {
                     publishes: Vec::new(),
                     subscribes: Vec::new(),
                     events: Default::default(),
+                    saga_participants: Vec::new(),
+                    sagas: Default::default(),
                     limits: Default::default(),
                 }
             }

@@ -23,7 +23,7 @@
 //!
 //! Code map: [`manifest`] (what a service declares), [`runtime`] (engine, per-request
 //! state, dispatch, migrations), [`sql`] (the store capability and its backends), [`calls`] (host-routed calls between services),
-//! [`events`] (outbox, router, inbox),
+//! [`events`] (outbox, router, inbox), [`sagas`] (saga log, engine, participants' commands),
 //! [`host`] (start-up, listeners, shutdown), [`admin`] (health, metrics, admin API).
 
 pub mod admin;
@@ -36,4 +36,5 @@ pub mod host;
 pub mod isolation;
 pub mod manifest;
 pub mod runtime;
+pub mod sagas;
 pub mod sql;

@@ -61,6 +61,12 @@ pub struct ServiceSpec {
     /// Where its outbox and inbox live, and how its subscriptions retry.
     #[serde(default)]
     pub events: EventSettings,
+    /// Services this one may send saga commands to (as the orchestrator of sagas).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub saga_participants: Vec<String>,
+    /// How the sagas it starts retry and time out.
+    #[serde(default)]
+    pub sagas: SagaSettings,
     #[serde(default)]
     pub limits: Limits,
 }
@@ -100,6 +106,36 @@ impl Default for EventSettings {
             backoff_ms: 100,
             max_backoff_ms: 30_000,
             batch: 64,
+        }
+    }
+}
+
+/// `[services.NAME.sagas]`: every setting has a default.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct SagaSettings {
+    /// Longest one command of a step may take, in milliseconds; past it the attempt counts
+    /// as a transient failure.
+    pub step_timeout_ms: u64,
+    /// Attempts of a step's command that failed transiently (trap, timeout, error) before
+    /// the step counts as refused and the saga compensates.
+    pub max_attempts: u32,
+    /// Attempts of one compensation before the saga is marked FAILED for an operator.
+    pub compensation_attempts: u32,
+    /// Delay before the first retry, in milliseconds; doubled per attempt, with jitter.
+    pub backoff_ms: u64,
+    /// Longest delay between retries, in milliseconds.
+    pub max_backoff_ms: u64,
+}
+
+impl Default for SagaSettings {
+    fn default() -> Self {
+        Self {
+            step_timeout_ms: 10_000,
+            max_attempts: 8,
+            compensation_attempts: 20,
+            backoff_ms: 100,
+            max_backoff_ms: 30_000,
         }
     }
 }
@@ -329,7 +365,51 @@ impl Manifest {
                 return Err((skey, "listed twice".into()));
             }
         }
-        let uses_events = !svc.publishes.is_empty() || !svc.subscribes.is_empty();
+        for (i, p) in svc.saga_participants.iter().enumerate() {
+            let pkey = format!("{key}.saga-participants[{i}]");
+            if p == name {
+                return Err((
+                    pkey,
+                    "a service cannot be a participant of its own sagas".into(),
+                ));
+            }
+            match self.services.get(p) {
+                None => return Err((pkey, format!("no service `{p}` in this manifest"))),
+                Some(participant) if participant.event_store().is_none() => {
+                    return Err((
+                        pkey,
+                        format!(
+                            "service `{p}` has no store to keep the commands it handled in (declare `main`)"
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        let g = &svc.sagas;
+        let checks: [(&str, u64, u64, u64); 5] = [
+            ("step-timeout-ms", g.step_timeout_ms, 1, 3_600_000),
+            ("max-attempts", g.max_attempts.into(), 1, 1_000),
+            (
+                "compensation-attempts",
+                g.compensation_attempts.into(),
+                1,
+                10_000,
+            ),
+            ("backoff-ms", g.backoff_ms, 1, 3_600_000),
+            ("max-backoff-ms", g.max_backoff_ms, g.backoff_ms, 86_400_000),
+        ];
+        for (k, v, lo, hi) in checks {
+            if v < lo || v > hi {
+                return Err((
+                    format!("{key}.sagas.{k}"),
+                    format!("{v} is out of range {lo}..={hi}"),
+                ));
+            }
+        }
+        let uses_events = !svc.publishes.is_empty()
+            || !svc.subscribes.is_empty()
+            || !svc.saga_participants.is_empty();
         let ekey = format!("{key}.events");
         match (&svc.events.store, svc.event_store()) {
             (Some(s), _) if !svc.stores.contains_key(s) => {
@@ -341,7 +421,7 @@ impl Manifest {
             (None, None) if uses_events => {
                 return Err((
                     format!("{ekey}.store"),
-                    "a service that publishes or subscribes needs a store for its outbox and inbox: declare `main`, or name one here".into(),
+                    "a service that publishes, subscribes or starts sagas needs a store for its outbox, inbox and saga log: declare `main`, or name one here".into(),
                 ));
             }
             _ => {}

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::Store;
-use wasmtime::component::Resource;
 
 use super::outbox::{EventRecord, host_limits};
 use super::{now_ms, rfc3339_ms};
@@ -21,7 +20,7 @@ use crate::bindings::exports::silo::service::event_handler::Guest;
 use crate::bindings::silo::service::events::Event;
 use crate::runtime::service::{Service, arm};
 use crate::runtime::state::RequestState;
-use crate::sql::{SqlError, SqlTransaction, Transaction, Value};
+use crate::sql::{SqlError, SqlTransaction, Value};
 
 /// The longest a batch keeps the subscriber's writer before it commits what it has.
 const BATCH_TIME: Duration = Duration::from_millis(50);
@@ -102,10 +101,8 @@ pub async fn deliver(
                     .collect());
             }
         };
-        if let Some((store, _)) = &mut instance
-            && let Some(n) = store.data_mut().sql.take_published()
-        {
-            woken.push(n);
+        if let Some((store, _)) = &mut instance {
+            woken.extend(store.data_mut().sql.take_published());
         }
         outcomes.push(outcome);
     }
@@ -185,15 +182,9 @@ async fn handle_one(
         return undo(tx, "no instance".into()).await;
     };
     arm(store, deadline, &[]);
-    let lent = store.data_mut().sql.lend(store_name, tx);
-    let handle = match store.data_mut().table.push(lent) {
+    let handle = match store.data_mut().lend_tx(store_name, tx) {
         Ok(h) => h,
-        Err(e) => {
-            return (
-                Outcome::Failed(e.to_string()),
-                Err(SqlError::Other(e.to_string())),
-            );
-        }
+        Err(e) => return (Outcome::Failed(e.to_string()), Err(e)),
     };
     let rep = handle.rep();
     let wit = Event {
@@ -207,20 +198,10 @@ async fn handle_one(
         data: event.data.clone(),
     };
     let result = guest.call_handle(&mut *store, &wit, handle).await;
-    let back: Result<Transaction, _> = store
-        .data_mut()
-        .table
-        .delete(Resource::<Transaction>::new_own(rep));
-    let (tx, published) = match back.map(Transaction::reclaim) {
-        Ok((Some(tx), published)) => (tx, published),
-        _ => {
-            let e = SqlError::Other("the lent transaction was lost".into());
-            return (Outcome::Failed(e.to_string()), Err(e));
-        }
+    let tx = match store.data_mut().take_back_tx(rep) {
+        Ok(tx) => tx,
+        Err(e) => return (Outcome::Failed(e.to_string()), Err(e)),
     };
-    if let Some(n) = published {
-        store.data_mut().sql.note_published(n);
-    }
     match result {
         Ok(Ok(())) => {
             let mut tx = tx;
@@ -236,7 +217,7 @@ async fn handle_one(
                 .metrics
                 .traps
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            undo(tx, format!("the handler trapped: {trap:#}")).await
+            undo(tx, format!("the handler trapped: {}", trap.root_cause())).await
         }
     }
 }
@@ -246,12 +227,7 @@ async fn instantiate(
     indices: &crate::bindings::exports::silo::service::event_handler::GuestIndices,
     deadline: Instant,
 ) -> wasmtime::Result<(Store<RequestState>, Guest)> {
-    let mut store = service.new_store(deadline, &[]);
-    let instance = service
-        .pre
-        .instance_pre()
-        .instantiate_async(&mut store)
-        .await?;
+    let (mut store, instance) = service.instance(deadline).await?;
     let guest = indices.load(&mut store, &instance)?;
     Ok((store, guest))
 }

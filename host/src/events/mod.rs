@@ -135,7 +135,8 @@ impl events::Host for SqlCtxView<'_> {
         let id = outbox
             .write(t.inner_mut()?, &topic, &key, &content_type, &data)
             .await?;
-        t.on_commit = Some(outbox.notify.clone());
+        t.wake_on_commit(&outbox.notify);
+        t.published = true;
         Ok(id)
     }
 }

@@ -114,22 +114,14 @@ pub struct LocalRouter {
 }
 
 impl LocalRouter {
-    /// A router delivering to the services of `directory`, on its own thread.
-    pub fn new(directory: ServiceDirectory) -> std::io::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("silo-events")
-            .enable_all()
-            .build()?;
-        let handle = runtime.handle().clone();
-        // The events thread lives as long as the process.
-        std::mem::forget(runtime);
-        Ok(Self {
+    /// A router delivering to the services of `directory`, its tasks on `runtime`.
+    pub fn new(directory: ServiceDirectory, runtime: tokio::runtime::Handle) -> Self {
+        Self {
             directory,
             attached: Mutex::new(Vec::new()),
             counters: Default::default(),
-            runtime: handle,
-        })
+            runtime,
+        }
     }
 
     fn outboxes(&self) -> Vec<Arc<Outbox>> {
@@ -480,7 +472,7 @@ impl Worker {
 }
 
 /// Exponential backoff with "equal jitter": half the doubled delay, plus up to the other half.
-fn backoff(attempts: u32, base_ms: u64, max_ms: u64) -> Duration {
+pub fn backoff(attempts: u32, base_ms: u64, max_ms: u64) -> Duration {
     let exp = base_ms
         .saturating_mul(1u64 << attempts.saturating_sub(1).min(30))
         .min(max_ms);

@@ -14,10 +14,13 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use super::metrics::ServiceMetrics;
 use super::state::RequestState;
+use crate::bindings::exports::silo::service::command_handler::GuestIndices as CommandIndices;
 use crate::bindings::exports::silo::service::event_handler::GuestIndices;
+use crate::bindings::exports::silo::service::saga_handler::GuestIndices as SagaIndices;
 use crate::calls::{CallCtx, ServiceDirectory};
 use crate::events::{Outbox, PublishGrant};
 use crate::manifest::ServiceSpec;
+use crate::sagas::{SagaGrant, SagaLog};
 use crate::sql::{CallLimits, SqlCtx, StoreGrants};
 
 /// One service, ready to serve.
@@ -45,7 +48,18 @@ pub struct Service {
     pub outbox: Option<Arc<Outbox>>,
     /// The topics it may publish (its spec's `publishes`, shared by every instance).
     topics: Arc<[String]>,
+    /// Its `command-handler` export (a saga participant), if it has one.
+    pub command_handler: Option<CommandIndices>,
+    /// Its `saga-handler` export (a saga orchestrator), if it has one.
+    pub saga_handler: Option<SagaIndices>,
+    /// Its saga log, once its event store is open (a service that starts sagas).
+    pub saga_log: Option<Arc<SagaLog>>,
+    /// The services its sagas may command.
+    participants: Arc<[String]>,
 }
+
+const COMMAND_HANDLER: &str = "silo:service/command-handler@0.1.0";
+const SAGA_HANDLER: &str = "silo:service/saga-handler@0.1.0";
 
 const EVENT_HANDLER: &str = "silo:service/event-handler@0.1.0";
 
@@ -77,6 +91,21 @@ impl Service {
             ),
             None => None,
         };
+        let command_handler = match component.get_export_index(None, COMMAND_HANDLER) {
+            Some(_) => Some(CommandIndices::new(&instance_pre).with_context(|| {
+                format!("service `{name}`: its `{COMMAND_HANDLER}` export has the wrong shape")
+            })?),
+            None => None,
+        };
+        let saga_handler = match component.get_export_index(None, SAGA_HANDLER) {
+            Some(_) => Some(SagaIndices::new(&instance_pre).with_context(|| {
+                format!("service `{name}`: its `{SAGA_HANDLER}` export has the wrong shape")
+            })?),
+            None if !spec.saga_participants.is_empty() => wasmtime::bail!(
+                "service `{name}` starts sagas but does not export `{SAGA_HANDLER}`"
+            ),
+            None => None,
+        };
         let pre = ProxyPre::new(instance_pre).with_context(|| {
             format!("service `{name}`: does not export `wasi:http/incoming-handler@0.2.x`")
         })?;
@@ -95,7 +124,25 @@ impl Service {
             event_handler,
             outbox: None,
             topics: spec.publishes.iter().cloned().collect(),
+            command_handler,
+            saga_handler,
+            saga_log: None,
+            participants: spec.saga_participants.iter().cloned().collect(),
         })
+    }
+
+    /// A fresh instance (for calling one of its exports), with its store.
+    pub async fn instance(
+        &self,
+        deadline: Instant,
+    ) -> wasmtime::Result<(Store<RequestState>, wasmtime::component::Instance)> {
+        let mut store = self.new_store(deadline, &[]);
+        let instance = self
+            .pre
+            .instance_pre()
+            .instantiate_async(&mut store)
+            .await?;
+        Ok((store, instance))
     }
 
     /// The deadline a request starting now gets.
@@ -124,6 +171,11 @@ impl Service {
                 topics: self.topics.clone(),
                 store: self.spec.event_store().map(Arc::from),
                 outbox: self.outbox.clone(),
+            },
+            SagaGrant {
+                participants: self.participants.clone(),
+                store: self.spec.event_store().map(Arc::from),
+                log: self.saga_log.clone(),
             },
         );
         let calls = CallCtx {

@@ -15,7 +15,8 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::stdio::GuestLog;
 use crate::calls::CallCtx;
-use crate::sql::{SqlCtx, SqlCtxView, SqlView};
+use crate::sql::{SqlCtx, SqlCtxView, SqlError, SqlTransaction, SqlView, Transaction};
+use wasmtime::component::Resource;
 
 /// The `T` of every `Store<T>` silo creates.
 pub struct RequestState {
@@ -46,6 +47,27 @@ impl RequestState {
             sql,
             limits,
         }
+    }
+}
+
+impl RequestState {
+    /// Lends a transaction the host opened on `store` to the guest, as a handle to pass to
+    /// an export (an event, command or saga handler). Take it back with
+    /// [`RequestState::take_back_tx`] and the handle's `rep`.
+    pub fn lend_tx(
+        &mut self,
+        store: &str,
+        tx: Box<dyn SqlTransaction>,
+    ) -> Result<Resource<Transaction>, SqlError> {
+        let lent = self.sql.lend(store, tx);
+        self.table
+            .push(lent)
+            .map_err(|e| SqlError::Other(e.to_string()))
+    }
+
+    /// Takes a lent transaction back after the export returned (or trapped).
+    pub fn take_back_tx(&mut self, rep: u32) -> Result<Box<dyn SqlTransaction>, SqlError> {
+        self.sql.take_back(&mut self.table, rep)
     }
 }
 

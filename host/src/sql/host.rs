@@ -110,7 +110,9 @@ impl sql::HostDatabase for SqlCtxView<'_> {
             store: name,
             inner: Some(inner),
             tx_open,
-            on_commit: None,
+            on_commit: Vec::new(),
+            published: false,
+            started_saga: false,
         };
         Ok(self.table.push(tx).map_err(wasmtime::Error::from)?)
     }
@@ -153,9 +155,15 @@ impl sql::HostTransaction for SqlCtxView<'_> {
             .take()
             .ok_or_else(|| SqlError::InvalidHandle("the transaction is finished".into()))?;
         inner.commit().await?;
-        if let Some(outbox) = tx.on_commit.take() {
+        let wake = std::mem::take(&mut tx.on_commit);
+        if tx.published {
             crate::failpoint::crash("after-publish-commit");
-            outbox.notify_one();
+        }
+        if tx.started_saga {
+            crate::failpoint::crash("after-saga-start-commit");
+        }
+        for n in wake {
+            n.notify_one();
         }
         Ok(())
     }

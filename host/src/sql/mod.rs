@@ -158,8 +158,12 @@ pub struct Transaction {
     store: Arc<str>,
     inner: Option<Box<dyn SqlTransaction>>,
     tx_open: Arc<AtomicBool>,
-    /// Set once an event is published in it: woken when the transaction commits.
-    pub(crate) on_commit: Option<Arc<tokio::sync::Notify>>,
+    /// What to wake once it commits: the outbox an event was published into, the saga
+    /// log a saga was started in.
+    pub(crate) on_commit: Vec<Arc<tokio::sync::Notify>>,
+    /// An event was published in it / a saga was started in it (for the failpoints).
+    pub(crate) published: bool,
+    pub(crate) started_saga: bool,
 }
 
 impl Transaction {
@@ -177,15 +181,22 @@ impl Transaction {
 
     /// Takes the backend transaction back from a handle the host lent to a guest (an event
     /// handler's): the guest can no longer reach it, and the host commits or rolls it back.
-    /// Also returns the outbox to wake once it commits, if the guest published in it.
+    /// Also returns what to wake once it commits (see [`Transaction::wake_on_commit`]).
     pub fn reclaim(
         mut self,
     ) -> (
         Option<Box<dyn SqlTransaction>>,
-        Option<Arc<tokio::sync::Notify>>,
+        Vec<Arc<tokio::sync::Notify>>,
     ) {
         self.tx_open.store(false, Ordering::Release);
-        (self.inner.take(), self.on_commit.take())
+        (self.inner.take(), std::mem::take(&mut self.on_commit))
+    }
+
+    /// Wakes `n` once this transaction commits (an outbox or saga log it wrote to).
+    pub(crate) fn wake_on_commit(&mut self, n: &Arc<tokio::sync::Notify>) {
+        if !self.on_commit.iter().any(|m| Arc::ptr_eq(m, n)) {
+            self.on_commit.push(n.clone());
+        }
     }
 }
 
@@ -204,12 +215,15 @@ pub struct SqlCtx {
     /// What this service may publish, and where (the `events` capability rides on `sql`
     /// transactions, so it shares their context).
     pub(crate) events: crate::events::PublishGrant,
+    /// Which sagas it may start (also riding on `sql` transactions).
+    pub(crate) sagas: crate::sagas::SagaGrant,
     /// One flag per store this instance has opened: set while it holds the store's
     /// transaction, so a second writer from the same instance fails fast instead of
     /// waiting on itself until the deadline.
     open_tx: HashMap<String, Arc<AtomicBool>>,
-    /// The outbox a lent transaction published into, to wake once the host commits it.
-    published: Option<Arc<tokio::sync::Notify>>,
+    /// What a lent transaction wrote to (outboxes, saga logs), to wake once the host
+    /// commits it.
+    published: Vec<Arc<tokio::sync::Notify>>,
 }
 
 impl SqlCtx {
@@ -217,24 +231,37 @@ impl SqlCtx {
         grants: StoreGrants,
         limits: CallLimits,
         events: crate::events::PublishGrant,
+        sagas: crate::sagas::SagaGrant,
     ) -> Self {
         Self {
             grants,
             limits,
             events,
+            sagas,
             open_tx: HashMap::new(),
-            published: None,
+            published: Vec::new(),
         }
     }
 
-    /// Remembers that a lent transaction published (see [`Transaction::reclaim`]).
-    pub fn note_published(&mut self, outbox: Arc<tokio::sync::Notify>) {
-        self.published = Some(outbox);
+    /// Takes back a transaction lent with [`SqlCtx::lend`] and pushed as `rep` into
+    /// `table`; what it must wake on commit is kept for [`SqlCtx::take_published`].
+    pub fn take_back(
+        &mut self,
+        table: &mut ResourceTable,
+        rep: u32,
+    ) -> Result<Box<dyn SqlTransaction>, SqlError> {
+        let lost = || SqlError::Other("the lent transaction was lost".into());
+        let tx: Transaction = table
+            .delete(wasmtime::component::Resource::new_own(rep))
+            .map_err(|_| lost())?;
+        let (inner, wake) = tx.reclaim();
+        self.published.extend(wake);
+        inner.ok_or_else(lost)
     }
 
-    /// The outbox to wake once the host's transaction commits, if any.
-    pub fn take_published(&mut self) -> Option<Arc<tokio::sync::Notify>> {
-        self.published.take()
+    /// What the transactions taken back so far must wake once the host commits them.
+    pub fn take_published(&mut self) -> Vec<Arc<tokio::sync::Notify>> {
+        std::mem::take(&mut self.published)
     }
 
     /// The service these grants belong to.
@@ -252,7 +279,9 @@ impl SqlCtx {
             store: store.into(),
             inner: Some(inner),
             tx_open,
-            on_commit: None,
+            on_commit: Vec::new(),
+            published: false,
+            started_saga: false,
         }
     }
 
@@ -301,12 +330,13 @@ impl HasData for Sql {
     type Data<'a> = SqlCtxView<'a>;
 }
 
-/// Adds `silo:service/sql`, `silo:service/types` and `silo:service/events` (whose
-/// `publish` rides on a `sql` transaction) to a linker.
+/// Adds `silo:service/sql`, `silo:service/types`, `silo:service/events` and
+/// `silo:service/sagas` (whose `publish` and `start` ride on a `sql` transaction) to a linker.
 pub fn add_to_linker<T: SqlView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     crate::bindings::silo::service::types::add_to_linker::<T, Sql>(linker, T::sql)?;
     crate::bindings::silo::service::sql::add_to_linker::<T, Sql>(linker, T::sql)?;
     crate::bindings::silo::service::events::add_to_linker::<T, Sql>(linker, T::sql)?;
+    crate::bindings::silo::service::sagas::add_to_linker::<T, Sql>(linker, T::sql)?;
     Ok(())
 }
 

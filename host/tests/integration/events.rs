@@ -361,7 +361,7 @@ async fn orders_follow_user_and_product_changes() {
     for _ in 0..3 {
         let body = serde_json::json!({ "userId": uid, "productId": pid, "quantity": 1 });
         let r = h.post("/orders", &body.to_string()).await;
-        assert_eq!(r.status, 201, "{}", r.text());
+        assert_eq!(r.status, 202, "{}", r.text());
         orders.push(r.json()["id"].as_str().unwrap().to_string());
     }
     let r = h
@@ -439,7 +439,7 @@ async fn copies_converge_under_concurrent_updates_and_kills() {
         for _ in 0..2 {
             let body = serde_json::json!({ "userId": uid, "productId": pid, "quantity": 1 });
             let r = h.post("/orders", &body.to_string()).await;
-            assert_eq!(r.status, 201, "{}", r.text());
+            assert_eq!(r.status, 202, "{}", r.text());
             orders.push(r.json()["id"].as_str().unwrap().to_string());
         }
     }

@@ -8,6 +8,7 @@ mod demo;
 mod deploy;
 mod events;
 mod isolation;
+mod sagas;
 mod sandbox;
 mod support;
 
@@ -29,6 +30,7 @@ publishes = ["ProductCreated", "ProductUpdated"]
 component = "{c:orders}"
 route = "/orders"
 calls = ["users", "products", "reference"]
+saga-participants = ["products", "payments"]
 subscribes = [
   { source = "users", topic = "UserCreated" },
   { source = "users", topic = "UserUpdated" },
@@ -36,6 +38,11 @@ subscribes = [
   { source = "products", topic = "ProductUpdated" },
 ]
 [services.orders.stores.main]
+
+[services.payments]
+component = "{c:payments}"
+route = "/payments"
+[services.payments.stores.main]
 
 [services.reference]
 component = "{c:reference}"

@@ -1,0 +1,166 @@
+//! The participant side: one saga command, applied once.
+//!
+//! One transaction on the participant's event store: if `_silo_commands` already holds the
+//! command's id, its recorded reply is returned and nothing runs (a redelivery after the
+//! orchestrator lost the reply). Otherwise the participant's `command-handler` runs with the
+//! transaction lent to it, and a reply (success or business refusal) is recorded in the same
+//! transaction before it commits. An error, a trap or the step's timeout rolls everything
+//! back: a transient failure the orchestrator retries.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::bindings::exports::silo::service::command_handler::{Command, Reply};
+use crate::events::now_ms;
+use crate::events::outbox::host_limits;
+use crate::runtime::service::{Service, arm};
+use crate::sql::{SqlError, SqlStore, Value};
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS main._silo_commands (
+    command_id TEXT PRIMARY KEY,
+    saga_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    ok INTEGER NOT NULL,
+    data BLOB,
+    reason TEXT,
+    received_ms INTEGER NOT NULL
+)";
+
+/// Creates the command inbox in a participant's event store.
+pub async fn ensure_inbox(store: &dyn SqlStore) -> Result<(), SqlError> {
+    let mut tx = store.begin(&host_limits()).await?;
+    tx.execute_host(SCHEMA, &[]).await?;
+    tx.commit().await
+}
+
+/// What became of one delivery of a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// Applied (now or before), with the handler's data.
+    Success(Vec<u8>),
+    /// Refused for a business reason (now or before).
+    Refused(String),
+    /// Failed this time (error, trap, timeout, a store error): retry later.
+    Transient(String),
+    /// The participant cannot take commands now (not deployed, no `command-handler`).
+    Unavailable(String),
+}
+
+/// Delivers `command` to `participant`, giving its handler at most `timeout`.
+/// `compensation` picks the failpoint that fires after the participant's commit.
+pub async fn deliver(
+    participant: &Arc<Service>,
+    command: &Command,
+    compensation: bool,
+    timeout: Duration,
+    duplicates: &AtomicU64,
+) -> Delivery {
+    let name = &participant.name;
+    let Some(indices) = &participant.command_handler else {
+        return Delivery::Unavailable(format!(
+            "service `{name}` does not export `silo:service/command-handler`"
+        ));
+    };
+    let Some(store_name) = participant.spec.event_store() else {
+        return Delivery::Unavailable(format!("service `{name}` has no event store"));
+    };
+    let Some(db) = participant.grants.get(store_name) else {
+        return Delivery::Unavailable(format!(
+            "service `{name}`: store `{store_name}` is not open"
+        ));
+    };
+    let mut tx = match db.begin(&host_limits()).await {
+        Ok(tx) => tx,
+        Err(e) => return Delivery::Transient(format!("opening the command transaction: {e}")),
+    };
+    let seen = tx
+        .query_host(
+            "SELECT ok, data, reason FROM main._silo_commands WHERE command_id = ?",
+            &[Value::Text(command.id.clone())],
+        )
+        .await;
+    match seen {
+        Err(e) => return Delivery::Transient(e.to_string()),
+        Ok(rows) => {
+            if let Some(r) = rows.rows.first() {
+                duplicates.fetch_add(1, Ordering::Relaxed);
+                return match (r.first(), r.get(1), r.get(2)) {
+                    (Some(Value::Integer(1)), Some(Value::Blob(d)), _) => {
+                        Delivery::Success(d.clone())
+                    }
+                    (Some(Value::Integer(1)), ..) => Delivery::Success(Vec::new()),
+                    (_, _, Some(Value::Text(why))) => Delivery::Refused(why.clone()),
+                    _ => Delivery::Refused(String::new()),
+                };
+            }
+        }
+    }
+    let deadline =
+        Instant::now() + timeout.min(Duration::from_millis(participant.spec.limits.deadline_ms));
+    let (mut store, instance) = match participant.instance(deadline).await {
+        Ok(i) => i,
+        Err(e) => return Delivery::Transient(format!("instantiating `{name}`: {e:#}")),
+    };
+    let guest = match indices.load(&mut store, &instance) {
+        Ok(g) => g,
+        Err(e) => return Delivery::Transient(format!("`{name}`: {e:#}")),
+    };
+    arm(&mut store, deadline, &[]);
+    let handle = match store.data_mut().lend_tx(store_name, tx) {
+        Ok(h) => h,
+        Err(e) => return Delivery::Transient(e.to_string()),
+    };
+    let rep = handle.rep();
+    let result = guest.call_handle(&mut store, command, handle).await;
+    let mut tx = match store.data_mut().take_back_tx(rep) {
+        Ok(tx) => tx,
+        Err(e) => return Delivery::Transient(e.to_string()),
+    };
+    let reply = match result {
+        Ok(Ok(reply)) => reply,
+        Ok(Err(message)) => return Delivery::Transient(format!("the handler failed: {message}")),
+        Err(trap) => {
+            participant.metrics.traps.fetch_add(1, Ordering::Relaxed);
+            return Delivery::Transient(format!("the handler trapped: {}", trap.root_cause()));
+        }
+    };
+    let (ok, data, reason, outcome) = match reply {
+        Reply::Success(d) => (1, Value::Blob(d.clone()), Value::Null, Delivery::Success(d)),
+        Reply::Failure(why) => (
+            0,
+            Value::Null,
+            Value::Text(why.clone()),
+            Delivery::Refused(why),
+        ),
+    };
+    let recorded = tx
+        .execute_host(
+            "INSERT INTO main._silo_commands (command_id, saga_id, source, ok, data, reason, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            &[
+                Value::Text(command.id.clone()),
+                Value::Text(command.saga_id.clone()),
+                Value::Text(command.source.clone()),
+                Value::Integer(ok),
+                data,
+                reason,
+                Value::Integer(now_ms()),
+            ],
+        )
+        .await;
+    if let Err(e) = recorded {
+        return Delivery::Transient(format!("recording the reply: {e}"));
+    }
+    if let Err(e) = tx.commit().await {
+        return Delivery::Transient(format!("the command transaction did not commit: {e}"));
+    }
+    crate::failpoint::crash(if compensation {
+        "after-compensation-commit"
+    } else {
+        "after-command-commit"
+    });
+    for n in store.data_mut().sql.take_published() {
+        n.notify_one();
+    }
+    outcome
+}

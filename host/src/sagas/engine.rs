@@ -1,0 +1,539 @@
+//! Running sagas: one worker task per orchestrator's saga log, on the host's background
+//! thread, advancing each open saga one recorded action at a time.
+//!
+//! Every action is: read the saga from the log, do one thing (send one command, or tell the
+//! orchestrator the saga ended), record the result in the log. A crash between "do" and
+//! "record" repeats the "do" on restart, and the participant's command inbox (or the
+//! `handled` flag, for the end) makes the repeat harmless.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::task::JoinSet;
+
+use super::command::{self, Delivery};
+use super::log::{SagaLog, SagaRow, StepChange, is_terminal};
+use crate::bindings::exports::silo::service::command_handler::Command;
+use crate::calls::ServiceDirectory;
+use crate::events::outbox::host_limits;
+use crate::manifest::SagaSettings;
+use crate::runtime::service::{Service, arm};
+
+/// Sagas of one orchestrator advanced at once.
+const CONCURRENCY: usize = 64;
+/// How long a saga whose participant or orchestrator is not deployed waits to try again.
+const WAIT: Duration = Duration::from_millis(500);
+
+/// Per orchestrator, as `/admin/sagas` and `/metrics` show it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SagaStats {
+    pub service: String,
+    /// Sagas in each state (`running`, `compensating`, `completed`, `compensated`, `failed`).
+    pub states: HashMap<String, u64>,
+    /// Transient failures of steps and compensations that were retried.
+    pub retries: u64,
+}
+
+/// Counters shared by the workers.
+#[derive(Default)]
+struct Shared {
+    retries: Mutex<HashMap<Arc<str>, u64>>,
+    /// Per participant: redelivered commands its inbox answered without running the handler.
+    duplicates: Mutex<HashMap<Arc<str>, Arc<AtomicU64>>>,
+}
+
+impl Shared {
+    fn duplicates_of(&self, participant: &Arc<str>) -> Arc<AtomicU64> {
+        self.duplicates
+            .lock()
+            .expect("saga counters")
+            .entry(participant.clone())
+            .or_default()
+            .clone()
+    }
+
+    fn retried(&self, service: &Arc<str>) {
+        *self
+            .retries
+            .lock()
+            .expect("saga counters")
+            .entry(service.clone())
+            .or_default() += 1;
+    }
+}
+
+/// Runs the sagas of every attached saga log.
+pub struct SagaEngine {
+    directory: ServiceDirectory,
+    runtime: tokio::runtime::Handle,
+    logs: Mutex<Vec<Arc<SagaLog>>>,
+    shared: Arc<Shared>,
+}
+
+impl SagaEngine {
+    pub fn new(directory: ServiceDirectory, runtime: tokio::runtime::Handle) -> Self {
+        Self {
+            directory,
+            runtime,
+            logs: Mutex::new(Vec::new()),
+            shared: Default::default(),
+        }
+    }
+
+    /// Starts running `log`'s sagas. Attaching the same log twice does nothing.
+    pub fn attach(&self, log: Arc<SagaLog>) {
+        let mut logs = self.logs.lock().expect("saga logs");
+        if logs.iter().any(|l| Arc::ptr_eq(l, &log)) {
+            return;
+        }
+        logs.retain(|l| !l.retired.load(Ordering::Acquire));
+        logs.push(log.clone());
+        let worker = Worker {
+            log,
+            directory: self.directory.clone(),
+            shared: self.shared.clone(),
+        };
+        self.runtime.spawn(worker.run());
+    }
+
+    fn logs(&self) -> Vec<Arc<SagaLog>> {
+        self.logs
+            .lock()
+            .expect("saga logs")
+            .iter()
+            .filter(|l| !l.retired.load(Ordering::Acquire))
+            .cloned()
+            .collect()
+    }
+
+    /// Sagas of every orchestrator in `state` (all when `None`), newest first.
+    pub async fn list(&self, state: Option<&str>, limit: usize) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        for log in self.logs() {
+            match log.list(state, limit).await {
+                Ok(rows) => out.extend(rows.iter().map(|r| {
+                    let mut v = r.json();
+                    v["service"] = serde_json::Value::String(log.service.to_string());
+                    v
+                })),
+                Err(e) => tracing::warn!(service = %log.service, "reading sagas: {e}"),
+            }
+        }
+        out
+    }
+
+    /// Per orchestrator: sagas by state and retries.
+    pub async fn stats(&self) -> Vec<SagaStats> {
+        let mut out = Vec::new();
+        for log in self.logs() {
+            let states = log.counts().await.unwrap_or_default().into_iter().collect();
+            let retries = self
+                .shared
+                .retries
+                .lock()
+                .expect("saga counters")
+                .get(&log.service)
+                .copied()
+                .unwrap_or(0);
+            out.push(SagaStats {
+                service: log.service.to_string(),
+                states,
+                retries,
+            });
+        }
+        out.sort_by(|a, b| a.service.cmp(&b.service));
+        out
+    }
+
+    /// Per participant: redelivered commands its inbox turned away (answered from the record).
+    pub fn command_duplicates(&self) -> Vec<(String, u64)> {
+        let mut out: Vec<_> = self
+            .shared
+            .duplicates
+            .lock()
+            .expect("saga counters")
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.load(Ordering::Relaxed)))
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// What to do next with a saga.
+enum Next {
+    /// Take the next action now.
+    Now,
+    /// Try again after this long.
+    After(Duration),
+    /// Nothing left to do.
+    Done,
+}
+
+struct Worker {
+    log: Arc<SagaLog>,
+    directory: ServiceDirectory,
+    shared: Arc<Shared>,
+}
+
+impl Worker {
+    async fn run(self) {
+        let this = Arc::new(self);
+        let mut due: HashMap<String, Instant> = HashMap::new();
+        let mut in_flight: HashSet<String> = HashSet::new();
+        let mut tasks: JoinSet<(String, Next)> = JoinSet::new();
+        let mut need_load = true;
+        loop {
+            if this.log.retired.load(Ordering::Acquire) && tasks.is_empty() {
+                return;
+            }
+            if need_load {
+                match this.log.open_ids().await {
+                    Ok(ids) => {
+                        let now = Instant::now();
+                        for id in ids {
+                            due.entry(id).or_insert(now);
+                        }
+                        need_load = false;
+                    }
+                    Err(e) => {
+                        tracing::warn!(service = %this.log.service, "reading the saga log: {e}");
+                        tokio::time::sleep(WAIT).await;
+                        continue;
+                    }
+                }
+            }
+            let now = Instant::now();
+            let mut wake: Option<Instant> = None;
+            let ready: Vec<String> = due
+                .iter()
+                .filter(|(id, _)| !in_flight.contains(*id))
+                .filter_map(|(id, at)| {
+                    if *at <= now {
+                        Some(id.clone())
+                    } else {
+                        wake = Some(wake.map_or(*at, |w| w.min(*at)));
+                        None
+                    }
+                })
+                .collect();
+            for id in ready {
+                if in_flight.len() >= CONCURRENCY {
+                    break;
+                }
+                in_flight.insert(id.clone());
+                let this = this.clone();
+                tasks.spawn(async move {
+                    let next = this.advance(&id).await;
+                    (id, next)
+                });
+            }
+            let sleep = tokio::time::sleep_until(
+                wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(1))
+                    .into(),
+            );
+            tokio::select! {
+                _ = this.log.notify.notified() => need_load = true,
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                    if let Ok((id, next)) = done {
+                        in_flight.remove(&id);
+                        match next {
+                            Next::Now => { due.insert(id, Instant::now()); }
+                            Next::After(d) => { due.insert(id, Instant::now() + d); }
+                            Next::Done => { due.remove(&id); }
+                        }
+                    }
+                }
+                _ = sleep => {}
+            }
+        }
+    }
+
+    fn service(&self, name: &str) -> Option<Arc<Service>> {
+        self.directory.load().by_name(name).cloned()
+    }
+
+    /// Takes one action on saga `id` and records it.
+    async fn advance(&self, id: &str) -> Next {
+        let saga = match self.log.load(id).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return Next::Done,
+            Err(e) => {
+                tracing::warn!(saga = id, "reading the saga: {e}");
+                return Next::After(WAIT);
+            }
+        };
+        let orchestrator = self.service(&self.log.service);
+        let settings = orchestrator
+            .as_ref()
+            .map(|s| s.spec.sagas.clone())
+            .unwrap_or_default();
+        let r = if is_terminal(&saga.state) {
+            if saga.handled {
+                return Next::Done;
+            }
+            match orchestrator {
+                Some(o) => self.finish(&o, &saga, &settings).await,
+                None => Ok(Next::After(WAIT)),
+            }
+        } else if saga.state == "compensating" {
+            self.compensate(&saga, &settings).await
+        } else {
+            self.step(&saga, &settings).await
+        };
+        r.unwrap_or_else(|e| {
+            tracing::warn!(saga = id, "recording the saga: {e}");
+            Next::After(WAIT)
+        })
+    }
+
+    fn command(&self, saga: &SagaRow, idx: i64, compensation: bool) -> Command {
+        let step = &saga.steps[idx as usize];
+        Command {
+            id: format!(
+                "{}/{}/{}",
+                saga.id,
+                step.idx,
+                if compensation { "undo" } else { "do" }
+            ),
+            saga_id: saga.id.clone(),
+            source: self.log.service.to_string(),
+            step: step.name.clone(),
+            name: if compensation {
+                step.compensation.clone().unwrap_or_default()
+            } else {
+                step.command.clone()
+            },
+            payload: step.payload.clone(),
+            succeeded_with: compensation.then(|| step.result.clone().unwrap_or_default()),
+        }
+    }
+
+    /// Runs the first pending step (or completes the saga).
+    async fn step(&self, saga: &SagaRow, s: &SagaSettings) -> Result<Next, crate::sql::SqlError> {
+        let Some(step) = saga.steps.iter().find(|st| st.state == "pending") else {
+            self.log
+                .record(&saga.id, None, Some(("completed", None)))
+                .await?;
+            return Ok(Next::Now);
+        };
+        let Some(participant) = self.service(&step.service) else {
+            return Ok(Next::After(WAIT));
+        };
+        let cmd = self.command(saga, step.idx, false);
+        let dups = self.shared.duplicates_of(&participant.name);
+        let timeout = Duration::from_millis(s.step_timeout_ms);
+        let attempts = step.attempts + 1;
+        let refuse = |why: String| {
+            let reason = format!("step `{}` refused: {why}", step.name);
+            (
+                StepChange {
+                    state: Some("refused"),
+                    attempts: Some(attempts),
+                    detail: Some(why),
+                    ..Default::default()
+                },
+                reason,
+            )
+        };
+        match command::deliver(&participant, &cmd, false, timeout, &dups).await {
+            Delivery::Success(data) => {
+                let change = StepChange {
+                    state: Some("succeeded"),
+                    attempts: Some(attempts),
+                    detail: Some(String::from_utf8_lossy(&data).chars().take(500).collect()),
+                    result: Some(data),
+                    ..Default::default()
+                };
+                self.log
+                    .record(&saga.id, Some((step.idx, change)), None)
+                    .await?;
+                Ok(Next::Now)
+            }
+            Delivery::Refused(why) => {
+                let (change, reason) = refuse(why);
+                self.log
+                    .record(
+                        &saga.id,
+                        Some((step.idx, change)),
+                        Some(("compensating", Some(reason))),
+                    )
+                    .await?;
+                Ok(Next::Now)
+            }
+            Delivery::Transient(err) if attempts >= s.max_attempts => {
+                let (change, reason) = refuse(format!("gave up after {attempts} attempts: {err}"));
+                self.log
+                    .record(
+                        &saga.id,
+                        Some((step.idx, change)),
+                        Some(("compensating", Some(reason))),
+                    )
+                    .await?;
+                Ok(Next::Now)
+            }
+            Delivery::Transient(err) => {
+                self.shared.retried(&self.log.service);
+                let change = StepChange {
+                    attempts: Some(attempts),
+                    detail: Some(err),
+                    ..Default::default()
+                };
+                self.log
+                    .record(&saga.id, Some((step.idx, change)), None)
+                    .await?;
+                Ok(Next::After(crate::events::router::backoff(
+                    attempts,
+                    s.backoff_ms,
+                    s.max_backoff_ms,
+                )))
+            }
+            Delivery::Unavailable(_) => Ok(Next::After(WAIT)),
+        }
+    }
+
+    /// Undoes the last succeeded step (or ends the saga as compensated).
+    async fn compensate(
+        &self,
+        saga: &SagaRow,
+        s: &SagaSettings,
+    ) -> Result<Next, crate::sql::SqlError> {
+        let Some(step) = saga.steps.iter().rev().find(|st| st.state == "succeeded") else {
+            self.log
+                .record(&saga.id, None, Some(("compensated", None)))
+                .await?;
+            return Ok(Next::Now);
+        };
+        if step.compensation.is_none() {
+            let change = StepChange {
+                state: Some("not-compensated"),
+                ..Default::default()
+            };
+            self.log
+                .record(&saga.id, Some((step.idx, change)), None)
+                .await?;
+            return Ok(Next::Now);
+        }
+        let Some(participant) = self.service(&step.service) else {
+            return Ok(Next::After(WAIT));
+        };
+        let cmd = self.command(saga, step.idx, true);
+        let dups = self.shared.duplicates_of(&participant.name);
+        let timeout = Duration::from_millis(s.step_timeout_ms);
+        let attempts = step.comp_attempts + 1;
+        let err = match command::deliver(&participant, &cmd, true, timeout, &dups).await {
+            Delivery::Success(_) => {
+                let change = StepChange {
+                    state: Some("compensated"),
+                    comp_attempts: Some(attempts),
+                    ..Default::default()
+                };
+                self.log
+                    .record(&saga.id, Some((step.idx, change)), None)
+                    .await?;
+                return Ok(Next::Now);
+            }
+            Delivery::Unavailable(_) => return Ok(Next::After(WAIT)),
+            Delivery::Refused(why) => format!("refused: {why}"),
+            Delivery::Transient(err) => err,
+        };
+        if attempts >= s.compensation_attempts {
+            let reason = format!(
+                "compensation `{}` of step `{}` failed {attempts} times: {err}",
+                cmd.name, step.name
+            );
+            tracing::error!(saga = %saga.id, service = %self.log.service, "saga FAILED: {reason}");
+            let change = StepChange {
+                state: Some("compensation-failed"),
+                comp_attempts: Some(attempts),
+                detail: Some(err),
+                ..Default::default()
+            };
+            self.log
+                .record(
+                    &saga.id,
+                    Some((step.idx, change)),
+                    Some(("failed", Some(reason))),
+                )
+                .await?;
+            return Ok(Next::Now);
+        }
+        self.shared.retried(&self.log.service);
+        let change = StepChange {
+            comp_attempts: Some(attempts),
+            detail: Some(err),
+            ..Default::default()
+        };
+        self.log
+            .record(&saga.id, Some((step.idx, change)), None)
+            .await?;
+        Ok(Next::After(crate::events::router::backoff(
+            attempts,
+            s.backoff_ms,
+            s.max_backoff_ms,
+        )))
+    }
+
+    /// Tells the orchestrator the saga ended, in the transaction that marks it handled.
+    async fn finish(
+        &self,
+        orchestrator: &Arc<Service>,
+        saga: &SagaRow,
+        s: &SagaSettings,
+    ) -> Result<Next, crate::sql::SqlError> {
+        let retry = Next::After(crate::events::router::backoff(
+            1,
+            s.backoff_ms,
+            s.max_backoff_ms,
+        ));
+        let mut tx = self.log.store.begin(&host_limits()).await?;
+        let Some(indices) = &orchestrator.saga_handler else {
+            self.log.mark_handled(&mut tx, &saga.id).await?;
+            tx.commit().await?;
+            return Ok(Next::Done);
+        };
+        let Some(store_name) = orchestrator.spec.event_store() else {
+            return Ok(Next::After(WAIT));
+        };
+        let deadline = Instant::now() + Duration::from_millis(orchestrator.spec.limits.deadline_ms);
+        let (mut store, instance) = match orchestrator.instance(deadline).await {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(saga = %saga.id, "instantiating `{}`: {e:#}", orchestrator.name);
+                return Ok(retry);
+            }
+        };
+        let Ok(guest) = indices.load(&mut store, &instance) else {
+            return Ok(retry);
+        };
+        arm(&mut store, deadline, &[]);
+        let handle = store.data_mut().lend_tx(store_name, tx)?;
+        let rep = handle.rep();
+        let result = guest
+            .call_finished(&mut store, &saga.status(), handle)
+            .await;
+        let mut tx = store.data_mut().take_back_tx(rep)?;
+        match result {
+            Ok(Ok(())) => {
+                self.log.mark_handled(&mut tx, &saga.id).await?;
+                tx.commit().await?;
+                for n in store.data_mut().sql.take_published() {
+                    n.notify_one();
+                }
+                Ok(Next::Done)
+            }
+            Ok(Err(message)) => {
+                tracing::warn!(saga = %saga.id, "the saga handler failed: {message}");
+                Ok(retry)
+            }
+            Err(trap) => {
+                tracing::warn!(saga = %saga.id, "the saga handler trapped: {trap:#}");
+                Ok(retry)
+            }
+        }
+    }
+}

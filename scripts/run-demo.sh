@@ -24,8 +24,12 @@ done
 post() { curl -fsS -X POST "http://$LISTEN$1" -H 'content-type: application/json' -d "$2"; echo; }
 if [ "$(curl -fsS "http://$LISTEN/users")" = "[]" ]; then
   echo "silo: adding demo data"
-  post /users '{"email":"ada@example.com","name":"Ada Lovelace"}'
-  post /users '{"email":"alan@example.com","name":"Alan Turing"}'
+  id() { sed -E 's/.*"id":"([^"]+)".*/\1/'; }
+  ada=$(post /users '{"email":"ada@example.com","name":"Ada Lovelace"}' | tee /dev/stderr | id)
+  alan=$(post /users '{"email":"alan@example.com","name":"Alan Turing"}' | tee /dev/stderr | id)
+  # Ada can afford an engine; Alan only cards (his engine order is declined and compensated).
+  post /payments/accounts "{\"userId\":\"$ada\",\"balance\":500000}"
+  post /payments/accounts "{\"userId\":\"$alan\",\"balance\":5000}"
   post /products '{"name":"Analytical Engine","price":250000,"stock":3}'
   post /products '{"name":"Punched cards (100)","price":1200,"stock":500}'
 fi

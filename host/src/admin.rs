@@ -335,6 +335,8 @@ async fn render_saga_metrics(host: &Host, out: &mut String) {
          # TYPE silo_sagas gauge\n\
          # HELP silo_saga_retries_total Transient failures of saga steps and compensations that were retried.\n\
          # TYPE silo_saga_retries_total counter\n\
+         # HELP silo_saga_latency_seconds Start to handled end of the last sagas.\n\
+         # TYPE silo_saga_latency_seconds summary\n\
          # HELP silo_saga_command_duplicates_total Redelivered saga commands a participant answered from its inbox.\n\
          # TYPE silo_saga_command_duplicates_total counter\n",
     );
@@ -358,6 +360,16 @@ async fn render_saga_metrics(host: &Host, out: &mut String) {
             "silo_saga_retries_total{{service=\"{}\"}} {}",
             s.service, s.retries
         );
+        for (q, v) in [("0.5", s.latency_p50_ms), ("0.99", s.latency_p99_ms)] {
+            if let Some(v) = v {
+                let _ = writeln!(
+                    out,
+                    "silo_saga_latency_seconds{{service=\"{}\",quantile=\"{q}\"}} {}",
+                    s.service,
+                    v as f64 / 1e3
+                );
+            }
+        }
     }
     for (participant, n) in host.sagas.command_duplicates() {
         let _ = writeln!(

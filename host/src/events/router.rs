@@ -217,7 +217,7 @@ impl EventRouter for LocalRouter {
 }
 
 /// p50 and p99 of `window`.
-fn percentiles(window: &VecDeque<u64>) -> (Option<u64>, Option<u64>) {
+pub fn percentiles(window: &VecDeque<u64>) -> (Option<u64>, Option<u64>) {
     if window.is_empty() {
         return (None, None);
     }

@@ -36,12 +36,17 @@ pub struct SagaStats {
     pub states: HashMap<String, u64>,
     /// Transient failures of steps and compensations that were retried.
     pub retries: u64,
+    /// Start (the orchestrator's commit) to end handled, over the last sagas, in ms.
+    pub latency_p50_ms: Option<u64>,
+    pub latency_p99_ms: Option<u64>,
 }
 
 /// Counters shared by the workers.
 #[derive(Default)]
 struct Shared {
     retries: Mutex<HashMap<Arc<str>, u64>>,
+    /// Per orchestrator: the latencies of its last sagas, in ms.
+    latencies: Mutex<HashMap<Arc<str>, std::collections::VecDeque<u64>>>,
     /// Per participant: redelivered commands its inbox answered without running the handler.
     duplicates: Mutex<HashMap<Arc<str>, Arc<AtomicU64>>>,
 }
@@ -54,6 +59,15 @@ impl Shared {
             .entry(participant.clone())
             .or_default()
             .clone()
+    }
+
+    fn ended(&self, service: &Arc<str>, latency_ms: u64) {
+        let mut all = self.latencies.lock().expect("saga counters");
+        let window = all.entry(service.clone()).or_default();
+        if window.len() == 4096 {
+            window.pop_front();
+        }
+        window.push_back(latency_ms);
     }
 
     fn retried(&self, service: &Arc<str>) {
@@ -139,10 +153,20 @@ impl SagaEngine {
                 .get(&log.service)
                 .copied()
                 .unwrap_or(0);
+            let (latency_p50_ms, latency_p99_ms) = self
+                .shared
+                .latencies
+                .lock()
+                .expect("saga counters")
+                .get(&log.service)
+                .map(crate::events::router::percentiles)
+                .unwrap_or((None, None));
             out.push(SagaStats {
                 service: log.service.to_string(),
                 states,
                 retries,
+                latency_p50_ms,
+                latency_p99_ms,
             });
         }
         out.sort_by(|a, b| a.service.cmp(&b.service));
@@ -521,6 +545,8 @@ impl Worker {
             Ok(Ok(())) => {
                 self.log.mark_handled(&mut tx, &saga.id).await?;
                 tx.commit().await?;
+                let latency = (crate::events::now_ms() - saga.created_ms).max(0) as u64;
+                self.shared.ended(&self.log.service, latency);
                 for n in store.data_mut().sql.take_published() {
                     n.notify_one();
                 }

@@ -56,6 +56,8 @@ pub struct SagaRow {
     pub state: String,
     pub reason: Option<String>,
     pub handled: bool,
+    /// When it was started, ms since the Unix epoch.
+    pub created_ms: i64,
     pub steps: Vec<StepRow>,
 }
 
@@ -252,7 +254,7 @@ impl SagaLog {
         let sagas = self
             .store
             .query_host(
-                "SELECT id, kind, key, state, reason, handled FROM main._silo_sagas WHERE id = ?",
+                "SELECT id, kind, key, state, reason, handled, created_ms FROM main._silo_sagas WHERE id = ?",
                 &[Value::Text(id.into())],
             )
             .await?;
@@ -274,6 +276,7 @@ impl SagaLog {
             state: text(r.get(3)),
             reason: opt_text(r.get(4)),
             handled: int(r.get(5)) != 0,
+            created_ms: int(r.get(6)),
             steps: steps
                 .rows
                 .iter()

@@ -410,3 +410,136 @@ async fn soak_concurrent_orders_with_kills_conserve_stock_and_money() {
         .sum();
     assert!(dups >= 1, "the inboxes never turned a redelivery away: {v}");
 }
+
+/// The probe as orchestrator (`orch`) and participant (`part`), with quick retries.
+const SAGA_PROBES: &str = r#"
+[services.orch]
+component = "{c:events_probe}"
+route = "/orch"
+saga-participants = ["part"]
+[services.orch.stores.main]
+[services.orch.sagas]
+max-attempts = 3
+compensation-attempts = 3
+backoff-ms = 5
+max-backoff-ms = 20
+
+[services.part]
+component = "{c:events_probe}"
+route = "/part"
+[services.part.stores.main]
+"#;
+
+async fn probe_saga(h: &TestHost, steps: Value) -> String {
+    let r = h
+        .post(
+            "/orch/saga",
+            &serde_json::json!({ "steps": steps }).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["sagaId"].as_str().unwrap().to_string()
+}
+
+/// Waits until the orchestrator's handler was told saga `id` ended; returns the probe's view.
+async fn probe_ended(h: &TestHost, id: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        let v = h.get(&format!("/orch/sagas/{id}")).await.json();
+        if !v["ended"].is_null() {
+            return v;
+        }
+        assert!(start.elapsed() < WAIT, "saga {id} did not end: {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn compensations_run_in_reverse_and_exhausted_steps_count_as_refused() {
+    let h = TestHost::start(SAGA_PROBES).await;
+    let id = probe_saga(
+        &h,
+        serde_json::json!([
+            { "name": "a", "service": "part", "command": "do", "compensation": "undo" },
+            { "name": "b", "service": "part", "command": "do", "compensation": "undo" },
+            { "name": "c", "service": "part", "command": "broken" },
+        ]),
+    )
+    .await;
+    let v = probe_ended(&h, &id).await;
+    assert_eq!(v["ended"]["state"], "COMPENSATED", "{v}");
+    assert!(
+        v["ended"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("gave up after 3 attempts"),
+        "{v}"
+    );
+    let applied: Vec<String> = h
+        .get("/part/commands")
+        .await
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{}:{}",
+                c["name"].as_str().unwrap(),
+                c["step"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        applied,
+        ["do:a", "do:b", "undo:b", "undo:a"],
+        "reverse order, each once"
+    );
+    // A step may only command a declared participant.
+    let r = h
+        .post(
+            "/orch/saga",
+            r#"{"steps":[{"name":"x","service":"orch","command":"do"}]}"#,
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+}
+
+#[tokio::test]
+async fn a_compensation_that_keeps_failing_fails_the_saga_visibly() {
+    let h = TestHost::start(SAGA_PROBES).await;
+    let id = probe_saga(
+        &h,
+        serde_json::json!([
+            { "name": "a", "service": "part", "command": "do", "compensation": "broken" },
+            { "name": "b", "service": "part", "command": "refuse" },
+        ]),
+    )
+    .await;
+    let v = probe_ended(&h, &id).await;
+    assert_eq!(v["ended"]["state"], "FAILED", "{v}");
+    let steps = v["status"]["steps"].as_array().unwrap();
+    assert_eq!(steps[0]["state"], "compensation-failed", "{v}");
+    assert_eq!(steps[1]["state"], "refused", "{v}");
+    let failed = h
+        .admin_get("/admin/sagas?state=failed", Some(&h.token))
+        .await
+        .json();
+    assert_eq!(failed["sagas"].as_array().unwrap().len(), 1, "{failed}");
+    assert_eq!(failed["sagas"][0]["id"], id.as_str());
+    let metrics = h.admin_get("/metrics", None).await.text();
+    assert!(
+        metrics.contains("silo_sagas{service=\"orch\",state=\"failed\"} 1"),
+        "{metrics}"
+    );
+    let admin = [
+        "--admin",
+        h.admin.as_str(),
+        "--admin-token",
+        h.token.as_str(),
+    ];
+    let (code, out, err) =
+        crate::support::silo_cmd(&[&["sagas", "--state", "failed"][..], &admin].concat());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&id) && out.contains("FAILED"), "{out}");
+}

@@ -1,6 +1,6 @@
 //! The guest-side bindings for silo's WIT, generated once here and nowhere else.
 //!
-//! Services never name these modules directly: [`crate::Db`], [`crate::Tx`],
+//! Services never name these modules directly: [`crate::Db`], [`crate::Tx`], [`crate::Kv`],
 //! [`crate::Event`], [`crate::Migration`], [`crate::Step`], [`crate::Command`] and
 //! [`crate::service!`] wrap or re-export them. They are public so a service can reach a
 //! raw handle when the wrappers do not cover a case.

@@ -7,8 +7,9 @@
 //! [`Service::saga_finished`] for the sagas it starts. [`service!`] exports it: the
 //! standard `wasi:http/incoming-handler` (so the component runs on any wasi:http host)
 //! and silo's `silo:service/migrations`, `event-handler`, `command-handler` and
-//! `saga-handler`. Inside a handler, [`Db`] is the service's store; [`Tx::publish`]
-//! publishes an event and [`Tx::start_saga`] starts a saga in a transaction.
+//! `saga-handler`. Inside a handler, [`Db`] is one of the service's SQL stores and
+//! [`Kv`] one of its key-value stores; [`Tx::publish`] publishes an event and
+//! [`Tx::start_saga`] starts a saga in a transaction.
 //!
 //! ```no_run
 //! use serde::{Deserialize, Serialize};
@@ -141,6 +142,24 @@
 //! silo_sdk::service!(Bookings);
 //! ```
 //!
+//! A key-value store holds bytes or JSON under string keys, each optionally with a
+//! time to live; keys list by prefix, in byte order (see [`kv`]):
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use silo_sdk::{ApiError, Kv, Request, Response};
+//!
+//! /// Remembers the last search of a visitor for ten minutes.
+//! fn remember(req: Request) -> Result<Response, ApiError> {
+//!     let visitor = req.param("visitor")?;
+//!     let search: serde_json::Value = req.json()?;
+//!     let kv = Kv::open("cache")?;
+//!     kv.set_json(&format!("search:{visitor}"), &search, Some(Duration::from_secs(600)))?;
+//!     let visitors = kv.list_keys("search:", 100)?.len();
+//!     Ok(Response::ok(&serde_json::json!({ "visitors": visitors })))
+//! }
+//! ```
+//!
 //! Another service is called with [`Call`] (one call) or [`send_all`] (several at
 //! once): `Call::get("users", "/users/usr_1").send()?` is a `GET` to
 //! `http://users.silo.internal/users/usr_1` over the standard
@@ -150,8 +169,9 @@
 //! Architecture invariant: this crate is the only place guest bindings for silo's WIT
 //! are generated ([`bindings`]), and the only place that touches `wasi:http`
 //! (`wasi_http.rs` for the incoming request, [`call`] for outgoing ones). Services see
-//! [`Request`], [`Response`], [`Db`], [`Tx`], [`Call`], [`Event`], [`Subscriptions`],
-//! [`Step`], [`SagaStatus`], [`Command`], [`Reply`], [`Commands`] and [`ApiError`].
+//! [`Request`], [`Response`], [`Db`], [`Tx`], [`Kv`], [`Call`], [`Event`],
+//! [`Subscriptions`], [`Step`], [`SagaStatus`], [`Command`], [`Reply`], [`Commands`] and
+//! [`ApiError`].
 
 #[allow(unsafe_code, reason = "wit-bindgen's generated canonical-ABI glue")]
 pub mod bindings;
@@ -159,6 +179,7 @@ pub mod call;
 pub mod commands;
 mod error;
 pub mod events;
+pub mod kv;
 mod request;
 mod response;
 mod router;
@@ -172,6 +193,7 @@ pub use call::{
 pub use commands::{Command, CommandHandler, Commands, Reply};
 pub use error::ApiError;
 pub use events::{Event, EventHandler, Subscriptions, publish, publish_raw};
+pub use kv::Kv;
 pub use request::{CALLER_HEADER, Method, Request};
 pub use response::Response;
 pub use router::{Handler, Router};
@@ -252,14 +274,32 @@ impl Migration {
 }
 
 /// A fresh random id: `prefix`, `_`, then 16 hex digits (64 random bits from
-/// `wasi:random`), e.g. `usr_3f9a0c1b2d4e5f60`.
+/// `wasi:random`), e.g. `usr_3f9a0c1b2d4e5f60`. Unique, but not meant to be secret; for
+/// a bearer secret use [`new_token`].
 pub fn new_id(prefix: &str) -> String {
-    let bytes = wasip2::random::random::get_random_bytes(8);
-    let mut id = String::with_capacity(prefix.len() + 17);
+    random_hex(prefix, 8)
+}
+
+/// A fresh unguessable token: `prefix`, `_`, then 32 hex digits (128 random bits from
+/// `wasi:random`, which is cryptographically secure), e.g.
+/// `ses_3f9a0c1b2d4e5f60718293a4b5c6d7e8`. For bearer secrets such as session tokens.
+pub fn new_token(prefix: &str) -> String {
+    random_hex(prefix, 16)
+}
+
+/// `prefix`, `_`, then `bytes` random bytes from `wasi:random` as lowercase hex.
+fn random_hex(prefix: &str, bytes: u64) -> String {
+    hex_id(prefix, &wasip2::random::random::get_random_bytes(bytes))
+}
+
+/// `prefix`, `_`, then `bytes` as lowercase hex.
+fn hex_id(prefix: &str, bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut id = String::with_capacity(prefix.len() + 1 + 2 * bytes.len());
     id.push_str(prefix);
     id.push('_');
     for b in bytes {
-        id.push_str(&format!("{b:02x}"));
+        let _ = write!(id, "{b:02x}");
     }
     id
 }
@@ -333,4 +373,15 @@ macro_rules! service {
             $crate::bindings::export_silo!(__SiloComponent with_types_in $crate::bindings);
         };
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_the_prefix_and_lowercase_hex() {
+        assert_eq!(hex_id("usr", &[0x3f, 0x0a, 0xff]), "usr_3f0aff");
+        assert_eq!(hex_id("ses", &[0; 16]), format!("ses_{}", "0".repeat(32)));
+    }
 }

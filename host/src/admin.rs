@@ -80,8 +80,12 @@ pub fn services_json(host: &Host) -> serde_json::Value {
                 .names()
                 .map(|n| {
                     let backend = s.grants.get(n).map(|b| b.backend()).unwrap_or("?");
-                    serde_json::json!({ "name": n, "backend": backend })
+                    serde_json::json!({ "name": n, "kind": "sql", "backend": backend })
                 })
+                .chain(s.grants.kv_names().map(|n| {
+                    let backend = s.grants.kv(n).map(|b| b.backend()).unwrap_or("?");
+                    serde_json::json!({ "name": n, "kind": "kv", "backend": backend })
+                }))
                 .collect();
             stores.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
             serde_json::json!({

@@ -13,6 +13,7 @@ wasmtime::component::bindgen!({
     with: {
         "silo:service/sql.database": crate::sql::Database,
         "silo:service/sql.transaction": crate::sql::Transaction,
+        "silo:service/kv.bucket": crate::kv::Bucket,
     },
     trappable_error_type: {
         "silo:service/types.error" => crate::sql::SqlError,

@@ -67,6 +67,8 @@ pub struct Host {
     pub sagas: Arc<SagaEngine>,
     /// The open saga log of every orchestrating service, by name (kept across deploys).
     saga_logs: std::sync::Mutex<std::collections::HashMap<String, Arc<SagaLog>>>,
+    /// The shared servers of the manifest (`[backends]`).
+    backends: std::sync::Mutex<crate::manifest::Backends>,
 }
 
 /// A service about to be opened: compiled and linked, not yet connected to its stores.
@@ -189,6 +191,7 @@ impl Host {
             outboxes: Default::default(),
             sagas,
             saga_logs: Default::default(),
+            backends: Default::default(),
         })
     }
 
@@ -278,11 +281,13 @@ impl Host {
                 version,
             });
         }
+        *self.backends.lock().expect("backends") = manifest.backends.clone();
         let all = Manifest {
             services: plans
                 .iter()
                 .map(|p| (p.service.name.to_string(), p.spec.clone()))
                 .collect(),
+            backends: manifest.backends.clone(),
         };
         all.validate().map_err(|(key, message)| ManifestError {
             file: path.to_path_buf(),
@@ -304,7 +309,8 @@ impl Host {
                 bytes,
                 version,
             } = plan;
-            service.grants = open_grants(&self.data_dir, &service.name, &spec, None)?;
+            service.grants =
+                open_grants(&self.data_dir, &service.name, &spec, None, &self.backends()).await?;
             let report = migrate(&service).await?;
             self.prepare_events(&mut service).await?;
             for (store, v) in &report.applied {
@@ -511,6 +517,7 @@ impl Host {
                     component: PathBuf::new(),
                     route,
                     stores: Default::default(),
+                    kv: Default::default(),
                     calls: Vec::new(),
                     publishes: Vec::new(),
                     subscribes: Vec::new(),
@@ -608,7 +615,10 @@ impl Host {
         existing_version: Option<u32>,
     ) -> Result<DeployOutcome, DeployError> {
         // The whole host's grants must stay consistent: names, routes, calls.
-        let mut all = Manifest::default();
+        let mut all = Manifest {
+            backends: self.backends(),
+            ..Manifest::default()
+        };
         for s in self.routes().services() {
             if &*s.name != name {
                 all.services.insert(s.name.to_string(), s.spec.clone());
@@ -633,7 +643,9 @@ impl Host {
             name,
             &spec,
             current.as_ref().map(|c| &c.grants),
+            &self.backends(),
         )
+        .await
         .map_err(|e| DeployError::Internal(format!("{e:#}")))?;
         let report = migrate(&service)
             .await
@@ -699,6 +711,11 @@ impl Host {
             host: self,
             name: name.to_string(),
         })
+    }
+
+    /// The shared servers the manifest configured.
+    pub fn backends(&self) -> crate::manifest::Backends {
+        self.backends.lock().expect("backends").clone()
     }
 
     pub fn routes(&self) -> Arc<RouteTable> {

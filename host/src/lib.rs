@@ -23,7 +23,7 @@
 //!
 //! Code map: [`manifest`] (what a service declares), [`runtime`] (engine, per-request
 //! state, dispatch, migrations), [`sql`] (the store capability and its backends), [`calls`] (host-routed calls between services),
-//! [`events`] (outbox, router, inbox), [`sagas`] (saga log, engine, participants' commands),
+//! [`kv`] (the key-value capability and its backends), [`events`] (outbox, router, inbox), [`sagas`] (saga log, engine, participants' commands),
 //! [`host`] (start-up, listeners, shutdown), [`admin`] (health, metrics, admin API).
 
 pub mod admin;
@@ -34,6 +34,7 @@ pub mod events;
 pub mod failpoint;
 pub mod host;
 pub mod isolation;
+pub mod kv;
 pub mod manifest;
 pub mod runtime;
 pub mod sagas;

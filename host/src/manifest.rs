@@ -36,6 +36,54 @@ impl std::error::Error for ManifestError {}
 pub struct Manifest {
     #[serde(default)]
     pub services: BTreeMap<String, ServiceSpec>,
+    /// Shared database servers the host provisions services' stores on.
+    #[serde(default)]
+    pub backends: Backends,
+}
+
+/// `[backends]`: the host's own connections to shared servers.
+#[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Backends {
+    /// `[backends.redis]`: the server `kv` stores with `backend = "redis"` live on.
+    pub redis: Option<RedisBackend>,
+}
+
+/// `[backends.redis]`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RedisBackend {
+    /// An administrative connection (`redis://[user:password@]host:port`): the host uses it
+    /// only to create each store's ACL user; the store itself connects as that user.
+    pub url: String,
+}
+
+/// `[services.NAME.kv.STORE]`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct KvSpec {
+    #[serde(default)]
+    pub backend: KvBackend,
+}
+
+/// Which engine serves a key-value store.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum KvBackend {
+    /// An embedded SQLite file in the data folder (the default).
+    #[default]
+    Sqlite,
+    /// The `[backends.redis]` server, as an ACL user of the store's own.
+    Redis,
+}
+
+impl KvBackend {
+    pub fn name(self) -> &'static str {
+        match self {
+            KvBackend::Sqlite => "sqlite",
+            KvBackend::Redis => "redis",
+        }
+    }
 }
 
 /// `[services.NAME]`.
@@ -49,6 +97,9 @@ pub struct ServiceSpec {
     /// The service's private stores, by name.
     #[serde(default)]
     pub stores: BTreeMap<String, StoreSpec>,
+    /// The service's private key-value stores, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub kv: BTreeMap<String, KvSpec>,
     /// Services this one may call through `wasi:http/outgoing-handler`.
     #[serde(default)]
     pub calls: Vec<String>,
@@ -475,6 +526,22 @@ impl Manifest {
                 }
                 if spec.max_size_mb == 0 {
                     return Err((format!("{skey}.max-size-mb"), "must be at least 1".into()));
+                }
+            }
+            for (store, spec) in &svc.kv {
+                let kkey = format!("{key}.kv.{store}");
+                if !valid_name(store) {
+                    return Err((
+                        kkey,
+                        "a store name is lowercase letters, digits and `-` (no path separators or `..`)"
+                            .into(),
+                    ));
+                }
+                if spec.backend == KvBackend::Redis && self.backends.redis.is_none() {
+                    return Err((
+                        format!("{kkey}.backend"),
+                        "`redis` needs a server: add `[backends.redis]` with its `url`".into(),
+                    ));
                 }
             }
             for (i, callee) in svc.calls.iter().enumerate() {

@@ -121,11 +121,13 @@ pub trait SqlTransaction: Send + 'static {
     async fn rollback(self: Box<Self>) -> Result<(), SqlError>;
 }
 
-/// What one service was granted: its declared stores by name. Built once per deploy.
+/// What one service was granted: its declared stores by name (relational and key-value).
+/// Built once per deploy.
 #[derive(Clone, Default)]
 pub struct StoreGrants {
     service: Arc<str>,
     stores: Arc<HashMap<String, Arc<dyn SqlStore>>>,
+    kv: Arc<HashMap<String, Arc<dyn crate::kv::KvStore>>>,
 }
 
 impl StoreGrants {
@@ -133,7 +135,29 @@ impl StoreGrants {
         Self {
             service: service.into(),
             stores: Arc::new(stores),
+            kv: Default::default(),
         }
+    }
+
+    /// These grants with the key-value stores `kv`.
+    pub fn with_kv(mut self, kv: HashMap<String, Arc<dyn crate::kv::KvStore>>) -> Self {
+        self.kv = Arc::new(kv);
+        self
+    }
+
+    /// The key-value store `name`, if granted.
+    pub fn kv(&self, name: &str) -> Option<&Arc<dyn crate::kv::KvStore>> {
+        self.kv.get(name)
+    }
+
+    /// The names of the granted key-value stores.
+    pub fn kv_names(&self) -> impl Iterator<Item = &str> {
+        self.kv.keys().map(String::as_str)
+    }
+
+    /// The service these grants belong to.
+    pub fn service(&self) -> &str {
+        &self.service
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<dyn SqlStore>> {
@@ -266,7 +290,17 @@ impl SqlCtx {
 
     /// The service these grants belong to.
     pub fn service(&self) -> &str {
-        &self.grants.service
+        self.grants.service()
+    }
+
+    /// The stores this context may open.
+    pub fn grants(&self) -> &StoreGrants {
+        &self.grants
+    }
+
+    /// Its per-call limits.
+    pub fn limits(&self) -> &CallLimits {
+        &self.limits
     }
 
     /// Wraps a transaction the host opened on store `store` as a handle it can lend to a
@@ -337,6 +371,7 @@ pub fn add_to_linker<T: SqlView + 'static>(linker: &mut Linker<T>) -> wasmtime::
     crate::bindings::silo::service::sql::add_to_linker::<T, Sql>(linker, T::sql)?;
     crate::bindings::silo::service::events::add_to_linker::<T, Sql>(linker, T::sql)?;
     crate::bindings::silo::service::sagas::add_to_linker::<T, Sql>(linker, T::sql)?;
+    crate::bindings::silo::service::kv::add_to_linker::<T, Sql>(linker, T::sql)?;
     Ok(())
 }
 

@@ -10,7 +10,10 @@ use std::sync::Arc;
 
 use super::sqlite::{SqliteConfig, SqliteStore};
 use super::{SqlStore, StoreGrants};
-use crate::manifest::{Backend, ServiceSpec};
+use crate::kv::KvStore;
+use crate::kv::redis::RedisKv;
+use crate::kv::sqlite::SqliteKv;
+use crate::manifest::{Backend, Backends, KvBackend, ServiceSpec};
 
 /// Where store `store` of service `service` keeps its SQLite file under the data folder.
 pub fn sqlite_path(data_dir: &Path, service: &str, store: &str) -> PathBuf {
@@ -20,14 +23,23 @@ pub fn sqlite_path(data_dir: &Path, service: &str, store: &str) -> PathBuf {
         .join(format!("{store}.db"))
 }
 
+/// Where key-value store `store` of service `service` keeps its SQLite file.
+pub fn kv_sqlite_path(data_dir: &Path, service: &str, store: &str) -> PathBuf {
+    data_dir
+        .join("kv")
+        .join(service)
+        .join(format!("{store}.db"))
+}
+
 /// Opens every store `spec` declares for `service`. A store that `reuse` (the grants of the
 /// version being replaced) already has open is shared, not opened twice, so old and new
 /// versions of a service keep one writer per store between them.
-pub fn open_grants(
+pub async fn open_grants(
     data_dir: &Path,
     service: &str,
     spec: &ServiceSpec,
     reuse: Option<&StoreGrants>,
+    backends: &Backends,
 ) -> wasmtime::Result<StoreGrants> {
     let mut stores: HashMap<String, Arc<dyn SqlStore>> = HashMap::new();
     let mut failures = Vec::new();
@@ -52,11 +64,38 @@ pub fn open_grants(
             }
         }
     }
+    let mut kv: HashMap<String, Arc<dyn KvStore>> = HashMap::new();
+    for (name, store) in &spec.kv {
+        if let Some(open) = reuse.and_then(|g| g.kv(name))
+            && open.backend() == store.backend.name()
+        {
+            kv.insert(name.clone(), open.clone());
+            continue;
+        }
+        let opened: Result<Arc<dyn KvStore>, String> = match store.backend {
+            KvBackend::Sqlite => SqliteKv::open(&kv_sqlite_path(data_dir, service, name))
+                .map(|s| Arc::new(s) as Arc<dyn KvStore>)
+                .map_err(|e| e.to_string()),
+            KvBackend::Redis => match &backends.redis {
+                Some(redis) => RedisKv::open(&redis.url, data_dir, service, name)
+                    .await
+                    .map(|s| Arc::new(s) as Arc<dyn KvStore>)
+                    .map_err(|e| e.to_string()),
+                None => Err("no `[backends.redis]` is configured".into()),
+            },
+        };
+        match opened {
+            Ok(s) => {
+                kv.insert(name.clone(), s);
+            }
+            Err(e) => failures.push(format!("services.{service}.kv.{name}: {e}")),
+        }
+    }
     if !failures.is_empty() {
         wasmtime::bail!(
             "stores that could not be opened:\n  {}",
             failures.join("\n  ")
         );
     }
-    Ok(StoreGrants::new(service, stores))
+    Ok(StoreGrants::new(service, stores).with_kv(kv))
 }

@@ -8,6 +8,7 @@ mod demo;
 mod deploy;
 mod events;
 mod isolation;
+mod kv;
 mod sagas;
 mod sandbox;
 mod support;
@@ -43,6 +44,11 @@ subscribes = [
 component = "{c:payments}"
 route = "/payments"
 [services.payments.stores.main]
+
+[services.sessions]
+component = "{c:sessions}"
+route = "/sessions"
+[services.sessions.kv.sessions]
 
 [services.reference]
 component = "{c:reference}"

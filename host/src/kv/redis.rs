@@ -1,0 +1,246 @@
+//! The Redis key-value backend: a shared Redis server, each store its own ACL user.
+//!
+//! Isolation is by credentials, not by prefix alone. At open, the host connects with the
+//! administrative URL of `[backends.redis]` only to run `ACL SETUSER` for the store's user
+//! `silo-SERVICE-STORE`: on, its own password, the key pattern `silo:SERVICE:STORE:*`, and the
+//! handful of commands the backend sends (no `KEYS`, no `SCAN`, no admin commands). The store
+//! then connects as that user, so even a bug in the host could not make it read or write
+//! another service's keys: Redis itself answers `NOPERM`.
+//!
+//! Layout: value of key `k` at `silo:SERVICE:STORE:k:` + `k` (with `PX` for a time-to-live);
+//! the store's key names in the sorted set `silo:SERVICE:STORE:idx`, for prefix listing with
+//! `ZRANGEBYLEX` (a `SCAN` would walk every service's key names). Expired keys leave their
+//! name in the index; a listing skips and removes them.
+//!
+//! Passwords are derived from a secret generated once into `DATA/kv/redis.secret` (mode
+//! 0600), so a restarted host finds the same users.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, IntoConnectionInfo};
+use sha2::Digest;
+
+use super::KvStore;
+use crate::sql::SqlError;
+
+/// One Redis key-value store.
+pub struct RedisKv {
+    conn: ConnectionManager,
+    /// `silo:SERVICE:STORE:`.
+    base: String,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> SqlError {
+    SqlError::Unavailable(format!("redis: {e}"))
+}
+
+/// The ACL user of a store.
+pub fn user_name(service: &str, store: &str) -> String {
+    format!("silo-{service}-{store}")
+}
+
+/// The key prefix a store's user may touch.
+pub fn key_base(service: &str, store: &str) -> String {
+    format!("silo:{service}:{store}:")
+}
+
+/// Reads (or creates, mode 0600) the secret passwords are derived from.
+fn secret(data_dir: &Path) -> std::io::Result<String> {
+    let path = data_dir.join("kv").join("redis.secret");
+    if let Ok(s) = std::fs::read_to_string(&path)
+        && s.trim().len() >= 32
+    {
+        return Ok(s.trim().to_string());
+    }
+    std::fs::create_dir_all(path.parent().unwrap_or(data_dir))?;
+    let s = hex::encode(rand::random::<[u8; 32]>());
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)?;
+    f.write_all(s.as_bytes())?;
+    Ok(s)
+}
+
+/// The password of `user`, derived from the host's secret.
+pub fn password(data_dir: &Path, user: &str) -> std::io::Result<String> {
+    let secret = secret(data_dir)?;
+    Ok(hex::encode(sha2::Sha256::digest(
+        format!("{secret}:{user}").as_bytes(),
+    )))
+}
+
+/// The commands a store's user may run: exactly what this backend sends.
+const COMMANDS: &str =
+    "+get +set +del +exists +zadd +zrem +zrangebylex +multi +exec +discard +ping +hello";
+
+/// Opens a timed operation: past the request's deadline the store is unavailable.
+async fn timed<T>(
+    deadline: Instant,
+    op: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<T, SqlError> {
+    match tokio::time::timeout_at(deadline.into(), op).await {
+        Ok(r) => r.map_err(unavailable),
+        Err(_) => Err(SqlError::Unavailable(
+            "redis: no answer before the request's deadline".into(),
+        )),
+    }
+}
+
+impl RedisKv {
+    /// Creates (or resets) the store's ACL user through `admin_url`, then connects as it.
+    pub async fn open(
+        admin_url: &str,
+        data_dir: &Path,
+        service: &str,
+        store: &str,
+    ) -> Result<Self, SqlError> {
+        let user = user_name(service, store);
+        let pass = password(data_dir, &user).map_err(unavailable)?;
+        let base = key_base(service, store);
+        let mut info = admin_url.into_connection_info().map_err(unavailable)?;
+        let admin = redis::Client::open(info.clone()).map_err(unavailable)?;
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        let mut a = timed(deadline, admin.get_multiplexed_async_connection()).await?;
+        let mut acl = redis::cmd("ACL");
+        acl.arg("SETUSER")
+            .arg(&user)
+            .arg("reset")
+            .arg("on")
+            .arg(format!(">{pass}"))
+            .arg(format!("~{base}*"));
+        for c in COMMANDS.split_whitespace() {
+            acl.arg(c);
+        }
+        timed(deadline, acl.query_async::<()>(&mut a)).await?;
+        info.redis.username = Some(user);
+        info.redis.password = Some(pass);
+        let client = redis::Client::open(info).map_err(unavailable)?;
+        let conn = timed(deadline, ConnectionManager::new(client)).await?;
+        Ok(Self { conn, base })
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}k:{key}", self.base)
+    }
+
+    fn index(&self) -> String {
+        format!("{}idx", self.base)
+    }
+}
+
+/// The smallest string greater than every string starting with `prefix`, if any.
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut bytes = prefix.as_bytes().to_vec();
+    while let Some(last) = bytes.pop() {
+        if last < 0xff {
+            bytes.push(last + 1);
+            return Some(String::from_utf8_lossy(&bytes).into_owned());
+        }
+    }
+    None
+}
+
+#[async_trait]
+impl KvStore for RedisKv {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn get(&self, deadline: Instant, key: &str) -> Result<Option<Vec<u8>>, SqlError> {
+        let mut c = self.conn.clone();
+        timed(deadline, c.get::<_, Option<Vec<u8>>>(self.key(key))).await
+    }
+
+    async fn set(
+        &self,
+        deadline: Instant,
+        key: &str,
+        value: &[u8],
+        ttl_ms: Option<u64>,
+    ) -> Result<(), SqlError> {
+        let mut c = self.conn.clone();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        let set = pipe.cmd("SET").arg(self.key(key)).arg(value);
+        if let Some(ttl) = ttl_ms {
+            set.arg("PX").arg(ttl);
+        }
+        set.ignore();
+        pipe.cmd("ZADD").arg(self.index()).arg(0).arg(key).ignore();
+        timed(deadline, pipe.query_async::<()>(&mut c)).await
+    }
+
+    async fn delete(&self, deadline: Instant, key: &str) -> Result<bool, SqlError> {
+        let mut c = self.conn.clone();
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("DEL")
+            .arg(self.key(key))
+            .cmd("ZREM")
+            .arg(self.index())
+            .arg(key)
+            .ignore();
+        let (deleted,): (u64,) = timed(deadline, pipe.query_async(&mut c)).await?;
+        Ok(deleted > 0)
+    }
+
+    async fn list_keys(
+        &self,
+        deadline: Instant,
+        prefix: &str,
+        limit: u32,
+    ) -> Result<Vec<String>, SqlError> {
+        let mut c = self.conn.clone();
+        let min = format!("[{prefix}");
+        let max = prefix_end(prefix).map_or_else(|| "+".to_string(), |e| format!("({e}"));
+        let mut out = Vec::new();
+        let mut offset = 0usize;
+        let page = (limit as usize).clamp(16, 1000);
+        while out.len() < limit as usize {
+            let names: Vec<String> = timed(
+                deadline,
+                redis::cmd("ZRANGEBYLEX")
+                    .arg(self.index())
+                    .arg(&min)
+                    .arg(&max)
+                    .arg("LIMIT")
+                    .arg(offset)
+                    .arg(page)
+                    .query_async(&mut c),
+            )
+            .await?;
+            if names.is_empty() {
+                break;
+            }
+            offset += names.len();
+            let mut pipe = redis::pipe();
+            for n in &names {
+                pipe.cmd("EXISTS").arg(self.key(n));
+            }
+            let live: Vec<u64> = timed(deadline, pipe.query_async(&mut c)).await?;
+            let mut gone = Vec::new();
+            for (n, l) in names.into_iter().zip(live) {
+                if l > 0 {
+                    if out.len() < limit as usize {
+                        out.push(n);
+                    }
+                } else {
+                    gone.push(n);
+                }
+            }
+            if !gone.is_empty() {
+                offset -= gone.len();
+                timed(deadline, c.zrem::<_, _, ()>(self.index(), gone)).await?;
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,179 @@
+//! The embedded key-value backend: one SQLite file per store, a single table.
+//!
+//! Operations are single short statements on one connection behind a mutex; expired keys
+//! are invisible at once and swept out on writes.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use super::KvStore;
+use crate::events::now_ms;
+use crate::sql::SqlError;
+
+/// One SQLite key-value store.
+pub struct SqliteKv {
+    conn: Mutex<Connection>,
+    writes: AtomicU64,
+}
+
+fn err(e: rusqlite::Error) -> SqlError {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            SqlError::Unavailable(e.to_string())
+        }
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull => {
+            SqlError::LimitExceeded(e.to_string())
+        }
+        _ => SqlError::Other(e.to_string()),
+    }
+}
+
+impl SqliteKv {
+    /// Opens (creating if needed) the store's file. The caller chose the path.
+    pub fn open(path: &Path) -> Result<Self, SqlError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| SqlError::Unavailable(format!("{}: {e}", dir.display())))?;
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS kv (
+                key TEXT PRIMARY KEY,
+                value BLOB NOT NULL,
+                expires_ms INTEGER
+            ) WITHOUT ROWID;
+            CREATE INDEX IF NOT EXISTS kv_expiry ON kv (expires_ms) WHERE expires_ms IS NOT NULL;",
+        )
+        .map_err(err)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            writes: AtomicU64::new(0),
+        })
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Result<R, SqlError> {
+        let conn = self
+            .conn
+            .lock()
+            .map_err(|_| SqlError::Unavailable("the store is poisoned".into()))?;
+        f(&conn).map_err(err)
+    }
+}
+
+/// The smallest string greater than every string starting with `prefix`, if any.
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        if let Some(next) = char::from_u32(last as u32 + 1) {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+#[async_trait]
+impl KvStore for SqliteKv {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn get(&self, _deadline: Instant, key: &str) -> Result<Option<Vec<u8>>, SqlError> {
+        self.with(|c| {
+            c.prepare_cached(
+                "SELECT value FROM kv WHERE key = ? AND (expires_ms IS NULL OR expires_ms > ?)",
+            )?
+            .query_row(params![key, now_ms()], |r| r.get(0))
+            .optional()
+        })
+    }
+
+    async fn set(
+        &self,
+        _deadline: Instant,
+        key: &str,
+        value: &[u8],
+        ttl_ms: Option<u64>,
+    ) -> Result<(), SqlError> {
+        let now = now_ms();
+        let expires = ttl_ms.map(|t| now.saturating_add(t.min(i64::MAX as u64) as i64));
+        let sweep = self
+            .writes
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(256);
+        self.with(|c| {
+            c.prepare_cached(
+                "INSERT INTO kv (key, value, expires_ms) VALUES (?, ?, ?)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires_ms = excluded.expires_ms",
+            )?
+            .execute(params![key, value, expires])?;
+            if sweep {
+                c.prepare_cached("DELETE FROM kv WHERE expires_ms <= ?")?
+                    .execute(params![now])?;
+            }
+            Ok(())
+        })
+    }
+
+    async fn delete(&self, _deadline: Instant, key: &str) -> Result<bool, SqlError> {
+        self.with(|c| {
+            let live = c
+                .prepare_cached(
+                    "DELETE FROM kv WHERE key = ? AND (expires_ms IS NULL OR expires_ms > ?)",
+                )?
+                .execute(params![key, now_ms()])?;
+            c.prepare_cached("DELETE FROM kv WHERE key = ?")?
+                .execute(params![key])?;
+            Ok(live > 0)
+        })
+    }
+
+    async fn list_keys(
+        &self,
+        _deadline: Instant,
+        prefix: &str,
+        limit: u32,
+    ) -> Result<Vec<String>, SqlError> {
+        let end = prefix_end(prefix);
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT key FROM kv WHERE key >= ?1 AND (?2 IS NULL OR key < ?2)
+                   AND (expires_ms IS NULL OR expires_ms > ?3)
+                 ORDER BY key LIMIT ?4",
+            )?;
+            let rows = stmt.query_map(params![prefix, end, now_ms(), limit], |r| r.get(0))?;
+            rows.collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_ends() {
+        assert_eq!(prefix_end("user:"), Some("user;".into()));
+        assert_eq!(prefix_end(""), None);
+        assert_eq!(prefix_end("a\u{10FFFF}"), Some("b".into()));
+    }
+}

@@ -179,6 +179,21 @@ pub const CATALOGUE: &[Attack] = &[
         expected: "503 busy beyond the intruder's concurrency limit",
         judge: Judge::Flood("/intruder/exhaust/loop", 64),
     },
+    Attack {
+        name: "publish-undeclared",
+        expected: "access-denied for topics not in `publishes` (another service's too)",
+        judge: Judge::Report,
+    },
+    Attack {
+        name: "saga-undeclared",
+        expected: "access-denied for saga steps on services not in `saga-participants`",
+        judge: Judge::Report,
+    },
+    Attack {
+        name: "kv-other-store",
+        expected: "access-denied for key-value stores it did not declare",
+        judge: Judge::Report,
+    },
 ];
 
 /// The manifest the catalogue runs against: the demo services and the intruder, with the
@@ -212,6 +227,8 @@ route = "/reference"
 component = "{intruder}"
 route = "/intruder"
 calls = ["reference"]
+publishes = ["Intruded"]
+saga-participants = ["reference"]
 [services.intruder.stores.main]
 max-size-mb = 8
 [services.intruder.limits]

@@ -99,6 +99,9 @@ const ATTACKS: &[(&str, Attack)] = &[
     ("huge-blob", huge_blob),
     ("fill-disk", fill_disk),
     ("runaway-sql", runaway_sql),
+    ("publish-undeclared", publish_undeclared),
+    ("saga-undeclared", saga_undeclared),
+    ("kv-other-store", kv_other_store),
 ];
 
 fn attack_names() -> Vec<&'static str> {
@@ -228,6 +231,18 @@ trait Summary {
     fn summary(&self) -> String;
 }
 
+impl Summary for String {
+    fn summary(&self) -> String {
+        format!("got {self:?}")
+    }
+}
+
+impl Summary for silo_sdk::Kv {
+    fn summary(&self) -> String {
+        "opened".into()
+    }
+}
+
 impl Summary for () {
     fn summary(&self) -> String {
         "ok".to_string()
@@ -264,6 +279,39 @@ fn suffix() -> String {
 // ---------------------------------------------------------------------------------------
 
 /// Other services' stores, by name and by path: each must be `access-denied`.
+/// Events on topics the manifest does not let the intruder publish, including another
+/// service's: each publish must be `access-denied` (and nothing reaches the outbox).
+fn publish_undeclared(f: &mut Findings) -> Result<(), SqlError> {
+    let db = Db::open("main")?;
+    for topic in ["UserUpdated", "ProductUpdated", "Secret", "intruded", ""] {
+        let result: Result<String, SqlError> = db.transaction(|tx| {
+            let id = tx.publish_raw(topic, "usr_1", "application/json", b"{}")?;
+            Ok(id)
+        });
+        f.must_be_denied(&format!("publish {topic:?}"), result);
+    }
+    Ok(())
+}
+
+/// Sagas commanding services the manifest does not list as participants.
+fn saga_undeclared(f: &mut Findings) -> Result<(), SqlError> {
+    let db = Db::open("main")?;
+    for service in ["payments", "users", "products", "intruder"] {
+        let step = silo_sdk::Step::new("steal", service, "charge", &"{}")?;
+        let result = db.transaction(|tx| tx.start_saga("heist", "k", &[step]));
+        f.must_be_denied(&format!("saga step on {service:?}"), result);
+    }
+    Ok(())
+}
+
+/// Key-value stores the intruder never declared, another service's included.
+fn kv_other_store(f: &mut Findings) -> Result<(), SqlError> {
+    for name in ["sessions", "cache", "main", "../sessions/sessions", ""] {
+        f.must_be_denied(&format!("kv open {name:?}"), silo_sdk::Kv::open(name));
+    }
+    Ok(())
+}
+
 fn open_other_store(f: &mut Findings) -> Result<(), SqlError> {
     for name in [
         "users",

@@ -32,6 +32,36 @@ pub struct RedisKv {
     conn: ConnectionManager,
     /// `silo:SERVICE:STORE:`.
     base: String,
+    /// How to create the store's ACL user again (a restarted server that keeps nothing on
+    /// disk has forgotten it).
+    provision: Provision,
+    /// When the user was last re-created, so a server that stays down is not hammered.
+    last_provision: std::sync::Mutex<Option<Instant>>,
+}
+
+/// Everything [`provision`] needs.
+struct Provision {
+    admin: redis::ConnectionInfo,
+    user: String,
+    pass: String,
+    base: String,
+}
+
+/// Creates (or resets) the store's ACL user through the admin connection.
+async fn provision(p: &Provision, deadline: Instant) -> Result<(), SqlError> {
+    let admin = redis::Client::open(p.admin.clone()).map_err(unavailable)?;
+    let mut a = timed(deadline, admin.get_multiplexed_async_connection()).await?;
+    let mut acl = redis::cmd("ACL");
+    acl.arg("SETUSER")
+        .arg(&p.user)
+        .arg("reset")
+        .arg("on")
+        .arg(format!(">{}", p.pass))
+        .arg(format!("~{}*", p.base));
+    for c in COMMANDS.split_whitespace() {
+        acl.arg(c);
+    }
+    timed(deadline, acl.query_async::<()>(&mut a)).await
 }
 
 fn unavailable(e: impl std::fmt::Display) -> SqlError {
@@ -105,26 +135,68 @@ impl RedisKv {
         let user = user_name(service, store);
         let pass = password(data_dir, &user).map_err(unavailable)?;
         let base = key_base(service, store);
-        let mut info = admin_url.into_connection_info().map_err(unavailable)?;
-        let admin = redis::Client::open(info.clone()).map_err(unavailable)?;
+        let admin = admin_url.into_connection_info().map_err(unavailable)?;
+        let p = Provision {
+            admin: admin.clone(),
+            user: user.clone(),
+            pass: pass.clone(),
+            base: base.clone(),
+        };
         let deadline = Instant::now() + std::time::Duration::from_secs(10);
-        let mut a = timed(deadline, admin.get_multiplexed_async_connection()).await?;
-        let mut acl = redis::cmd("ACL");
-        acl.arg("SETUSER")
-            .arg(&user)
-            .arg("reset")
-            .arg("on")
-            .arg(format!(">{pass}"))
-            .arg(format!("~{base}*"));
-        for c in COMMANDS.split_whitespace() {
-            acl.arg(c);
-        }
-        timed(deadline, acl.query_async::<()>(&mut a)).await?;
+        provision(&p, deadline).await?;
+        let mut info = admin;
         info.redis.username = Some(user);
         info.redis.password = Some(pass);
         let client = redis::Client::open(info).map_err(unavailable)?;
-        let conn = timed(deadline, ConnectionManager::new(client)).await?;
-        Ok(Self { conn, base })
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(std::time::Duration::from_secs(2))
+            .set_response_timeout(std::time::Duration::from_secs(5))
+            .set_number_of_retries(2);
+        let conn = timed(deadline, ConnectionManager::new_with_config(client, config)).await?;
+        Ok(Self {
+            conn,
+            base,
+            provision: p,
+            last_provision: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// After a failed operation: if the server may have forgotten the store's user (it
+    /// restarted), create it again, at most once a second. The connection manager
+    /// reconnects on its own; the next operation then succeeds.
+    async fn recover(&self, error: &SqlError) {
+        let forgot = matches!(error, SqlError::Unavailable(m)
+            if m.contains("WRONGPASS") || m.contains("NOAUTH") || m.contains("NOPERM")
+                || m.contains("onnection") || m.contains("broken pipe") || m.contains("reset"));
+        if !forgot {
+            return;
+        }
+        {
+            let mut last = self.last_provision.lock().expect("provision lock");
+            if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let deadline = Instant::now() + std::time::Duration::from_secs(2);
+        match provision(&self.provision, deadline).await {
+            Ok(()) => {
+                tracing::info!(user = %self.provision.user, "redis: the store's ACL user was created again")
+            }
+            Err(e) => {
+                tracing::warn!(user = %self.provision.user, "redis: cannot create the store's ACL user again: {e}")
+            }
+        }
+    }
+
+    /// Runs `op`; a failure that looks like a restarted server triggers [`RedisKv::recover`]
+    /// (the request itself still fails fast, as `unavailable`).
+    async fn run<T>(&self, op: impl Future<Output = Result<T, SqlError>>) -> Result<T, SqlError> {
+        let r = op.await;
+        if let Err(e) = &r {
+            self.recover(e).await;
+        }
+        r
     }
 
     fn key(&self, key: &str) -> String {
@@ -156,7 +228,8 @@ impl KvStore for RedisKv {
 
     async fn get(&self, deadline: Instant, key: &str) -> Result<Option<Vec<u8>>, SqlError> {
         let mut c = self.conn.clone();
-        timed(deadline, c.get::<_, Option<Vec<u8>>>(self.key(key))).await
+        self.run(timed(deadline, c.get::<_, Option<Vec<u8>>>(self.key(key))))
+            .await
     }
 
     async fn set(
@@ -175,7 +248,8 @@ impl KvStore for RedisKv {
         }
         set.ignore();
         pipe.cmd("ZADD").arg(self.index()).arg(0).arg(key).ignore();
-        timed(deadline, pipe.query_async::<()>(&mut c)).await
+        self.run(timed(deadline, pipe.query_async::<()>(&mut c)))
+            .await
     }
 
     async fn delete(&self, deadline: Instant, key: &str) -> Result<bool, SqlError> {
@@ -188,11 +262,22 @@ impl KvStore for RedisKv {
             .arg(self.index())
             .arg(key)
             .ignore();
-        let (deleted,): (u64,) = timed(deadline, pipe.query_async(&mut c)).await?;
+        let (deleted,): (u64,) = self.run(timed(deadline, pipe.query_async(&mut c))).await?;
         Ok(deleted > 0)
     }
 
     async fn list_keys(
+        &self,
+        deadline: Instant,
+        prefix: &str,
+        limit: u32,
+    ) -> Result<Vec<String>, SqlError> {
+        self.run(self.list(deadline, prefix, limit)).await
+    }
+}
+
+impl RedisKv {
+    async fn list(
         &self,
         deadline: Instant,
         prefix: &str,

@@ -261,3 +261,69 @@ async fn redis_acl_users_reach_only_their_own_keys() {
     assert!(bad.get_multiplexed_async_connection().await.is_err());
     cleanup(&[&svc_a, &svc_b]).await;
 }
+
+/// A Redis server that restarts keeps nothing (this machine's runs with no persistence):
+/// the store's ACL user is gone and its connection dropped. Requests fail fast as
+/// `unavailable`, and the store recovers on its own (it creates its user again).
+#[tokio::test]
+async fn redis_store_recovers_when_the_server_forgets_it() {
+    if !server_up("Redis", "127.0.0.1:6379") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let svc = format!("rec{}", rand_suffix());
+    let store = RedisKv::open(REDIS_URL, dir.path(), &svc, "main")
+        .await
+        .unwrap();
+    store.set(deadline(), "k", b"v", None).await.unwrap();
+    // What a restart does to us: the user forgotten, the connection cut.
+    let admin = redis::Client::open(REDIS_URL).unwrap();
+    let mut a = admin.get_multiplexed_async_connection().await.unwrap();
+    let user = user_name(&svc, "main");
+    let _: () = redis::cmd("ACL")
+        .arg("DELUSER")
+        .arg(&user)
+        .query_async(&mut a)
+        .await
+        .unwrap();
+    let _: redis::RedisResult<redis::Value> = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("USER")
+        .arg(&user)
+        .query_async(&mut a)
+        .await;
+    let start = Instant::now();
+    let mut failures = 0;
+    loop {
+        let t = Instant::now();
+        match store.set(deadline(), "k2", b"after", None).await {
+            Ok(()) => break,
+            Err(e) => {
+                failures += 1;
+                assert!(
+                    matches!(e, silo::sql::SqlError::Unavailable(_)),
+                    "a lost server is `unavailable`: {e}"
+                );
+                assert!(
+                    t.elapsed() < Duration::from_secs(6),
+                    "it failed fast: {:?}",
+                    t.elapsed()
+                );
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "never recovered ({failures} failures)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        store.get(deadline(), "k2").await.unwrap().as_deref(),
+        Some(&b"after"[..])
+    );
+    eprintln!(
+        "recovered after {failures} failed attempts in {:?}",
+        start.elapsed()
+    );
+    cleanup(&[&svc]).await;
+}

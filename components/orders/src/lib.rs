@@ -495,17 +495,21 @@ fn user_changed(event: &Event, tx: &Tx) -> Result<(), ApiError> {
 }
 
 /// `products/ProductCreated`, `products/ProductUpdated`: keeps the newest copy of the
-/// product and puts it into every order holding an older one.
+/// product and puts its name into every order holding an older, different one. Most
+/// product updates change only the stock (every reservation is one), so an order whose
+/// copied name is already right is left alone: its `productVersion` is the version its
+/// name was copied from, and a busy product does not rewrite all its orders each time.
 fn product_changed(event: &Event, tx: &Tx) -> Result<(), ApiError> {
     let product = remember_product(tx, &event.json()?)?;
     tx.execute(
         "UPDATE orders SET product_name = ?, product_version = ?
-         WHERE product_id = ? AND product_version < ?",
+         WHERE product_id = ? AND product_version < ? AND product_name IS NOT ?",
         &[
             &product.name,
             &product.version,
             &product.id,
             &product.version,
+            &product.name,
         ],
     )?;
     Ok(())

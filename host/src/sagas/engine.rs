@@ -34,6 +34,8 @@ pub struct SagaStats {
     pub service: String,
     /// Sagas in each state (`running`, `compensating`, `completed`, `compensated`, `failed`).
     pub states: HashMap<String, u64>,
+    /// Sagas with work left (running, compensating, or their end not yet handled).
+    pub open: u64,
     /// Transient failures of steps and compensations that were retried.
     pub retries: u64,
     /// Start (the orchestrator's commit) to end handled, over the last sagas, in ms.
@@ -145,6 +147,7 @@ impl SagaEngine {
         let mut out = Vec::new();
         for log in self.logs() {
             let states = log.counts().await.unwrap_or_default().into_iter().collect();
+            let open = log.open_count().await.unwrap_or_default();
             let retries = self
                 .shared
                 .retries
@@ -164,6 +167,7 @@ impl SagaEngine {
             out.push(SagaStats {
                 service: log.service.to_string(),
                 states,
+                open,
                 retries,
                 latency_p50_ms,
                 latency_p99_ms,
@@ -211,15 +215,19 @@ impl Worker {
         let mut in_flight: HashSet<String> = HashSet::new();
         let mut tasks: JoinSet<(String, Next)> = JoinSet::new();
         let mut need_load = true;
+        // Position in the log of the newest saga loaded: a wake-up loads only newer ones
+        // (the ones already known stay in `due` until they are done).
+        let mut loaded_upto = 0i64;
         loop {
             if this.log.retired.load(Ordering::Acquire) && tasks.is_empty() {
                 return;
             }
             if need_load {
-                match this.log.open_ids().await {
+                match this.log.open_ids(loaded_upto).await {
                     Ok(ids) => {
                         let now = Instant::now();
-                        for id in ids {
+                        for (pos, id) in ids {
+                            loaded_upto = loaded_upto.max(pos);
                             due.entry(id).or_insert(now);
                         }
                         need_load = false;
@@ -233,28 +241,33 @@ impl Worker {
             }
             let now = Instant::now();
             let mut wake: Option<Instant> = None;
-            let ready: Vec<String> = due
-                .iter()
-                .filter(|(id, _)| !in_flight.contains(*id))
-                .filter_map(|(id, at)| {
+            if in_flight.len() < CONCURRENCY {
+                // The longest-waiting first, so no saga is passed over while others cycle.
+                let mut ready: Vec<(Instant, &String)> = Vec::new();
+                for (id, at) in &due {
+                    if in_flight.contains(id) {
+                        continue;
+                    }
                     if *at <= now {
-                        Some(id.clone())
+                        ready.push((*at, id));
                     } else {
                         wake = Some(wake.map_or(*at, |w| w.min(*at)));
-                        None
                     }
-                })
-                .collect();
-            for id in ready {
-                if in_flight.len() >= CONCURRENCY {
-                    break;
                 }
-                in_flight.insert(id.clone());
-                let this = this.clone();
-                tasks.spawn(async move {
-                    let next = this.advance(&id).await;
-                    (id, next)
-                });
+                ready.sort_unstable();
+                let start: Vec<String> = ready
+                    .into_iter()
+                    .take(CONCURRENCY - in_flight.len())
+                    .map(|(_, id)| id.clone())
+                    .collect();
+                for id in start {
+                    in_flight.insert(id.clone());
+                    let this = this.clone();
+                    tasks.spawn(async move {
+                        let next = this.advance(&id).await;
+                        (id, next)
+                    });
+                }
             }
             let sleep = tokio::time::sleep_until(
                 wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(1))

@@ -302,16 +302,33 @@ impl SagaLog {
         Ok(self.load(id).await?.map(|s| s.status()))
     }
 
-    /// Sagas with work left: running, compensating, or ended and not yet handled.
-    pub async fn open_ids(&self) -> Result<Vec<String>, SqlError> {
+    /// Sagas with work left (running, compensating, or ended and not yet handled) that were
+    /// started after position `after` in the log; with their positions, oldest first.
+    pub async fn open_ids(&self, after: i64) -> Result<Vec<(i64, String)>, SqlError> {
         let rows = self
             .store
             .query_host(
-                "SELECT id FROM main._silo_sagas WHERE handled = 0 ORDER BY created_ms",
+                "SELECT rowid, id FROM main._silo_sagas WHERE handled = 0 AND rowid > ? ORDER BY rowid",
+                &[Value::Integer(after)],
+            )
+            .await?;
+        Ok(rows
+            .rows
+            .iter()
+            .map(|r| (int(r.first()), text(r.get(1))))
+            .collect())
+    }
+
+    /// How many sagas still have work left.
+    pub async fn open_count(&self) -> Result<u64, SqlError> {
+        let rows = self
+            .store
+            .query_host(
+                "SELECT count(*) FROM main._silo_sagas WHERE handled = 0",
                 &[],
             )
             .await?;
-        Ok(rows.rows.iter().map(|r| text(r.first())).collect())
+        Ok(rows.rows.first().map_or(0, |r| int(r.first()) as u64))
     }
 
     /// Sagas by state (all states when `state` is `None`), newest first, at most `limit`.

@@ -3,7 +3,9 @@
 # baselines and `wasmtime serve`, on loopback, at a few concurrency levels (see BENCHMARKS.md).
 #
 # Then events (bench/src/bin/events-bench.rs): outbox → router → inbox throughput and delivery lag
-# through the real host, against the same SQLite writes done natively.
+# through the real host, against the same SQLite writes done natively; and sagas
+# (bench/src/bin/saga-bench.rs): the demo's order saga through the real host (sagas per second,
+# saga and POST /orders latency), against the same SQLite writes done natively.
 #
 # Prints Markdown on stdout (progress goes to stderr) and writes it to target/bench/latest.md;
 # every wrk output and server log lands in target/bench/logs/.
@@ -26,6 +28,17 @@
 #   BENCH_EVENT_RATES    fixed publish rates of the lag runs, per s    ("500,2000")
 #   BENCH_EVENT_SECONDS  length of one fixed-rate run, seconds         (10)
 #   BENCH_EVENT_TIMEOUT  longest wait for a drain or a host start, s   (120)
+#   BENCH_SKIP_SAGAS=1   leave out the saga benchmark
+# Read by saga-bench itself (see `target/release/saga-bench --help`):
+#   BENCH_SAGAS          orders (sagas) per throughput point and native run (3000)
+#   BENCH_SAGA_CLIENTS   concurrent clients placing orders there         (16)
+#   BENCH_SAGA_USERS     users seeded, each with a payments account      (100)
+#   BENCH_SAGA_PRODUCTS  products seeded                                 (4)
+#   BENCH_SAGA_SCENARIOS throughput scenarios: approved, stock (half refused at reserve),
+#                        funds (half refused at charge, stock released)  ("approved,stock,funds")
+#   BENCH_SAGA_RATE      fixed order rate(s) of the latency runs, per s  ("100"; none)
+#   BENCH_SAGA_SECONDS   length of one fixed-rate run, seconds           (10)
+#   BENCH_SAGA_TIMEOUT   longest wait for the sagas to end or a host start, s (180)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -40,6 +53,7 @@ PRODUCTS=${BENCH_PRODUCTS:-1000}
 NEXT_PORT=${BENCH_PORT_BASE:-18080}
 SKIP_WASMTIME=${BENCH_SKIP_WASMTIME:-0}
 SKIP_EVENTS=${BENCH_SKIP_EVENTS:-0}
+SKIP_SAGAS=${BENCH_SKIP_SAGAS:-0}
 WASMTIME_VERSION=48.0.8
 
 TOOLS=$ROOT/.bench-tools
@@ -270,6 +284,7 @@ goal() {
 [[ -x $SILO ]] || fail "$SILO is missing: run \`make build\` first"
 needed=(products hello)
 [[ $SKIP_EVENTS != 1 ]] && needed+=(events_probe)
+[[ $SKIP_SAGAS != 1 ]] && needed+=(users orders payments reference)
 for c in "${needed[@]}"; do
   [[ -f $COMPONENTS/$c.wasm ]] || fail "$COMPONENTS/$c.wasm is missing: run \`make build\` first"
 done
@@ -456,6 +471,21 @@ else
   say "events: throughput, delivery lag and the native baseline (target/release/events-bench)"
   out=$(timeout 1800 "$BIN/events-bench" --silo "$SILO" --probe "$COMPONENTS/events_probe.wasm" --log-dir "$LOGS") ||
     fail "the events benchmark failed (its hosts' logs: $LOGS/events-*.log)"
+  emit "$out"
+  emit ""
+fi
+
+# ---------------------------------------------------------------- sagas
+
+# saga-bench starts its own hosts (the five services of silo.toml; 127.0.0.1, kernel-picked
+# ports, a temporary data folder each), runs the native baseline, and prints its Markdown section;
+# its hosts' logs go to $LOGS/sagas-*.log.
+if [[ $SKIP_SAGAS == 1 ]]; then
+  say "sagas: left out (BENCH_SKIP_SAGAS=1)"
+else
+  say "sagas: throughput, latency and the native baseline (target/release/saga-bench)"
+  out=$(timeout 1800 "$BIN/saga-bench" --silo "$SILO" --components "$COMPONENTS" --log-dir "$LOGS") ||
+    fail "the saga benchmark failed (its hosts' logs: $LOGS/sagas-*.log)"
   emit "$out"
   emit ""
 fi

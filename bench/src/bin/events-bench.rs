@@ -21,22 +21,23 @@
 //! on 127.0.0.1 with ports the kernel picks, in a temporary folder, and is stopped when the
 //! run ends, fails or is interrupted.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write as _};
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail, ensure};
 use clap::Parser;
-use hyper::{Method, StatusCode, header};
+use hyper::{Method, StatusCode};
 use rusqlite::{Connection, TransactionBehavior, params};
-use serde_json::{Value as Json, json};
-use silo_bench::{HttpClient, http_client, send, send_with};
+use serde_json::json;
+use silo_bench::{
+    HostStart, HttpClient, SiloHost, WorkDir, cores, cpu_split, cpu_split_text, driver_main,
+    get_json, http_client, now_ms, open_sqlite, percentiles_ms, random_hex, send,
+};
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 
@@ -98,61 +99,11 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("events-bench: FAILED: building the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = rt.block_on(async {
-        tokio::select! {
-            r = run(&cli) => r,
-            s = interrupted() => Err(anyhow!("interrupted by {s}")),
-        }
-    });
-    // Dropping the runtime ends the spawned tasks; the hosts were stopped with `run`.
-    drop(rt);
-    match result {
-        Ok(markdown) => {
-            print!("{markdown}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("events-bench: FAILED: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn interrupted() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    }
+    driver_main("events-bench", run(&cli))
 }
 
 macro_rules! say {
     ($($arg:tt)*) => { eprintln!("events-bench: {}", format_args!($($arg)*)) };
-}
-
-/// The temporary folder, removed when dropped (after the hosts in it stopped).
-struct WorkDir(PathBuf);
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 async fn run(cli: &Cli) -> anyhow::Result<String> {
@@ -179,12 +130,7 @@ async fn run(cli: &Cli) -> anyhow::Result<String> {
     let silo = std::fs::canonicalize(&cli.silo)?;
     let probe = std::fs::canonicalize(&cli.probe)?;
 
-    let work = WorkDir(std::env::temp_dir().join(format!(
-        "silo-events-bench.{}.{}",
-        std::process::id(),
-        now_ms()
-    )));
-    std::fs::create_dir_all(&work.0).with_context(|| format!("creating {}", work.0.display()))?;
+    let work = WorkDir::create("silo-events-bench")?;
     let log_dir = match &cli.log_dir {
         Some(d) => {
             std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
@@ -278,13 +224,20 @@ struct Setup {
 
 // ---------------------------------------------------------------- the host
 
-/// A running `silo run`, stopped (SIGTERM, then SIGKILL after 10 s) when dropped.
-struct Host {
-    child: Child,
-    name: String,
-    base: String,
-    admin: String,
-    log: PathBuf,
+/// A running `silo run` serving the probe twice (stopped when dropped).
+struct Host(SiloHost);
+
+impl Deref for Host {
+    type Target = SiloHost;
+    fn deref(&self) -> &SiloHost {
+        &self.0
+    }
+}
+
+impl DerefMut for Host {
+    fn deref_mut(&mut self) -> &mut SiloHost {
+        &mut self.0
+    }
 }
 
 impl Host {
@@ -312,77 +265,22 @@ subscribes = [{{ source = "pub", topic = "Ping" }}]
 "#
             ),
         )?;
-        let log = setup.log_dir.join(format!("events-{name}.log"));
-        let stderr = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let mut stdout_log = OpenOptions::new().append(true).open(&log)?;
-        let mut child = Command::new(&setup.silo)
-            .arg("run")
-            .arg("--manifest")
-            .arg(&manifest)
-            .arg("--data")
-            .arg(dir.join("data"))
-            // One code cache for every host of the run: only the first compiles.
-            .arg("--cache")
-            .arg(setup.work.join("cache"))
-            .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
-            .env("SILO_ADMIN_TOKEN", &setup.token)
-            .env("SILO_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .with_context(|| format!("starting {}", setup.silo.display()))?;
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-        if let Some(out) = child.stdout.take() {
-            std::thread::spawn(move || {
-                for line in BufReader::new(out).lines().map_while(Result::ok) {
-                    let _ = writeln!(stdout_log, "{line}");
-                    if line.starts_with("silo: serving") {
-                        let _ = tx.send(line);
-                    }
-                }
-            });
-        }
-        let mut host = Host {
-            child,
-            name: name.to_string(),
-            base: String::new(),
-            admin: String::new(),
-            log,
-        };
         let deadline = Instant::now() + setup.timeout;
-        let line = loop {
-            if let Ok(Some(status)) = host.child.try_wait() {
-                bail!(
-                    "{}",
-                    host.died(&format!("exited ({status}) before serving"))
-                );
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "{}",
-                host.died(&format!("did not serve within {:?}", setup.timeout))
-            );
-            if let Ok(Some(line)) =
-                tokio::time::timeout(Duration::from_millis(100), rx.recv()).await
-            {
-                break line;
-            }
-        };
-        // `silo: serving http://A (admin http://B)`
-        let mut addrs = line.split("http://").skip(1).map(|s| {
-            s.trim_end()
-                .trim_end_matches(')')
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_string()
-        });
-        let (Some(base), Some(admin)) = (addrs.next(), addrs.next()) else {
-            bail!("host {name}: unexpected first line `{line}`");
-        };
-        host.base = format!("http://{base}");
-        host.admin = format!("http://{admin}");
+        let mut host = Host(
+            SiloHost::start(&HostStart {
+                prog: "events-bench",
+                name,
+                silo: &setup.silo,
+                manifest: &manifest,
+                data: &dir.join("data"),
+                // One code cache for every host of the run: only the first compiles.
+                cache: &setup.work.join("cache"),
+                log: &setup.log_dir.join(format!("events-{name}.log")),
+                token: &setup.token,
+                timeout: setup.timeout,
+            })
+            .await?,
+        );
         loop {
             host.check_alive()?;
             match host.stats(setup).await {
@@ -401,49 +299,10 @@ subscribes = [{{ source = "pub", topic = "Ping" }}]
         Ok(host)
     }
 
-    /// A failure message with the end of the host's log.
-    fn died(&self, what: &str) -> String {
-        let tail = std::fs::read_to_string(&self.log)
-            .map(|s| {
-                let lines: Vec<&str> = s.lines().collect();
-                lines[lines.len().saturating_sub(20)..].join("\n")
-            })
-            .unwrap_or_default();
-        format!(
-            "host {} {what} (log: {}){}{tail}",
-            self.name,
-            self.log.display(),
-            if tail.is_empty() { "" } else { "\n" }
-        )
-    }
-
-    /// Fails if the host exited.
-    fn check_alive(&mut self) -> anyhow::Result<()> {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            bail!("{}", self.died(&format!("exited ({status})")));
-        }
-        Ok(())
-    }
-
     /// The subscription's figures from `/admin/events`.
     async fn stats(&self, setup: &Setup) -> anyhow::Result<SubStats> {
         let url = format!("{}/admin/events", self.admin);
-        let auth = format!("Bearer {}", setup.token);
-        let (status, body) = send_with(
-            &setup.client,
-            Method::GET,
-            &url,
-            &[(header::AUTHORIZATION, &auth)],
-            None,
-        )
-        .await?;
-        ensure!(
-            status == StatusCode::OK,
-            "GET {url} answered {status}: {}",
-            String::from_utf8_lossy(&body)
-        );
-        let v: Json =
-            serde_json::from_slice(&body).with_context(|| format!("GET {url}: not JSON"))?;
+        let v = get_json(&setup.client, &url, Some(&setup.token)).await?;
         let sub = v["subscriptions"]
             .as_array()
             .and_then(|subs| subs.iter().find(|s| s["subscription"] == SUBSCRIPTION))
@@ -522,54 +381,10 @@ subscribes = [{{ source = "pub", topic = "Ping" }}]
     /// How many events the subscriber's handler recorded (`GET /sub/count`).
     async fn received(&self, setup: &Setup) -> anyhow::Result<u64> {
         let url = format!("{}/sub/count", self.base);
-        let (status, body) = send(&setup.client, Method::GET, &url, None).await?;
-        ensure!(
-            status == StatusCode::OK,
-            "GET {url} answered {status}: {}",
-            String::from_utf8_lossy(&body)
-        );
-        let v: Json =
-            serde_json::from_slice(&body).with_context(|| format!("GET {url}: not JSON"))?;
+        let v = get_json(&setup.client, &url, None).await?;
         v["received"]
             .as_u64()
             .ok_or_else(|| anyhow!("GET {url}: no count in {v}"))
-    }
-
-    /// CPU seconds the host used so far (user + system).
-    fn cpu_seconds(&self) -> f64 {
-        stat_cpu_seconds(Path::new(&format!("/proc/{}/stat", self.child.id())))
-    }
-
-    /// CPU seconds the host's threads used so far, by thread name.
-    fn thread_cpu(&self) -> BTreeMap<String, f64> {
-        thread_cpu_seconds(self.child.id())
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .stderr(Stdio::null())
-            .status();
-        for _ in 0..100 {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                if !status.success() {
-                    say!("{}: host exited with {status} after SIGTERM", self.name);
-                }
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        say!(
-            "{}: host did not stop within 10 s of SIGTERM: killing it",
-            self.name
-        );
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -584,64 +399,6 @@ struct SubStats {
     duplicates: u64,
     dead_letters: u64,
     stalled: Option<String>,
-}
-
-/// User + system CPU seconds in a `/proc/…/stat` file (clock ticks of 1/100 s).
-fn stat_cpu_seconds(path: &Path) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(path) else {
-        return 0.0;
-    };
-    let Some((_, rest)) = stat.rsplit_once(") ") else {
-        return 0.0;
-    };
-    // `rest` starts at field 3 (state); utime and stime are fields 14 and 15.
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    (ticks(11) + ticks(12)) as f64 / 100.0
-}
-
-/// CPU seconds of process `pid`'s threads so far, by thread name with any trailing number
-/// dropped (`silo-worker-0` and `silo-worker-1` count as `silo-worker`).
-fn thread_cpu_seconds(pid: u32) -> BTreeMap<String, f64> {
-    let mut out = BTreeMap::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return out;
-    };
-    for task in tasks.flatten() {
-        let dir = task.path();
-        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
-        let name = name
-            .trim()
-            .trim_end_matches(|c: char| c.is_ascii_digit())
-            .trim_end_matches(['-', '_', ' '])
-            .to_string();
-        *out.entry(name).or_insert(0.0) += stat_cpu_seconds(&dir.join("stat"));
-    }
-    out
-}
-
-/// `after - before` per thread group, largest first (groups under 5 ms left out).
-fn cpu_split(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> Vec<(String, f64)> {
-    let mut v: Vec<(String, f64)> = after
-        .iter()
-        .map(|(k, a)| (k.clone(), a - before.get(k).copied().unwrap_or(0.0)))
-        .filter(|(_, d)| *d >= 0.005)
-        .collect();
-    v.sort_by(|a, b| b.1.total_cmp(&a.1));
-    v
-}
-
-fn cpu_split_text(split: &[(String, f64)]) -> String {
-    split
-        .iter()
-        .map(|(k, d)| format!("{k} {d:.2} s"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 // ---------------------------------------------------------------- publishing
@@ -660,19 +417,6 @@ async fn publish(client: &HttpClient, url: &str, key: &str, count: u64) -> anyho
         String::from_utf8_lossy(&answer)
     );
     Ok(())
-}
-
-/// p50 and p99 of `v` (sorted in place), in ms.
-fn percentiles_ms(v: &mut [Duration]) -> (f64, f64) {
-    if v.is_empty() {
-        return (0.0, 0.0);
-    }
-    v.sort_unstable();
-    let at = |q: f64| {
-        let i = ((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1;
-        v[i].as_secs_f64() * 1000.0
-    };
-    (at(0.50), at(0.99))
 }
 
 // ---------------------------------------------------------------- throughput
@@ -997,21 +741,6 @@ struct NativeEvent {
     data: String,
 }
 
-/// A connection with the host's pragmas (host/src/sql/sqlite.rs).
-fn open_native(path: &Path, schema: &str) -> anyhow::Result<Connection> {
-    let conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
-    ensure!(
-        mode.eq_ignore_ascii_case("wal"),
-        "{}: journal_mode is {mode}",
-        path.display()
-    );
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.set_prepared_statement_cache_capacity(64);
-    conn.execute_batch(schema)?;
-    Ok(conn)
-}
-
 /// Events per second of the native outbox → inbox → acknowledge loop over `events`
 /// events: `publish_batch` events per publishing transaction and up to 64 per delivery and
 /// acknowledgement transaction, or (`None`) every step of every event its own transaction.
@@ -1038,8 +767,8 @@ fn native_loop(
     keys: u64,
 ) -> anyhow::Result<f64> {
     std::fs::create_dir_all(dir)?;
-    let mut publisher = open_native(&dir.join("pub.db"), OUTBOX_SCHEMA)?;
-    let mut subscriber = open_native(&dir.join("sub.db"), SUBSCRIBER_SCHEMA)?;
+    let mut publisher = open_sqlite(&dir.join("pub.db"), OUTBOX_SCHEMA)?;
+    let mut subscriber = open_sqlite(&dir.join("sub.db"), SUBSCRIBER_SCHEMA)?;
     publisher.execute(
         "INSERT INTO main._silo_subscriptions (subscription, subscriber, topic, created_ms) VALUES (?, ?, ?, ?)",
         params![SUBSCRIPTION, "sub", "Ping", now_ms()],
@@ -1269,44 +998,4 @@ fn report(cli: &Cli, points: &[(&Throughput, f64)], native_plain: f64, lags: &[L
     );
     let _ = writeln!(w);
     md
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
-}
-
-// ---------------------------------------------------------------- small things
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// `bytes` pseudo-random bytes in hex (splitmix64; ids and the admin token of a throwaway
-/// host, nothing that needs a cryptographic generator).
-fn random_hex(bytes: usize) -> String {
-    static STATE: AtomicU64 = AtomicU64::new(0);
-    let _ = STATE.compare_exchange(
-        0,
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64)
-            ^ (u64::from(std::process::id()) << 32),
-        Ordering::Relaxed,
-        Ordering::Relaxed,
-    );
-    let mut out = String::with_capacity(bytes * 2);
-    while out.len() < bytes * 2 {
-        let mut z = STATE
-            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
-            .wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        let _ = write!(out, "{z:016x}");
-    }
-    out.truncate(bytes * 2);
-    out
 }

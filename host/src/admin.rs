@@ -25,23 +25,31 @@ use crate::runtime::dispatch::{full, json_error};
 /// Reads the admin token from `DATA/admin.token`, or writes a new random one there with
 /// mode 0600.
 pub fn load_or_create_token(data_dir: &Path) -> wasmtime::Result<String> {
-    let path = data_dir.join("admin.token");
-    if let Ok(existing) = std::fs::read_to_string(&path) {
+    Ok(private_secret(&data_dir.join("admin.token"))?)
+}
+
+/// The secret kept in file `path` (at least 32 characters), or a new random one (256 bits,
+/// hex) written there with mode 0600, its folder created if needed.
+pub fn private_secret(path: &Path) -> std::io::Result<String> {
+    if let Ok(existing) = std::fs::read_to_string(path) {
         let t = existing.trim();
         if t.len() >= 32 {
             return Ok(t.to_string());
         }
     }
-    let token = hex::encode(rand::random::<[u8; 32]>());
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let secret = hex::encode(rand::random::<[u8; 32]>());
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(&path)?;
-    f.write_all(token.as_bytes())?;
-    Ok(token)
+        .open(path)?;
+    f.write_all(secret.as_bytes())?;
+    Ok(secret)
 }
 
 /// Compares without an early exit, so timing does not reveal a prefix.

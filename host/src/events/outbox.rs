@@ -19,6 +19,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 
 use super::{new_event_id, now_ms, subscription_id};
+use crate::sql::col::{blob, int, text};
 use crate::sql::{CallLimits, SqlError, SqlStore, SqlTransaction, Value};
 
 const OUTBOX_SCHEMA: &[&str] = &[
@@ -142,28 +143,6 @@ pub struct Outbox {
     pub notify: Arc<Notify>,
     /// Set when a newer outbox for the same service replaced this one (its store changed).
     pub retired: AtomicBool,
-}
-
-fn text(v: Option<&Value>) -> String {
-    match v {
-        Some(Value::Text(s)) => s.clone(),
-        _ => String::new(),
-    }
-}
-
-fn int(v: Option<&Value>) -> i64 {
-    match v {
-        Some(Value::Integer(i)) => *i,
-        _ => 0,
-    }
-}
-
-fn blob(v: Option<&Value>) -> Vec<u8> {
-    match v {
-        Some(Value::Blob(b)) => b.clone(),
-        Some(Value::Text(s)) => s.as_bytes().to_vec(),
-        _ => Vec::new(),
-    }
 }
 
 impl Outbox {

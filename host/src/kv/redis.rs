@@ -15,7 +15,6 @@
 //! Passwords are derived from a secret generated once into `DATA/kv/redis.secret` (mode
 //! 0600), so a restarted host finds the same users.
 
-use std::io::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
@@ -78,30 +77,9 @@ pub fn key_base(service: &str, store: &str) -> String {
     format!("silo:{service}:{store}:")
 }
 
-/// Reads (or creates, mode 0600) the secret passwords are derived from.
-fn secret(data_dir: &Path) -> std::io::Result<String> {
-    let path = data_dir.join("kv").join("redis.secret");
-    if let Ok(s) = std::fs::read_to_string(&path)
-        && s.trim().len() >= 32
-    {
-        return Ok(s.trim().to_string());
-    }
-    std::fs::create_dir_all(path.parent().unwrap_or(data_dir))?;
-    let s = hex::encode(rand::random::<[u8; 32]>());
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)?;
-    f.write_all(s.as_bytes())?;
-    Ok(s)
-}
-
 /// The password of `user`, derived from the host's secret.
 pub fn password(data_dir: &Path, user: &str) -> std::io::Result<String> {
-    let secret = secret(data_dir)?;
+    let secret = crate::admin::private_secret(&data_dir.join("kv").join("redis.secret"))?;
     Ok(hex::encode(sha2::Sha256::digest(
         format!("{secret}:{user}").as_bytes(),
     )))

@@ -414,20 +414,12 @@ impl Worker {
                 Ok(Next::Now)
             }
             Delivery::Transient(err) => {
-                self.shared.retried(&self.log.service);
                 let change = StepChange {
                     attempts: Some(attempts),
                     detail: Some(err),
                     ..Default::default()
                 };
-                self.log
-                    .record(&saga.id, Some((step.idx, change)), None)
-                    .await?;
-                Ok(Next::After(crate::events::router::backoff(
-                    attempts,
-                    s.backoff_ms,
-                    s.max_backoff_ms,
-                )))
+                self.retry_later(saga, step.idx, change, attempts, s).await
             }
             Delivery::Unavailable(_) => Ok(Next::After(WAIT)),
         }
@@ -499,15 +491,26 @@ impl Worker {
                 .await?;
             return Ok(Next::Now);
         }
-        self.shared.retried(&self.log.service);
         let change = StepChange {
             comp_attempts: Some(attempts),
             detail: Some(err),
             ..Default::default()
         };
-        self.log
-            .record(&saga.id, Some((step.idx, change)), None)
-            .await?;
+        self.retry_later(saga, step.idx, change, attempts, s).await
+    }
+
+    /// Records a transient failure of step `idx` and schedules the next attempt after the
+    /// backoff for `attempts`.
+    async fn retry_later(
+        &self,
+        saga: &SagaRow,
+        idx: i64,
+        change: StepChange,
+        attempts: u32,
+        s: &SagaSettings,
+    ) -> Result<Next, crate::sql::SqlError> {
+        self.shared.retried(&self.log.service);
+        self.log.record(&saga.id, Some((idx, change)), None).await?;
         Ok(Next::After(crate::events::router::backoff(
             attempts,
             s.backoff_ms,

@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 use crate::bindings::silo::service::sagas::{SagaState, SagaStatus, Step, StepStatus};
 use crate::events::now_ms;
 use crate::events::outbox::host_limits;
+use crate::sql::col::{int, opt, opt_blob, opt_text, text};
 use crate::sql::{SqlError, SqlStore, SqlTransaction, Value};
 
 const SCHEMA: &[&str] = &[
@@ -95,39 +96,6 @@ pub struct SagaLog {
     pub notify: Arc<Notify>,
     /// Set when a newer log for the same service replaced this one (its store changed).
     pub retired: AtomicBool,
-}
-
-fn text(v: Option<&Value>) -> String {
-    match v {
-        Some(Value::Text(s)) => s.clone(),
-        _ => String::new(),
-    }
-}
-
-fn opt_text(v: Option<&Value>) -> Option<String> {
-    match v {
-        Some(Value::Text(s)) => Some(s.clone()),
-        _ => None,
-    }
-}
-
-fn int(v: Option<&Value>) -> i64 {
-    match v {
-        Some(Value::Integer(i)) => *i,
-        _ => 0,
-    }
-}
-
-fn opt_blob(v: Option<&Value>) -> Option<Vec<u8>> {
-    match v {
-        Some(Value::Blob(b)) => Some(b.clone()),
-        Some(Value::Text(s)) => Some(s.as_bytes().to_vec()),
-        _ => None,
-    }
-}
-
-fn opt(v: Option<String>) -> Value {
-    v.map(Value::Text).unwrap_or(Value::Null)
 }
 
 /// The WIT state of a state name in the log.

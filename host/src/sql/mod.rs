@@ -375,6 +375,47 @@ pub fn add_to_linker<T: SqlView + 'static>(linker: &mut Linker<T>) -> wasmtime::
     Ok(())
 }
 
+/// Readers of the columns of a host statement's rows, for the host's own tables (outbox,
+/// saga log): a missing or differently typed value reads as empty, since the host wrote it.
+pub(crate) mod col {
+    use super::Value;
+
+    pub fn text(v: Option<&Value>) -> String {
+        opt_text(v).unwrap_or_default()
+    }
+
+    pub fn opt_text(v: Option<&Value>) -> Option<String> {
+        match v {
+            Some(Value::Text(s)) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn int(v: Option<&Value>) -> i64 {
+        match v {
+            Some(Value::Integer(i)) => *i,
+            _ => 0,
+        }
+    }
+
+    pub fn blob(v: Option<&Value>) -> Vec<u8> {
+        opt_blob(v).unwrap_or_default()
+    }
+
+    pub fn opt_blob(v: Option<&Value>) -> Option<Vec<u8>> {
+        match v {
+            Some(Value::Blob(b)) => Some(b.clone()),
+            Some(Value::Text(s)) => Some(s.as_bytes().to_vec()),
+            _ => None,
+        }
+    }
+
+    /// A text parameter, or NULL.
+    pub fn opt(v: Option<String>) -> Value {
+        v.map(Value::Text).unwrap_or(Value::Null)
+    }
+}
+
 /// Size in bytes a value adds to a result, for the result-size limit.
 pub(crate) fn value_size(v: &Value) -> usize {
     match v {

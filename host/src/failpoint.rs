@@ -11,6 +11,10 @@
 //! - `after-handler-commit`: a subscriber's inbox transaction has committed, and the
 //!   publisher's outbox does not know yet.
 //! - `mid-batch`: an event handler ran inside an inbox transaction that is still open.
+//! - `after-saga-start-commit`: a transaction that started a saga has committed, and the
+//!   saga engine has not been told yet.
+//! - `after-command-commit`, `after-compensation-commit`: a saga participant's command (or
+//!   compensation) transaction has committed, and the orchestrator's log does not know yet.
 //! - `duplicate-delivery` (a switch, not a crash): every batch is delivered twice, as if
 //!   the first acknowledgement had been lost.
 //!

@@ -399,25 +399,11 @@ impl Host {
     /// (if it starts any).
     fn start_outbox(&self, service: &Service) {
         if let Some(log) = &service.saga_log {
-            let replaced = self
-                .saga_logs
-                .lock()
-                .expect("saga logs")
-                .insert(service.name.to_string(), log.clone());
-            if let Some(old) = replaced.filter(|l| !Arc::ptr_eq(l, log)) {
-                old.retired.store(true, Ordering::Release);
-            }
+            install(&self.saga_logs, &service.name, log, |l| &l.retired);
             self.sagas.attach(log.clone());
         }
         if let Some(outbox) = &service.outbox {
-            let replaced = self
-                .outboxes
-                .lock()
-                .expect("outboxes")
-                .insert(service.name.to_string(), outbox.clone());
-            if let Some(old) = replaced.filter(|o| !Arc::ptr_eq(o, outbox)) {
-                old.retired.store(true, Ordering::Release);
-            }
+            install(&self.outboxes, &service.name, outbox, |o| &o.retired);
             self.events.attach(outbox.clone());
         }
     }
@@ -724,6 +710,23 @@ impl Host {
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+}
+
+/// Makes `item` the one registered for service `name`; the one it replaces (a new version
+/// of the service opened a different store) is marked retired, so its worker stops.
+fn install<T>(
+    registry: &std::sync::Mutex<std::collections::HashMap<String, Arc<T>>>,
+    name: &str,
+    item: &Arc<T>,
+    retired: impl Fn(&T) -> &AtomicBool,
+) {
+    let replaced = registry
+        .lock()
+        .expect("registry lock")
+        .insert(name.to_string(), item.clone());
+    if let Some(old) = replaced.filter(|o| !Arc::ptr_eq(o, item)) {
+        retired(&old).store(true, Ordering::Release);
     }
 }
 

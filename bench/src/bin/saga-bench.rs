@@ -12,8 +12,8 @@
 //!    and `--products` products (price 10.00) are seeded, then `--clients` clients place
 //!    `--sagas` orders as fast as they are answered, user and product taken in turn. The
 //!    clock runs from the first POST until `/admin/sagas` counts every saga ended
-//!    (completed + compensated + failed) and the orders store's saga log holds none the
-//!    orchestrator has not handled yet. Scenarios: `approved` (stock and money for every
+//!    (completed + compensated + failed) and none the orchestrator has not handled yet
+//!    (its `open` count). Scenarios: `approved` (stock and money for every
 //!    order), `stock` (each product has stock for half of its orders: the rest are refused
 //!    at `reserve`, the first step, so nothing is undone), `funds` (each account has money
 //!    for half of its user's orders: the rest are refused at `charge`, and `release` gives
@@ -337,6 +337,8 @@ impl DerefMut for Host {
 #[derive(Debug, Clone, Default)]
 struct SagaStats {
     states: BTreeMap<String, u64>,
+    /// Sagas with work left, their end not yet handled by the orchestrator.
+    open: u64,
     retries: u64,
     p50_ms: Option<u64>,
     p99_ms: Option<u64>,
@@ -497,6 +499,7 @@ route = "/reference"
         };
         Ok(Some(SagaStats {
             states: counts(&o["states"]),
+            open: o["open"].as_u64().unwrap_or(u64::MAX),
             retries: o["retries"].as_u64().unwrap_or(0),
             p50_ms: o["latencyP50Ms"].as_u64(),
             p99_ms: o["latencyP99Ms"].as_u64(),
@@ -569,18 +572,6 @@ route = "/reference"
         .with_context(|| format!("opening {}", self.orders_db.display()))?;
         conn.busy_timeout(Duration::from_secs(5))?;
         Ok(conn)
-    }
-
-    /// Sagas in the log whose end the orchestrator has not handled yet (running ones
-    /// included). `/admin/sagas` shows `handled` per saga only, so this one count is read
-    /// from the log itself.
-    fn unhandled(&self) -> anyhow::Result<u64> {
-        let n: i64 = self.saga_log()?.query_row(
-            "SELECT count(*) FROM _silo_sagas WHERE handled = 0",
-            [],
-            |r| r.get(0),
-        )?;
-        Ok(n as u64)
     }
 
     /// Start to handled end (`updated_ms - created_ms`, what the host's latency measures)
@@ -921,7 +912,7 @@ async fn until_done(
                 if clients.is_empty() && ended >= target {
                     let now = Instant::now();
                     let first = *ended_at.get_or_insert(now);
-                    if host.unhandled()? == 0 {
+                    if s.open == 0 {
                         return Ok((first, now, s, (latencies, last_answer)));
                     }
                 }
@@ -930,7 +921,7 @@ async fn until_done(
                         "{label}: sagas not done within {:?}: {ended} of {target} ended ({:?}), {} unhandled",
                         setup.timeout,
                         s.states,
-                        host.unhandled().unwrap_or(u64::MAX)
+                        s.open
                     );
                 }
                 if said.elapsed() >= Duration::from_secs(2) {
@@ -1800,7 +1791,7 @@ fn report(cli: &Cli, points: &[Throughput], natives: &[Native], fixed: &[FixedRa
         w,
         "The demo's order saga: `POST /orders` (orders calls users, products and reference, stores the order `PENDING` and starts the saga in the same transaction, answers 202), then the host runs products `reserve` → payments `charge` (compensations `release`, `refund`) and orders' saga handler settles the order `APPROVED` or `REJECTED`. \
          The five services of `silo.toml` in one `silo run` on loopback (SQLite WAL, `synchronous=NORMAL`), a fresh host per point; {} users each with a payments account and {} products at 10.00, orders taking them in turn, one unit each; {WARMUP_ORDERS} warm-up orders placed and ended before each clock starts (not counted). \
-         Throughput: {} clients place the orders as fast as they are answered; the clock runs from the first POST until `/admin/sagas` counts every saga ended (completed + compensated + failed; polled every {} ms) and the orders store's saga log has none left unhandled (the one figure read from the file, read-only: `/admin/sagas` shows `handled` per saga only). \
+         Throughput: {} clients place the orders as fast as they are answered; the clock runs from the first POST until `/admin/sagas` counts every saga ended (completed + compensated + failed; polled every {} ms) and none is left unhandled (`open` there). \
          Every outcome is checked through the API afterwards: each order `APPROVED` or `REJECTED` as the seeding dictates, stock and balances down by exactly the approved orders.",
         cli.users,
         cli.products,

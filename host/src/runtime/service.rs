@@ -56,6 +56,8 @@ pub struct Service {
     pub saga_log: Option<Arc<SagaLog>>,
     /// The services its sagas may command.
     participants: Arc<[String]>,
+    /// Its event store's name (where its outbox, inbox and saga log are), if it has one.
+    event_store: Option<Arc<str>>,
 }
 
 const COMMAND_HANDLER: &str = "silo:service/command-handler@0.1.0";
@@ -128,6 +130,7 @@ impl Service {
             saga_handler,
             saga_log: None,
             participants: spec.saga_participants.iter().cloned().collect(),
+            event_store: spec.event_store().map(Arc::from),
         })
     }
 
@@ -169,12 +172,12 @@ impl Service {
             },
             PublishGrant {
                 topics: self.topics.clone(),
-                store: self.spec.event_store().map(Arc::from),
+                store: self.event_store.clone(),
                 outbox: self.outbox.clone(),
             },
             SagaGrant {
                 participants: self.participants.clone(),
-                store: self.spec.event_store().map(Arc::from),
+                store: self.event_store.clone(),
                 log: self.saga_log.clone(),
             },
         );

@@ -4,7 +4,8 @@
 //! denied, stdout and stderr into the host log) with the wasi:http context (whose outgoing
 //! requests only reach declared services, in-process), silo's capabilities and the
 //! instance's memory limits. Everything here is per request, so
-//! nothing one request does is visible to the next.
+//! nothing one request does is visible to the next (the events of one delivery batch share
+//! an instance; see `events::inbox`).
 
 use std::sync::Arc;
 

@@ -152,6 +152,19 @@ async fn assert_conserved(h: &TestHost, seed: &Seed, orders: &[Value]) {
     }
 }
 
+/// Redelivered commands the participants' inboxes answered without running the handler,
+/// summed, with the `/admin/sagas` answer they come from.
+async fn command_duplicates(h: &TestHost) -> (u64, Value) {
+    let v = h.admin_get("/admin/sagas", Some(&h.token)).await.json();
+    let dups = v["commandDuplicates"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    (dups, v)
+}
+
 fn step<'a>(order: &'a Value, name: &str) -> &'a Value {
     order["saga"]["steps"]
         .as_array()
@@ -299,13 +312,7 @@ async fn crash_matrix_case(failpoint: &str, balance: i64, want: &str, expect_dup
     assert_eq!(orders[0]["status"], want, "{failpoint}: {}", orders[0]);
     assert_conserved(&h, &seed, &orders).await;
     if expect_duplicates {
-        let v = h.admin_get("/admin/sagas", Some(&h.token)).await.json();
-        let dups: u64 = v["commandDuplicates"]
-            .as_object()
-            .unwrap()
-            .values()
-            .map(|n| n.as_u64().unwrap())
-            .sum();
+        let (dups, v) = command_duplicates(&h).await;
         assert!(
             dups >= 1,
             "{failpoint}: the redelivered command met the inbox: {v}"
@@ -403,13 +410,7 @@ async fn soak_concurrent_orders_with_kills_conserve_stock_and_money() {
         "approved {approved}, rejected {rejected}"
     );
     assert_conserved(&h, &seed, &orders).await;
-    let v = h.admin_get("/admin/sagas", Some(&h.token)).await.json();
-    let dups: u64 = v["commandDuplicates"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|n| n.as_u64().unwrap())
-        .sum();
+    let (dups, v) = command_duplicates(&h).await;
     assert!(dups >= 1, "the inboxes never turned a redelivery away: {v}");
 }
 

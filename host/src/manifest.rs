@@ -47,6 +47,40 @@ pub struct Manifest {
 pub struct Backends {
     /// `[backends.redis]`: the server `kv` stores with `backend = "redis"` live on.
     pub redis: Option<RedisBackend>,
+    /// `[backends.postgres]`: the server stores with `backend = "postgres"` live on.
+    pub postgres: Option<PostgresBackend>,
+}
+
+/// `[backends.postgres]`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PostgresBackend {
+    /// An administrative connection (`postgres://user[:password]@host:port/db`), of a
+    /// superuser or a role with CREATEDB and CREATEROLE: the host uses it only to create
+    /// each store's database, role and host tables; the store connects as its own role.
+    pub url: String,
+    /// Most connections each store keeps open.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    /// Longest wait for a new connection, in milliseconds.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// First part of every database and role name (`PREFIX_SERVICE_STORE`), so several
+    /// hosts (production, staging, tests) can share one server without meeting.
+    #[serde(default = "default_pg_prefix")]
+    pub prefix: String,
+}
+
+fn default_pg_prefix() -> String {
+    "silo".into()
+}
+
+fn default_pool_size() -> usize {
+    16
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    2000
 }
 
 /// `[backends.redis]`.
@@ -243,12 +277,15 @@ pub enum Backend {
     /// An embedded SQLite file in the data folder (the default).
     #[default]
     Sqlite,
+    /// Its own database and login role on the `[backends.postgres]` server.
+    Postgres,
 }
 
 impl Backend {
     pub fn name(self) -> &'static str {
         match self {
             Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
         }
     }
 }
@@ -497,6 +534,20 @@ impl Manifest {
 
     /// Checks names, routes, calls and limits; errors are `(key, message)`.
     pub fn validate(&self) -> Result<(), (String, String)> {
+        if let Some(pg) = &self.backends.postgres {
+            if let Err(e) = pg.url.parse::<tokio_postgres::Config>() {
+                return Err(("backends.postgres.url".into(), e.to_string()));
+            }
+            if let Err(e) = crate::sql::postgres::PgNames::new(&pg.prefix, "x", "y") {
+                return Err(("backends.postgres.prefix".into(), e.to_string()));
+            }
+            if pg.pool_size == 0 || pg.pool_size > 1000 {
+                return Err((
+                    "backends.postgres.pool-size".into(),
+                    "must be 1 to 1000".into(),
+                ));
+            }
+        }
         let mut routes: Vec<(&str, &str)> = Vec::new();
         for (name, svc) in &self.services {
             let key = format!("services.{name}");
@@ -526,6 +577,23 @@ impl Manifest {
                 }
                 if spec.max_size_mb == 0 {
                     return Err((format!("{skey}.max-size-mb"), "must be at least 1".into()));
+                }
+                if spec.backend == Backend::Postgres {
+                    if self.backends.postgres.is_none() {
+                        return Err((
+                            format!("{skey}.backend"),
+                            "`postgres` needs a server: add `[backends.postgres]` with its `url`"
+                                .into(),
+                        ));
+                    }
+                    let prefix = self
+                        .backends
+                        .postgres
+                        .as_ref()
+                        .map_or("silo", |p| p.prefix.as_str());
+                    if let Err(e) = crate::sql::postgres::PgNames::new(prefix, name, store) {
+                        return Err((skey, e.to_string()));
+                    }
                 }
             }
             for (store, spec) in &svc.kv {

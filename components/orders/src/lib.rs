@@ -503,7 +503,7 @@ fn product_changed(event: &Event, tx: &Tx) -> Result<(), ApiError> {
     let product = remember_product(tx, &event.json()?)?;
     tx.execute(
         "UPDATE orders SET product_name = ?, product_version = ?
-         WHERE product_id = ? AND product_version < ? AND product_name IS NOT ?",
+         WHERE product_id = ? AND product_version < ? AND product_name IS DISTINCT FROM ?",
         &[
             &product.name,
             &product.version,

@@ -290,6 +290,14 @@ impl Db {
         Database::open(name).map(|inner| Self { inner })
     }
 
+    /// The engine serving this store, as the manifest names it (`sqlite`, `postgres`, …).
+    /// Statements in the common subset (placeholders `?`, `INSERT … RETURNING`,
+    /// `ON CONFLICT`, the usual types) need not ask; schema steps often do, and
+    /// [`crate::Migration::on`] asks for them.
+    pub fn backend(&self) -> String {
+        self.inner.backend()
+    }
+
     /// Runs a statement that returns rows.
     pub fn query(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Vec<Row>, SqlError> {
         self.inner.query(sql, &bind(params)).map(rows)

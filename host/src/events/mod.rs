@@ -132,8 +132,9 @@ impl events::Host for SqlCtxView<'_> {
                 t.store()
             )));
         }
+        let first = !t.published;
         let id = outbox
-            .write(t.inner_mut()?, &topic, &key, &content_type, &data)
+            .write(t.inner_mut()?, first, &topic, &key, &content_type, &data)
             .await?;
         t.wake_on_commit(&outbox.notify);
         t.published = true;

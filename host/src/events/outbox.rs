@@ -46,6 +46,8 @@ const OUTBOX_SCHEMA: &[&str] = &[
         PRIMARY KEY (subscription, seq)
     )",
     "CREATE INDEX IF NOT EXISTS main._silo_deliveries_seq ON _silo_deliveries (seq)",
+    HEADS_SCHEMA,
+    "INSERT INTO main._silo_heads (log, n) VALUES ('outbox', 0) ON CONFLICT DO NOTHING",
     "CREATE TABLE IF NOT EXISTS main._silo_dead_letters (
         id TEXT PRIMARY KEY,
         subscription TEXT NOT NULL,
@@ -62,6 +64,23 @@ const OUTBOX_SCHEMA: &[&str] = &[
         dead_ms INTEGER NOT NULL
     )",
 ];
+
+/// One row per append-only log of the store (`outbox`, `sagas`): a transaction appending to
+/// a log first updates its row, so appends commit in the order of their sequence numbers
+/// on every backend (SQLite has one writer anyway; on a server this is what lets a reader
+/// take "everything after the last sequence seen" without missing a late commit).
+pub(crate) const HEADS_SCHEMA: &str =
+    "CREATE TABLE IF NOT EXISTS main._silo_heads (log TEXT PRIMARY KEY, n INTEGER NOT NULL)";
+
+/// Takes log `log`'s append lock for the rest of `tx` (see [`HEADS_SCHEMA`]).
+pub(crate) async fn lock_log(tx: &mut Box<dyn SqlTransaction>, log: &str) -> Result<(), SqlError> {
+    tx.execute_host(
+        "UPDATE main._silo_heads SET n = n + 1 WHERE log = ?",
+        &[Value::Text(log.into())],
+    )
+    .await
+    .map(|_| ())
+}
 
 const INBOX_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS main._silo_inbox (
     subscription TEXT NOT NULL,
@@ -257,6 +276,7 @@ impl Outbox {
     pub async fn write(
         &self,
         tx: &mut Box<dyn SqlTransaction>,
+        first_in_tx: bool,
         topic: &str,
         key: &str,
         content_type: &str,
@@ -272,9 +292,12 @@ impl Outbox {
         if targets.is_empty() {
             return Ok(id);
         }
+        if first_in_tx {
+            lock_log(tx, "outbox").await?;
+        }
         let written = tx
-            .execute_host(
-                "INSERT INTO main._silo_outbox (id, topic, key, time_ms, content_type, data) VALUES (?, ?, ?, ?, ?, ?)",
+            .query_host(
+                "INSERT INTO main._silo_outbox (id, topic, key, time_ms, content_type, data) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq",
                 &[
                     Value::Text(id.clone()),
                     Value::Text(topic.into()),
@@ -286,7 +309,9 @@ impl Outbox {
             )
             .await?;
         let seq = written
-            .last_insert_id
+            .rows
+            .first()
+            .map(|r| int(r.first()))
             .ok_or_else(|| SqlError::Other("the outbox returned no sequence number".into()))?;
         for s in targets {
             tx.execute_host(
@@ -381,8 +406,8 @@ impl Outbox {
             )
             .await?;
             tx.execute_host(
-                "DELETE FROM main._silo_outbox WHERE seq = ?1 AND NOT EXISTS (SELECT 1 FROM main._silo_deliveries WHERE seq = ?1)",
-                &[seq],
+                "DELETE FROM main._silo_outbox WHERE seq = ? AND NOT EXISTS (SELECT 1 FROM main._silo_deliveries d WHERE d.seq = ?)",
+                &[seq.clone(), seq],
             )
             .await?;
         }
@@ -473,9 +498,10 @@ impl Outbox {
                 "subscription `{subscription}` is no longer registered"
             )));
         }
+        lock_log(&mut tx, "outbox").await?;
         let written = tx
-            .execute_host(
-                "INSERT INTO main._silo_outbox (id, topic, key, time_ms, content_type, data) VALUES (?, ?, ?, ?, ?, ?)",
+            .query_host(
+                "INSERT INTO main._silo_outbox (id, topic, key, time_ms, content_type, data) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq",
                 &[
                     r[1].clone(),
                     r[2].clone(),
@@ -486,7 +512,11 @@ impl Outbox {
                 ],
             )
             .await?;
-        let seq = written.last_insert_id.unwrap_or_default();
+        let seq = written
+            .rows
+            .first()
+            .map(|r| int(r.first()))
+            .ok_or_else(|| SqlError::Other("the outbox returned no sequence number".into()))?;
         tx.execute_host(
             "INSERT INTO main._silo_deliveries (subscription, seq) VALUES (?, ?)",
             &[Value::Text(subscription), Value::Integer(seq)],

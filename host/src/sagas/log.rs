@@ -31,6 +31,8 @@ const SCHEMA: &[&str] = &[
         updated_ms INTEGER NOT NULL
     )",
     "CREATE INDEX IF NOT EXISTS main._silo_sagas_open ON _silo_sagas (handled, state)",
+    crate::events::outbox::HEADS_SCHEMA,
+    "INSERT INTO main._silo_heads (log, n) VALUES ('sagas', 0) ON CONFLICT DO NOTHING",
     "CREATE TABLE IF NOT EXISTS main._silo_saga_steps (
         saga_id TEXT NOT NULL,
         idx INTEGER NOT NULL,
@@ -187,6 +189,7 @@ impl SagaLog {
     ) -> Result<String, SqlError> {
         let id = format!("saga_{}", hex::encode(rand::random::<[u8; 12]>()));
         let now = now_ms();
+        crate::events::outbox::lock_log(tx, "sagas").await?;
         tx.execute_host(
             "INSERT INTO main._silo_sagas (id, kind, key, state, created_ms, updated_ms) VALUES (?, ?, ?, 'running', ?, ?)",
             &[
@@ -301,13 +304,25 @@ impl SagaLog {
 
     /// Sagas by state (all states when `state` is `None`), newest first, at most `limit`.
     pub async fn list(&self, state: Option<&str>, limit: usize) -> Result<Vec<SagaRow>, SqlError> {
-        let rows = self
-            .store
-            .query_host(
-                "SELECT id FROM main._silo_sagas WHERE ?1 IS NULL OR state = ?1 ORDER BY created_ms DESC LIMIT ?2",
-                &[opt(state.map(String::from)), Value::Integer(limit as i64)],
-            )
-            .await?;
+        let limit = Value::Integer(limit as i64);
+        let rows = match state {
+            Some(s) => {
+                self.store
+                    .query_host(
+                        "SELECT id FROM main._silo_sagas WHERE state = ? ORDER BY created_ms DESC LIMIT ?",
+                        &[Value::Text(s.into()), limit],
+                    )
+                    .await?
+            }
+            None => {
+                self.store
+                    .query_host(
+                        "SELECT id FROM main._silo_sagas ORDER BY created_ms DESC LIMIT ?",
+                        &[limit],
+                    )
+                    .await?
+            }
+        };
         let mut out = Vec::new();
         for r in &rows.rows {
             if let Some(s) = self.load(&text(r.first())).await? {

@@ -117,6 +117,10 @@ impl sql::HostDatabase for SqlCtxView<'_> {
         Ok(self.table.push(tx).map_err(wasmtime::Error::from)?)
     }
 
+    async fn backend(&mut self, db: Resource<Database>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&db)?.store.backend().to_string())
+    }
+
     async fn drop(&mut self, db: Resource<Database>) -> wasmtime::Result<()> {
         self.table.delete(db)?;
         Ok(())

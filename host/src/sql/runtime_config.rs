@@ -51,6 +51,30 @@ pub async fn open_grants(
             continue;
         }
         match store.backend {
+            Backend::Postgres => {
+                let opened = match &backends.postgres {
+                    Some(pg) => {
+                        let config = super::postgres::PgConfig {
+                            admin_url: pg.url.clone(),
+                            pool_size: pg.pool_size.max(1),
+                            connect_timeout: std::time::Duration::from_millis(
+                                pg.connect_timeout_ms.max(1),
+                            ),
+                            prefix: pg.prefix.clone(),
+                        };
+                        super::postgres::PgStore::open(&config, data_dir, service, name)
+                            .await
+                            .map_err(|e| e.to_string())
+                    }
+                    None => Err("no `[backends.postgres]` is configured".into()),
+                };
+                match opened {
+                    Ok(s) => {
+                        stores.insert(name.clone(), Arc::new(s));
+                    }
+                    Err(e) => failures.push(format!("services.{service}.stores.{name}: {e}")),
+                }
+            }
             Backend::Sqlite => {
                 let config = SqliteConfig {
                     max_bytes: store.max_size_mb << 20,

@@ -11,6 +11,8 @@ use silo::kv::KvStore;
 use silo::kv::redis::{RedisKv, key_base, password, user_name};
 use silo::kv::sqlite::SqliteKv;
 
+mod sql;
+
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 /// True if the server at `addr` answers; if not, says the tests were skipped, or fails them

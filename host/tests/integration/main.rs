@@ -9,6 +9,7 @@ mod deploy;
 mod events;
 mod isolation;
 mod kv;
+mod postgres;
 mod sagas;
 mod sandbox;
 mod support;

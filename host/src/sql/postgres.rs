@@ -1,0 +1,1283 @@
+//! The PostgreSQL backend: each store its own database and its own login role on a shared
+//! server, reached through a pool of connections logged in as that role.
+//!
+//! **Provisioning** ([`provision`]). At open, the host connects with the administrative URL
+//! of `[backends.postgres]` and makes sure of: a login role `silo_SERVICE_STORE` (no
+//! superuser, no CREATEDB/CREATEROLE, no BYPASSRLS) with a password derived from
+//! `DATA/sql/postgres.secret`; a database of the same name whose CONNECT is revoked from
+//! PUBLIC and granted to that role alone; in it, schema `public` owned by the role (the
+//! service's own tables) and schema `silo_host` owned by the administrator (the host's
+//! outbox, inbox, saga and migration tables). A service's role therefore cannot connect to
+//! any other service's database, and every catalog it can query lists its own tables only.
+//!
+//! **The host's tables, in the guest's transaction.** The host writes `silo_host` rows on
+//! the same connection, in the same transaction, as the guest's own statements (that is the
+//! point of an outbox). The role holds row privileges on those tables, but every table has
+//! row-level security with one policy: a row is visible and writable only while the session
+//! setting `silo.key` hashes (SHA-256) to the store's key hash. The host brackets each of its
+//! statements with setting the key (and pinning `search_path` to `pg_catalog`, so no function
+//! or operator of the guest's can run while the key is set) and clearing it again, all in
+//! one round trip; the key is a bound parameter, never in statement text. Between host
+//! statements a guest sees no rows there and cannot insert, update or delete any; it owns
+//! none of these tables, so it cannot alter, drop or disable their policies.
+//!
+//! **Guest statements** run through the extended protocol, one statement per call (the
+//! server refuses more). Statements that would end or split the host's transaction or
+//! change the session (`BEGIN`, `COMMIT`, `ROLLBACK`, `SAVEPOINT`, `SET`, `RESET`, `DISCARD`,
+//! `PREPARE`, `COPY`, `LISTEN`, …) are refused before they are sent. `?` placeholders are
+//! rewritten to `$n`, so a service's SQL written for SQLite binds the same way here.
+//!
+//! **Connections** come from a bounded pool. Getting one, connecting and every statement
+//! are bounded by the request's deadline; a server that is down or restarting answers
+//! `unavailable` at once (a 503 from the SDK), and broken connections are replaced on their
+//! own once it is back. A statement past its budget is cancelled on the server.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Timeouts};
+use futures::{StreamExt, pin_mut};
+use sha2::Digest;
+use tokio_postgres::types::{Format, IsNull, Kind, ToSql, Type};
+use tokio_postgres::{NoTls, Statement};
+
+use super::pgtext;
+use super::{
+    CallLimits, ExecResult, RowSet, SqlError, SqlStore, SqlTransaction, Value, value_size,
+};
+
+/// Statements whose first keyword a guest may not send.
+const DENIED_HEADS: &[&str] = &[
+    "BEGIN",
+    "START",
+    "COMMIT",
+    "END",
+    "ROLLBACK",
+    "ABORT",
+    "SAVEPOINT",
+    "RELEASE",
+    "PREPARE",
+    "EXECUTE",
+    "DEALLOCATE",
+    "DISCARD",
+    "SET",
+    "RESET",
+    "LISTEN",
+    "UNLISTEN",
+    "NOTIFY",
+    "COPY",
+    "LOAD",
+    "CHECKPOINT",
+    "VACUUM",
+];
+
+/// Settings of the PostgreSQL backend (`[backends.postgres]`).
+#[derive(Debug, Clone)]
+pub struct PgConfig {
+    /// Administrative connection URL (`postgres://user[:password]@host:port/db`).
+    pub admin_url: String,
+    /// Most connections one store keeps open.
+    pub pool_size: usize,
+    /// Longest wait for a new connection.
+    pub connect_timeout: Duration,
+    /// First part of every database and role name.
+    pub prefix: String,
+}
+
+/// Names of one store on the server.
+#[derive(Debug, Clone)]
+pub struct PgNames {
+    /// Its database and its login role (the same name).
+    pub database: String,
+}
+
+impl PgNames {
+    pub fn new(prefix: &str, service: &str, store: &str) -> Result<Self, SqlError> {
+        let prefix_ok = !prefix.is_empty()
+            && prefix.starts_with(|c: char| c.is_ascii_lowercase())
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !prefix_ok {
+            return Err(SqlError::Other(format!(
+                "prefix `{prefix}`: a lowercase letter, then lowercase letters, digits and `_`"
+            )));
+        }
+        let database = format!("{prefix}_{service}_{store}");
+        if database.len() > 63 {
+            return Err(SqlError::Other(format!(
+                "`{database}` is longer than PostgreSQL's 63-byte names: shorten the service or store name"
+            )));
+        }
+        Ok(Self { database })
+    }
+}
+
+/// An identifier, quoted.
+fn ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// A secret derived from the host's secret for `purpose` on database `db`.
+fn derive(secret: &str, purpose: &str, db: &str) -> String {
+    hex::encode(sha2::Sha256::digest(format!("{secret}:{purpose}:{db}")))
+}
+
+fn unavailable(e: impl std::fmt::Display) -> SqlError {
+    SqlError::Unavailable(format!("postgres: {e}"))
+}
+
+/// The host's tables, as PostgreSQL spells them (the SQLite forms are in the modules that
+/// use them; these must hold the same columns).
+const HOST_SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS silo_host._silo_migrations (
+        version BIGINT PRIMARY KEY,
+        description TEXT NOT NULL,
+        checksum TEXT NOT NULL,
+        applied_at TEXT NOT NULL DEFAULT (now()::text)
+    )",
+    "CREATE TABLE IF NOT EXISTS silo_host._silo_heads (log TEXT PRIMARY KEY, n BIGINT NOT NULL)",
+    "INSERT INTO silo_host._silo_heads (log, n) VALUES ('outbox', 0), ('sagas', 0) ON CONFLICT DO NOTHING",
+    "CREATE TABLE IF NOT EXISTS silo_host._silo_outbox (
+        seq BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        id TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        key TEXT NOT NULL,
+        time_ms BIGINT NOT NULL,
+        content_type TEXT NOT NULL,
+        data BYTEA NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS silo_host._silo_subscriptions (
+        subscription TEXT PRIMARY KEY,
+        subscriber TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        created_ms BIGINT NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS silo_host._silo_deliveries (
+        subscription TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        attempts BIGINT NOT NULL DEFAULT 0,
+        last_error TEXT,
+        PRIMARY KEY (subscription, seq)
+    )",
+    "CREATE INDEX IF NOT EXISTS _silo_deliveries_seq ON silo_host._silo_deliveries (seq)",
+    "CREATE TABLE IF NOT EXISTS silo_host._silo_dead_letters (
+        id TEXT PRIMARY KEY,
+        subscription TEXT NOT NULL,
+        subscriber TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        topic TEXT NOT NULL,
+        key TEXT NOT NULL,
+        time_ms BIGINT NOT NULL,
+        content_type TEXT NOT NULL,
+        data BYTEA NOT NULL,
+        attempts BIGINT NOT NULL,
+        last_error TEXT NOT NULL,
+        dead_ms BIGINT NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS silo_host._silo_inbox (
+        subscription TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        received_ms BIGINT NOT NULL,
+        PRIMARY KEY (subscription, event_id)
+    )",
+    "CREATE TABLE IF NOT EXISTS silo_host._silo_commands (
+        command_id TEXT PRIMARY KEY,
+        saga_id TEXT NOT NULL,
+        source TEXT NOT NULL,
+        ok BIGINT NOT NULL,
+        data BYTEA,
+        reason TEXT,
+        received_ms BIGINT NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS silo_host._silo_sagas (
+        rid BIGINT GENERATED BY DEFAULT AS IDENTITY UNIQUE,
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        state TEXT NOT NULL,
+        reason TEXT,
+        handled BIGINT NOT NULL DEFAULT 0,
+        created_ms BIGINT NOT NULL,
+        updated_ms BIGINT NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS _silo_sagas_open ON silo_host._silo_sagas (handled, state)",
+    "CREATE TABLE IF NOT EXISTS silo_host._silo_saga_steps (
+        saga_id TEXT NOT NULL,
+        idx BIGINT NOT NULL,
+        name TEXT NOT NULL,
+        service TEXT NOT NULL,
+        command TEXT NOT NULL,
+        payload BYTEA NOT NULL,
+        compensation TEXT,
+        state TEXT NOT NULL,
+        attempts BIGINT NOT NULL DEFAULT 0,
+        comp_attempts BIGINT NOT NULL DEFAULT 0,
+        result BYTEA,
+        detail TEXT,
+        PRIMARY KEY (saga_id, idx)
+    )",
+];
+
+/// The host tables of [`HOST_SCHEMA`], for grants and policies.
+const HOST_TABLES: &[&str] = &[
+    "_silo_migrations",
+    "_silo_heads",
+    "_silo_outbox",
+    "_silo_subscriptions",
+    "_silo_deliveries",
+    "_silo_dead_letters",
+    "_silo_inbox",
+    "_silo_commands",
+    "_silo_sagas",
+    "_silo_saga_steps",
+];
+
+async fn connect_admin(
+    config: &tokio_postgres::Config,
+) -> Result<tokio_postgres::Client, SqlError> {
+    let (client, conn) = config.connect(NoTls).await.map_err(unavailable)?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// Creates (or brings up to date) the store's role, database, schemas and host tables
+/// through the administrative connection; returns how the store itself connects.
+pub async fn provision(
+    config: &PgConfig,
+    secret: &str,
+    names: &PgNames,
+    service: &str,
+    store: &str,
+) -> Result<tokio_postgres::Config, SqlError> {
+    let admin: tokio_postgres::Config = config
+        .admin_url
+        .parse()
+        .map_err(|e| SqlError::Other(format!("[backends.postgres] url: {e}")))?;
+    let mut admin = admin;
+    admin.connect_timeout(config.connect_timeout);
+    let db = &names.database;
+    let password = derive(secret, "password", db);
+    let key_hash = hex::encode(sha2::Sha256::digest(derive(secret, "key", db)));
+    let c = connect_admin(&admin).await?;
+    let pg = |e: tokio_postgres::Error| map_err(e);
+    // Roles and databases are cluster-wide: one host at a time creates them.
+    c.batch_execute("SELECT pg_advisory_lock(7318008)")
+        .await
+        .map_err(pg)?;
+    let result = async {
+        let role_exists = !c
+            .query("SELECT 1 FROM pg_roles WHERE rolname = $1", &[db])
+            .await
+            .map_err(pg)?
+            .is_empty();
+        let verb = if role_exists { "ALTER" } else { "CREATE" };
+        c.batch_execute(&format!(
+            "{verb} ROLE {} LOGIN PASSWORD '{password}' NOSUPERUSER NOCREATEDB NOCREATEROLE \
+             NOINHERIT NOREPLICATION NOBYPASSRLS CONNECTION LIMIT {}",
+            ident(db),
+            config.pool_size + 8
+        ))
+        .await
+        .map_err(pg)?;
+        let db_exists = !c
+            .query("SELECT 1 FROM pg_database WHERE datname = $1", &[db])
+            .await
+            .map_err(pg)?
+            .is_empty();
+        if !db_exists {
+            c.batch_execute(&format!("CREATE DATABASE {}", ident(db)))
+                .await
+                .map_err(pg)?;
+        }
+        c.batch_execute(&format!(
+            "REVOKE ALL ON DATABASE {0} FROM PUBLIC; GRANT CONNECT ON DATABASE {0} TO {0}",
+            ident(db)
+        ))
+        .await
+        .map_err(pg)
+    }
+    .await;
+    let _ = c.batch_execute("SELECT pg_advisory_unlock(7318008)").await;
+    result?;
+
+    let mut in_db = admin.clone();
+    in_db.dbname(db);
+    let c = connect_admin(&in_db).await?;
+    let role = ident(db);
+    let gate = format!(
+        "(SELECT sha256(convert_to(coalesce(current_setting('silo.key', true), ''), 'UTF8'))) = '\\x{key_hash}'::bytea"
+    );
+    let mut script = vec![
+        "SET LOCAL client_min_messages = warning".to_string(),
+        "SELECT pg_advisory_xact_lock(7318009)".to_string(),
+        "REVOKE ALL ON SCHEMA public FROM PUBLIC".to_string(),
+        format!("ALTER SCHEMA public OWNER TO {role}"),
+        "CREATE SCHEMA IF NOT EXISTS silo_host".to_string(),
+        "REVOKE ALL ON SCHEMA silo_host FROM PUBLIC".to_string(),
+        format!("GRANT USAGE ON SCHEMA silo_host TO {role}"),
+    ];
+    script.extend(HOST_SCHEMA.iter().map(|s| s.to_string()));
+    // Row-level security hides the rows from a guest; this trigger makes its writes fail
+    // loudly instead of touching nothing (a statement-level check, once per statement).
+    script.push(format!(
+        "CREATE OR REPLACE FUNCTION silo_host.gate() RETURNS trigger LANGUAGE plpgsql \
+         SET search_path = pg_catalog, pg_temp AS $gate$ BEGIN \
+         IF NOT ({gate}) THEN RAISE EXCEPTION 'the host''s tables are not the service''s' \
+         USING ERRCODE = '42501'; END IF; RETURN NULL; END $gate$"
+    ));
+    for t in HOST_TABLES {
+        script.push(format!("DROP TRIGGER IF EXISTS host_only ON silo_host.{t}"));
+        script.push(format!(
+            "CREATE TRIGGER host_only BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON silo_host.{t} \
+             FOR EACH STATEMENT EXECUTE FUNCTION silo_host.gate()"
+        ));
+        script.push(format!(
+            "ALTER TABLE silo_host.{t} ENABLE ROW LEVEL SECURITY"
+        ));
+        script.push(format!("DROP POLICY IF EXISTS host_only ON silo_host.{t}"));
+        script.push(format!(
+            "CREATE POLICY host_only ON silo_host.{t} TO {role} USING ({gate}) WITH CHECK ({gate})"
+        ));
+    }
+    script.push(format!(
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA silo_host TO {role}"
+    ));
+    script.push(format!(
+        "GRANT USAGE ON ALL SEQUENCES IN SCHEMA silo_host TO {role}"
+    ));
+    let script = format!("BEGIN; {}; COMMIT", script.join(";\n"));
+    c.batch_execute(&script).await.map_err(pg)?;
+    tracing::debug!(service, store, database = %db, "postgres store provisioned");
+
+    let mut own = tokio_postgres::Config::new();
+    for h in admin.get_hosts() {
+        match h {
+            tokio_postgres::config::Host::Tcp(h) => own.host(h),
+            tokio_postgres::config::Host::Unix(p) => own.host_path(p),
+        };
+    }
+    for p in admin.get_ports() {
+        own.port(*p);
+    }
+    own.user(db)
+        .password(password)
+        .dbname(db)
+        .application_name(format!("silo:{service}/{store}"))
+        .connect_timeout(config.connect_timeout);
+    Ok(own)
+}
+
+/// One PostgreSQL store.
+pub struct PgStore {
+    pool: Pool,
+    /// The value of `silo.key` that opens the host's tables.
+    key: Arc<str>,
+    names: PgNames,
+}
+
+impl PgStore {
+    /// Provisions (see [`provision`]) and opens the store `store` of `service`.
+    pub async fn open(
+        config: &PgConfig,
+        data_dir: &Path,
+        service: &str,
+        store: &str,
+    ) -> Result<Self, SqlError> {
+        let secret = crate::admin::private_secret(&data_dir.join("sql").join("postgres.secret"))
+            .map_err(|e| SqlError::Other(format!("the postgres secret: {e}")))?;
+        let names = PgNames::new(&config.prefix, service, store)?;
+        let own = provision(config, &secret, &names, service, store).await?;
+        let manager = Manager::from_config(
+            own,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| SqlError::Other(format!("postgres pool: {e}")))?;
+        let key = derive(&secret, "key", &names.database);
+        Ok(Self {
+            pool,
+            key: key.into(),
+            names,
+        })
+    }
+
+    /// The database (and role) name on the server.
+    pub fn database(&self) -> &str {
+        &self.names.database
+    }
+
+    async fn client(&self, deadline: Instant) -> Result<Object, SqlError> {
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
+        let t = Timeouts {
+            wait: Some(left),
+            create: Some(left),
+            recycle: Some(left),
+        };
+        self.pool.timeout_get(&t).await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Timeout(_) => SqlError::Unavailable(
+                "postgres: no connection became free before the deadline".into(),
+            ),
+            deadpool_postgres::PoolError::Backend(e) => map_err(e),
+            e => unavailable(e),
+        })
+    }
+}
+
+/// What a guest may not send (checked before the text reaches the server).
+fn check_guest(sql: &str) -> Result<(), SqlError> {
+    let head = pgtext::first_word(sql);
+    if head.is_empty() {
+        // `(SELECT …)`, or nothing at all.
+        if pgtext::split(sql).is_empty() {
+            return Err(SqlError::BadQuery("an empty statement".into()));
+        }
+        return Ok(());
+    }
+    if head == "SET" && pgtext::second_word(sql) == "CONSTRAINTS" {
+        return Ok(());
+    }
+    if DENIED_HEADS.contains(&head.as_str()) {
+        return Err(SqlError::AccessDenied(format!(
+            "`{head}` is the host's: transactions are the `begin`/`commit` of the sql interface, and session settings are not a service's to change"
+        )));
+    }
+    Ok(())
+}
+
+/// Rewrites a host statement (SQLite-flavoured: `main._silo_x`, `?`, `rowid`) for
+/// PostgreSQL. Host DDL is applied at provisioning, so it becomes `None` (nothing to run).
+fn host_sql(sql: &str) -> Option<String> {
+    let head = sql.trim_start();
+    if head.starts_with("CREATE TABLE IF NOT EXISTS main._silo_")
+        || head.starts_with("CREATE INDEX IF NOT EXISTS main._silo_")
+    {
+        return None;
+    }
+    let s = sql
+        .replace("main._silo_", "silo_host._silo_")
+        .replace("rowid", "rid");
+    Some(pgtext::placeholders(&s).0)
+}
+
+/// A guest statement rewritten for PostgreSQL (`?` → `$n`).
+fn guest_sql(sql: &str) -> Result<String, SqlError> {
+    check_guest(sql)?;
+    Ok(pgtext::placeholders(sql).0)
+}
+
+/// A value bound as a parameter of whatever type the server inferred for it.
+#[derive(Debug)]
+struct Param<'a>(&'a Value);
+
+fn is_text_type(ty: &Type) -> bool {
+    matches!(
+        *ty,
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN
+    ) || ty.name() == "citext"
+}
+
+impl Param<'_> {
+    /// The text form, for types bound in text format (the server parses it).
+    fn text(&self) -> Option<String> {
+        match self.0 {
+            Value::Integer(i) => Some(i.to_string()),
+            Value::Real(f) => Some(f.to_string()),
+            Value::Text(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    fn binary(&self, ty: &Type) -> bool {
+        match (self.0, ty) {
+            (Value::Null, _) => true,
+            (Value::Blob(_), _) => true,
+            (
+                Value::Integer(_),
+                &Type::INT2
+                | &Type::INT4
+                | &Type::INT8
+                | &Type::FLOAT4
+                | &Type::FLOAT8
+                | &Type::BOOL,
+            ) => true,
+            (Value::Real(_), &Type::FLOAT4 | &Type::FLOAT8) => true,
+            (Value::Text(_), t) => is_text_type(t),
+            _ => false,
+        }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Sync + Send>;
+
+impl ToSql for Param<'_> {
+    fn to_sql(&self, ty: &Type, out: &mut bytes::BytesMut) -> Result<IsNull, BoxError> {
+        if !self.binary(ty) {
+            let Some(t) = self.text() else {
+                return Err(format!("a {} cannot bind to a {ty} parameter", kind(self.0)).into());
+            };
+            out.extend_from_slice(t.as_bytes());
+            return Ok(IsNull::No);
+        }
+        match (self.0, ty) {
+            (Value::Null, _) => Ok(IsNull::Yes),
+            (Value::Blob(b), &Type::BYTEA) => b.as_slice().to_sql(ty, out),
+            (Value::Blob(_), _) => Err(format!("a blob binds only to bytea, not {ty}").into()),
+            (Value::Integer(i), &Type::INT2) => i16::try_from(*i)?.to_sql(ty, out),
+            (Value::Integer(i), &Type::INT4) => i32::try_from(*i)?.to_sql(ty, out),
+            (Value::Integer(i), &Type::INT8) => i.to_sql(ty, out),
+            (Value::Integer(i), &Type::FLOAT4) => (*i as f32).to_sql(ty, out),
+            (Value::Integer(i), &Type::FLOAT8) => (*i as f64).to_sql(ty, out),
+            (Value::Integer(i), &Type::BOOL) => (*i != 0).to_sql(ty, out),
+            (Value::Real(f), &Type::FLOAT4) => (*f as f32).to_sql(ty, out),
+            (Value::Real(f), _) => f.to_sql(ty, out),
+            (Value::Text(s), _) => {
+                out.extend_from_slice(s.as_bytes());
+                Ok(IsNull::No)
+            }
+            _ => Err(format!("a {} cannot bind to a {ty} parameter", kind(self.0)).into()),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    fn encode_format(&self, ty: &Type) -> Format {
+        if self.binary(ty) {
+            Format::Binary
+        } else {
+            Format::Text
+        }
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Integer(_) => "integer",
+        Value::Real(_) => "real",
+        Value::Text(_) => "text",
+        Value::Blob(_) => "blob",
+    }
+}
+
+/// A column value as the server sent it (binary format), decoded by [`decode`].
+struct Raw<'a>(Option<&'a [u8]>);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for Raw<'a> {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, BoxError> {
+        Ok(Raw(Some(raw)))
+    }
+
+    fn from_sql_null(_: &Type) -> Result<Self, BoxError> {
+        Ok(Raw(None))
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+fn decode(ty: &Type, raw: Option<&[u8]>, column: &str) -> Result<Value, SqlError> {
+    use tokio_postgres::types::FromSql;
+    let Some(raw) = raw else {
+        return Ok(Value::Null);
+    };
+    let bad = |e: BoxError| SqlError::Other(format!("column `{column}`: {e}"));
+    Ok(match *ty {
+        Type::BOOL => Value::Integer(bool::from_sql(ty, raw).map_err(bad)? as i64),
+        Type::INT2 => Value::Integer(i16::from_sql(ty, raw).map_err(bad)?.into()),
+        Type::INT4 => Value::Integer(i32::from_sql(ty, raw).map_err(bad)?.into()),
+        Type::INT8 => Value::Integer(i64::from_sql(ty, raw).map_err(bad)?),
+        Type::OID => Value::Integer(u32::from_sql(ty, raw).map_err(bad)?.into()),
+        Type::FLOAT4 => Value::Real(f32::from_sql(ty, raw).map_err(bad)?.into()),
+        Type::FLOAT8 => Value::Real(f64::from_sql(ty, raw).map_err(bad)?),
+        Type::BYTEA => Value::Blob(raw.to_vec()),
+        Type::NUMERIC => Value::Text(numeric_text(raw).ok_or_else(|| bad("bad numeric".into()))?),
+        Type::JSONB => Value::Text(String::from_utf8_lossy(raw.get(1..).unwrap_or(&[])).into()),
+        Type::JSON | Type::XML => Value::Text(String::from_utf8_lossy(raw).into()),
+        Type::UUID => {
+            let h = hex::encode(raw);
+            if h.len() != 32 {
+                return Err(bad("bad uuid".into()));
+            }
+            Value::Text(format!(
+                "{}-{}-{}-{}-{}",
+                &h[..8],
+                &h[8..12],
+                &h[12..16],
+                &h[16..20],
+                &h[20..]
+            ))
+        }
+        Type::DATE => Value::Text(date_text(i32::from_sql(ty, raw).map_err(bad)?.into())),
+        Type::TIMESTAMP => Value::Text(timestamp_text(i64::from_sql(ty, raw).map_err(bad)?, "")),
+        Type::TIMESTAMPTZ => Value::Text(timestamp_text(i64::from_sql(ty, raw).map_err(bad)?, "Z")),
+        Type::TIME => Value::Text(time_text(i64::from_sql(ty, raw).map_err(bad)?)),
+        ref t if is_text_type(t) || matches!(t.kind(), Kind::Enum(_)) => {
+            Value::Text(String::from_utf8_lossy(raw).into())
+        }
+        ref t => {
+            return Err(SqlError::BadQuery(format!(
+                "column `{column}` is of type {t}, which silo does not map to a value: cast it (`::text`)"
+            )));
+        }
+    })
+}
+
+/// PostgreSQL's binary `numeric` as decimal text.
+fn numeric_text(raw: &[u8]) -> Option<String> {
+    let word =
+        |i: usize| -> Option<i16> { Some(i16::from_be_bytes([*raw.get(i)?, *raw.get(i + 1)?])) };
+    let ndigits = word(0)? as i32;
+    let weight = word(2)? as i32;
+    let sign = word(4)? as u16;
+    let dscale = word(6)? as i32;
+    match sign {
+        0xC000 => return Some("NaN".into()),
+        0xD000 => return Some("Infinity".into()),
+        0xF000 => return Some("-Infinity".into()),
+        _ => {}
+    }
+    let digits: Vec<i32> = (0..ndigits)
+        .map(|k| word(8 + 2 * k as usize).map(i32::from))
+        .collect::<Option<_>>()?;
+    let digit = |k: i32| {
+        if k >= 0 && k < ndigits {
+            digits[k as usize]
+        } else {
+            0
+        }
+    };
+    let mut s = String::new();
+    if sign == 0x4000 {
+        s.push('-');
+    }
+    if weight < 0 {
+        s.push('0');
+    } else {
+        for k in 0..=weight {
+            if k == 0 {
+                s.push_str(&digit(k).to_string());
+            } else {
+                s.push_str(&format!("{:04}", digit(k)));
+            }
+        }
+    }
+    if dscale > 0 {
+        let mut frac = String::new();
+        let mut k = weight + 1;
+        while (frac.len() as i32) < dscale {
+            frac.push_str(&format!("{:04}", digit(k)));
+            k += 1;
+        }
+        frac.truncate(dscale as usize);
+        s.push('.');
+        s.push_str(&frac);
+    }
+    Some(s)
+}
+
+/// Days since 2000-01-01 as `YYYY-MM-DD` (proleptic Gregorian).
+fn date_text(days_2000: i64) -> String {
+    // Howard Hinnant's civil_from_days, on days since 1970-01-01.
+    let z = days_2000 + 10_957 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    format!("{:04}-{m:02}-{d:02}", if m <= 2 { y + 1 } else { y })
+}
+
+fn time_text(micros: i64) -> String {
+    let s = micros.div_euclid(1_000_000);
+    let us = micros.rem_euclid(1_000_000);
+    let mut t = format!("{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60);
+    if us != 0 {
+        t.push_str(&format!(".{us:06}"));
+    }
+    t
+}
+
+fn timestamp_text(micros_2000: i64, zone: &str) -> String {
+    let day = micros_2000.div_euclid(86_400_000_000);
+    let rest = micros_2000.rem_euclid(86_400_000_000);
+    format!("{}T{}{zone}", date_text(day), time_text(rest))
+}
+
+/// Maps a driver error to what the guest may see.
+fn map_err(e: tokio_postgres::Error) -> SqlError {
+    let Some(db) = e.as_db_error() else {
+        if e.is_closed() || e.to_string().contains("connection") {
+            return unavailable(e);
+        }
+        // Client-side errors: binding a parameter, a closed connection, I/O.
+        let msg = e.to_string();
+        if msg.contains("error serializing parameter") || msg.contains("parameters but") {
+            let detail = std::error::Error::source(&e)
+                .map(|s| s.to_string())
+                .unwrap_or(msg);
+            return SqlError::BadQuery(detail);
+        }
+        return unavailable(e);
+    };
+    let code = db.code().code();
+    let m = db.message().to_string();
+    match &code[..2] {
+        "23" => SqlError::ConstraintViolation(m),
+        "42" if code == "42501" => SqlError::AccessDenied(m),
+        "42" | "22" | "0A" | "26" | "34" | "3F" | "2B" => SqlError::BadQuery(m),
+        "25" => SqlError::BadQuery(format!(
+            "{m} (an earlier statement failed: roll the transaction back)"
+        )),
+        "57" if code == "57014" => SqlError::LimitExceeded(
+            "the statement ran past its time budget or the request's deadline".into(),
+        ),
+        "53" | "54" => SqlError::LimitExceeded(m),
+        "08" | "57" | "40" | "55" => SqlError::Unavailable(m),
+        _ => SqlError::Other(m),
+    }
+}
+
+/// Runs one prepared statement, bounded by `deadline`; cancels it on the server past it.
+async fn run<T>(
+    client: &Object,
+    deadline: Instant,
+    f: impl std::future::Future<Output = Result<T, SqlError>>,
+) -> Result<T, SqlError> {
+    match tokio::time::timeout_at(deadline.into(), f).await {
+        Ok(r) => r,
+        Err(_) => {
+            let _ = client.cancel_token().cancel_query(NoTls).await;
+            Err(SqlError::LimitExceeded(
+                "the statement ran past its time budget or the request's deadline".into(),
+            ))
+        }
+    }
+}
+
+/// Prepares `sql` (cached: the host's statements, and the guest's up to a bound).
+async fn prepare(client: &Object, sql: &str) -> Result<Statement, SqlError> {
+    if client.statement_cache.size() > 256 {
+        client.statement_cache.clear();
+    }
+    client.prepare_cached(sql).await.map_err(map_err)
+}
+
+fn check_params(stmt: &Statement, params: &[Value]) -> Result<(), SqlError> {
+    let want = stmt.params().len();
+    if want != params.len() {
+        return Err(SqlError::BadQuery(format!(
+            "the statement has {want} parameters, {} were given",
+            params.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Runs a statement that returns rows, streaming them against the size limit.
+async fn query_rows(
+    client: &Object,
+    stmt: &Statement,
+    params: &[Value],
+    max_bytes: usize,
+) -> Result<RowSet, SqlError> {
+    check_params(stmt, params)?;
+    let columns: Vec<String> = stmt
+        .columns()
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect();
+    let types: Vec<Type> = stmt.columns().iter().map(|c| c.type_().clone()).collect();
+    let stream = client
+        .query_raw(stmt, params.iter().map(Param))
+        .await
+        .map_err(map_err)?;
+    pin_mut!(stream);
+    let mut rows = Vec::new();
+    let mut size = 0usize;
+    while let Some(row) = stream.next().await {
+        let row = row.map_err(map_err)?;
+        let mut out = Vec::with_capacity(columns.len());
+        for (i, ty) in types.iter().enumerate() {
+            let raw: Raw<'_> = row.try_get(i).map_err(map_err)?;
+            let v = decode(ty, raw.0, &columns[i])?;
+            size += value_size(&v);
+            out.push(v);
+        }
+        if size > max_bytes {
+            return Err(SqlError::LimitExceeded(format!(
+                "the result is larger than {max_bytes} bytes"
+            )));
+        }
+        rows.push(out);
+    }
+    Ok(RowSet { columns, rows })
+}
+
+async fn execute_stmt(
+    client: &Object,
+    stmt: &Statement,
+    params: &[Value],
+) -> Result<ExecResult, SqlError> {
+    check_params(stmt, params)?;
+    if !stmt.columns().is_empty() {
+        return Err(SqlError::BadQuery(
+            "the statement returns rows: use `query`".into(),
+        ));
+    }
+    let n = client
+        .execute_raw(stmt, params.iter().map(Param))
+        .await
+        .map_err(map_err)?;
+    Ok(ExecResult {
+        rows_affected: n,
+        last_insert_id: None,
+    })
+}
+
+async fn guest_query(
+    client: &Object,
+    limits: &CallLimits,
+    sql: &str,
+    params: &[Value],
+) -> Result<RowSet, SqlError> {
+    let sql = guest_sql(sql)?;
+    run(client, limits.statement_deadline(), async {
+        let stmt = prepare(client, &sql).await?;
+        query_rows(client, &stmt, params, limits.max_result_bytes).await
+    })
+    .await
+}
+
+async fn guest_execute(
+    client: &Object,
+    limits: &CallLimits,
+    sql: &str,
+    params: &[Value],
+) -> Result<ExecResult, SqlError> {
+    let sql = guest_sql(sql)?;
+    run(client, limits.statement_deadline(), async {
+        let stmt = prepare(client, &sql).await?;
+        execute_stmt(client, &stmt, params).await
+    })
+    .await
+}
+
+async fn guest_batch(client: &Object, limits: &CallLimits, sql: &str) -> Result<(), SqlError> {
+    let pieces = pgtext::split(sql);
+    for p in &pieces {
+        check_guest(p)?;
+    }
+    for p in pieces {
+        // One statement per message: the server refuses a second one the split missed.
+        let p = p.to_string();
+        run(client, limits.statement_deadline(), async {
+            client.execute(&p, &[]).await.map_err(map_err).map(|_| ())
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Starts a transaction holding the store's writer lock until it ends.
+const BEGIN_WRITER: &str = "BEGIN; SELECT pg_catalog.pg_advisory_xact_lock(7318010)";
+
+/// Whether a statement outside a transaction only reads (else it runs as a one-statement
+/// transaction, taking the writer like any other write).
+fn reads_only(sql: &str) -> bool {
+    matches!(
+        pgtext::first_word(sql).as_str(),
+        "SELECT" | "SHOW" | "VALUES" | "TABLE" | "EXPLAIN"
+    ) && !sql.to_ascii_uppercase().contains("FOR UPDATE")
+}
+
+const OPEN_GATE: &str = "SELECT pg_catalog.set_config('silo.path', pg_catalog.current_setting('search_path'), true), \
+     pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true), \
+     pg_catalog.set_config('silo.key', $1, true)";
+const CLOSE_GATE: &str = "SELECT pg_catalog.set_config('silo.key', '', true), \
+     pg_catalog.set_config('search_path', pg_catalog.current_setting('silo.path'), true)";
+
+/// What a host statement returns.
+enum HostOut {
+    Rows(RowSet),
+    Done(ExecResult),
+}
+
+/// Runs a host statement inside the open transaction on `client`, with the gate open for
+/// it alone (one round trip: the three statements are pipelined).
+async fn host_in_tx(
+    client: &Object,
+    key: &str,
+    sql: &str,
+    params: &[Value],
+    rows: bool,
+) -> Result<HostOut, SqlError> {
+    let Some(sql) = host_sql(sql) else {
+        return Ok(HostOut::Done(ExecResult {
+            rows_affected: 0,
+            last_insert_id: None,
+        }));
+    };
+    let open = prepare(client, OPEN_GATE).await?;
+    let close = prepare(client, CLOSE_GATE).await?;
+    let stmt = prepare(client, &sql).await?;
+    check_params(&stmt, params)?;
+    let key = key.to_string();
+    let key_param: [&(dyn ToSql + Sync); 1] = [&key];
+    let opened = client.query(&open, &key_param);
+    let work = async {
+        if rows {
+            query_rows(client, &stmt, params, usize::MAX)
+                .await
+                .map(HostOut::Rows)
+        } else {
+            let n = client
+                .execute_raw(&stmt, params.iter().map(Param))
+                .await
+                .map_err(map_err)?;
+            Ok(HostOut::Done(ExecResult {
+                rows_affected: n,
+                last_insert_id: None,
+            }))
+        }
+    };
+    let closed = client.query(&close, &[]);
+    let (o, w, c) = tokio::join!(opened, work, closed);
+    o.map_err(map_err)?;
+    let out = w?;
+    c.map_err(map_err)?;
+    Ok(out)
+}
+
+/// The host's budget for its own statements.
+fn host_deadline() -> Instant {
+    Instant::now() + Duration::from_secs(30)
+}
+
+#[async_trait]
+impl SqlStore for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn query(
+        &self,
+        limits: &CallLimits,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<RowSet, SqlError> {
+        if !reads_only(sql) {
+            check_guest(sql)?;
+            let mut tx = self.begin(limits).await?;
+            let rows = tx.query(limits, sql, params).await?;
+            tx.commit().await?;
+            return Ok(rows);
+        }
+        let c = self.client(limits.deadline).await?;
+        guest_query(&c, limits, sql, params).await
+    }
+
+    async fn execute(
+        &self,
+        limits: &CallLimits,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<ExecResult, SqlError> {
+        check_guest(sql)?;
+        let mut tx = self.begin(limits).await?;
+        let done = tx.execute(limits, sql, params).await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    async fn execute_batch(&self, limits: &CallLimits, sql: &str) -> Result<(), SqlError> {
+        let mut tx = self.begin(limits).await?;
+        tx.execute_batch(limits, sql).await?;
+        tx.commit().await
+    }
+
+    async fn begin(&self, limits: &CallLimits) -> Result<Box<dyn SqlTransaction>, SqlError> {
+        let c = self.client(limits.deadline).await?;
+        // The sql interface promises a transaction is its store's only writer (as on
+        // SQLite, so a read-then-write in one is safe): every transaction takes the store's
+        // writer lock first, waiting at most until the request's deadline.
+        let r = run(&c, limits.deadline, async {
+            c.batch_execute(BEGIN_WRITER).await.map_err(map_err)
+        })
+        .await;
+        if let Err(e) = r {
+            drop(Object::take(c));
+            return Err(match e {
+                SqlError::LimitExceeded(_) => {
+                    SqlError::Unavailable("the store's writer stayed busy past the deadline".into())
+                }
+                e => e,
+            });
+        }
+        Ok(Box::new(PgTransaction {
+            client: Some(c),
+            key: self.key.clone(),
+            aborted: false,
+        }))
+    }
+
+    async fn query_host(&self, sql: &str, params: &[Value]) -> Result<RowSet, SqlError> {
+        let c = self.client(host_deadline()).await?;
+        let mut tx = PgTransaction {
+            client: Some(c),
+            key: self.key.clone(),
+            aborted: false,
+        };
+        run_begin(&mut tx).await?;
+        let rows = tx.query_host(sql, params).await?;
+        Box::new(tx).commit().await?;
+        Ok(rows)
+    }
+}
+
+async fn run_begin(tx: &mut PgTransaction) -> Result<(), SqlError> {
+    let c = tx.client()?;
+    c.batch_execute("BEGIN").await.map_err(map_err)
+}
+
+/// A transaction: holds one pooled connection until it ends.
+struct PgTransaction {
+    client: Option<Object>,
+    key: Arc<str>,
+    /// A statement failed and the server aborted the transaction: `commit` rolls back and
+    /// says so (PostgreSQL itself would answer a COMMIT of it with a silent ROLLBACK).
+    aborted: bool,
+}
+
+impl PgTransaction {
+    fn client(&self) -> Result<&Object, SqlError> {
+        self.client
+            .as_ref()
+            .ok_or_else(|| SqlError::InvalidHandle("the transaction is finished".into()))
+    }
+
+    /// After a failed statement: is the transaction still usable? (A statement refused
+    /// before it reached the server leaves it so; one the server ran does not.)
+    async fn note<T>(&mut self, r: Result<T, SqlError>) -> Result<T, SqlError> {
+        if r.is_err()
+            && !self.aborted
+            && let Some(c) = self.client.as_ref()
+        {
+            let probe = tokio::time::timeout(Duration::from_secs(5), c.batch_execute("SELECT 1"));
+            self.aborted = !matches!(probe.await, Ok(Ok(())));
+        }
+        r
+    }
+
+    async fn finish(&mut self, sql: &str) -> Result<(), SqlError> {
+        let c = self
+            .client
+            .take()
+            .ok_or_else(|| SqlError::InvalidHandle("the transaction is finished".into()))?;
+        match tokio::time::timeout(Duration::from_secs(30), c.batch_execute(sql)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                // The connection's state is unknown: it does not go back to the pool.
+                drop(Object::take(c));
+                Err(map_err(e))
+            }
+            Err(_) => {
+                drop(Object::take(c));
+                Err(unavailable(
+                    "the server did not answer the end of the transaction",
+                ))
+            }
+        }
+    }
+}
+
+impl Drop for PgTransaction {
+    fn drop(&mut self) {
+        let Some(c) = self.client.take() else {
+            return;
+        };
+        // Roll back before the connection goes back to the pool; without a runtime to do
+        // it on, the connection is closed instead (the server rolls back).
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                h.spawn(async move {
+                    if c.batch_execute("ROLLBACK").await.is_err() {
+                        drop(Object::take(c));
+                    }
+                });
+            }
+            Err(_) => drop(Object::take(c)),
+        }
+    }
+}
+
+#[async_trait]
+impl SqlTransaction for PgTransaction {
+    async fn query(
+        &mut self,
+        limits: &CallLimits,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<RowSet, SqlError> {
+        let r = guest_query(self.client()?, limits, sql, params).await;
+        self.note(r).await
+    }
+
+    async fn execute(
+        &mut self,
+        limits: &CallLimits,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<ExecResult, SqlError> {
+        let r = guest_execute(self.client()?, limits, sql, params).await;
+        self.note(r).await
+    }
+
+    async fn execute_batch(&mut self, limits: &CallLimits, sql: &str) -> Result<(), SqlError> {
+        let r = guest_batch(self.client()?, limits, sql).await;
+        self.note(r).await
+    }
+
+    async fn execute_host(&mut self, sql: &str, params: &[Value]) -> Result<ExecResult, SqlError> {
+        let c = self.client()?;
+        let head = sql.trim_start();
+        // Savepoints of the host's own (an event's rollback point) need no gate.
+        if head.starts_with("SAVEPOINT ")
+            || head.starts_with("RELEASE ")
+            || head.starts_with("ROLLBACK TO ")
+        {
+            let r = run(c, host_deadline(), async {
+                c.batch_execute(sql).await.map_err(map_err)
+            })
+            .await;
+            if r.is_ok() && head.starts_with("ROLLBACK TO ") {
+                // Back at the savepoint: the failure it undid no longer dooms the rest.
+                self.aborted = false;
+            }
+            let r = r.map(|()| ExecResult {
+                rows_affected: 0,
+                last_insert_id: None,
+            });
+            return self.note(r).await;
+        }
+        let key = self.key.clone();
+        let r = run(c, host_deadline(), host_in_tx(c, &key, sql, params, false))
+            .await
+            .map(|out| match out {
+                HostOut::Done(r) => r,
+                HostOut::Rows(_) => ExecResult {
+                    rows_affected: 0,
+                    last_insert_id: None,
+                },
+            });
+        self.note(r).await
+    }
+
+    async fn query_host(&mut self, sql: &str, params: &[Value]) -> Result<RowSet, SqlError> {
+        let c = self.client()?;
+        let key = self.key.clone();
+        let r = run(c, host_deadline(), host_in_tx(c, &key, sql, params, true))
+            .await
+            .map(|out| match out {
+                HostOut::Rows(r) => r,
+                HostOut::Done(_) => RowSet {
+                    columns: vec![],
+                    rows: vec![],
+                },
+            });
+        self.note(r).await
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<(), SqlError> {
+        if self.aborted {
+            self.finish("ROLLBACK").await?;
+            return Err(SqlError::BadQuery(
+                "the transaction was rolled back: a statement in it failed, and PostgreSQL aborts the whole transaction on an error".into(),
+            ));
+        }
+        self.finish("COMMIT").await
+    }
+
+    async fn rollback(mut self: Box<Self>) -> Result<(), SqlError> {
+        self.finish("ROLLBACK").await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_statements_are_rewritten() {
+        assert_eq!(
+            host_sql("SELECT rowid, id FROM main._silo_sagas WHERE rowid > ? AND x = ?").unwrap(),
+            "SELECT rid, id FROM silo_host._silo_sagas WHERE rid > $1 AND x = $2"
+        );
+        assert!(host_sql("CREATE TABLE IF NOT EXISTS main._silo_inbox (x)").is_none());
+    }
+
+    #[test]
+    fn guest_transaction_control_is_refused() {
+        for s in [
+            "COMMIT",
+            " /* x */ rollback",
+            "begin",
+            "SAVEPOINT a",
+            "release a",
+            "set role postgres",
+            "RESET ALL",
+            "discard all",
+            "copy t from stdin",
+            "",
+            "  -- nothing",
+        ] {
+            assert!(check_guest(s).is_err(), "{s}");
+        }
+        for s in [
+            "SELECT 1",
+            "set constraints all deferred",
+            "WITH x AS (SELECT 1) SELECT * FROM x",
+            "(SELECT 1)",
+        ] {
+            assert!(check_guest(s).is_ok(), "{s}");
+        }
+    }
+
+    #[test]
+    fn numerics_dates_and_times_read_as_text() {
+        // 12345.678: ndigits 3, weight 1, sign +, dscale 3: [1, 2345, 6780].
+        let raw = [0, 3, 0, 1, 0, 0, 0, 3, 0, 1, 0x09, 0x29, 0x1a, 0x7c];
+        assert_eq!(numeric_text(&raw).unwrap(), "12345.678");
+        // -0.05: ndigits 1, weight -1, sign -, dscale 2: [500].
+        let raw = [0, 1, 0xff, 0xff, 0x40, 0, 0, 2, 0x01, 0xf4];
+        assert_eq!(numeric_text(&raw).unwrap(), "-0.05");
+        assert_eq!(date_text(0), "2000-01-01");
+        assert_eq!(date_text(-1), "1999-12-31");
+        assert_eq!(date_text(9_190), "2025-02-28");
+        assert_eq!(
+            timestamp_text(86_400_000_000 + 3_723_000_001, "Z"),
+            "2000-01-02T01:02:03.000001Z"
+        );
+    }
+}

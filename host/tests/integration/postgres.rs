@@ -1,0 +1,464 @@
+//! Stores on the machine's real PostgreSQL server: isolation between services sharing it,
+//! the host's tables beside a service's own, the demo's events and sagas with orders on
+//! PostgreSQL, and a server restart under load.
+//!
+//! Every database and role these tests make starts with `silotest_`; each test drops the
+//! ones it uses before it starts, so a failed run leaves nothing that changes the next.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use crate::support::{TestHost, write_manifest};
+
+const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const PREFIX: &str = "silotest";
+
+/// Whether the server is up; a test that needs it says SKIPPED, or fails under
+/// `SILO_REQUIRE_BACKENDS=1`.
+fn postgres_up() -> bool {
+    let up = std::net::TcpStream::connect_timeout(
+        &"127.0.0.1:5432".parse().unwrap(),
+        Duration::from_secs(1),
+    )
+    .is_ok();
+    if !up {
+        assert!(
+            std::env::var("SILO_REQUIRE_BACKENDS").as_deref() != Ok("1"),
+            "PostgreSQL at 127.0.0.1:5432 is required (SILO_REQUIRE_BACKENDS=1) but not reachable"
+        );
+        eprintln!("SKIPPED: PostgreSQL at 127.0.0.1:5432 is not running; the test did not run");
+    }
+    up
+}
+
+async fn admin(db: &str) -> tokio_postgres::Client {
+    let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
+    let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("admin connection to PostgreSQL");
+    tokio::spawn(conn);
+    c
+}
+
+/// Drops the test databases and roles of `services` (store `main`).
+async fn fresh(services: &[&str]) {
+    let c = admin("postgres").await;
+    for s in services {
+        let name = format!("{PREFIX}_{s}_main");
+        // One statement each: DROP DATABASE cannot run inside a multi-statement batch.
+        for s in [
+            format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+            format!("DROP ROLE IF EXISTS \"{name}\""),
+        ] {
+            c.batch_execute(&s)
+                .await
+                .unwrap_or_else(|e| panic!("{s}: {e:?}"));
+        }
+    }
+}
+
+fn backend_section() -> String {
+    format!("[backends.postgres]\nurl = \"{ADMIN_URL}\"\nprefix = \"{PREFIX}\"\npool-size = 8\n")
+}
+
+async fn sql(h: &TestHost, mount: &str, statement: &str) -> (u16, serde_json::Value) {
+    let body = serde_json::json!({ "sql": statement }).to_string();
+    let r = h.post(&format!("/{mount}/sql"), &body).await;
+    (r.status, r.json())
+}
+
+/// Two services on one server: each sees its own tables only, cannot reach the other's
+/// database even with its own credentials, and cannot touch the host's tables in its own.
+#[tokio::test]
+async fn services_on_one_postgres_server_cannot_see_each_other() {
+    if !postgres_up() {
+        return;
+    }
+    fresh(&["alpha", "beta"]).await;
+    let manifest = format!(
+        r#"
+[services.alpha]
+component = "{{c:events_probe}}"
+route = "/alpha"
+publishes = ["Ping"]
+[services.alpha.stores.main]
+backend = "postgres"
+
+[services.beta]
+component = "{{c:events_probe}}"
+route = "/beta"
+subscribes = [{{ source = "alpha", topic = "Ping" }}]
+[services.beta.stores.main]
+backend = "postgres"
+
+{}"#,
+        backend_section()
+    );
+    let h = TestHost::start(&manifest).await;
+    let (s, b) = sql(&h, "beta", "CREATE TABLE beta_secret (v TEXT)").await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = sql(&h, "beta", "INSERT INTO beta_secret VALUES ('beta only')").await;
+    assert_eq!(s, 200, "{b}");
+    // An event beta handles puts a row in its (host-owned) inbox.
+    let r = h
+        .post(
+            "/alpha/publish",
+            r#"{"topic":"Ping","key":"k","data":"d","count":1}"#,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    h.wait_drained(Duration::from_secs(30)).await;
+
+    // alpha lists its own tables only; the catalogs of beta's database are beyond reach.
+    let (s, b) = sql(
+        &h,
+        "alpha",
+        "SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema')",
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let names: Vec<String> = b["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["table_name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(names.contains(&"received".to_string()), "{names:?}");
+    assert!(!names.iter().any(|n| n.contains("beta")), "{names:?}");
+    for attack in [
+        "SELECT * FROM beta_secret",
+        "SELECT * FROM silotest_beta_main.public.beta_secret",
+        "SELECT * FROM dblink('dbname=silotest_beta_main', 'SELECT v FROM beta_secret') AS t(v text)",
+        "SET ROLE postgres",
+        "SELECT set_config('role', 'silotest_beta_main', false)",
+        "SELECT pg_read_file('/etc/passwd')",
+        "CREATE EXTENSION dblink",
+        "COPY (SELECT 1) TO '/tmp/silo-leak'",
+        "ALTER TABLE silo_host._silo_inbox DISABLE ROW LEVEL SECURITY",
+        "DROP POLICY host_only ON silo_host._silo_inbox",
+        "INSERT INTO silo_host._silo_inbox VALUES ('forged', 'evt', 0)",
+        "UPDATE silo_host._silo_heads SET n = 0",
+        "DELETE FROM silo_host._silo_subscriptions",
+        "DROP TABLE silo_host._silo_outbox",
+        "CREATE TABLE silo_host.planted (x int)",
+        "COMMIT",
+    ] {
+        let (s, b) = sql(&h, "alpha", attack).await;
+        assert!(s == 400 || s == 403, "{attack}: {s} {b}");
+    }
+    // Reads of the host's tables see nothing (row-level security hides every row)…
+    for t in [
+        "_silo_outbox",
+        "_silo_subscriptions",
+        "_silo_heads",
+        "_silo_migrations",
+    ] {
+        let (s, b) = sql(&h, "alpha", &format!("SELECT * FROM silo_host.{t}")).await;
+        assert_eq!(s, 200, "{t}: {b}");
+        assert_eq!(b["rows"].as_array().unwrap().len(), 0, "{t}: {b}");
+    }
+    // … though the host's own rows are there and intact.
+    let c = admin(&format!("{PREFIX}_alpha_main")).await;
+    let subs: i64 = c
+        .query_one("SELECT count(*) FROM silo_host._silo_subscriptions", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(subs, 1, "the subscription row survived every attack");
+    let c = admin(&format!("{PREFIX}_beta_main")).await;
+    let inbox: i64 = c
+        .query_one("SELECT count(*) FROM silo_host._silo_inbox", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(inbox, 1, "beta's inbox holds the event it handled");
+
+    // With alpha's own password, its role still cannot connect to beta's database.
+    let secret = std::fs::read_to_string(h.data_dir().join("sql").join("postgres.secret")).unwrap();
+    let alpha = format!("{PREFIX}_alpha_main");
+    let password = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(format!(
+            "{}:password:{alpha}",
+            secret.trim()
+        )))
+    };
+    let own = format!("postgres://{alpha}:{password}@127.0.0.1:5432/{alpha}");
+    let (c, conn) = tokio_postgres::connect(&own, tokio_postgres::NoTls)
+        .await
+        .expect("alpha's role connects to its own database");
+    tokio::spawn(conn);
+    assert!(
+        c.query("SELECT * FROM beta_secret", &[]).await.is_err(),
+        "no beta table in alpha's database"
+    );
+    let other = format!("postgres://{alpha}:{password}@127.0.0.1:5432/{PREFIX}_beta_main");
+    let e = tokio_postgres::connect(&other, tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("alpha's role must not connect to beta's database");
+    assert_eq!(
+        e.code(),
+        Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+        "refused by the server for want of CONNECT: {e:?}"
+    );
+    h.stop();
+    fresh(&["alpha", "beta"]).await;
+}
+
+/// The demo's order saga and its event-fed copies, with orders (the saga orchestrator, an
+/// event subscriber) on PostgreSQL and everything else on SQLite.
+#[tokio::test]
+async fn the_demo_runs_with_orders_on_postgres() {
+    if !postgres_up() {
+        return;
+    }
+    fresh(&["orders"]).await;
+    let manifest = crate::DEMO.replace(
+        "[services.orders.stores.main]",
+        "[services.orders.stores.main]\nbackend = \"postgres\"",
+    ) + &backend_section();
+    let h = TestHost::start(&manifest).await;
+    let r = h
+        .post("/users", r#"{"email":"ada@example.com","name":"Ada"}"#)
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let user = r.json()["id"].as_str().unwrap().to_string();
+    let r = h
+        .post(
+            "/payments/accounts",
+            &format!(r#"{{"userId":"{user}","balance":100000}}"#),
+        )
+        .await;
+    assert!(r.status == 201 || r.status == 200, "{}", r.text());
+    let r = h
+        .post("/products", r#"{"name":"Engine","price":1000,"stock":5}"#)
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let product = r.json()["id"].as_str().unwrap().to_string();
+    let place = |quantity: u32| {
+        format!(r#"{{"userId":"{user}","productId":"{product}","quantity":{quantity}}}"#)
+    };
+    let r = h.post("/orders", &place(2)).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let approved = r.json()["id"].as_str().unwrap().to_string();
+    let r = h.post("/orders", &place(10)).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let rejected = r.json()["id"].as_str().unwrap().to_string();
+    let status = |id: String| {
+        let h = &h;
+        async move {
+            let start = Instant::now();
+            loop {
+                let r = h.get(&format!("/orders/{id}")).await;
+                assert_eq!(r.status, 200, "{}", r.text());
+                let s = r.json()["status"].as_str().unwrap_or_default().to_string();
+                if s != "PENDING" {
+                    return (s, r.json());
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "{id} stays PENDING"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert_eq!(status(approved.clone()).await.0, "APPROVED");
+    assert_eq!(status(rejected).await.0, "REJECTED");
+    // A user's new name reaches the order's copy through an event into PostgreSQL.
+    let r = h
+        .put(&format!("/users/{user}"), r#"{"name":"Ada Lovelace"}"#)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    h.wait_drained(Duration::from_secs(30)).await;
+    let (_, order) = status(approved).await;
+    assert_eq!(order["userName"], "Ada Lovelace", "{order}");
+    let r = h.get(&format!("/products/{product}")).await;
+    assert_eq!(r.json()["stock"], 3, "{}", r.text());
+    // The saga log and the inbox are PostgreSQL rows.
+    let c = admin(&format!("{PREFIX}_orders_main")).await;
+    let sagas: i64 = c
+        .query_one(
+            "SELECT count(*) FROM silo_host._silo_sagas WHERE handled = 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sagas, 2);
+    let inbox: i64 = c
+        .query_one("SELECT count(*) FROM silo_host._silo_inbox", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        inbox >= 3,
+        "UserCreated, ProductCreated, UserUpdated: {inbox}"
+    );
+    h.stop();
+    fresh(&["orders"]).await;
+}
+
+fn pg_ctl(action: &str) {
+    let version = std::fs::read_dir("/etc/postgresql")
+        .expect("/etc/postgresql")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .next()
+        .expect("a PostgreSQL cluster");
+    let out = std::process::Command::new("pg_ctlcluster")
+        .args(["--skip-systemctl-redirect", &version, "main", action])
+        .args(if action == "stop" || action == "restart" {
+            vec!["-m", "fast"]
+        } else {
+            vec![]
+        })
+        .output()
+        .expect("pg_ctlcluster");
+    assert!(
+        out.status.success(),
+        "pg_ctlcluster {action}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// PostgreSQL stops and starts again while clients publish: requests fail fast with 503
+/// while it is down, succeed again on their own once it is back, and every event whose
+/// publish was answered 201 reaches the subscriber.
+#[tokio::test]
+async fn a_postgres_restart_under_load_fails_fast_and_loses_no_event() {
+    if !postgres_up() {
+        return;
+    }
+    fresh(&["pub"]).await;
+    let manifest = format!(
+        r#"
+[services.pub]
+component = "{{c:events_probe}}"
+route = "/pub"
+publishes = ["Ping"]
+[services.pub.stores.main]
+backend = "postgres"
+
+[services.sub]
+component = "{{c:events_probe}}"
+route = "/sub"
+subscribes = [{{ source = "pub", topic = "Ping" }}]
+[services.sub.stores.main]
+[services.sub.events]
+backoff-ms = 20
+max-backoff-ms = 200
+max-attempts = 1000
+
+{}"#,
+        backend_section()
+    );
+    let (dir, path) = write_manifest(&manifest);
+    let h = TestHost::start_in(dir, path).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for c in 0..6 {
+        let (http, stop) = (h.http.clone(), stop.clone());
+        clients.push(tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let body = format!(r#"{{"topic":"Ping","key":"c{c}-{n}","data":"x","count":1}}"#);
+                let t = Instant::now();
+                let r =
+                    crate::support::try_request("POST", &http, "/pub/publish", Some(&body)).await;
+                let took = t.elapsed();
+                outcomes.push((r.map(|r| (r.status, r.json())), took, Instant::now()));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            outcomes
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let down_at = Instant::now();
+    pg_ctl("stop");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    pg_ctl("start");
+    let up_at = Instant::now();
+    // Load goes on until requests have succeeded again for a while.
+    let mut recovered = None;
+    while recovered.is_none() {
+        let r = h
+            .post(
+                "/pub/publish",
+                r#"{"topic":"Ping","key":"probe","data":"x","count":1}"#,
+            )
+            .await;
+        if r.status == 201 {
+            recovered = Some(up_at.elapsed());
+        } else {
+            assert!(
+                up_at.elapsed() < Duration::from_secs(30),
+                "no recovery 30 s after PostgreSQL came back: {} {}",
+                r.status,
+                r.text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut committed = BTreeSet::new();
+    let (mut failed, mut slowest_failure) = (0, Duration::ZERO);
+    for c in clients {
+        for (r, took, _at) in c.await.unwrap() {
+            match r {
+                Some((201, body)) => {
+                    for id in body["ids"].as_array().unwrap() {
+                        committed.insert(id.as_str().unwrap().to_string());
+                    }
+                }
+                Some((503, _)) => {
+                    failed += 1;
+                    slowest_failure = slowest_failure.max(took);
+                }
+                other => panic!("a publish answered neither 201 nor 503: {other:?}"),
+            }
+        }
+    }
+    eprintln!(
+        "restart: {} committed, {failed} failed fast (slowest {slowest_failure:?}), recovered {:?} after start, down {:?}",
+        committed.len(),
+        recovered,
+        up_at - down_at
+    );
+    assert!(failed > 0, "no request met the server while it was down");
+    assert!(
+        slowest_failure < Duration::from_secs(4),
+        "a failure took {slowest_failure:?}: requests must fail fast, not wait out their deadline"
+    );
+    // Every committed event is delivered, exactly once.
+    let start = Instant::now();
+    loop {
+        let r = h.get("/sub/received").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let got: Vec<String> = r
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["eventId"].as_str().unwrap_or_default().to_string())
+            .collect();
+        let set: BTreeSet<String> = got.iter().cloned().collect();
+        assert_eq!(set.len(), got.len(), "an event was handled twice");
+        if committed.is_subset(&set) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{} of {} committed events delivered",
+            committed.intersection(&set).count(),
+            committed.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    h.stop();
+    fresh(&["pub"]).await;
+}

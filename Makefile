@@ -7,7 +7,7 @@ WASM_TARGET := wasm32-wasip2
 COMPONENTS_OUT := components/target/$(WASM_TARGET)/release
 SILO := target/release/silo
 
-.PHONY: all build toolchain components host run test lint fmt bench demo-isolation clean
+.PHONY: all build toolchain components host run run-polyglot test lint fmt bench demo-isolation clean
 
 all: build
 
@@ -28,6 +28,11 @@ build: components host
 ## run: build everything and serve the demo (silo.toml) on 127.0.0.1:8080, with demo data.
 run: build
 	./scripts/run-demo.sh
+
+## run-polyglot: the demo with orders on PostgreSQL and sessions on Redis (silo-polyglot.toml);
+## needs those servers on 127.0.0.1 (see README, "PostgreSQL stores").
+run-polyglot: build
+	SILO_MANIFEST=silo-polyglot.toml SILO_DATA=.silo-polyglot ./scripts/run-demo.sh
 
 ## test: the whole suite — unit, capability and integration tests against the real host.
 ## One test at a time: the isolation tests compare a victim's latency with its quiet baseline,

@@ -6,6 +6,9 @@
 # through the real host, against the same SQLite writes done natively; and sagas
 # (bench/src/bin/saga-bench.rs): the demo's order saga through the real host (sagas per second,
 # saga and POST /orders latency), against the same SQLite writes done natively.
+# And SQL backends (bench/src/bin/backend-bench.rs): the users component's insert and point
+# lookup through the real host with its store on SQLite and on PostgreSQL, against the same
+# statements run natively with the same driver (rusqlite, tokio-postgres).
 #
 # Prints Markdown on stdout (progress goes to stderr) and writes it to target/bench/latest.md;
 # every wrk output and server log lands in target/bench/logs/.
@@ -39,6 +42,13 @@
 #   BENCH_SAGA_RATE      fixed order rate(s) of the latency runs, per s  ("100"; none)
 #   BENCH_SAGA_SECONDS   length of one fixed-rate run, seconds           (10)
 #   BENCH_SAGA_TIMEOUT   longest wait for the sagas to end or a host start, s (180)
+#   BENCH_SKIP_BACKENDS=1  leave out the SQL backends benchmark
+# Read by backend-bench itself (see `target/release/backend-bench --help`):
+#   BENCH_BACKENDS        backends measured: sqlite, postgres         ("sqlite,postgres")
+#   BENCH_POSTGRES_URL    PostgreSQL admin connection   (postgres://postgres@127.0.0.1:5432/postgres)
+#   BENCH_BACKEND_PREFIX  its databases and roles (every PREFIX_* is dropped) ("silobench")
+#   BENCH_BACKEND_CLIENTS concurrent clients                          (16)
+#   BENCH_BACKEND_SECONDS length of one measured run, seconds         (4)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -54,6 +64,7 @@ NEXT_PORT=${BENCH_PORT_BASE:-18080}
 SKIP_WASMTIME=${BENCH_SKIP_WASMTIME:-0}
 SKIP_EVENTS=${BENCH_SKIP_EVENTS:-0}
 SKIP_SAGAS=${BENCH_SKIP_SAGAS:-0}
+SKIP_BACKENDS=${BENCH_SKIP_BACKENDS:-0}
 WASMTIME_VERSION=48.0.8
 
 TOOLS=$ROOT/.bench-tools
@@ -285,6 +296,7 @@ goal() {
 needed=(products hello)
 [[ $SKIP_EVENTS != 1 ]] && needed+=(events_probe)
 [[ $SKIP_SAGAS != 1 ]] && needed+=(users orders payments reference)
+[[ $SKIP_BACKENDS != 1 ]] && needed+=(users)
 for c in "${needed[@]}"; do
   [[ -f $COMPONENTS/$c.wasm ]] || fail "$COMPONENTS/$c.wasm is missing: run \`make build\` first"
 done
@@ -486,6 +498,22 @@ else
   say "sagas: throughput, latency and the native baseline (target/release/saga-bench)"
   out=$(timeout 1800 "$BIN/saga-bench" --silo "$SILO" --components "$COMPONENTS" --log-dir "$LOGS") ||
     fail "the saga benchmark failed (its hosts' logs: $LOGS/sagas-*.log)"
+  emit "$out"
+  emit ""
+fi
+
+# ---------------------------------------------------------------- SQL backends
+
+# backend-bench starts its own hosts (users on SQLite, then on PostgreSQL; 127.0.0.1,
+# kernel-picked ports, a temporary data folder each), runs the same statements natively, and
+# prints its Markdown section; its hosts' logs go to $LOGS/backends-*.log. Needs PostgreSQL at
+# BENCH_POSTGRES_URL unless BENCH_BACKENDS=sqlite.
+if [[ $SKIP_BACKENDS == 1 ]]; then
+  say "backends: left out (BENCH_SKIP_BACKENDS=1)"
+else
+  say "backends: insert and point lookup on SQLite and PostgreSQL, and natively (target/release/backend-bench)"
+  out=$(timeout 900 "$BIN/backend-bench" --silo "$SILO" --component "$COMPONENTS/users.wasm" --log-dir "$LOGS") ||
+    fail "the SQL backends benchmark failed (its hosts' logs: $LOGS/backends-*.log)"
   emit "$out"
   emit ""
 fi

@@ -5,8 +5,9 @@ cd "$(dirname "$0")/.."
 LISTEN=${SILO_LISTEN:-127.0.0.1:8080}
 ADMIN=${SILO_ADMIN:-127.0.0.1:8081}
 DATA=${SILO_DATA:-.silo}
+MANIFEST=${SILO_MANIFEST:-silo.toml}
 
-./target/release/silo run --manifest silo.toml --listen "$LISTEN" --admin "$ADMIN" --data "$DATA" &
+./target/release/silo run --manifest "$MANIFEST" --listen "$LISTEN" --admin "$ADMIN" --data "$DATA" &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null; wait $pid' INT TERM
 

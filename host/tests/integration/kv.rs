@@ -18,7 +18,7 @@ route = "/sessions"
 backend = "redis"
 "#;
 
-fn redis_up() -> bool {
+pub fn redis_up() -> bool {
     let up = std::net::TcpStream::connect_timeout(
         &"127.0.0.1:6379".parse().unwrap(),
         Duration::from_secs(2),

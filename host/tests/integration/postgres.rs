@@ -206,19 +206,33 @@ backend = "postgres"
     fresh(&["alpha", "beta"]).await;
 }
 
-/// The demo's order saga and its event-fed copies, with orders (the saga orchestrator, an
-/// event subscriber) on PostgreSQL and everything else on SQLite.
+/// The polyglot demo as `make run-polyglot` serves it (`silo-polyglot.toml`): the order saga
+/// and its event-fed copies with orders (the saga orchestrator, an event subscriber) on
+/// PostgreSQL, sessions on Redis, the rest on SQLite.
 #[tokio::test]
-async fn the_demo_runs_with_orders_on_postgres() {
-    if !postgres_up() {
+async fn the_polyglot_demo_runs_with_orders_on_postgres() {
+    if !postgres_up() || !crate::kv::redis_up() {
         return;
     }
     fresh(&["orders"]).await;
-    let manifest = crate::DEMO.replace(
-        "[services.orders.stores.main]",
-        "[services.orders.stores.main]\nbackend = \"postgres\"",
-    ) + &backend_section();
+    let root = crate::support::repo_root();
+    let manifest = std::fs::read_to_string(root.join("silo-polyglot.toml"))
+        .expect("silo-polyglot.toml")
+        .replace(
+            "\"components/target/",
+            &format!("\"{}/components/target/", root.display()),
+        )
+        .replace(
+            "[backends.postgres]",
+            &format!("[backends.postgres]\nprefix = \"{PREFIX}\""),
+        );
+    assert!(
+        manifest.contains("backend = \"postgres\""),
+        "orders on PostgreSQL"
+    );
     let h = TestHost::start(&manifest).await;
+    let r = h.post("/sessions", r#"{"userId":"usr_polyglot"}"#).await;
+    assert_eq!(r.status, 201, "a session in Redis: {}", r.text());
     let r = h
         .post("/users", r#"{"email":"ada@example.com","name":"Ada"}"#)
         .await;

@@ -1118,11 +1118,19 @@ impl Drop for PgTransaction {
             return;
         };
         // Roll back before the connection goes back to the pool; without a runtime to do
-        // it on, the connection is closed instead (the server rolls back).
+        // it on, the connection is closed instead (the server rolls back). A statement may
+        // still be running (its request was dropped mid-call): cancel it first, so it does
+        // not hold the store's writer lock until it ends on its own.
         match tokio::runtime::Handle::try_current() {
             Ok(h) => {
                 h.spawn(async move {
-                    if c.batch_execute("ROLLBACK").await.is_err() {
+                    let _ = c.cancel_token().cancel_query(NoTls).await;
+                    let rolled_back = tokio::time::timeout(
+                        Duration::from_secs(10),
+                        c.batch_execute("ROLLBACK"),
+                    )
+                    .await;
+                    if !matches!(rolled_back, Ok(Ok(()))) {
                         drop(Object::take(c));
                     }
                 });

@@ -54,6 +54,28 @@ impl Service for Products {
                 stock INTEGER NOT NULL CHECK (stock >= 0),
                 version INTEGER NOT NULL DEFAULT 1
             )",
+            )
+            .on(
+                "postgres",
+                "CREATE TABLE products (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                price BIGINT NOT NULL CHECK (price >= 0),
+                stock BIGINT NOT NULL CHECK (stock >= 0),
+                version BIGINT NOT NULL DEFAULT 1,
+                seq BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE
+            )",
+            )
+            .on(
+                "mysql",
+                "CREATE TABLE products (
+                id VARCHAR(64) PRIMARY KEY,
+                name TEXT NOT NULL,
+                price BIGINT NOT NULL CHECK (price >= 0),
+                stock BIGINT NOT NULL CHECK (stock >= 0),
+                version BIGINT NOT NULL DEFAULT 1,
+                seq BIGINT NOT NULL AUTO_INCREMENT UNIQUE
+            )",
             ),
             Migration::new(
                 "main",
@@ -64,6 +86,15 @@ impl Service for Products {
                     product_id TEXT NOT NULL,
                     quantity INTEGER NOT NULL CHECK (quantity > 0),
                     state TEXT NOT NULL CHECK (state IN ('reserved', 'released'))
+                )",
+            )
+            .on(
+                "mysql",
+                "CREATE TABLE reservations (
+                    order_id VARCHAR(64) PRIMARY KEY,
+                    product_id VARCHAR(64) NOT NULL,
+                    quantity BIGINT NOT NULL CHECK (quantity > 0),
+                    state VARCHAR(16) NOT NULL CHECK (state IN ('reserved', 'released'))
                 )",
             ),
         ]
@@ -160,14 +191,16 @@ fn create(req: Request) -> Result<Response, ApiError> {
 /// ignoring ASCII case (`%` and `_` in TEXT match themselves).
 fn list(req: Request) -> Result<Response, ApiError> {
     let db = Db::open("main")?;
+    // Creation order: SQLite's rowid, or the `seq` column the server schemas add.
+    let order = if db.backend() == "sqlite" { "rowid" } else { "seq" };
     let rows = match req.query("q") {
         Some(q) => db.query(
             &format!(
-                "SELECT {COLUMNS} FROM products WHERE lower(name) LIKE lower(?) ESCAPE '\\' ORDER BY rowid"
+                "SELECT {COLUMNS} FROM products WHERE lower(name) LIKE lower(?) ESCAPE '!' ORDER BY {order}"
             ),
             &[&format!("%{}%", escape_like(&q))],
         )?,
-        None => db.query(&format!("SELECT {COLUMNS} FROM products ORDER BY rowid"), &[])?,
+        None => db.query(&format!("SELECT {COLUMNS} FROM products ORDER BY {order}"), &[])?,
     };
     let products = rows
         .iter()
@@ -356,12 +389,13 @@ fn not_found(id: &str) -> ApiError {
     ApiError::not_found(format!("no product with id {id:?}"))
 }
 
-/// Escapes `\`, `%` and `_` for a `LIKE … ESCAPE '\'` pattern.
+/// Escapes `!`, `%` and `_` for a `LIKE … ESCAPE '!'` pattern (not `\`, which MySQL's
+/// string literals would read as an escape of their own).
 fn escape_like(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if matches!(c, '\\' | '%' | '_') {
-            out.push('\\');
+        if matches!(c, '!' | '%' | '_') {
+            out.push('!');
         }
         out.push(c);
     }
@@ -390,7 +424,7 @@ mod tests {
 
     #[test]
     fn like_wildcards_are_escaped() {
-        assert_eq!(escape_like(r"50%_off\"), r"50\%\_off\\");
+        assert_eq!(escape_like(r"50%_off!\"), r"50!%!_off!!\");
         assert_eq!(escape_like("plain"), "plain");
     }
 }

@@ -19,19 +19,7 @@ backend = "redis"
 "#;
 
 pub fn redis_up() -> bool {
-    let up = std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:6379".parse().unwrap(),
-        Duration::from_secs(2),
-    )
-    .is_ok();
-    if !up {
-        assert!(
-            std::env::var("SILO_REQUIRE_BACKENDS").as_deref() != Ok("1"),
-            "Redis at 127.0.0.1:6379 is required (SILO_REQUIRE_BACKENDS=1) but not reachable"
-        );
-        eprintln!("SKIPPED: Redis at 127.0.0.1:6379 is not running; the Redis kv test did not run");
-    }
-    up
+    crate::support::server_up("Redis", "127.0.0.1:6379")
 }
 
 async fn sessions_behave(h: &TestHost) {

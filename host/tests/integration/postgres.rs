@@ -16,19 +16,7 @@ const PREFIX: &str = "silotest";
 /// Whether the server is up; a test that needs it says SKIPPED, or fails under
 /// `SILO_REQUIRE_BACKENDS=1`.
 fn postgres_up() -> bool {
-    let up = std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:5432".parse().unwrap(),
-        Duration::from_secs(1),
-    )
-    .is_ok();
-    if !up {
-        assert!(
-            std::env::var("SILO_REQUIRE_BACKENDS").as_deref() != Ok("1"),
-            "PostgreSQL at 127.0.0.1:5432 is required (SILO_REQUIRE_BACKENDS=1) but not reachable"
-        );
-        eprintln!("SKIPPED: PostgreSQL at 127.0.0.1:5432 is not running; the test did not run");
-    }
-    up
+    crate::support::server_up("PostgreSQL", "127.0.0.1:5432")
 }
 
 async fn admin(db: &str) -> tokio_postgres::Client {

@@ -394,3 +394,18 @@ pub fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// Whether the backend server `name` answers at `addr`. If not, the test says it was
+/// SKIPPED — or fails, when `SILO_REQUIRE_BACKENDS=1` (as `.ci/run` sets) requires it.
+pub fn server_up(name: &str, addr: &str) -> bool {
+    let up = std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2))
+        .is_ok();
+    if !up {
+        assert!(
+            std::env::var("SILO_REQUIRE_BACKENDS").as_deref() != Ok("1"),
+            "{name} at {addr} is required (SILO_REQUIRE_BACKENDS=1) but not reachable"
+        );
+        eprintln!("SKIPPED: {name} at {addr} is not running; this test did not run");
+    }
+    up
+}

@@ -49,6 +49,28 @@ pub struct Backends {
     pub redis: Option<RedisBackend>,
     /// `[backends.postgres]`: the server stores with `backend = "postgres"` live on.
     pub postgres: Option<PostgresBackend>,
+    /// `[backends.mysql]`: the MariaDB server stores with `backend = "mysql"` live on.
+    pub mysql: Option<MysqlBackend>,
+}
+
+/// `[backends.mysql]`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MysqlBackend {
+    /// An administrative connection (`mysql://user[:password]@host:port/`), of an account
+    /// that may create databases and users and grant (root): the host uses it only to
+    /// create each store's databases, accounts, host tables and procedures; the store
+    /// connects as its own user.
+    pub url: String,
+    /// Most connections each store keeps open.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    /// Longest wait for a new connection, in milliseconds.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// First part of every database and user name (`PREFIX_SERVICE_STORE`).
+    #[serde(default = "default_pg_prefix")]
+    pub prefix: String,
 }
 
 /// `[backends.postgres]`.
@@ -279,6 +301,8 @@ pub enum Backend {
     Sqlite,
     /// Its own database and login role on the `[backends.postgres]` server.
     Postgres,
+    /// Its own databases and login user on the `[backends.mysql]` (MariaDB) server.
+    Mysql,
 }
 
 impl Backend {
@@ -286,6 +310,7 @@ impl Backend {
         match self {
             Backend::Sqlite => "sqlite",
             Backend::Postgres => "postgres",
+            Backend::Mysql => "mysql",
         }
     }
 }
@@ -548,6 +573,20 @@ impl Manifest {
                 ));
             }
         }
+        if let Some(my) = &self.backends.mysql {
+            if let Err(e) = mysql_async::Opts::from_url(&my.url) {
+                return Err(("backends.mysql.url".into(), e.to_string()));
+            }
+            if let Err(e) = crate::sql::mysql::MyNames::new(&my.prefix, "x", "y") {
+                return Err(("backends.mysql.prefix".into(), e.to_string()));
+            }
+            if my.pool_size == 0 || my.pool_size > 1000 {
+                return Err((
+                    "backends.mysql.pool-size".into(),
+                    "must be 1 to 1000".into(),
+                ));
+            }
+        }
         let mut routes: Vec<(&str, &str)> = Vec::new();
         for (name, svc) in &self.services {
             let key = format!("services.{name}");
@@ -592,6 +631,17 @@ impl Manifest {
                         .as_ref()
                         .map_or("silo", |p| p.prefix.as_str());
                     if let Err(e) = crate::sql::postgres::PgNames::new(prefix, name, store) {
+                        return Err((skey, e.to_string()));
+                    }
+                }
+                if spec.backend == Backend::Mysql {
+                    let Some(my) = &self.backends.mysql else {
+                        return Err((
+                            format!("{skey}.backend"),
+                            "`mysql` needs a server: add `[backends.mysql]` with its `url`".into(),
+                        ));
+                    };
+                    if let Err(e) = crate::sql::mysql::MyNames::new(&my.prefix, name, store) {
                         return Err((skey, e.to_string()));
                     }
                 }

@@ -107,6 +107,16 @@ impl Service for Orders {
                 "ALTER TABLE orders ADD COLUMN saga_id TEXT;
                 ALTER TABLE orders ADD COLUMN status_reason TEXT",
             ),
+            Migration::new(
+                "main",
+                5,
+                "creation order on a database server",
+                "-- nothing on SQLite: rowid is the creation order",
+            )
+            .on(
+                "postgres",
+                "ALTER TABLE orders ADD COLUMN seq BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE",
+            ),
         ]
     }
 
@@ -561,12 +571,16 @@ fn unavailable(err: CallError) -> ApiError {
 /// `GET /orders?userId=ID` lists that user's orders; without `userId`, every order.
 fn list(req: Request) -> Result<Response, ApiError> {
     let db = Db::open("main")?;
+    let order = db.creation_order("seq");
     let rows = match req.query("userId") {
         Some(user_id) => db.query(
-            &format!("SELECT {COLUMNS} FROM orders WHERE user_id = ? ORDER BY rowid"),
+            &format!("SELECT {COLUMNS} FROM orders WHERE user_id = ? ORDER BY {order}"),
             &[&user_id],
         )?,
-        None => db.query(&format!("SELECT {COLUMNS} FROM orders ORDER BY rowid"), &[])?,
+        None => db.query(
+            &format!("SELECT {COLUMNS} FROM orders ORDER BY {order}"),
+            &[],
+        )?,
     };
     let orders = rows
         .iter()

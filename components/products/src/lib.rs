@@ -191,8 +191,7 @@ fn create(req: Request) -> Result<Response, ApiError> {
 /// ignoring ASCII case (`%` and `_` in TEXT match themselves).
 fn list(req: Request) -> Result<Response, ApiError> {
     let db = Db::open("main")?;
-    // Creation order: SQLite's rowid, or the `seq` column the server schemas add.
-    let order = if db.backend() == "sqlite" { "rowid" } else { "seq" };
+    let order = db.creation_order("seq");
     let rows = match req.query("q") {
         Some(q) => db.query(
             &format!(

@@ -298,6 +298,17 @@ impl Db {
         self.inner.backend()
     }
 
+    /// The column that orders a table's rows by creation, for `ORDER BY`: SQLite's implicit
+    /// `rowid`, or on a database server `server_column` (an identity or auto-increment
+    /// column a migration step added there, such as `seq`).
+    pub fn creation_order<'a>(&self, server_column: &'a str) -> &'a str {
+        if self.backend() == "sqlite" {
+            "rowid"
+        } else {
+            server_column
+        }
+    }
+
     /// Runs a statement that returns rows.
     pub fn query(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Vec<Row>, SqlError> {
         self.inner.query(sql, &bind(params)).map(rows)

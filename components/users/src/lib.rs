@@ -21,17 +21,42 @@ impl Service for Users {
     }
 
     fn migrations() -> Vec<Migration> {
-        vec![Migration::new(
-            "main",
-            1,
-            "users table",
-            "CREATE TABLE users (
+        vec![
+            Migration::new(
+                "main",
+                1,
+                "users table",
+                "CREATE TABLE users (
                 id TEXT PRIMARY KEY,
                 email TEXT NOT NULL UNIQUE,
                 name TEXT NOT NULL,
                 version INTEGER NOT NULL DEFAULT 1
             )",
-        )]
+            )
+            .on(
+                "mysql",
+                "CREATE TABLE users (
+                id VARCHAR(64) PRIMARY KEY,
+                email VARCHAR(320) NOT NULL UNIQUE,
+                name TEXT NOT NULL,
+                version BIGINT NOT NULL DEFAULT 1
+            )",
+            ),
+            Migration::new(
+                "main",
+                2,
+                "creation order on a database server",
+                "-- nothing on SQLite: rowid is the creation order",
+            )
+            .on(
+                "postgres",
+                "ALTER TABLE users ADD COLUMN seq BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE",
+            )
+            .on(
+                "mysql",
+                "ALTER TABLE users ADD COLUMN seq BIGINT NOT NULL AUTO_INCREMENT UNIQUE",
+            ),
+        ]
     }
 }
 
@@ -102,8 +127,12 @@ fn create(req: Request) -> Result<Response, ApiError> {
 }
 
 fn list(_req: Request) -> Result<Response, ApiError> {
-    let rows =
-        Db::open("main")?.query(&format!("SELECT {COLUMNS} FROM users ORDER BY rowid"), &[])?;
+    let db = Db::open("main")?;
+    let order = db.creation_order("seq");
+    let rows = db.query(
+        &format!("SELECT {COLUMNS} FROM users ORDER BY {order}"),
+        &[],
+    )?;
     let users = rows
         .iter()
         .map(User::from_row)

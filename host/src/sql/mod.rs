@@ -13,6 +13,8 @@
 //! missing name look the same to the guest.
 
 pub mod host;
+pub mod mysql;
+mod mytext;
 mod pgtext;
 pub mod postgres;
 pub mod runtime_config;

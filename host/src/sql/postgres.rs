@@ -1039,6 +1039,7 @@ impl SqlStore for PgStore {
             client: Some(c),
             key: self.key.clone(),
             aborted: false,
+            busy: false,
         }))
     }
 
@@ -1048,6 +1049,7 @@ impl SqlStore for PgStore {
             client: Some(c),
             key: self.key.clone(),
             aborted: false,
+            busy: false,
         };
         run_begin(&mut tx).await?;
         let rows = tx.query_host(sql, params).await?;
@@ -1068,6 +1070,9 @@ struct PgTransaction {
     /// A statement failed and the server aborted the transaction: `commit` rolls back and
     /// says so (PostgreSQL itself would answer a COMMIT of it with a silent ROLLBACK).
     aborted: bool,
+    /// A statement was sent and its answer not yet taken: if the transaction is dropped
+    /// now (its request was), that statement may still be running on the server.
+    busy: bool,
 }
 
 impl PgTransaction {
@@ -1080,6 +1085,7 @@ impl PgTransaction {
     /// After a failed statement: is the transaction still usable? (A statement refused
     /// before it reached the server leaves it so; one the server ran does not.)
     async fn note<T>(&mut self, r: Result<T, SqlError>) -> Result<T, SqlError> {
+        self.busy = false;
         if r.is_err()
             && !self.aborted
             && let Some(c) = self.client.as_ref()
@@ -1118,18 +1124,22 @@ impl Drop for PgTransaction {
             return;
         };
         // Roll back before the connection goes back to the pool; without a runtime to do
-        // it on, the connection is closed instead (the server rolls back). A statement may
-        // still be running (its request was dropped mid-call): cancel it first, so it does
-        // not hold the store's writer lock until it ends on its own.
+        // it on, the connection is closed instead (the server rolls back). If a statement
+        // may still be running (its request was dropped mid-call), cancel it, so it does not
+        // hold the store's writer lock until it ends on its own, and close the connection:
+        // a cancel the server delivers late must not hit the next borrower's statement.
+        let busy = self.busy;
         match tokio::runtime::Handle::try_current() {
             Ok(h) => {
                 h.spawn(async move {
-                    let _ = c.cancel_token().cancel_query(NoTls).await;
-                    let rolled_back = tokio::time::timeout(
-                        Duration::from_secs(10),
-                        c.batch_execute("ROLLBACK"),
-                    )
-                    .await;
+                    if busy {
+                        let _ = c.cancel_token().cancel_query(NoTls).await;
+                        drop(Object::take(c));
+                        return;
+                    }
+                    let rolled_back =
+                        tokio::time::timeout(Duration::from_secs(10), c.batch_execute("ROLLBACK"))
+                            .await;
                     if !matches!(rolled_back, Ok(Ok(()))) {
                         drop(Object::take(c));
                     }
@@ -1148,6 +1158,7 @@ impl SqlTransaction for PgTransaction {
         sql: &str,
         params: &[Value],
     ) -> Result<RowSet, SqlError> {
+        self.busy = true;
         let r = guest_query(self.client()?, limits, sql, params).await;
         self.note(r).await
     }
@@ -1158,16 +1169,19 @@ impl SqlTransaction for PgTransaction {
         sql: &str,
         params: &[Value],
     ) -> Result<ExecResult, SqlError> {
+        self.busy = true;
         let r = guest_execute(self.client()?, limits, sql, params).await;
         self.note(r).await
     }
 
     async fn execute_batch(&mut self, limits: &CallLimits, sql: &str) -> Result<(), SqlError> {
+        self.busy = true;
         let r = guest_batch(self.client()?, limits, sql).await;
         self.note(r).await
     }
 
     async fn execute_host(&mut self, sql: &str, params: &[Value]) -> Result<ExecResult, SqlError> {
+        self.busy = true;
         let c = self.client()?;
         let head = sql.trim_start();
         // Savepoints of the host's own (an event's rollback point) need no gate.
@@ -1203,6 +1217,7 @@ impl SqlTransaction for PgTransaction {
     }
 
     async fn query_host(&mut self, sql: &str, params: &[Value]) -> Result<RowSet, SqlError> {
+        self.busy = true;
         let c = self.client()?;
         let key = self.key.clone();
         let r = run(c, host_deadline(), host_in_tx(c, &key, sql, params, true))

@@ -75,6 +75,30 @@ pub async fn open_grants(
                     Err(e) => failures.push(format!("services.{service}.stores.{name}: {e}")),
                 }
             }
+            Backend::Mysql => {
+                let opened = match &backends.mysql {
+                    Some(my) => {
+                        let config = super::mysql::MyConfig {
+                            admin_url: my.url.clone(),
+                            pool_size: my.pool_size.max(1),
+                            connect_timeout: std::time::Duration::from_millis(
+                                my.connect_timeout_ms.max(1),
+                            ),
+                            prefix: my.prefix.clone(),
+                        };
+                        super::mysql::MyStore::open(&config, data_dir, service, name)
+                            .await
+                            .map_err(|e| e.to_string())
+                    }
+                    None => Err("no `[backends.mysql]` is configured".into()),
+                };
+                match opened {
+                    Ok(s) => {
+                        stores.insert(name.clone(), Arc::new(s));
+                    }
+                    Err(e) => failures.push(format!("services.{service}.stores.{name}: {e}")),
+                }
+            }
             Backend::Sqlite => {
                 let config = SqliteConfig {
                     max_bytes: store.max_size_mb << 20,

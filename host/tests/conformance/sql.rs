@@ -599,7 +599,8 @@ async fn bad_statements_are_bad_query(c: Ck<'_>, s: &Store) {
         "syntax error in a transaction",
         begin(c, s)
             .await
-            .execute(&limits(), "INSERT INTO bq VALUE (1)", &[])
+            // (Not `VALUE`: MariaDB accepts it as a synonym of `VALUES`.)
+            .execute(&limits(), "INSERT INTO bq VALUS (1)", &[])
             .await,
         &bad,
     );
@@ -1546,4 +1547,342 @@ async fn postgres_conformance() {
     assert_eq!(store.database(), name);
     battery(&POSTGRES, Arc::new(store)).await;
     drop_pg_store(name).await;
+}
+
+pub const MYSQL: Dialect = Dialect {
+    name: "mysql",
+    int_type: "BIGINT",
+    real_type: "DOUBLE",
+    text_type: "LONGTEXT",
+    blob_type: "LONGBLOB",
+    sleep_sql: "SELECT SLEEP(30)",
+    host_table: "siloconf_conformance_main_host._silo_outbox",
+    // Provisioning made the host's tables.
+    host_setup: &[],
+    // InnoDB undoes only the failed statement (a deadlock aside, which the backend
+    // reports as a rolled-back transaction).
+    failed_statement_aborts_transaction: false,
+};
+
+const MY_ADMIN: &str = "mysql://root@127.0.0.1:3306/";
+
+/// Drops the conformance store's databases and accounts.
+async fn drop_my_store(name: &str) {
+    use mysql_async::prelude::Queryable;
+    let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(MY_ADMIN).unwrap())
+        .await
+        .expect("admin connection to MariaDB");
+    for s in [
+        format!("DROP DATABASE IF EXISTS `{name}`"),
+        format!("DROP DATABASE IF EXISTS `{name}_host`"),
+        format!("DROP USER IF EXISTS '{name}'@'%'"),
+        format!("DROP USER IF EXISTS '{name}_def'@'localhost'"),
+    ] {
+        c.query_drop(&s).await.unwrap();
+    }
+    let _ = c.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_conformance() {
+    if !super::server_up("MariaDB", "127.0.0.1:3306") {
+        return;
+    }
+    use silo::sql::mysql::{MyConfig, MyStore};
+    let name = "siloconf_conformance_main";
+    drop_my_store(name).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = MyConfig {
+        admin_url: MY_ADMIN.into(),
+        pool_size: 8,
+        connect_timeout: Duration::from_secs(2),
+        prefix: "siloconf".into(),
+    };
+    let store = MyStore::open(&config, dir.path(), "conformance", "main")
+        .await
+        .expect("open the MariaDB store");
+    assert_eq!(store.database(), name);
+    let store: Store = Arc::new(store);
+    battery(&MYSQL, store.clone()).await;
+    mysql_host_path(&store, dir.path(), name).await;
+    drop(store);
+    drop_my_store(name).await;
+}
+
+/// MariaDB only: the host's statements come back as their callers expect (RETURNING rows,
+/// 0 or 1 from the inbox's insert-if-absent, savepoints, a migration's DDL followed by its
+/// record), and the store's own login cannot reach the host procedures' power without the
+/// connection's token.
+async fn mysql_host_path(s: &Store, data_dir: &std::path::Path, name: &str) {
+    use mysql_async::prelude::Queryable;
+    use sha2::Digest;
+    let c = Ck {
+        d: &MYSQL,
+        check: "host_path",
+    };
+    let mut tx = begin(c, &**s).await;
+    tx.execute_host("SAVEPOINT silo_event", &[]).await.unwrap();
+    let inbox = "INSERT INTO main._silo_inbox (subscription, event_id, received_ms) VALUES (?, ?, ?) ON CONFLICT DO NOTHING";
+    let args = [text("sub"), text("ev-1"), int(5)];
+    assert_eq!(
+        tx.execute_host(inbox, &args).await.unwrap().rows_affected,
+        1,
+        "{c}: new"
+    );
+    assert_eq!(
+        tx.execute_host(inbox, &args).await.unwrap().rows_affected,
+        0,
+        "{c}: duplicate"
+    );
+    tx.execute_host("RELEASE silo_event", &[]).await.unwrap();
+    tx.execute_host("SAVEPOINT silo_event", &[]).await.unwrap();
+    let seq = tx
+        .query_host(
+            "INSERT INTO main._silo_outbox (id, topic, key, time_ms, content_type, data) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq",
+            &[text("e2"), text("t"), text("k"), int(1), text("x"), Value::Blob(vec![0, 255])],
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(seq.rows.as_slice(), [r] if matches!(r.as_slice(), [Value::Integer(_)])),
+        "{c}: {}",
+        show_rows(&seq)
+    );
+    tx.execute_host("ROLLBACK TO silo_event", &[])
+        .await
+        .unwrap();
+    tx.execute_host("RELEASE silo_event", &[]).await.unwrap();
+    let heads = tx
+        .execute_host(
+            "UPDATE main._silo_heads SET n = n + 1 WHERE log = ?",
+            &[text("outbox")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(heads.rows_affected, 1, "{c}: heads");
+    tx.execute_host("CREATE TABLE IF NOT EXISTS main._silo_migrations (x)", &[])
+        .await
+        .unwrap();
+    tx.execute_batch(
+        &limits(),
+        "CREATE TABLE mig (id BIGINT PRIMARY KEY); INSERT INTO mig (id) VALUES (1)",
+    )
+    .await
+    .unwrap();
+    tx.execute_host(
+        "INSERT INTO main._silo_migrations (version, description, checksum) VALUES (?, ?, ?)",
+        &[int(1), text("first"), text("sum")],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let m = s
+        .query_host("SELECT version, checksum FROM main._silo_migrations", &[])
+        .await
+        .unwrap();
+    assert_rows(c, "migration recorded", &m, &[vec![int(1), text("sum")]]);
+    let n = s
+        .query_host("SELECT count(*) FROM main._silo_inbox", &[])
+        .await
+        .unwrap();
+    assert_eq!(scalar(c, "inbox", &n), 1, "{c}");
+    let n = s
+        .query_host(
+            "SELECT count(*) FROM main._silo_outbox WHERE id = ?",
+            &[text("e2")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(scalar(c, "rolled-back outbox row", &n), 0, "{c}");
+    let sagas = s
+        .query_host("SELECT rowid, id FROM main._silo_sagas WHERE handled = 0 AND rowid > ? ORDER BY rowid LIMIT ?", &[int(0), int(10)])
+        .await
+        .unwrap();
+    assert_eq!(sagas.columns, ["rid", "id"], "{c}");
+
+    // The store's login itself: no host table, no token.
+    let secret = silo::admin::private_secret(&data_dir.join("sql").join("mysql.secret")).unwrap();
+    let password = hex::encode(sha2::Sha256::digest(format!("{secret}:password:{name}")));
+    let url = format!("mysql://{name}:{password}@127.0.0.1:3306/{name}");
+    let mut g = mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap())
+        .await
+        .unwrap();
+    let h = format!("`{name}_host`");
+    let denied = |r: Result<(), mysql_async::Error>, what: &str| match r {
+        Err(mysql_async::Error::Server(e)) => e.code,
+        r => panic!("{c}: {what}: {r:?}"),
+    };
+    assert_eq!(
+        denied(
+            g.query_drop(format!("SELECT * FROM {h}._silo_outbox"))
+                .await,
+            "select"
+        ),
+        1142
+    );
+    assert_eq!(
+        denied(
+            g.query_drop(format!("SELECT * FROM {h}._silo_key")).await,
+            "key"
+        ),
+        1142
+    );
+    assert_eq!(
+        denied(
+            g.query_drop(format!("CALL {h}._silo_auth('x')")).await,
+            "auth"
+        ),
+        1370
+    );
+    g.query_drop("BEGIN").await.unwrap();
+    let nulls = ", NULL".repeat(16);
+    let forged = format!(
+        "CALL {h}.silo_exec('{}', 'SELECT * FROM {h}._silo_key', 0{nulls})",
+        "0".repeat(64)
+    );
+    assert_eq!(denied(g.query_drop(&forged).await, "forged token"), 1644);
+    let row: Option<(u64, String)> = g
+        .query_first(format!("CALL {h}.silo_session()"))
+        .await
+        .unwrap();
+    assert!(row.is_some(), "{c}: the session salt");
+    g.query_drop("ROLLBACK").await.unwrap();
+    let _ = g.disconnect().await;
+}
+
+/// Two services' stores on one shared server: through its own handle, with raw SQL, a store
+/// cannot read another's table, nor find it in any catalog it can query.
+async fn neighbours_are_invisible(
+    backend: &str,
+    mine: &dyn SqlStore,
+    other: &dyn SqlStore,
+    other_db: &str,
+    attacks: &[String],
+) {
+    let l = limits();
+    other
+        .execute(&l, "CREATE TABLE neighbour_secret (v TEXT)", &[])
+        .await
+        .unwrap_or_else(|e| panic!("[{backend}] creating the neighbour's table: {e}"));
+    other
+        .execute(&l, "INSERT INTO neighbour_secret VALUES ('secret')", &[])
+        .await
+        .unwrap();
+    mine.execute(&l, "CREATE TABLE own_table (v TEXT)", &[])
+        .await
+        .unwrap();
+    let listed = mine
+        .query(
+            &l,
+            "SELECT table_schema, table_name FROM information_schema.tables",
+            &[],
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = listed
+        .rows
+        .iter()
+        .map(|r| match (&r[0], &r[1]) {
+            (Value::Text(s), Value::Text(t)) => format!("{s}.{t}"),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert!(
+        names.iter().any(|n| n.ends_with(".own_table")),
+        "[{backend}] its own table is listed: {names:?}"
+    );
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains("neighbour") || n.starts_with(&format!("{other_db}."))),
+        "[{backend}] the neighbour's tables are not listed: {names:?}"
+    );
+    for sql in attacks {
+        let got = mine.query(&l, sql, &[]).await;
+        assert!(
+            got.is_err() || got.as_ref().is_ok_and(|r| r.rows.is_empty()),
+            "[{backend}] {sql} must not reach the neighbour: {got:?}"
+        );
+        if let Ok(r) = got {
+            assert!(
+                !format!("{:?}", r.rows).contains("secret"),
+                "[{backend}] {sql} leaked"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_services_cannot_see_each_other() {
+    if !super::server_up("PostgreSQL", "127.0.0.1:5432") {
+        return;
+    }
+    use silo::sql::postgres::{PgConfig, PgStore};
+    let (a, b) = ("siloconf_alpha_main", "siloconf_beta_main");
+    drop_pg_store(a).await;
+    drop_pg_store(b).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = PgConfig {
+        admin_url: PG_ADMIN.into(),
+        pool_size: 4,
+        connect_timeout: Duration::from_secs(2),
+        prefix: "siloconf".into(),
+    };
+    let alpha = PgStore::open(&config, dir.path(), "alpha", "main")
+        .await
+        .unwrap();
+    let beta = PgStore::open(&config, dir.path(), "beta", "main")
+        .await
+        .unwrap();
+    let attacks = [
+        format!("SELECT * FROM {b}.public.neighbour_secret"),
+        "SELECT * FROM neighbour_secret".to_string(),
+        format!(
+            "SELECT * FROM dblink('dbname={b}', 'SELECT v FROM neighbour_secret') AS t(v text)"
+        ),
+        "SELECT relname FROM pg_class WHERE relname = 'neighbour_secret'".to_string(),
+    ];
+    neighbours_are_invisible("postgres", &alpha, &beta, b, &attacks).await;
+    drop((alpha, beta));
+    drop_pg_store(a).await;
+    drop_pg_store(b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_services_cannot_see_each_other() {
+    if !super::server_up("MariaDB", "127.0.0.1:3306") {
+        return;
+    }
+    use silo::sql::mysql::{MyConfig, MyStore};
+    let (a, b) = ("siloconf_alpha_main", "siloconf_beta_main");
+    drop_my_store(a).await;
+    drop_my_store(b).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = MyConfig {
+        admin_url: MY_ADMIN.into(),
+        pool_size: 4,
+        connect_timeout: Duration::from_secs(2),
+        prefix: "siloconf".into(),
+    };
+    let alpha = MyStore::open(&config, dir.path(), "alpha", "main")
+        .await
+        .unwrap();
+    let beta = MyStore::open(&config, dir.path(), "beta", "main")
+        .await
+        .unwrap();
+    let attacks = [
+        format!("SELECT * FROM {b}.neighbour_secret"),
+        format!("SELECT * FROM `{b}`.neighbour_secret"),
+        "SELECT * FROM neighbour_secret".to_string(),
+        format!("SELECT * FROM {b}_host._silo_outbox"),
+        format!("SELECT * FROM {a}_host._silo_outbox"),
+        format!("SELECT schema_name FROM information_schema.schemata WHERE schema_name = '{b}'"),
+        "SELECT user, host FROM mysql.user".to_string(),
+        // Other accounts' sessions (the neighbour's, the admin's) are not in its process list.
+        format!("SELECT id FROM information_schema.processlist WHERE user <> '{a}'"),
+    ];
+    neighbours_are_invisible("mysql", &alpha, &beta, b, &attacks).await;
+    drop((alpha, beta));
+    drop_my_store(a).await;
+    drop_my_store(b).await;
 }

@@ -45,6 +45,29 @@ async fn fresh(services: &[&str]) {
     }
 }
 
+/// Drops the test databases and accounts of `services` (store `main`) on MariaDB.
+async fn fresh_mysql(services: &[&str]) {
+    use mysql_async::prelude::Queryable;
+    let url = "mysql://root@127.0.0.1:3306/";
+    let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(url).unwrap())
+        .await
+        .expect("admin connection to MariaDB");
+    for s in services {
+        let name = format!("{PREFIX}_{s}_main");
+        for q in [
+            format!("DROP DATABASE IF EXISTS `{name}`"),
+            format!("DROP DATABASE IF EXISTS `{name}_host`"),
+            format!("DROP USER IF EXISTS '{name}'@'%'"),
+            format!("DROP USER IF EXISTS '{name}_def'@'localhost'"),
+        ] {
+            c.query_drop(&q)
+                .await
+                .unwrap_or_else(|e| panic!("{q}: {e}"));
+        }
+    }
+    let _ = c.disconnect().await;
+}
+
 fn backend_section() -> String {
     format!("[backends.postgres]\nurl = \"{ADMIN_URL}\"\nprefix = \"{PREFIX}\"\npool-size = 8\n")
 }
@@ -196,13 +219,18 @@ backend = "postgres"
 
 /// The polyglot demo as `make run-polyglot` serves it (`silo-polyglot.toml`): the order saga
 /// and its event-fed copies with orders (the saga orchestrator, an event subscriber) on
-/// PostgreSQL, sessions on Redis, the rest on SQLite.
+/// PostgreSQL, products (a saga participant, an event publisher) on MariaDB, sessions on
+/// Redis, the rest on SQLite.
 #[tokio::test]
-async fn the_polyglot_demo_runs_with_orders_on_postgres() {
-    if !postgres_up() || !crate::kv::redis_up() {
+async fn the_polyglot_demo_runs_across_postgres_mariadb_and_redis() {
+    if !postgres_up()
+        || !crate::support::server_up("MariaDB", "127.0.0.1:3306")
+        || !crate::kv::redis_up()
+    {
         return;
     }
     fresh(&["orders"]).await;
+    fresh_mysql(&["products"]).await;
     let root = crate::support::repo_root();
     let manifest = std::fs::read_to_string(root.join("silo-polyglot.toml"))
         .expect("silo-polyglot.toml")
@@ -213,7 +241,15 @@ async fn the_polyglot_demo_runs_with_orders_on_postgres() {
         .replace(
             "[backends.postgres]",
             &format!("[backends.postgres]\nprefix = \"{PREFIX}\""),
+        )
+        .replace(
+            "[backends.mysql]",
+            &format!("[backends.mysql]\nprefix = \"{PREFIX}\""),
         );
+    assert!(
+        manifest.contains("backend = \"mysql\""),
+        "products on MariaDB"
+    );
     assert!(
         manifest.contains("backend = \"postgres\""),
         "orders on PostgreSQL"
@@ -274,10 +310,50 @@ async fn the_polyglot_demo_runs_with_orders_on_postgres() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
     h.wait_drained(Duration::from_secs(30)).await;
-    let (_, order) = status(approved).await;
+    let (_, order) = status(approved.clone()).await;
     assert_eq!(order["userName"], "Ada Lovelace", "{order}");
     let r = h.get(&format!("/products/{product}")).await;
     assert_eq!(r.json()["stock"], 3, "{}", r.text());
+    // A product renamed on MariaDB reaches the order on PostgreSQL through its outbox.
+    let r = h
+        .put(&format!("/products/{product}"), r#"{"name":"Engine II"}"#)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    h.wait_drained(Duration::from_secs(30)).await;
+    let (_, order) = status(approved.clone()).await;
+    assert_eq!(order["productName"], "Engine II", "{order}");
+    let r = h.get("/orders").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json().as_array().unwrap().len(), 2, "{}", r.text());
+    let r = h.get("/products?q=engine").await;
+    assert_eq!(r.json().as_array().unwrap().len(), 1, "{}", r.text());
+    // The reservation and its command record are MariaDB rows.
+    {
+        use mysql_async::prelude::Queryable;
+        let mut c = mysql_async::Conn::new(
+            mysql_async::Opts::from_url("mysql://root@127.0.0.1:3306/").unwrap(),
+        )
+        .await
+        .unwrap();
+        let reserved: Option<i64> = c
+            .query_first(format!(
+                "SELECT count(*) FROM `{PREFIX}_products_main`.reservations WHERE state = 'reserved'"
+            ))
+            .await
+            .unwrap();
+        assert_eq!(reserved, Some(1));
+        let commands: Option<i64> = c
+            .query_first(format!(
+                "SELECT count(*) FROM `{PREFIX}_products_main_host`._silo_commands"
+            ))
+            .await
+            .unwrap();
+        assert!(
+            commands.unwrap_or(0) >= 2,
+            "reserve of each order: {commands:?}"
+        );
+        let _ = c.disconnect().await;
+    }
     // The saga log and the inbox are PostgreSQL rows.
     let c = admin(&format!("{PREFIX}_orders_main")).await;
     let sagas: i64 = c
@@ -295,11 +371,12 @@ async fn the_polyglot_demo_runs_with_orders_on_postgres() {
         .unwrap()
         .get(0);
     assert!(
-        inbox >= 3,
-        "UserCreated, ProductCreated, UserUpdated: {inbox}"
+        inbox >= 4,
+        "UserCreated, ProductCreated, UserUpdated, ProductUpdated: {inbox}"
     );
     h.stop();
     fresh(&["orders"]).await;
+    fresh_mysql(&["products"]).await;
 }
 
 fn pg_ctl(action: &str) {

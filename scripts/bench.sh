@@ -7,8 +7,8 @@
 # (bench/src/bin/saga-bench.rs): the demo's order saga through the real host (sagas per second,
 # saga and POST /orders latency), against the same SQLite writes done natively.
 # And SQL backends (bench/src/bin/backend-bench.rs): the users component's insert and point
-# lookup through the real host with its store on SQLite and on PostgreSQL, against the same
-# statements run natively with the same driver (rusqlite, tokio-postgres).
+# lookup through the real host with its store on SQLite, PostgreSQL and MariaDB, against the
+# same statements run natively with the same driver (rusqlite, tokio-postgres, mysql_async).
 #
 # Prints Markdown on stdout (progress goes to stderr) and writes it to target/bench/latest.md;
 # every wrk output and server log lands in target/bench/logs/.
@@ -44,9 +44,10 @@
 #   BENCH_SAGA_TIMEOUT   longest wait for the sagas to end or a host start, s (180)
 #   BENCH_SKIP_BACKENDS=1  leave out the SQL backends benchmark
 # Read by backend-bench itself (see `target/release/backend-bench --help`):
-#   BENCH_BACKENDS        backends measured: sqlite, postgres         ("sqlite,postgres")
+#   BENCH_BACKENDS        backends measured: sqlite, postgres, mysql  ("sqlite,postgres,mysql")
 #   BENCH_POSTGRES_URL    PostgreSQL admin connection   (postgres://postgres@127.0.0.1:5432/postgres)
-#   BENCH_BACKEND_PREFIX  its databases and roles (every PREFIX_* is dropped) ("silobench")
+#   BENCH_MYSQL_URL       MariaDB admin connection      (mysql://root@127.0.0.1:3306/)
+#   BENCH_BACKEND_PREFIX  its databases, roles, users (every PREFIX_* is dropped) ("silobench")
 #   BENCH_BACKEND_CLIENTS concurrent clients                          (16)
 #   BENCH_BACKEND_SECONDS length of one measured run, seconds         (4)
 set -euo pipefail
@@ -504,14 +505,14 @@ fi
 
 # ---------------------------------------------------------------- SQL backends
 
-# backend-bench starts its own hosts (users on SQLite, then on PostgreSQL; 127.0.0.1,
+# backend-bench starts its own hosts (users on SQLite, then PostgreSQL, then MariaDB; 127.0.0.1,
 # kernel-picked ports, a temporary data folder each), runs the same statements natively, and
 # prints its Markdown section; its hosts' logs go to $LOGS/backends-*.log. Needs PostgreSQL at
-# BENCH_POSTGRES_URL unless BENCH_BACKENDS=sqlite.
+# BENCH_POSTGRES_URL and MariaDB at BENCH_MYSQL_URL unless BENCH_BACKENDS leaves them out.
 if [[ $SKIP_BACKENDS == 1 ]]; then
   say "backends: left out (BENCH_SKIP_BACKENDS=1)"
 else
-  say "backends: insert and point lookup on SQLite and PostgreSQL, and natively (target/release/backend-bench)"
+  say "backends: insert and point lookup on SQLite, PostgreSQL and MariaDB, and natively (target/release/backend-bench)"
   out=$(timeout 900 "$BIN/backend-bench" --silo "$SILO" --component "$COMPONENTS/users.wasm" --log-dir "$LOGS") ||
     fail "the SQL backends benchmark failed (its hosts' logs: $LOGS/backends-*.log)"
   emit "$out"

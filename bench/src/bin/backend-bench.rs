@@ -1,9 +1,12 @@
-//! backend-bench: a point lookup and an insert through silo on each SQL backend (SQLite and
-//! PostgreSQL), against the same statements run natively with the same driver, in one run.
+//! backend-bench: a point lookup and an insert through silo on each SQL backend (SQLite,
+//! PostgreSQL and MariaDB), against the same statements run natively with the same driver, in
+//! one run.
 //!
 //! For each backend a fresh `silo run` serves the demo's `users` component
 //! (components/users) at `/users`, its `main` store on that backend (PostgreSQL: the
-//! `[backends.postgres]` server, databases and roles named `PREFIX_users_main`). One host per
+//! `[backends.postgres]` server, databases and roles named `PREFIX_users_main`; MariaDB: the
+//! `[backends.mysql]` server, databases `PREFIX_users_main` and `PREFIX_users_main_host`,
+//! users `'PREFIX_users_main'@'%'` and `'PREFIX_users_main_def'@'localhost'`). One host per
 //! backend, one after the other: the component routes `/users` itself, so a second copy of
 //! it cannot be mounted at another route of the same host.
 //!
@@ -21,10 +24,13 @@
 //!    (`PREFIX_native`), one connection per client, statements prepared once per
 //!    connection; the insert as one autocommit statement, and once more inside silo's
 //!    transaction shape (`BEGIN; SELECT pg_advisory_xact_lock(…)`, `INSERT`, `COMMIT`) for
-//!    reference.
+//!    reference. MariaDB: mysql_async the same way (database `PREFIX_native`, a connection per
+//!    client, statements prepared once per connection, autocommit insert), and once more in
+//!    silo's transaction shape (`BEGIN`, `SELECT … FOR UPDATE` of a writer row, `INSERT`,
+//!    `COMMIT`).
 //!
-//! Before anything (and again at the end) every database and role named `PREFIX_*` is
-//! dropped through the admin connection. Prints a Markdown section on stdout; progress goes
+//! Before anything (and again at the end) every database, role and user named `PREFIX_*` is
+//! dropped through the admin connections. Prints a Markdown section on stdout; progress goes
 //! to stderr. Every host runs on 127.0.0.1 with ports the kernel picks, in a temporary
 //! folder, and is stopped when the run ends, fails or is interrupted.
 
@@ -38,6 +44,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail, ensure};
 use clap::Parser;
 use hyper::{Method, StatusCode};
+use mysql_async::prelude::Queryable;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde_json::{Value as Json, json};
 use silo_bench::{
@@ -62,13 +69,27 @@ const SELECT_PG: &str = "SELECT id, email, name, version FROM users WHERE id = $
 /// How silo's PostgreSQL store opens every transaction (host/src/sql/postgres.rs,
 /// `BEGIN_WRITER`): the store's writer lock, held until the end.
 const BEGIN_WRITER: &str = "BEGIN; SELECT pg_catalog.pg_advisory_xact_lock(7318010)";
+/// The users component's MariaDB migrations (both steps), the native table too.
+const SCHEMA_MY: &str = "CREATE TABLE users (
+    id VARCHAR(64) PRIMARY KEY,
+    email VARCHAR(320) NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    version BIGINT NOT NULL DEFAULT 1,
+    seq BIGINT NOT NULL AUTO_INCREMENT UNIQUE
+)";
+/// How silo's MariaDB store takes its writer lock in every write transaction
+/// (host/src/sql/mysql.rs, `LOCK_WRITER`; silo runs it through its `silo_exec` procedure in
+/// the host database, natively it is a plain prepared statement on a table of the same
+/// database).
+const WRITER_MY: &str = "CREATE TABLE _silo_writer (id TINYINT PRIMARY KEY) ENGINE=InnoDB";
+const LOCK_WRITER_MY: &str = "SELECT id FROM _silo_writer WHERE id = 1 FOR UPDATE";
 /// The name every user gets.
 const NAME: &str = "Bench User";
 
 #[derive(Debug, Parser)]
 #[command(
     name = "backend-bench",
-    about = "Point lookup and insert through silo on SQLite and PostgreSQL, against the same statements natively"
+    about = "Point lookup and insert through silo on SQLite, PostgreSQL and MariaDB, against the same statements natively"
 )]
 struct Cli {
     /// The silo binary.
@@ -81,8 +102,8 @@ struct Cli {
         default_value = "components/target/wasm32-wasip2/release/users.wasm"
     )]
     component: PathBuf,
-    /// Backends to measure, comma- or space-separated: `sqlite`, `postgres`.
-    #[arg(long, env = "BENCH_BACKENDS", default_value = "sqlite,postgres")]
+    /// Backends to measure, comma- or space-separated: `sqlite`, `postgres`, `mysql`.
+    #[arg(long, env = "BENCH_BACKENDS", default_value = "sqlite,postgres,mysql")]
     backends: String,
     /// The PostgreSQL admin connection (superuser, or CREATEDB and CREATEROLE).
     #[arg(
@@ -91,11 +112,19 @@ struct Cli {
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     postgres_url: String,
-    /// Prefix of the databases and roles this bench creates, and drops (every `PREFIX_*`)
-    /// before and after the run.
+    /// The MariaDB admin connection (root, or a user that may create databases and users
+    /// and grant on them).
+    #[arg(
+        long,
+        env = "BENCH_MYSQL_URL",
+        default_value = "mysql://root@127.0.0.1:3306/"
+    )]
+    mysql_url: String,
+    /// Prefix of the databases, roles and users this bench creates, and drops (every
+    /// `PREFIX_*`) before and after the run.
     #[arg(long, env = "BENCH_BACKEND_PREFIX", default_value = "silobench")]
     prefix: String,
-    /// `pool-size` of the PostgreSQL store.
+    /// `pool-size` of the PostgreSQL and MariaDB stores.
     #[arg(long, env = "BENCH_BACKEND_POOL", default_value_t = 16)]
     pool_size: usize,
     /// Concurrent clients (silo: HTTP clients; native: threads or connections).
@@ -128,6 +157,7 @@ macro_rules! say {
 enum Backend {
     Sqlite,
     Postgres,
+    Mysql,
 }
 
 impl Backend {
@@ -137,7 +167,8 @@ impl Backend {
             let b = match b {
                 "sqlite" => Backend::Sqlite,
                 "postgres" => Backend::Postgres,
-                other => bail!("--backends: `{other}` is not `sqlite` or `postgres`"),
+                "mysql" => Backend::Mysql,
+                other => bail!("--backends: `{other}` is not `sqlite`, `postgres` or `mysql`"),
             };
             if !out.contains(&b) {
                 out.push(b);
@@ -151,6 +182,7 @@ impl Backend {
         match self {
             Backend::Sqlite => "sqlite",
             Backend::Postgres => "postgres",
+            Backend::Mysql => "mysql",
         }
     }
 
@@ -158,6 +190,7 @@ impl Backend {
         match self {
             Backend::Sqlite => "SQLite",
             Backend::Postgres => "PostgreSQL",
+            Backend::Mysql => "MariaDB",
         }
     }
 }
@@ -192,6 +225,7 @@ struct Setup {
     /// A tag in every email of the run (emails are unique).
     tag: String,
     pg: Option<Pg>,
+    my: Option<My>,
 }
 
 /// The PostgreSQL side: the admin connection's settings and this run's names.
@@ -269,6 +303,79 @@ impl Pg {
     }
 }
 
+/// The MariaDB side: the admin connection's settings and this run's names.
+struct My {
+    admin: mysql_async::Opts,
+    url: String,
+    prefix: String,
+    pool_size: usize,
+    version: String,
+}
+
+impl My {
+    fn native_db(&self) -> String {
+        format!("{}_native", self.prefix)
+    }
+
+    fn store_db(&self) -> String {
+        format!("{}_users_main", self.prefix)
+    }
+
+    async fn connect(&self, db: Option<&str>) -> anyhow::Result<mysql_async::Conn> {
+        let opts = mysql_async::OptsBuilder::from_opts(self.admin.clone()).db_name(db);
+        mysql_async::Conn::new(opts)
+            .await
+            .with_context(|| format!("connecting to MariaDB (database {db:?})"))
+    }
+
+    /// Drops every database and user named `PREFIX_*`.
+    async fn drop_all(&self) -> anyhow::Result<Vec<String>> {
+        let mut c = self.connect(None).await?;
+        let pattern = format!("{}\\_%", self.prefix.replace('_', "\\_"));
+        let mut dropped = Vec::new();
+        let dbs: Vec<String> = c
+            .exec(
+                "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE ?",
+                (&pattern,),
+            )
+            .await?;
+        for name in dbs {
+            c.query_drop(format!("DROP DATABASE IF EXISTS {}", my_ident(&name)))
+                .await
+                .with_context(|| format!("dropping database `{name}`"))?;
+            dropped.push(format!("database {name}"));
+        }
+        let users: Vec<(String, String)> = c
+            .exec(
+                "SELECT user, host FROM mysql.user WHERE user LIKE ?",
+                (&pattern,),
+            )
+            .await?;
+        for (user, host) in users {
+            c.query_drop(format!(
+                "DROP USER IF EXISTS {}@{}",
+                my_str(&user),
+                my_str(&host)
+            ))
+            .await
+            .with_context(|| format!("dropping user `{user}`@`{host}`"))?;
+            dropped.push(format!("user {user}@{host}"));
+        }
+        let _ = c.disconnect().await;
+        Ok(dropped)
+    }
+}
+
+/// A MariaDB identifier, quoted.
+fn my_ident(s: &str) -> String {
+    format!("`{}`", s.replace('`', "``"))
+}
+
+/// A MariaDB string literal.
+fn my_str(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+}
+
 /// An identifier, quoted.
 fn ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
@@ -338,6 +445,29 @@ async fn run(cli: &Cli) -> anyhow::Result<String> {
         None
     };
 
+    let my = if backends.contains(&Backend::Mysql) {
+        let admin = mysql_async::Opts::from_url(&cli.mysql_url)
+            .with_context(|| format!("--mysql-url `{}`", cli.mysql_url))?;
+        let mut my = My {
+            admin,
+            url: cli.mysql_url.clone(),
+            prefix: cli.prefix.clone(),
+            pool_size: cli.pool_size,
+            version: String::new(),
+        };
+        let mut c = my.connect(None).await.context(
+            "no MariaDB at --mysql-url (BENCH_MYSQL_URL); BENCH_BACKENDS=sqlite,postgres leaves it out",
+        )?;
+        my.version = c
+            .query_first::<String, _>("SELECT VERSION()")
+            .await?
+            .unwrap_or_default();
+        let _ = c.disconnect().await;
+        Some(my)
+    } else {
+        None
+    };
+
     let setup = Setup {
         silo,
         component,
@@ -351,12 +481,19 @@ async fn run(cli: &Cli) -> anyhow::Result<String> {
         timeout: Duration::from_secs(cli.timeout),
         tag: random_hex(4),
         pg,
+        my,
     };
 
     if let Some(pg) = &setup.pg {
         let dropped = pg.drop_all().await?;
         if !dropped.is_empty() {
             say!("dropped leftovers: {}", dropped.join(", "));
+        }
+    }
+    if let Some(my) = &setup.my {
+        let dropped = my.drop_all().await?;
+        if !dropped.is_empty() {
+            say!("dropped MariaDB leftovers: {}", dropped.join(", "));
         }
     }
     let busy_before = busy_percent().await;
@@ -381,6 +518,15 @@ async fn run(cli: &Cli) -> anyhow::Result<String> {
             Err(e) => say!(
                 "warning: could not drop the {}_* databases and roles: {e:#}",
                 pg.prefix
+            ),
+        }
+    }
+    if let Some(my) = &setup.my {
+        match my.drop_all().await {
+            Ok(_) => say!("dropped the MariaDB {}_* databases and users", my.prefix),
+            Err(e) => say!(
+                "warning: could not drop the MariaDB {}_* databases and users: {e:#}",
+                my.prefix
             ),
         }
     }
@@ -705,7 +851,7 @@ struct BackendResult {
     backend: Backend,
     silo_insert: Run,
     native_insert: Run,
-    /// PostgreSQL only: the native insert inside silo's transaction shape.
+    /// PostgreSQL and MariaDB: the native insert inside silo's transaction shape.
     native_insert_tx: Option<Run>,
     silo_lookup: Run,
     native_lookup: Run,
@@ -723,7 +869,7 @@ async fn measure_backend(setup: &Setup, backend: Backend) -> anyhow::Result<Back
     let mut native = Native::open(setup, backend).await?;
     let native_insert = native.run(setup, Op::Insert, false).await?;
     let native_insert_tx = match backend {
-        Backend::Postgres => Some(native.run(setup, Op::Insert, true).await?),
+        Backend::Postgres | Backend::Mysql => Some(native.run(setup, Op::Insert, true).await?),
         Backend::Sqlite => None,
     };
 
@@ -744,6 +890,7 @@ async fn measure_backend(setup: &Setup, backend: Backend) -> anyhow::Result<Back
         counted == native_rows,
         "{name}: the native table holds {counted} users, {native_rows} were inserted"
     );
+    native.close().await;
     drop(host);
     Ok(BackendResult {
         backend,
@@ -771,6 +918,15 @@ async fn start_host(setup: &Setup, backend: Backend) -> anyhow::Result<SiloHost>
             Json::String(pg.url.clone()),
             Json::String(pg.prefix.clone()),
             pg.pool_size
+        );
+    }
+    if let (Backend::Mysql, Some(my)) = (backend, &setup.my) {
+        let _ = writeln!(
+            toml,
+            "[backends.mysql]\nurl = {}\nprefix = {}\npool-size = {}\n",
+            Json::String(my.url.clone()),
+            Json::String(my.prefix.clone()),
+            my.pool_size
         );
     }
     let _ = writeln!(
@@ -833,6 +989,18 @@ async fn count_silo_rows(setup: &Setup, backend: Backend, store: &Path) -> anyho
                 .get(0);
             Ok(n as u64)
         }
+        Backend::Mysql => {
+            let my = setup.my.as_ref().ok_or_else(|| anyhow!("no MariaDB"))?;
+            let mut c = my.connect(None).await?;
+            let n: Option<i64> = c
+                .query_first(format!(
+                    "SELECT count(*) FROM {}.users",
+                    my_ident(&my.store_db())
+                ))
+                .await?;
+            let _ = c.disconnect().await;
+            Ok(n.unwrap_or(0) as u64)
+        }
     }
 }
 
@@ -887,6 +1055,7 @@ async fn silo_run(
     };
     let (phase_w, phase_m) = match host.name.as_str() {
         "sqlite-host" => ("sw", "sm"),
+        "mysql-host" => ("mw", "mm"),
         _ => ("pw", "pm"),
     };
     let warm = drive(setup.clients, setup.warmup, one(phase_w))
@@ -909,7 +1078,16 @@ struct Native {
     path: PathBuf,
     /// PostgreSQL: one connection per client, with its two statements prepared.
     pg: Vec<Arc<PgConn>>,
+    /// MariaDB: one connection per client, with its three statements prepared.
+    my: Vec<Arc<tokio::sync::Mutex<MyConn>>>,
     ids: Vec<String>,
+}
+
+struct MyConn {
+    conn: mysql_async::Conn,
+    insert: mysql_async::Statement,
+    select: mysql_async::Statement,
+    lock: mysql_async::Statement,
 }
 
 struct PgConn {
@@ -924,6 +1102,7 @@ impl Native {
             backend,
             path: setup.work.join("native-sqlite.db"),
             pg: Vec::new(),
+            my: Vec::new(),
             ids: Vec::new(),
         };
         match backend {
@@ -958,8 +1137,53 @@ impl Native {
                     }));
                 }
             }
+            Backend::Mysql => {
+                let my = setup.my.as_ref().ok_or_else(|| anyhow!("no MariaDB"))?;
+                let db = my.native_db();
+                let mut admin = my.connect(None).await?;
+                admin
+                    .query_drop(format!("DROP DATABASE IF EXISTS {}", my_ident(&db)))
+                    .await?;
+                // As silo creates a store's database.
+                admin
+                    .query_drop(format!(
+                        "CREATE DATABASE {} CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin",
+                        my_ident(&db)
+                    ))
+                    .await
+                    .with_context(|| format!("creating database `{db}`"))?;
+                let _ = admin.disconnect().await;
+                let mut first = my.connect(Some(&db)).await?;
+                first.query_drop(SCHEMA_MY).await?;
+                first.query_drop(WRITER_MY).await?;
+                first
+                    .query_drop("INSERT INTO _silo_writer (id) VALUES (1)")
+                    .await?;
+                let _ = first.disconnect().await;
+                for _ in 0..setup.clients {
+                    let mut conn = my.connect(Some(&db)).await?;
+                    let insert = conn.prep(INSERT_SQLITE).await?;
+                    let select = conn.prep(SELECT_SQLITE).await?;
+                    let lock = conn.prep(LOCK_WRITER_MY).await?;
+                    native.my.push(Arc::new(tokio::sync::Mutex::new(MyConn {
+                        conn,
+                        insert,
+                        select,
+                        lock,
+                    })));
+                }
+            }
         }
         Ok(native)
+    }
+
+    /// Closes the MariaDB connections.
+    async fn close(&mut self) {
+        for c in self.my.drain(..) {
+            if let Ok(c) = Arc::try_unwrap(c) {
+                let _ = c.into_inner().conn.disconnect().await;
+            }
+        }
     }
 
     /// Warm-up, then the measured run; inserted ids are kept for the lookups.
@@ -1059,6 +1283,49 @@ impl Native {
                 })
                 .await
             }
+            Backend::Mysql => {
+                let conns = Arc::new(self.my.clone());
+                let tag: Arc<str> = tag.into();
+                drive(clients, length, move |c, i| {
+                    let (conns, tag, ids) = (conns.clone(), tag.clone(), ids.clone());
+                    async move {
+                        let mut guard = conns[c].lock().await;
+                        let MyConn {
+                            conn,
+                            insert,
+                            select,
+                            lock,
+                        } = &mut *guard;
+                        match op {
+                            Op::Insert => {
+                                let id = new_id();
+                                let email = email(&tag, phase, c, i);
+                                if in_tx {
+                                    conn.query_drop("BEGIN").await?;
+                                    let _: Option<i64> = conn.exec_first(&*lock, ()).await?;
+                                }
+                                conn.exec_drop(&*insert, (&id, &email, NAME, 1i64)).await?;
+                                let n = conn.affected_rows();
+                                if in_tx {
+                                    conn.query_drop("COMMIT").await?;
+                                }
+                                ensure!(n == 1, "the insert touched {n} rows");
+                                Ok(Outcome::Done(Some(id)))
+                            }
+                            Op::Lookup => {
+                                let id = &ids[pick(seed, c, i, ids.len())];
+                                let user: (String, String, String, i64) = conn
+                                    .exec_first(&*select, (id,))
+                                    .await?
+                                    .ok_or_else(|| anyhow!("no user {id}"))?;
+                                ensure!(&user.0 == id, "asked for {id}, got {}", user.0);
+                                Ok(Outcome::Done(None))
+                            }
+                        }
+                    }
+                })
+                .await
+            }
         }
     }
 
@@ -1077,6 +1344,16 @@ impl Native {
                     .await?
                     .get(0);
                 Ok(n as u64)
+            }
+            Backend::Mysql => {
+                let conn = self.my.first().ok_or_else(|| anyhow!("no connection"))?;
+                let n: Option<i64> = conn
+                    .lock()
+                    .await
+                    .conn
+                    .query_first("SELECT count(*) FROM users")
+                    .await?;
+                Ok(n.unwrap_or(0) as u64)
             }
         }
     }
@@ -1174,12 +1451,21 @@ fn report(cli: &Cli, setup: &Setup, busy_before: f64, results: &[BackendResult])
             pg.native_db()
         )
     });
+    let my_note = setup.my.as_ref().map_or(String::new(), |my| {
+        format!(
+            " MariaDB {} on 127.0.0.1 (the store: databases `{db}` and `{db}_host`, user `{db}`, `pool-size = {}`; native: database `{}` as the admin user, the table with the store's MariaDB migrations).",
+            my.version,
+            my.pool_size,
+            my.native_db(),
+            db = my.store_db(),
+        )
+    });
     let _ = writeln!(
         w,
-        "The demo's `users` component served by `silo run` on loopback, one host per backend (its `main` store on SQLite — WAL, `synchronous=NORMAL` — or on PostgreSQL).{pg_note} \
+        "The demo's `users` component served by `silo run` on loopback, one host per backend (its `main` store on SQLite — WAL, `synchronous=NORMAL` — on PostgreSQL or on MariaDB).{pg_note}{my_note} \
          Insert: {c} clients `POST /users {{email, name}}` for {s} s (`INSERT INTO users (id, email, name, version) VALUES (?, ?, ?, ?)` in a transaction; nobody subscribes, so no event is written). \
          Lookup: {c} clients `GET /users/{{id}}` of random ids inserted before, for {s} s (`SELECT id, email, name, version FROM users WHERE id = ?`). \
-         Native, right after each silo run: the same table and statements with the same driver and {c} clients — rusqlite on {c} threads (inserts through one writer connection behind a mutex, as silo's one writer per store; lookups on a connection per thread; cached statements; the host's pragmas), tokio-postgres with a connection per client (statements prepared once per connection; the insert as one autocommit statement). \
+         Native, right after each silo run: the same table and statements with the same driver and {c} clients — rusqlite on {c} threads (inserts through one writer connection behind a mutex, as silo's one writer per store; lookups on a connection per thread; cached statements; the host's pragmas), tokio-postgres and mysql_async with a connection per client (statements prepared once per connection; the insert as one autocommit statement). \
          Each run after a {wu} ms warm-up; p50 / p99 over every operation of the run.",
         c = cli.clients,
         s = cli.seconds,
@@ -1209,9 +1495,15 @@ fn report(cli: &Cli, setup: &Setup, busy_before: f64, results: &[BackendResult])
             );
         }
         if let Some(tx) = &r.native_insert_tx {
+            let shape = match r.backend {
+                Backend::Mysql => {
+                    "`BEGIN`, `SELECT … FOR UPDATE` of the writer row, `INSERT`, `COMMIT`"
+                }
+                _ => "`BEGIN; SELECT pg_advisory_xact_lock(…)`, `INSERT`, `COMMIT`",
+            };
             let _ = writeln!(
                 w,
-                "| {} | insert, native in silo's transaction (`BEGIN; SELECT pg_advisory_xact_lock(…)`, `INSERT`, `COMMIT`) | – | {:.0} | {:.2} | – | {} |",
+                "| {} | insert, native in silo's transaction ({shape}) | – | {:.0} | {:.2} | – | {} |",
                 r.backend.title(),
                 tx.per_second(),
                 r.silo_insert.per_second() / tx.per_second().max(1e-9),
@@ -1259,7 +1551,7 @@ fn report(cli: &Cli, setup: &Setup, busy_before: f64, results: &[BackendResult])
     }
     let _ = writeln!(
         w,
-        "- CPU: \"host\" is `silo run`, \"driver\" this process (the HTTP clients; natively, the rusqlite work itself or the tokio-postgres clients), \"others\" everything else on the machine (PostgreSQL's backends, and anything else running). {} cores; the machine was {busy_before:.0}% busy in the second before the runs{}.",
+        "- CPU: \"host\" is `silo run`, \"driver\" this process (the HTTP clients; natively, the rusqlite work itself or the tokio-postgres and mysql_async clients), \"others\" everything else on the machine (PostgreSQL's backends, MariaDB's server, and anything else running). {} cores; the machine was {busy_before:.0}% busy in the second before the runs{}.",
         cores(),
         if busy_before >= 10.0 {
             " — **not idle: these figures are not representative**"
@@ -1269,7 +1561,7 @@ fn report(cli: &Cli, setup: &Setup, busy_before: f64, results: &[BackendResult])
     );
     let _ = writeln!(
         w,
-        "- The silo path per operation: an HTTP/1.1 request on a keep-alive loopback connection, a fresh instance of the component, its routing and JSON (request body, response), the host's SQL interface (statement checks, values across the component boundary), a pooled connection (SQLite: the store's writer or a reader; PostgreSQL: `pool-size` connections as the store's own role), and for every write a transaction holding the store's writer lock (PostgreSQL: `BEGIN` with an advisory lock, `INSERT`, `COMMIT`: three round trips against one). The native side runs only the statement."
+        "- The silo path per operation: an HTTP/1.1 request on a keep-alive loopback connection, a fresh instance of the component, its routing and JSON (request body, response), the host's SQL interface (statement checks, values across the component boundary), a pooled connection (SQLite: the store's writer or a reader; PostgreSQL and MariaDB: `pool-size` connections as the store's own role or user), and for every write a transaction holding the store's writer lock (PostgreSQL: `BEGIN` with an advisory lock, `INSERT`, `COMMIT`: three round trips against one; MariaDB: `SET SESSION innodb_lock_wait_timeout`, `BEGIN`, the writer row's `SELECT … FOR UPDATE` through the host's `silo_exec` procedure, `INSERT`, `COMMIT`: at least five round trips against one). The native side runs only the statement."
     );
     let _ = writeln!(w);
     md

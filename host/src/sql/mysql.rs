@@ -269,7 +269,9 @@ pub async fn provision(
         format!(
             "ALTER USER {user} IDENTIFIED BY {} WITH MAX_USER_CONNECTIONS {}",
             lit(&password),
-            config.pool_size + 8
+            // Room for connections the pool has let go of but the server has not yet
+            // closed (a dropped or killed one disconnects in the background).
+            2 * config.pool_size + 8
         ),
         // An explicit list (no CREATE ROUTINE, EVENT, LOCK TABLES or GRANT OPTION).
         format!(
@@ -706,7 +708,7 @@ fn map_server(code: u16, state: &str, m: String) -> SqlError {
         1969 | 3024 | 1317 | 1028 => SqlError::LimitExceeded(
             "the statement ran past its time budget or the request's deadline".into(),
         ),
-        1205 | 1213 | 1040 | 1203 | 1053 | 1927 | 2006 | 2013 => SqlError::Unavailable(m),
+        1205 | 1213 | 1040 | 1203 | 1226 | 1053 | 1927 | 2006 | 2013 => SqlError::Unavailable(m),
         1114 | 1041 | 1037 | 1038 | 1135 => SqlError::LimitExceeded(m),
         1210 => SqlError::BadQuery(m),
         _ => match state.get(..2).unwrap_or("") {

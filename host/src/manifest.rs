@@ -48,19 +48,21 @@ pub struct Backends {
     /// `[backends.redis]`: the server `kv` stores with `backend = "redis"` live on.
     pub redis: Option<RedisBackend>,
     /// `[backends.postgres]`: the server stores with `backend = "postgres"` live on.
-    pub postgres: Option<PostgresBackend>,
+    pub postgres: Option<SqlServer>,
     /// `[backends.mysql]`: the MariaDB server stores with `backend = "mysql"` live on.
-    pub mysql: Option<MysqlBackend>,
+    pub mysql: Option<SqlServer>,
 }
 
-/// `[backends.mysql]`.
+/// `[backends.postgres]` and `[backends.mysql]`: a database server the host provisions
+/// stores on.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct MysqlBackend {
-    /// An administrative connection (`mysql://user[:password]@host:port/`), of an account
-    /// that may create databases and users and grant (root): the host uses it only to
-    /// create each store's databases, accounts, host tables and procedures; the store
-    /// connects as its own user.
+pub struct SqlServer {
+    /// An administrative connection (`postgres://user[:password]@host:port/db`, of a
+    /// superuser or a role with CREATEDB and CREATEROLE; `mysql://user[:password]@host:port/`,
+    /// of an account that may create databases and users and grant): the host uses it only
+    /// to create each store's databases, login, host tables (and, on MariaDB, procedures);
+    /// the store connects as its own login.
     pub url: String,
     /// Most connections each store keeps open.
     #[serde(default = "default_pool_size")]
@@ -68,32 +70,13 @@ pub struct MysqlBackend {
     /// Longest wait for a new connection, in milliseconds.
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
-    /// First part of every database and user name (`PREFIX_SERVICE_STORE`).
-    #[serde(default = "default_pg_prefix")]
-    pub prefix: String,
-}
-
-/// `[backends.postgres]`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct PostgresBackend {
-    /// An administrative connection (`postgres://user[:password]@host:port/db`), of a
-    /// superuser or a role with CREATEDB and CREATEROLE: the host uses it only to create
-    /// each store's database, role and host tables; the store connects as its own role.
-    pub url: String,
-    /// Most connections each store keeps open.
-    #[serde(default = "default_pool_size")]
-    pub pool_size: usize,
-    /// Longest wait for a new connection, in milliseconds.
-    #[serde(default = "default_connect_timeout_ms")]
-    pub connect_timeout_ms: u64,
-    /// First part of every database and role name (`PREFIX_SERVICE_STORE`), so several
+    /// First part of every database and login name (`PREFIX_SERVICE_STORE`), so several
     /// hosts (production, staging, tests) can share one server without meeting.
-    #[serde(default = "default_pg_prefix")]
+    #[serde(default = "default_server_prefix")]
     pub prefix: String,
 }
 
-fn default_pg_prefix() -> String {
+fn default_server_prefix() -> String {
     "silo".into()
 }
 

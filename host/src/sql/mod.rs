@@ -18,6 +18,7 @@ mod mytext;
 mod pgtext;
 pub mod postgres;
 pub mod runtime_config;
+mod server;
 pub mod sqlite;
 
 use std::collections::HashMap;

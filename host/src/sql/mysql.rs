@@ -45,6 +45,7 @@ use mysql_async::{Conn, Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOp
 use sha2::Digest;
 
 use super::mytext;
+use super::server::derive;
 use super::{
     CallLimits, ExecResult, RowSet, SqlError, SqlStore, SqlTransaction, Value, value_size,
 };
@@ -75,22 +76,13 @@ pub struct MyNames {
 
 impl MyNames {
     pub fn new(prefix: &str, service: &str, store: &str) -> Result<Self, SqlError> {
-        let prefix_ok = !prefix.is_empty()
-            && prefix.starts_with(|c: char| c.is_ascii_lowercase())
-            && prefix
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        if !prefix_ok {
-            return Err(SqlError::Other(format!(
-                "prefix `{prefix}`: a lowercase letter, then lowercase letters, digits and `_`"
-            )));
-        }
-        let database = format!("{prefix}_{service}_{store}");
-        if database.len() > 59 {
-            return Err(SqlError::Other(format!(
-                "`{database}` is longer than 59 bytes (MariaDB's names are 64, and the host database adds `_host`): shorten the service or store name"
-            )));
-        }
+        let database = super::server::store_name(
+            prefix,
+            service,
+            store,
+            59,
+            "MariaDB's names are 64, and the host database adds `_host`",
+        )?;
         Ok(Self {
             host_db: format!("{database}_host"),
             definer: format!("{database}_def"),
@@ -110,9 +102,6 @@ fn lit(s: &str) -> String {
 }
 
 /// A secret derived from the host's secret for `purpose` on database `db`.
-fn derive(secret: &str, purpose: &str, db: &str) -> String {
-    hex::encode(sha2::Sha256::digest(format!("{secret}:{purpose}:{db}")))
-}
 
 fn unavailable(e: impl std::fmt::Display) -> SqlError {
     SqlError::Unavailable(format!("mariadb: {e}"))

@@ -44,6 +44,7 @@ use tokio_postgres::types::{Format, IsNull, Kind, ToSql, Type};
 use tokio_postgres::{NoTls, Statement};
 
 use super::pgtext;
+use super::server::derive;
 use super::{
     CallLimits, ExecResult, RowSet, SqlError, SqlStore, SqlTransaction, Value, value_size,
 };
@@ -95,22 +96,8 @@ pub struct PgNames {
 
 impl PgNames {
     pub fn new(prefix: &str, service: &str, store: &str) -> Result<Self, SqlError> {
-        let prefix_ok = !prefix.is_empty()
-            && prefix.starts_with(|c: char| c.is_ascii_lowercase())
-            && prefix
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        if !prefix_ok {
-            return Err(SqlError::Other(format!(
-                "prefix `{prefix}`: a lowercase letter, then lowercase letters, digits and `_`"
-            )));
-        }
-        let database = format!("{prefix}_{service}_{store}");
-        if database.len() > 63 {
-            return Err(SqlError::Other(format!(
-                "`{database}` is longer than PostgreSQL's 63-byte names: shorten the service or store name"
-            )));
-        }
+        let database =
+            super::server::store_name(prefix, service, store, 63, "PostgreSQL's names are 63")?;
         Ok(Self { database })
     }
 }
@@ -118,11 +105,6 @@ impl PgNames {
 /// An identifier, quoted.
 fn ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
-}
-
-/// A secret derived from the host's secret for `purpose` on database `db`.
-fn derive(secret: &str, purpose: &str, db: &str) -> String {
-    hex::encode(sha2::Sha256::digest(format!("{secret}:{purpose}:{db}")))
 }
 
 fn unavailable(e: impl std::fmt::Display) -> SqlError {

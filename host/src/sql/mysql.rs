@@ -101,8 +101,6 @@ fn lit(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
 }
 
-/// A secret derived from the host's secret for `purpose` on database `db`.
-
 fn unavailable(e: impl std::fmt::Display) -> SqlError {
     SqlError::Unavailable(format!("mariadb: {e}"))
 }

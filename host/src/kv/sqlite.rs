@@ -19,6 +19,9 @@ use crate::sql::SqlError;
 pub struct SqliteKv {
     conn: Mutex<Connection>,
     writes: AtomicU64,
+    /// Largest value one `set` may write: an eighth of the store's cap, so that the
+    /// write-ahead log (checkpointed and truncated at another eighth) stays in its quarter.
+    max_value: usize,
 }
 
 fn err(e: rusqlite::Error) -> SqlError {
@@ -32,15 +35,17 @@ fn err(e: rusqlite::Error) -> SqlError {
             SqlError::Unavailable(e.to_string())
         }
         rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull => {
-            SqlError::LimitExceeded(e.to_string())
+            SqlError::LimitExceeded(format!("the store is full: {e}"))
         }
         _ => SqlError::Other(e.to_string()),
     }
 }
 
 impl SqliteKv {
-    /// Opens (creating if needed) the store's file. The caller chose the path.
-    pub fn open(path: &Path) -> Result<Self, SqlError> {
+    /// Opens (creating if needed) the store's file. The caller chose the path. `max_bytes`
+    /// bounds the store's files on disk, the database and its write-ahead log together:
+    /// three quarters for the database (`max_page_count`), a quarter for the log.
+    pub fn open(path: &Path, max_bytes: u64) -> Result<Self, SqlError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
                 .map_err(|e| SqlError::Unavailable(format!("{}: {e}", dir.display())))?;
@@ -55,6 +60,27 @@ impl SqliteKv {
             .map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(err)?;
+        let page_size: u64 = conn
+            .pragma_query_value(None, "page_size", |r| r.get::<_, u64>(0))
+            .map_err(err)?
+            .max(512);
+        let eighth = max_bytes / 8;
+        conn.pragma_update(
+            None,
+            "max_page_count",
+            (max_bytes / 4 * 3 / page_size).max(8),
+        )
+        .map_err(err)?;
+        // One connection and no readers: every checkpoint completes, and the next write
+        // truncates the log to `journal_size_limit`.
+        conn.pragma_update(None, "journal_size_limit", eighth as i64)
+            .map_err(err)?;
+        conn.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            (eighth / page_size).clamp(1, 1000) as i64,
+        )
+        .map_err(err)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS kv (
                 key TEXT PRIMARY KEY,
@@ -67,6 +93,7 @@ impl SqliteKv {
         Ok(Self {
             conn: Mutex::new(conn),
             writes: AtomicU64::new(0),
+            max_value: (eighth as usize).saturating_sub(page_size as usize),
         })
     }
 
@@ -114,21 +141,44 @@ impl KvStore for SqliteKv {
         value: &[u8],
         ttl_ms: Option<u64>,
     ) -> Result<(), SqlError> {
+        if key.len() + value.len() > self.max_value {
+            return Err(SqlError::LimitExceeded(format!(
+                "the store is full: one entry may take at most {} bytes here (an eighth of \
+                 the store's max-size-mb)",
+                self.max_value
+            )));
+        }
         let now = now_ms();
         let expires = ttl_ms.map(|t| now.saturating_add(t.min(i64::MAX as u64) as i64));
         let sweep = self
             .writes
             .fetch_add(1, Ordering::Relaxed)
             .is_multiple_of(256);
-        self.with(|c| {
+        let upsert = |c: &Connection| {
             c.prepare_cached(
                 "INSERT INTO kv (key, value, expires_ms) VALUES (?, ?, ?)
                  ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires_ms = excluded.expires_ms",
             )?
-            .execute(params![key, value, expires])?;
-            if sweep {
-                c.prepare_cached("DELETE FROM kv WHERE expires_ms <= ?")?
-                    .execute(params![now])?;
+            .execute(params![key, value, expires])
+        };
+        let expire = |c: &Connection| {
+            c.prepare_cached("DELETE FROM kv WHERE expires_ms <= ?")?
+                .execute(params![now])
+        };
+        self.with(|c| {
+            match upsert(c) {
+                // Full: expired entries still take room until swept; sweep, then try again.
+                Err(rusqlite::Error::SqliteFailure(f, _))
+                    if f.code == rusqlite::ErrorCode::DiskFull && expire(c)? > 0 =>
+                {
+                    upsert(c)?;
+                }
+                r => {
+                    r?;
+                    if sweep {
+                        expire(c)?;
+                    }
+                }
             }
             Ok(())
         })
@@ -169,6 +219,46 @@ impl KvStore for SqliteKv {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The attack: the embedded kv store had no size cap at all.
+    #[tokio::test]
+    async fn the_store_stays_within_its_cap() {
+        const CAP: u64 = 1 << 20;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kv.db");
+        let kv = SqliteKv::open(&path, CAP).unwrap();
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        let value = vec![7u8; 60_000];
+        let mut refused = None;
+        for i in 0..200 {
+            match kv.set(deadline, &format!("k{i}"), &value, None).await {
+                Ok(()) => {}
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+        }
+        assert!(
+            matches!(&refused, Some(SqlError::LimitExceeded(m)) if m.contains("the store is full")),
+            "{refused:?}"
+        );
+        let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let wal = dir.path().join("kv.db-wal");
+        assert!(
+            len(&path) + len(&wal) <= CAP,
+            "{} + {}",
+            len(&path),
+            len(&wal)
+        );
+        // A value past an eighth of the cap is refused before it is written.
+        let e = kv.set(deadline, "big", &vec![0u8; 200_000], None).await;
+        assert!(matches!(&e, Err(SqlError::LimitExceeded(_))), "{e:?}");
+        // Deleting frees room.
+        assert!(kv.delete(deadline, "k0").await.unwrap());
+        assert!(kv.delete(deadline, "k1").await.unwrap());
+        kv.set(deadline, "again", &value, None).await.unwrap();
+    }
 
     #[test]
     fn prefix_ends() {

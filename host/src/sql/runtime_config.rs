@@ -121,7 +121,7 @@ pub async fn open_grants(
             continue;
         }
         let opened: Result<Arc<dyn KvStore>, String> = match store.backend {
-            KvBackend::Sqlite => SqliteKv::open(&kv_sqlite_path(data_dir, service, name))
+            KvBackend::Sqlite => SqliteKv::open(&kv_sqlite_path(data_dir, service, name), 1 << 30)
                 .map(|s| Arc::new(s) as Arc<dyn KvStore>)
                 .map_err(|e| e.to_string()),
             KvBackend::Redis => match &backends.redis {

@@ -50,8 +50,21 @@ const READ_ONLY_PRAGMAS: &[&str] = &[
 /// Settings of one SQLite store.
 #[derive(Debug, Clone)]
 pub struct SqliteConfig {
-    /// Largest size of the database file, in bytes (`max_page_count`).
+    /// Largest size of the store's files on disk, in bytes: the database file and its
+    /// write-ahead log together, at every moment (see [`WalBudget`] for how the cap splits).
     pub max_bytes: u64,
+}
+
+impl SqliteConfig {
+    /// The database file's share of the cap: 3/8 (`max_page_count`).
+    fn database_bytes(&self) -> u64 {
+        self.max_bytes / 8 * 3
+    }
+
+    /// What the write-ahead log may hold once a transaction has committed: 1/4.
+    fn wal_bytes(&self) -> u64 {
+        self.max_bytes / 4
+    }
 }
 
 impl Default for SqliteConfig {
@@ -70,6 +83,99 @@ fn instant_to_nanos(t: Instant) -> u64 {
     t.saturating_duration_since(epoch()).as_nanos() as u64
 }
 
+/// Every host statement's text starts with this comment, and a guest statement that starts
+/// with it is refused. SQLite authorizes a statement when it is prepared, and a connection
+/// caches prepared statements by their exact text: without the mark, a guest sending the
+/// host's text (it is public, in this source) would get the host's already-authorized
+/// statement back from the cache, with the host's rights.
+const HOST_MARK: &str = "/*silo:host*/ ";
+
+/// The cache key of a host statement: its text behind [`HOST_MARK`].
+fn host_text(sql: &str) -> String {
+    record_host_statement(sql);
+    let mut text = String::with_capacity(HOST_MARK.len() + sql.len());
+    text.push_str(HOST_MARK);
+    text.push_str(sql);
+    text
+}
+
+/// `SILO_RECORD_HOST_SQL=FILE` appends each distinct host statement text the SQLite backend
+/// runs to `FILE`, one JSON string a line: the isolation tests and `silo demo isolation`
+/// send every one of them back as guest SQL and expect `access-denied`.
+fn record_host_statement(sql: &str) {
+    type Seen = std::sync::Mutex<(std::collections::HashSet<String>, std::fs::File)>;
+    static RECORD: std::sync::OnceLock<Option<Seen>> = std::sync::OnceLock::new();
+    let record = RECORD.get_or_init(|| {
+        let path = std::env::var_os("SILO_RECORD_HOST_SQL")?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .ok()?;
+        Some(std::sync::Mutex::new((Default::default(), file)))
+    });
+    if let Some(seen) = record {
+        let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.0.insert(sql.to_string()) {
+            use std::io::Write;
+            let line = serde_json::to_string(sql).unwrap_or_default();
+            let _ = writeln!(seen.1, "{line}");
+        }
+    }
+}
+
+/// How many VDBE ops run between two checks of the deadline.
+const PROGRESS_OPS: i32 = 100;
+
+/// How a store's files stay within its cap, write-ahead log included.
+///
+/// SQLite alone bounds only the database (`max_page_count`, here 3/8 of the cap `M`); its
+/// log grows until a checkpoint (after 1000 pages by default) and, while readers hold old
+/// snapshots, without one. Here:
+/// - a guest transaction commits only if the log, with what the commit still has to write
+///   (at most one page cache), stays within its budget `B` = M/4: the commit hook turns it
+///   into a rollback otherwise, so after any commit the log is at most `B`;
+/// - after a commit that left the log over `B`/8, the log is truncated (a checkpoint that
+///   readers can delay but not grow: the next commit tries again);
+/// - while a transaction runs, its frames in the log are at most its pages, which are at
+///   most `max_page_count` (SQLite rewrites a page's frame within one transaction).
+///
+/// So at any moment: database (≤ 3M/8) + log before the transaction (≤ M/4) + the
+/// transaction's frames (≤ 3M/8) ≤ M, and a checkpoint only copies pages the database
+/// already counts. A guest statement is also refused, with the same message, as soon as the
+/// log is over budget, so a large transaction fails at the statement that made it so.
+struct WalBudget {
+    wal: PathBuf,
+    bytes: u64,
+    cache_bytes: u64,
+    /// A guest statement ran on the writer since the transaction began.
+    guest_wrote: AtomicBool,
+    /// The last statement or commit was stopped by the budget.
+    full: AtomicBool,
+}
+
+impl WalBudget {
+    fn wal_len(&self) -> u64 {
+        std::fs::metadata(&self.wal).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// True (and `full` set) if the log has no room for another page cache.
+    fn exhausted(&self) -> bool {
+        let over = self.wal_len() + self.cache_bytes > self.bytes;
+        if over {
+            self.full.store(true, Ordering::Relaxed);
+        }
+        over
+    }
+}
+
+/// Which connection of a store: the one writer, or a pooled reader.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Writer,
+    Reader,
+}
+
 /// A connection with the switches its hooks read.
 struct GuardedConn {
     conn: Connection,
@@ -77,16 +183,19 @@ struct GuardedConn {
     privileged: Arc<AtomicBool>,
     /// Nanoseconds since [`epoch`] after which the progress handler interrupts.
     deadline: Arc<AtomicU64>,
+    /// The writer's log budget (none on readers, which never write).
+    wal: Option<Arc<WalBudget>>,
 }
 
 impl GuardedConn {
-    fn open(path: &Path, config: &SqliteConfig) -> Result<Self, SqlError> {
+    fn open(path: &Path, config: &SqliteConfig, role: Role) -> Result<Self, SqlError> {
         // No SQLITE_OPEN_URI: the path is a plain file name, never `file:…?vfs=…`.
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(map_err)?;
-        let setup = || -> rusqlite::Result<()> {
+        let mut page_size = 4096u64;
+        let setup = |page_size: &mut u64| -> rusqlite::Result<()> {
             conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
             conn.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)?;
             conn.set_db_config(DbConfig::SQLITE_DBCONFIG_WRITABLE_SCHEMA, false)?;
@@ -97,12 +206,25 @@ impl GuardedConn {
             let _mode: String =
                 conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
             conn.pragma_update(None, "synchronous", "NORMAL")?;
-            let page_size: u64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+            *page_size = conn
+                .pragma_query_value(None, "page_size", |r| r.get::<_, u64>(0))?
+                .max(512);
             conn.pragma_update(
                 None,
                 "max_page_count",
-                config.max_bytes / page_size.max(512),
+                (config.database_bytes() / *page_size).max(1),
             )?;
+            if role == Role::Writer {
+                let wal = config.wal_bytes();
+                conn.pragma_update(None, "journal_size_limit", (wal / 8) as i64)?;
+                conn.pragma_update(
+                    None,
+                    "wal_autocheckpoint",
+                    (wal / 8 / *page_size).clamp(1, 1000) as i64,
+                )?;
+                let cache_kib = (wal / 16 / 1024).clamp(16, 2048);
+                conn.pragma_update(None, "cache_size", -(cache_kib as i64))?;
+            }
             conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, 16 << 20)?;
             conn.set_limit(Limit::SQLITE_LIMIT_SQL_LENGTH, 1 << 20)?;
             conn.set_limit(Limit::SQLITE_LIMIT_COLUMN, 500)?;
@@ -117,23 +239,45 @@ impl GuardedConn {
             conn.set_prepared_statement_cache_capacity(64);
             Ok(())
         };
-        setup().map_err(map_err)?;
+        setup(&mut page_size).map_err(map_err)?;
 
         let privileged = Arc::new(AtomicBool::new(false));
         let deadline = Arc::new(AtomicU64::new(u64::MAX));
+        let wal = (role == Role::Writer).then(|| {
+            let mut name = path.as_os_str().to_owned();
+            name.push("-wal");
+            let bytes = config.wal_bytes();
+            Arc::new(WalBudget {
+                wal: PathBuf::from(name),
+                bytes,
+                // What one flush of the page cache may append (SQLite keeps at least
+                // a few pages, whatever `cache_size` says).
+                cache_bytes: ((bytes / 16 / 1024).clamp(16, 2048) * 1024).max(16 * page_size),
+                guest_wrote: AtomicBool::new(false),
+                full: AtomicBool::new(false),
+            })
+        });
         let p = privileged.clone();
         conn.authorizer(Some(move |ctx: AuthContext<'_>| {
             authorize(&ctx, p.load(Ordering::Relaxed))
         }));
         let d = deadline.clone();
         conn.progress_handler(
-            1000,
+            PROGRESS_OPS,
             Some(move || instant_to_nanos(Instant::now()) > d.load(Ordering::Relaxed)),
         );
+        if let Some(w) = &wal {
+            let w = w.clone();
+            // Rolls back a guest transaction whose log would end up over its budget.
+            conn.commit_hook(Some(move || {
+                w.guest_wrote.swap(false, Ordering::Relaxed) && w.exhausted()
+            }));
+        }
         Ok(Self {
             conn,
             privileged,
             deadline,
+            wal,
         })
     }
 
@@ -155,12 +299,81 @@ impl GuardedConn {
         self.privileged.store(false, Ordering::Relaxed);
         r
     }
+
+    /// Runs a guest statement on this connection: unprivileged, and on the writer counted
+    /// as a write for the log budget; a statement that leaves the log over its budget is
+    /// answered as a full store (its transaction can no longer commit).
+    fn guest<R>(&self, f: impl FnOnce(&Connection) -> Result<R, SqlError>) -> Result<R, SqlError> {
+        if let Some(w) = &self.wal {
+            w.guest_wrote.store(true, Ordering::Relaxed);
+        }
+        let r = f(&self.conn);
+        match &self.wal {
+            Some(w) if w.exhausted() => {
+                w.full.store(false, Ordering::Relaxed);
+                Err(wal_full(w))
+            }
+            _ => r,
+        }
+    }
+
+    /// Forgets whether a guest wrote: a transaction (or a statement outside one) begins.
+    fn new_transaction(&self) {
+        if let Some(w) = &self.wal {
+            w.guest_wrote.store(false, Ordering::Relaxed);
+            w.full.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Ends the open transaction with `COMMIT` or `ROLLBACK`. A COMMIT the log budget
+    /// refused (the commit hook turned it into a rollback) reads as a full store; any
+    /// other failed COMMIT is rolled back so the writer is clean.
+    fn end(&self, sql: &str) -> Result<(), SqlError> {
+        let r = self.privileged(|c| c.execute_batch(sql)).map_err(map_err);
+        let full = self
+            .wal
+            .as_ref()
+            .filter(|w| w.full.swap(false, Ordering::Relaxed));
+        if r.is_err() && !self.conn.is_autocommit() {
+            let _ = self.privileged(|c| c.execute_batch("ROLLBACK"));
+        }
+        self.new_transaction();
+        match (r, full) {
+            (Err(_), Some(w)) => Err(wal_full(w)),
+            (r, _) => r,
+        }
+    }
+
+    /// After a commit: truncates the log once it is over an eighth of its budget (readers
+    /// that still use it make this a no-op; the next commit tries again). For the default
+    /// 1 GiB store that is 32 MiB, past SQLite's own checkpoint at 1000 pages: only small
+    /// stores pay for it.
+    fn trim_wal(&self) {
+        if let Some(w) = &self.wal
+            && w.wal_len() > w.bytes / 8
+        {
+            let _ =
+                self.privileged(|c| c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())));
+        }
+    }
+}
+
+fn wal_full(w: &WalBudget) -> SqlError {
+    SqlError::LimitExceeded(format!(
+        "the store is full: the transaction's changes do not fit its write-ahead log's {} KiB \
+         (a quarter of max-size-mb)",
+        w.bytes / 1024
+    ))
 }
 
 fn is_host_table(name: &str) -> bool {
     name.len() >= HOST_TABLE_PREFIX.len()
         && name[..HOST_TABLE_PREFIX.len()].eq_ignore_ascii_case(HOST_TABLE_PREFIX)
 }
+
+/// Virtual tables that show the file itself (page sizes and contents of every table, the
+/// host's included) or the connection's prepared statements (the host's included).
+const HIDDEN_TABLES: &[&str] = &["dbstat", "sqlite_dbpage", "sqlite_stmt"];
 
 /// The authorizer: what a guest statement may do on its own store.
 fn authorize(ctx: &AuthContext<'_>, privileged: bool) -> Authorization {
@@ -172,12 +385,18 @@ fn authorize(ctx: &AuthContext<'_>, privileged: bool) -> Authorization {
         A::Attach { .. } | A::Detach { .. } => return Authorization::Deny,
         A::Transaction { .. } | A::Savepoint { .. } => return Authorization::Deny,
         A::CreateVtable { .. } | A::DropVtable { .. } => return Authorization::Deny,
-        // TEMP objects would outlive the request on a shared connection and could shadow
-        // the host's tables: none at all.
+        // TEMP objects live outside the store's file (and its size cap), would outlive the
+        // request on a shared connection and could shadow the host's tables: none at all.
+        // `CREATE TABLE temp.x` is reported as a plain CREATE TABLE in database `temp`,
+        // which the database check below refuses.
         A::CreateTempTable { .. }
         | A::CreateTempIndex { .. }
         | A::CreateTempTrigger { .. }
-        | A::CreateTempView { .. } => return Authorization::Deny,
+        | A::CreateTempView { .. }
+        | A::DropTempTable { .. }
+        | A::DropTempIndex { .. }
+        | A::DropTempTrigger { .. }
+        | A::DropTempView { .. } => return Authorization::Deny,
         A::Function { function_name } => {
             let f = function_name.to_ascii_lowercase();
             return if f == "load_extension" || f == "readfile" || f == "writefile" {
@@ -200,43 +419,53 @@ fn authorize(ctx: &AuthContext<'_>, privileged: bool) -> Authorization {
                 Authorization::Deny
             };
         }
-        A::Read { table_name, .. }
-        | A::Insert { table_name }
+        A::Read { table_name, .. } => {
+            if HIDDEN_TABLES
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(table_name))
+            {
+                return Authorization::Deny;
+            }
+            table_name
+        }
+        A::Insert { table_name }
         | A::Update { table_name, .. }
         | A::Delete { table_name }
         | A::CreateTable { table_name }
         | A::DropTable { table_name }
-        | A::DropTempTable { table_name }
         | A::CreateIndex { table_name, .. }
         | A::DropIndex { table_name, .. }
-        | A::DropTempIndex { table_name, .. }
         | A::CreateTrigger { table_name, .. }
         | A::DropTrigger { table_name, .. }
-        | A::DropTempTrigger { table_name, .. }
         | A::AlterTable { table_name, .. }
         | A::Analyze { table_name } => table_name,
-        A::CreateView { view_name } | A::DropView { view_name } | A::DropTempView { view_name } => {
-            view_name
-        }
+        A::CreateView { view_name } | A::DropView { view_name } => view_name,
         A::Reindex { index_name } => index_name,
         A::Select | A::Recursive => return Authorization::Allow,
         _ => return Authorization::Deny,
     };
-    if is_host_table(table)
-        || ctx
-            .database_name
-            .is_some_and(|d| d != "main" && d != "temp")
-    {
+    // Only the store's own file: never `temp` (TEMP by schema name), never an attachment.
+    if is_host_table(table) || ctx.database_name.is_some_and(|d| d != "main") {
         Authorization::Deny
     } else {
         Authorization::Allow
     }
 }
 
+/// What SQLite says when the authorizer denies a function: it reports it as a plain
+/// SQLITE_ERROR, not SQLITE_AUTH.
+const FUNCTION_DENIED: &str = "not authorized to use function";
+
 /// Maps a rusqlite error to what the guest may see.
 fn map_err(e: rusqlite::Error) -> SqlError {
     use rusqlite::ErrorCode as C;
     match &e {
+        rusqlite::Error::SqliteFailure(_, Some(msg))
+        | rusqlite::Error::SqlInputError { msg, .. }
+            if msg.starts_with(FUNCTION_DENIED) =>
+        {
+            SqlError::AccessDenied(msg.clone())
+        }
         rusqlite::Error::SqliteFailure(f, msg) => {
             let m = msg.clone().unwrap_or_else(|| f.to_string());
             match f.code {
@@ -257,7 +486,14 @@ fn map_err(e: rusqlite::Error) -> SqlError {
                 _ => SqlError::Other(m),
             }
         }
-        rusqlite::Error::SqlInputError { msg, .. } => SqlError::BadQuery(msg.clone()),
+        // A statement refused while it is prepared: by the authorizer (SQLITE_AUTH), or
+        // because it does not parse or names what does not exist.
+        rusqlite::Error::SqlInputError { error, msg, .. } => match error.code {
+            C::AuthorizationForStatementDenied | C::PermissionDenied => {
+                SqlError::AccessDenied(msg.clone())
+            }
+            _ => SqlError::BadQuery(msg.clone()),
+        },
         rusqlite::Error::ExecuteReturnedResults => {
             SqlError::BadQuery("the statement returns rows: use `query`".into())
         }
@@ -309,21 +545,38 @@ fn skip_trivia(mut sql: &str) -> &str {
     }
 }
 
-/// Rejects what the authorizer cannot see: `VACUUM` (and `VACUUM INTO 'file'`), and renaming
-/// anything into the host's `_silo_` namespace (the authorizer is told only the old name).
+/// Rejects what the authorizer cannot see: statements marked as the host's, `VACUUM` (and
+/// `VACUUM INTO 'file'`), and schema statements naming the host's `_silo_` namespace.
 fn precheck(sql: &str) -> Result<(), SqlError> {
+    // The statement cache looks texts up trimmed: so does this check.
+    if sql.trim().starts_with(HOST_MARK.trim_end()) {
+        return Err(SqlError::AccessDenied(
+            "statements marked as the host's are the host's to run".into(),
+        ));
+    }
     let head = skip_trivia(sql).get(..6).unwrap_or("");
     if head.eq_ignore_ascii_case("vacuum") {
         return Err(SqlError::AccessDenied("VACUUM is the host's to run".into()));
     }
-    deny_renames_into_host_namespace(sql)
+    deny_host_names_in_schema(sql, false)
 }
 
-/// The authorizer is told only the old name of a renamed table: refuse any statement that
-/// renames something and names the host's prefix.
-fn deny_renames_into_host_namespace(sql: &str) -> Result<(), SqlError> {
+/// Schema statements that name the host's `_silo_` namespace are the host's. The authorizer
+/// cannot see all of them: it is told only the old name of a renamed table, and SQLite
+/// answers `CREATE … IF NOT EXISTS` for an existing host object before asking it. So any
+/// schema statement (and any batch, which is schema work) that names the prefix is refused,
+/// wherever the name appears.
+fn deny_host_names_in_schema(sql: &str, batch: bool) -> Result<(), SqlError> {
     let lower = sql.to_ascii_lowercase();
-    if lower.contains("rename") && lower.contains(HOST_TABLE_PREFIX) {
+    if !lower.contains(HOST_TABLE_PREFIX) {
+        return Ok(());
+    }
+    let head = skip_trivia(&lower);
+    let schema = ["create", "drop", "alter"]
+        .iter()
+        .any(|k| head.starts_with(k))
+        || lower.contains("rename");
+    if batch || schema {
         return Err(SqlError::AccessDenied(format!(
             "names starting with `{HOST_TABLE_PREFIX}` belong to the host"
         )));
@@ -352,7 +605,6 @@ fn run_query(
     params: &[Value],
     need_readonly: bool,
 ) -> Result<Option<RowSet>, SqlError> {
-    precheck(sql)?;
     let mut stmt = conn.prepare_cached(sql).map_err(map_err)?;
     if need_readonly && !stmt.readonly() {
         return Ok(None);
@@ -381,8 +633,24 @@ fn run_query(
     Ok(Some(RowSet { columns, rows }))
 }
 
-fn run_execute(conn: &Connection, sql: &str, params: &[Value]) -> Result<ExecResult, SqlError> {
+/// A guest's statement: checked for what the authorizer cannot see, then run.
+fn guest_query(
+    conn: &Connection,
+    limits: &CallLimits,
+    sql: &str,
+    params: &[Value],
+    need_readonly: bool,
+) -> Result<Option<RowSet>, SqlError> {
     precheck(sql)?;
+    run_query(conn, limits, sql, params, need_readonly)
+}
+
+fn guest_execute(conn: &Connection, sql: &str, params: &[Value]) -> Result<ExecResult, SqlError> {
+    precheck(sql)?;
+    run_execute(conn, sql, params)
+}
+
+fn run_execute(conn: &Connection, sql: &str, params: &[Value]) -> Result<ExecResult, SqlError> {
     let mut stmt = conn.prepare_cached(sql).map_err(map_err)?;
     bind(&mut stmt, params)?;
     if stmt.column_count() > 0 {
@@ -399,9 +667,18 @@ fn run_execute(conn: &Connection, sql: &str, params: &[Value]) -> Result<ExecRes
 }
 
 fn run_batch(conn: &Connection, sql: &str) -> Result<(), SqlError> {
-    // A batch runs inside a transaction, where SQLite itself refuses VACUUM.
-    deny_renames_into_host_namespace(sql)?;
+    // A batch runs inside a transaction, where SQLite itself refuses VACUUM. It is never
+    // cached, so it cannot meet a host statement.
+    deny_host_names_in_schema(sql, true)?;
     conn.execute_batch(sql).map_err(map_err)
+}
+
+/// What a statement that returns no rows answers to `query`.
+fn no_rows() -> RowSet {
+    RowSet {
+        columns: vec![],
+        rows: vec![],
+    }
 }
 
 /// No time or size limit: the host's own statements.
@@ -428,7 +705,7 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| SqlError::Unavailable(format!("{}: {e}", dir.display())))?;
         }
-        let writer = GuardedConn::open(path, &config)?;
+        let writer = GuardedConn::open(path, &config, Role::Writer)?;
         Ok(Self {
             path: path.to_path_buf(),
             config,
@@ -445,7 +722,7 @@ impl SqliteStore {
         if let Some(c) = self.readers.lock().expect("reader pool").pop() {
             return Ok(c);
         }
-        GuardedConn::open(&self.path, &self.config)
+        GuardedConn::open(&self.path, &self.config, Role::Reader)
     }
 
     fn put_reader(&self, c: GuardedConn) {
@@ -475,8 +752,11 @@ impl SqliteStore {
     ) -> Result<R, SqlError> {
         let w = self.lock_writer(limits).await?;
         w.arm(limits);
+        w.new_transaction();
         let r = f(&w);
         w.disarm();
+        w.new_transaction();
+        w.trim_wal();
         drop(w);
         tokio::task::yield_now().await;
         r
@@ -497,7 +777,7 @@ impl SqlStore for SqliteStore {
     ) -> Result<RowSet, SqlError> {
         let reader = self.take_reader()?;
         reader.arm(limits);
-        let r = run_query(&reader.conn, limits, sql, params, true);
+        let r = reader.guest(|c| guest_query(c, limits, sql, params, true));
         reader.disarm();
         self.put_reader(reader);
         match r? {
@@ -505,12 +785,8 @@ impl SqlStore for SqliteStore {
             // A statement that writes (INSERT … RETURNING) runs on the writer.
             None => {
                 self.with_writer(limits, |w| {
-                    run_query(&w.conn, limits, sql, params, false).map(|r| {
-                        r.unwrap_or_else(|| RowSet {
-                            columns: vec![],
-                            rows: vec![],
-                        })
-                    })
+                    w.guest(|c| guest_query(c, limits, sql, params, false))
+                        .map(|r| r.unwrap_or_else(no_rows))
                 })
                 .await
             }
@@ -523,7 +799,7 @@ impl SqlStore for SqliteStore {
         sql: &str,
         params: &[Value],
     ) -> Result<ExecResult, SqlError> {
-        self.with_writer(limits, |w| run_execute(&w.conn, sql, params))
+        self.with_writer(limits, |w| w.guest(|c| guest_execute(c, sql, params)))
             .await
     }
 
@@ -531,23 +807,25 @@ impl SqlStore for SqliteStore {
         self.with_writer(limits, |w| {
             w.privileged(|c| c.execute_batch("BEGIN IMMEDIATE"))
                 .map_err(map_err)?;
-            let r = run_batch(&w.conn, sql);
+            let r = w.guest(|c| run_batch(c, sql));
             let end = if r.is_ok() { "COMMIT" } else { "ROLLBACK" };
-            w.privileged(|c| c.execute_batch(end)).map_err(map_err)?;
-            r
+            let ended = w.end(end);
+            r.and(ended)
         })
         .await
     }
 
     async fn query_host(&self, sql: &str, params: &[Value]) -> Result<RowSet, SqlError> {
         let reader = self.take_reader()?;
-        let r = reader.privileged(|c| run_query(c, &host_limits(), sql, params, true));
+        let text = host_text(sql);
+        let r = reader.privileged(|c| run_query(c, &host_limits(), &text, params, true));
         self.put_reader(reader);
         r?.ok_or_else(|| SqlError::BadQuery("query_host reads; it cannot write".into()))
     }
 
     async fn begin(&self, limits: &CallLimits) -> Result<Box<dyn SqlTransaction>, SqlError> {
         let w = self.lock_writer(limits).await?;
+        w.new_transaction();
         w.privileged(|c| c.execute_batch("BEGIN IMMEDIATE"))
             .map_err(map_err)?;
         Ok(Box::new(SqliteTransaction { writer: Some(w) }))
@@ -571,11 +849,8 @@ impl SqliteTransaction {
             .writer
             .take()
             .ok_or_else(|| SqlError::InvalidHandle("the transaction is finished".into()))?;
-        let r = w.privileged(|c| c.execute_batch(sql)).map_err(map_err);
-        if r.is_err() && !w.conn.is_autocommit() {
-            // A failed COMMIT leaves the transaction open: end it so the writer is clean.
-            let _ = w.privileged(|c| c.execute_batch("ROLLBACK"));
-        }
+        let r = w.end(sql);
+        w.trim_wal();
         r
     }
 }
@@ -598,12 +873,9 @@ impl SqlTransaction for SqliteTransaction {
     ) -> Result<RowSet, SqlError> {
         let w = self.conn()?;
         w.arm(limits);
-        let r = run_query(&w.conn, limits, sql, params, false);
+        let r = w.guest(|c| guest_query(c, limits, sql, params, false));
         w.disarm();
-        Ok(r?.unwrap_or(RowSet {
-            columns: vec![],
-            rows: vec![],
-        }))
+        Ok(r?.unwrap_or_else(no_rows))
     }
 
     async fn execute(
@@ -614,7 +886,7 @@ impl SqlTransaction for SqliteTransaction {
     ) -> Result<ExecResult, SqlError> {
         let w = self.conn()?;
         w.arm(limits);
-        let r = run_execute(&w.conn, sql, params);
+        let r = w.guest(|c| guest_execute(c, sql, params));
         w.disarm();
         tokio::task::yield_now().await;
         r
@@ -623,25 +895,22 @@ impl SqlTransaction for SqliteTransaction {
     async fn execute_batch(&mut self, limits: &CallLimits, sql: &str) -> Result<(), SqlError> {
         let w = self.conn()?;
         w.arm(limits);
-        let r = run_batch(&w.conn, sql);
+        let r = w.guest(|c| run_batch(c, sql));
         w.disarm();
         r
     }
 
     async fn execute_host(&mut self, sql: &str, params: &[Value]) -> Result<ExecResult, SqlError> {
         let w = self.conn()?;
-        w.privileged(|c| run_execute(c, sql, params))
+        let text = host_text(sql);
+        w.privileged(|c| run_execute(c, &text, params))
     }
 
     async fn query_host(&mut self, sql: &str, params: &[Value]) -> Result<RowSet, SqlError> {
         let w = self.conn()?;
-        w.privileged(|c| run_query(c, &host_limits(), sql, params, false))
-            .map(|r| {
-                r.unwrap_or(RowSet {
-                    columns: vec![],
-                    rows: vec![],
-                })
-            })
+        let text = host_text(sql);
+        w.privileged(|c| run_query(c, &host_limits(), &text, params, false))
+            .map(|r| r.unwrap_or_else(no_rows))
     }
 
     async fn commit(mut self: Box<Self>) -> Result<(), SqlError> {
@@ -893,20 +1162,27 @@ mod tests {
         assert!(matches!(e, SqlError::LimitExceeded(_)), "{e:?}");
     }
 
+    fn capped(bytes: u64) -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s =
+            SqliteStore::open(&dir.path().join("s.db"), SqliteConfig { max_bytes: bytes }).unwrap();
+        (dir, s)
+    }
+
+    fn files_len(s: &SqliteStore) -> (u64, u64) {
+        let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let mut wal = s.path().as_os_str().to_owned();
+        wal.push("-wal");
+        (len(s.path()), len(Path::new(&wal)))
+    }
+
     #[tokio::test]
     async fn size_cap_reports_limit_exceeded() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SqliteStore::open(
-            &dir.path().join("s.db"),
-            SqliteConfig {
-                max_bytes: 64 * 1024,
-            },
-        )
-        .unwrap();
+        let (_d, s) = capped(1 << 20);
         let l = limits();
         s.execute(&l, "CREATE TABLE b (x BLOB)", &[]).await.unwrap();
         let mut last = None;
-        for _ in 0..100 {
+        for _ in 0..200 {
             if let Err(e) = s
                 .execute(
                     &l,
@@ -919,6 +1195,191 @@ mod tests {
                 break;
             }
         }
-        assert!(matches!(last, Some(SqlError::LimitExceeded(_))), "{last:?}");
+        assert!(
+            matches!(&last, Some(SqlError::LimitExceeded(m)) if m.contains("full")),
+            "{last:?}"
+        );
+        // A full store can still free room.
+        s.execute(&l, "DELETE FROM b", &[]).await.unwrap();
+        s.execute(&l, "INSERT INTO b VALUES (zeroblob(8192))", &[])
+            .await
+            .unwrap();
+    }
+
+    /// The attack: a 1 MiB store whose database stays under its cap while its write-ahead
+    /// log grows to four times the cap (SQLite checkpoints only every 1000 pages).
+    #[tokio::test]
+    async fn the_write_ahead_log_counts_in_the_cap() {
+        const CAP: u64 = 1 << 20;
+        let (_d, s) = capped(CAP);
+        let l = CallLimits {
+            deadline: Instant::now() + Duration::from_secs(120),
+            ..limits()
+        };
+        s.execute(&l, "CREATE TABLE b (x BLOB)", &[]).await.unwrap();
+        let mut worst = 0;
+        for round in 0..30 {
+            // Insert 320 KiB and delete it again, in transactions of 80 KiB.
+            for _ in 0..4 {
+                let mut tx = s.begin(&l).await.unwrap();
+                for _ in 0..20 {
+                    tx.execute(&l, "INSERT INTO b VALUES (randomblob(4000))", &[])
+                        .await
+                        .unwrap();
+                }
+                tx.commit().await.unwrap();
+                let (db, wal) = files_len(&s);
+                worst = worst.max(db + wal);
+            }
+            s.execute(&l, "DELETE FROM b", &[]).await.unwrap();
+            let (db, wal) = files_len(&s);
+            worst = worst.max(db + wal);
+            assert!(
+                db + wal <= CAP,
+                "round {round}: {db} + {wal} bytes over {CAP}"
+            );
+        }
+        assert!(worst <= CAP, "database + log reached {worst} bytes");
+        // One transaction larger than the log's share is refused as a full store.
+        let mut tx = s.begin(&l).await.unwrap();
+        let mut refused = None;
+        for _ in 0..200 {
+            if let Err(e) = tx
+                .execute(&l, "INSERT INTO b VALUES (randomblob(4000))", &[])
+                .await
+            {
+                refused = Some(e);
+                break;
+            }
+        }
+        let (db, wal) = files_len(&s);
+        assert!(db + wal <= CAP, "during: {db} + {wal} bytes over {CAP}");
+        let r = match refused {
+            Some(e) => {
+                drop(tx);
+                Err(e)
+            }
+            None => tx.commit().await,
+        };
+        assert!(
+            matches!(&r, Err(SqlError::LimitExceeded(m)) if m.contains("the store is full")),
+            "{r:?}"
+        );
+        let (db, wal) = files_len(&s);
+        assert!(db + wal <= CAP, "after: {db} + {wal} bytes over {CAP}");
+        // A transaction over the log's budget but within the database's is refused at
+        // commit, and leaves nothing behind.
+        s.execute(&l, "DELETE FROM b", &[]).await.unwrap();
+        let mut tx = s.begin(&l).await.unwrap();
+        let r = tx
+            .execute(&l, "INSERT INTO b VALUES (randomblob(300000))", &[])
+            .await;
+        let r = match r {
+            Ok(_) => tx.commit().await,
+            Err(e) => Err(e),
+        };
+        assert!(
+            matches!(&r, Err(SqlError::LimitExceeded(m)) if m.contains("write-ahead log")),
+            "{r:?}"
+        );
+        let n = s.query(&l, "SELECT count(*) FROM b", &[]).await.unwrap();
+        assert!(matches!(n.rows[0][0], Value::Integer(0)));
+    }
+
+    /// The critical attack: a guest sending the exact text of a host statement got the
+    /// host's cached, already-authorized statement back, with the host's rights.
+    #[tokio::test]
+    async fn host_statement_texts_are_refused_to_guests() {
+        let (_d, s) = store();
+        let l = limits();
+        let mut tx = s.begin(&l).await.unwrap();
+        tx.execute_host("CREATE TABLE main._silo_secret (x)", &[])
+            .await
+            .unwrap();
+        tx.execute_host(
+            "INSERT INTO main._silo_secret VALUES (?)",
+            &[Value::Integer(42)],
+        )
+        .await
+        .unwrap();
+        let read = "SELECT x FROM main._silo_secret";
+        tx.query_host(read, &[]).await.unwrap();
+        // On the writer, in the same transaction: the host's statements are now cached.
+        for text in [
+            read.to_string(),
+            format!("{HOST_MARK}{read}"),
+            format!("  {HOST_MARK}{read}  "),
+            format!("\n{}{read}", HOST_MARK.trim_end()),
+        ] {
+            let e = tx.query(&l, &text, &[]).await.unwrap_err();
+            assert!(matches!(e, SqlError::AccessDenied(_)), "{text:?}: {e:?}");
+        }
+        let e = tx
+            .execute(
+                &l,
+                "INSERT INTO main._silo_secret VALUES (?)",
+                &[Value::Integer(7)],
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(e, SqlError::AccessDenied(_)), "{e:?}");
+        tx.commit().await.unwrap();
+        // On a reader: the host's read is cached there too.
+        s.query_host(read, &[]).await.unwrap();
+        for text in [read.to_string(), format!("{HOST_MARK}{read}")] {
+            let e = s.query(&l, &text, &[]).await.unwrap_err();
+            assert!(matches!(e, SqlError::AccessDenied(_)), "{text:?}: {e:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn temp_objects_are_refused_in_every_spelling() {
+        let (_d, s) = store();
+        let l = limits();
+        s.execute(&l, "CREATE TABLE mine (x)", &[]).await.unwrap();
+        for sql in [
+            "CREATE TEMP TABLE t (x)",
+            "CREATE TEMPORARY TABLE t (x)",
+            "CREATE TABLE temp.t (x)",
+            "CREATE TABLE TEMP.t (x)",
+            "CREATE TABLE \"temp\".t (x)",
+            "CREATE TABLE [temp].t AS SELECT 1 AS x",
+            "CREATE VIEW temp.v AS SELECT 1",
+            "CREATE TEMP VIEW v AS SELECT 1",
+            "CREATE TRIGGER temp.t AFTER INSERT ON main.mine BEGIN SELECT 1; END",
+            "CREATE TEMP TRIGGER t AFTER INSERT ON mine BEGIN SELECT 1; END",
+            "INSERT INTO temp.sqlite_master VALUES ('table','t','t',0,'')",
+        ] {
+            let e = s.execute(&l, sql, &[]).await.unwrap_err();
+            assert!(matches!(e, SqlError::AccessDenied(_)), "{sql}: {e:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn denied_functions_read_as_access_denied() {
+        let (_d, s) = store();
+        let l = limits();
+        for sql in [
+            "SELECT load_extension('/usr/lib/x')",
+            "SELECT LOAD_EXTENSION('x', 'init')",
+        ] {
+            let e = s.query(&l, sql, &[]).await.unwrap_err();
+            assert!(matches!(e, SqlError::AccessDenied(_)), "{sql}: {e:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn views_of_the_file_are_hidden() {
+        let (_d, s) = store();
+        let l = limits();
+        s.execute(&l, "CREATE TABLE mine (x)", &[]).await.unwrap();
+        for sql in [
+            "SELECT name, pgsize FROM dbstat",
+            "SELECT * FROM DBSTAT WHERE name LIKE '!_silo!_%' ESCAPE '!'",
+            "SELECT * FROM main.dbstat",
+        ] {
+            let e = s.query(&l, sql, &[]).await.unwrap_err();
+            assert!(matches!(e, SqlError::AccessDenied(_)), "{sql}: {e:?}");
+        }
     }
 }

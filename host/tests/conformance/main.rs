@@ -45,8 +45,8 @@ async fn stores(backend: &str, dir: &Path) -> Option<(Arc<dyn KvStore>, Arc<dyn 
     TAG.with(|t| *t.borrow_mut() = tag.clone());
     match backend {
         "sqlite" => Some((
-            Arc::new(SqliteKv::open(&dir.join("a.db")).unwrap()),
-            Arc::new(SqliteKv::open(&dir.join("b.db")).unwrap()),
+            Arc::new(SqliteKv::open(&dir.join("a.db"), 1 << 30).unwrap()),
+            Arc::new(SqliteKv::open(&dir.join("b.db"), 1 << 30).unwrap()),
         )),
         "redis" => {
             if !server_up("Redis", "127.0.0.1:6379") {

@@ -7,8 +7,9 @@
 //! victim answer was correct *and* the victim's p99 latency stayed within
 //! [`victim_bound`] of the baseline.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -22,11 +23,23 @@ use hyper_util::rt::TokioExecutor;
 pub enum Judge {
     /// `GET /intruder/attack/NAME` answers `{"outcome":"blocked"|"succeeded","detail":…}`.
     Report,
-    /// `GET PATH` must end in a 503 from the host (the instance was stopped).
-    HostStops(&'static str),
+    /// `GET PATH` must end in a 503 from the host (the instance was stopped) with error
+    /// `code` and a message that contains `says` (what stopped it).
+    HostStops {
+        path: &'static str,
+        code: &'static str,
+        says: &'static str,
+    },
     /// `N` concurrent `GET PATH` against a service limited to a few instances: all must be
     /// 503, most of them `busy`.
     Flood(&'static str, usize),
+    /// Like `Report`, while the runner measures the intruder's store on disk (database and
+    /// write-ahead log) every few milliseconds: it must stay within `cap_mb`.
+    ReportWithinCap { cap_mb: u64 },
+    /// The runner sends every host statement text the host has run (recorded through
+    /// `SILO_RECORD_HOST_SQL`) to `POST /intruder/attack/host-statements`; the intruder sends
+    /// each back as guest SQL, which must be `access-denied`.
+    HostStatements,
 }
 
 /// One entry of the catalogue.
@@ -57,22 +70,38 @@ pub const CATALOGUE: &[Attack] = &[
     Attack {
         name: "forged-handle",
         expected: "a forged resource handle traps the instance (503)",
-        judge: Judge::HostStops("/intruder/trap/forged-handle"),
+        judge: Judge::HostStops {
+            path: "/intruder/trap/forged-handle",
+            code: "service_trapped",
+            says: "handle index",
+        },
     },
     Attack {
         name: "wrong-type-handle",
         expected: "a handle of another resource type traps the instance (503)",
-        judge: Judge::HostStops("/intruder/trap/wrong-type-handle"),
+        judge: Judge::HostStops {
+            path: "/intruder/trap/wrong-type-handle",
+            code: "service_trapped",
+            says: "used with the wrong type",
+        },
     },
     Attack {
         name: "stale-transaction",
         expected: "a transaction handle kept across commit traps the instance (503)",
-        judge: Judge::HostStops("/intruder/trap/stale-transaction"),
+        judge: Judge::HostStops {
+            path: "/intruder/trap/stale-transaction",
+            code: "service_trapped",
+            says: "unknown handle index",
+        },
     },
     Attack {
         name: "double-drop",
         expected: "dropping an already dropped handle traps the instance (503)",
-        judge: Judge::HostStops("/intruder/trap/double-drop"),
+        judge: Judge::HostStops {
+            path: "/intruder/trap/double-drop",
+            code: "service_trapped",
+            says: "unknown handle index",
+        },
     },
     Attack {
         name: "attach",
@@ -162,17 +191,29 @@ pub const CATALOGUE: &[Attack] = &[
     Attack {
         name: "infinite-loop",
         expected: "the CPU deadline stops the instance (503)",
-        judge: Judge::HostStops("/intruder/exhaust/loop"),
+        judge: Judge::HostStops {
+            path: "/intruder/exhaust/loop",
+            code: "deadline_exceeded",
+            says: "did not answer within 1000 ms",
+        },
     },
     Attack {
         name: "memory-growth",
         expected: "the memory limit stops the instance (503)",
-        judge: Judge::HostStops("/intruder/exhaust/memory"),
+        judge: Judge::HostStops {
+            path: "/intruder/exhaust/memory",
+            code: "service_trapped",
+            says: "reached its memory limit of 32 MiB",
+        },
     },
     Attack {
         name: "deep-recursion",
-        expected: "the stack limit stops the instance (503)",
-        judge: Judge::HostStops("/intruder/exhaust/recursion"),
+        expected: "its stack runs off its own linear memory: trap (503)",
+        judge: Judge::HostStops {
+            path: "/intruder/exhaust/recursion",
+            code: "service_trapped",
+            says: "out of bounds memory access",
+        },
     },
     Attack {
         name: "request-flood",
@@ -194,7 +235,32 @@ pub const CATALOGUE: &[Attack] = &[
         expected: "access-denied for key-value stores it did not declare",
         judge: Judge::Report,
     },
+    Attack {
+        name: "host-statements",
+        expected: "every host statement's text, sent as guest SQL, is access-denied",
+        judge: Judge::HostStatements,
+    },
+    Attack {
+        name: "temp-objects",
+        expected: "TEMP tables, views, triggers, indexes refused in every spelling",
+        judge: Judge::Report,
+    },
+    Attack {
+        name: "file-views",
+        expected: "dbstat (page sizes of every table, the host's too) is access-denied",
+        judge: Judge::Report,
+    },
+    Attack {
+        name: "fill-wal",
+        expected: "database + write-ahead log stay within max-size-mb (8 MiB)",
+        judge: Judge::ReportWithinCap {
+            cap_mb: INTRUDER_STORE_MB,
+        },
+    },
 ];
+
+/// The intruder's store cap in [`manifest`].
+pub const INTRUDER_STORE_MB: u64 = 8;
 
 /// The manifest the catalogue runs against: the demo services and the intruder, with the
 /// limits the attacks test. `{dir}` is the folder of built components.
@@ -228,9 +294,10 @@ component = "{intruder}"
 route = "/intruder"
 calls = ["reference"]
 publishes = ["Intruded"]
+subscribes = [{{ source = "users", topic = "UserCreated" }}]
 saga-participants = ["reference"]
 [services.intruder.stores.main]
-max-size-mb = 8
+max-size-mb = {cap}
 [services.intruder.limits]
 deadline-ms = 1000
 memory-mb = 32
@@ -241,6 +308,7 @@ result-kb = 1024
         products = c("products"),
         reference = c("reference"),
         intruder = c("intruder"),
+        cap = INTRUDER_STORE_MB,
     )
 }
 
@@ -276,6 +344,10 @@ pub fn victim_bound(baseline_p99: Duration) -> Duration {
 pub struct Target {
     pub http: String,
     client: Client<HttpConnector, Full<Bytes>>,
+    /// The host's data folder, where the intruder's store files are measured.
+    pub data: Option<PathBuf>,
+    /// The file the host records its SQL statement texts into (`SILO_RECORD_HOST_SQL`).
+    pub host_sql: Option<PathBuf>,
 }
 
 impl Target {
@@ -283,6 +355,17 @@ impl Target {
         Self {
             http: http.to_string(),
             client: Client::builder(TokioExecutor::new()).build_http(),
+            data: None,
+            host_sql: None,
+        }
+    }
+
+    /// A target whose data folder and statement record the runner can read.
+    pub fn local(http: &str, data: &Path, host_sql: &Path) -> Self {
+        Self {
+            data: Some(data.to_path_buf()),
+            host_sql: Some(host_sql.to_path_buf()),
+            ..Self::new(http)
         }
     }
 
@@ -405,35 +488,111 @@ pub async fn run_attack(target: &Target, victim: &Victim, attack: &Attack) -> Ou
     }
 }
 
+/// Reads a report answer: `(blocked, observed)`.
+fn read_report(status: u16, text: &str) -> (bool, String) {
+    let v: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+    let detail = v["detail"].as_str().unwrap_or(text).to_string();
+    match (status, v["outcome"].as_str()) {
+        (200, Some("blocked")) => (true, format!("blocked: {detail}")),
+        (200, Some(other)) => (false, format!("{other}: {detail}")),
+        // The host stopped the instance before it could report: also a failed attack.
+        (503, _) => (
+            true,
+            format!("instance stopped by the host: {}", short(text)),
+        ),
+        (s, _) => (false, format!("unexpected answer {s}: {}", short(text))),
+    }
+}
+
+/// The texts of `SILO_RECORD_HOST_SQL`, one JSON string a line.
+pub fn recorded_host_statements(path: &Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str::<String>(l).map_err(|e| format!("{l}: {e}")))
+        .collect()
+}
+
+/// Bytes of a SQLite store on disk: the database and its write-ahead log.
+pub fn store_bytes(data: &Path, service: &str, store: &str) -> u64 {
+    let db = data
+        .join("stores")
+        .join(service)
+        .join(format!("{store}.db"));
+    let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    len(&db) + len(Path::new(&wal))
+}
+
 async fn judge(target: &Target, attack: &Attack) -> (bool, String) {
     match attack.judge {
         Judge::Report => {
             let (status, text) = target
                 .send("GET", &format!("/intruder/attack/{}", attack.name), None)
                 .await;
-            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-            let detail = v["detail"].as_str().unwrap_or(&text).to_string();
-            match (status, v["outcome"].as_str()) {
-                (200, Some("blocked")) => (true, format!("blocked: {detail}")),
-                (200, Some(other)) => (false, format!("{other}: {detail}")),
-                // The host stopped the instance before it could report: also a failed attack.
-                (503, _) => (
-                    true,
-                    format!("instance stopped by the host: {}", short(&text)),
-                ),
-                (s, _) => (false, format!("unexpected answer {s}: {}", short(&text))),
-            }
+            read_report(status, &text)
         }
-        Judge::HostStops(path) => {
+        Judge::ReportWithinCap { cap_mb } => {
+            let Some(data) = target.data.clone() else {
+                return (false, "the runner cannot see the host's data folder".into());
+            };
+            let (stop, worst) = (
+                Arc::new(AtomicBool::new(false)),
+                Arc::new(AtomicU64::new(0)),
+            );
+            let poller = {
+                let (stop, worst) = (stop.clone(), worst.clone());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        worst.fetch_max(store_bytes(&data, "intruder", "main"), Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                })
+            };
+            let (status, text) = target
+                .send("GET", &format!("/intruder/attack/{}", attack.name), None)
+                .await;
+            stop.store(true, Ordering::Relaxed);
+            let _ = poller.await;
+            let (blocked, observed) = read_report(status, &text);
+            let worst = worst.load(Ordering::Relaxed);
+            let cap = cap_mb << 20;
+            (
+                blocked && worst <= cap,
+                format!(
+                    "store on disk at most {:.2} MiB of {cap_mb} MiB; {observed}",
+                    worst as f64 / f64::from(1 << 20)
+                ),
+            )
+        }
+        Judge::HostStatements => {
+            let Some(path) = &target.host_sql else {
+                return (false, "the runner cannot read the host's statements".into());
+            };
+            let texts = match recorded_host_statements(path) {
+                Ok(t) => t,
+                Err(e) => return (false, e),
+            };
+            let body = serde_json::to_string(&texts).unwrap_or_default();
+            let (status, text) = target
+                .send("POST", "/intruder/attack/host-statements", Some(&body))
+                .await;
+            read_report(status, &text)
+        }
+        Judge::HostStops { path, code, says } => {
             let t = Instant::now();
             let (status, text) = target.send("GET", path, None).await;
-            let code = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v["error"]["code"].as_str().map(String::from))
-                .unwrap_or_default();
+            let error = serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default();
+            let got = error["error"]["code"].as_str().unwrap_or_default();
+            let message = error["error"]["message"].as_str().unwrap_or_default();
             (
-                status == 503,
-                format!("{status} {code} after {} ms", t.elapsed().as_millis()),
+                status == 503 && got == code && message.contains(says),
+                format!(
+                    "{status} {got} after {} ms: {}",
+                    t.elapsed().as_millis(),
+                    short(message)
+                ),
             )
         }
         Judge::Flood(path, n) => {

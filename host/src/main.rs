@@ -578,6 +578,7 @@ fn demo_isolation(components: &Path) -> ExitCode {
         .arg("--data")
         .arg(dir.join("data"))
         .env("SILO_LOG", "warn")
+        .env("SILO_RECORD_HOST_SQL", dir.join("host-sql.jsonl"))
         .stdout(std::process::Stdio::piped())
         .spawn()
     {
@@ -606,7 +607,8 @@ fn demo_isolation(components: &Path) -> ExitCode {
         .build()
         .expect("building the runtime");
     let outcomes = rt.block_on(async {
-        let target = silo::isolation::Target::new(&http);
+        let target =
+            silo::isolation::Target::local(&http, &dir.join("data"), &dir.join("host-sql.jsonl"));
         let victim = silo::isolation::Victim::prepare(&target).await?;
         let mut outcomes = Vec::new();
         for attack in silo::isolation::CATALOGUE {

@@ -37,7 +37,7 @@ use serde_json::json;
 use silo_sdk::bindings::silo::service::sql::{Database, Transaction};
 use silo_sdk::{
     ApiError, Call, CallError, CallResponse, Db, ExecResult, Method, Migration, Request, Response,
-    Router, Row, Service, SqlError, Value, describe,
+    Router, Row, Service, SqlError, Subscriptions, Value, describe,
 };
 
 struct Intruder;
@@ -47,6 +47,7 @@ impl Service for Intruder {
         Router::new()
             .get("/intruder/attacks", |_| Ok(Response::ok(&attack_names())))
             .get("/intruder/attack/{name}", attack)
+            .post("/intruder/attack/host-statements", host_statements)
             .get("/intruder/trap/forged-handle", forged_handle)
             .get("/intruder/trap/wrong-type-handle", wrong_type_handle)
             .get("/intruder/trap/stale-transaction", stale_transaction)
@@ -56,6 +57,12 @@ impl Service for Intruder {
             .get("/intruder/exhaust/recursion", |_| {
                 Ok(Response::ok(&json!({ "depth": dig(0) })))
             })
+    }
+
+    /// A subscription of its own, so its store holds an inbox too: every host table
+    /// exists there to be attacked.
+    fn subscriptions() -> Subscriptions {
+        Subscriptions::new().on("users", "UserCreated", |_event, _tx| Ok(()))
     }
 
     fn migrations() -> Vec<Migration> {
@@ -102,6 +109,9 @@ const ATTACKS: &[(&str, Attack)] = &[
     ("publish-undeclared", publish_undeclared),
     ("saga-undeclared", saga_undeclared),
     ("kv-other-store", kv_other_store),
+    ("temp-objects", temp_objects),
+    ("file-views", file_views),
+    ("fill-wal", fill_wal),
 ];
 
 fn attack_names() -> Vec<&'static str> {
@@ -147,11 +157,23 @@ impl Findings {
         self.notes.push(text.to_string());
     }
 
-    /// A statement that must fail, with any error.
-    fn must_fail<T: Summary>(&mut self, what: &str, result: Result<T, SqlError>) {
+    /// A statement SQLite itself must refuse as malformed or forbidden by its own rules
+    /// (`bad-query` whose message contains `because`), whatever the authorizer says.
+    fn must_be_bad_query<T: Summary>(
+        &mut self,
+        what: &str,
+        because: &str,
+        result: Result<T, SqlError>,
+    ) {
         match result {
             Ok(value) => self.got_through(what, value.summary()),
-            Err(err) => self.refused(what, describe(&err)),
+            Err(err @ SqlError::BadQuery(_)) if describe(&err).contains(because) => {
+                self.refused(what, describe(&err))
+            }
+            Err(err) => self.got_through(
+                what,
+                format!("not bad-query ({because}) but {}", describe(&err)),
+            ),
         }
     }
 
@@ -181,14 +203,6 @@ impl Findings {
             Ok(resp) => self.got_through(what, format!("answered {}", resp.status)),
             Err(err) if err.is_denied() => self.refused(what, err),
             Err(err) => self.got_through(what, format!("not denied but {err}")),
-        }
-    }
-
-    /// A call that must not produce any answer (any error will do).
-    fn call_must_fail(&mut self, what: &str, result: Result<CallResponse, CallError>) {
-        match result {
-            Ok(resp) => self.got_through(what, format!("answered {}", resp.status)),
-            Err(err) => self.refused(what, err),
         }
     }
 
@@ -312,6 +326,110 @@ fn kv_other_store(f: &mut Findings) -> Result<(), SqlError> {
     Ok(())
 }
 
+/// TEMP objects in every spelling: they would live outside the store's file and its size
+/// cap (in the system's temporary folder), outlive the request on the host's connection,
+/// and could shadow the host's tables.
+fn temp_objects(f: &mut Findings) -> Result<(), SqlError> {
+    let db = own()?;
+    for statement in [
+        "CREATE TEMP TABLE intruder_t (x)",
+        "CREATE TEMPORARY TABLE intruder_t (x)",
+        "CREATE TABLE temp.intruder_t (x)",
+        "CREATE TABLE TEMP.intruder_t (x)",
+        "CREATE TABLE \"temp\".intruder_t (x)",
+        "CREATE TABLE [temp].intruder_t AS SELECT randomblob(1000) AS x",
+        "CREATE VIEW temp.intruder_v AS SELECT 1",
+        "CREATE TEMP VIEW intruder_v AS SELECT 1",
+        "CREATE TRIGGER temp.intruder_tr AFTER INSERT ON main.bait BEGIN SELECT 1; END",
+        "CREATE TEMP TRIGGER intruder_tr AFTER INSERT ON bait BEGIN SELECT 1; END",
+    ] {
+        f.must_be_denied(statement, db.execute(statement, &[]));
+    }
+    Ok(())
+}
+
+/// Virtual tables that show the file itself: page by page sizes of every table (the host's
+/// included), and the connection's prepared statements.
+fn file_views(f: &mut Findings) -> Result<(), SqlError> {
+    let db = own()?;
+    for statement in [
+        "SELECT name, pgsize FROM dbstat",
+        "SELECT sum(pgsize) FROM dbstat WHERE name LIKE '!_silo!_%' ESCAPE '!'",
+        "SELECT * FROM main.dbstat",
+        "SELECT * FROM DbStat('main')",
+    ] {
+        f.must_be_denied(statement, db.query(statement, &[]));
+    }
+    Ok(())
+}
+
+/// Grows the store's write-ahead log instead of its database: many transactions of 256 KiB
+/// that are deleted again (the database stays small, the log only grows until a
+/// checkpoint), then one transaction larger than the log's share of the cap. The runner
+/// measures the files on disk meanwhile; here, the large transaction must be refused.
+fn fill_wal(f: &mut Findings) -> Result<(), SqlError> {
+    let db = own()?;
+    db.execute("DELETE FROM loot", &[])?;
+    let mut failed = 0;
+    for _ in 0..40 {
+        let round = db.transaction(|tx| {
+            for _ in 0..64 {
+                tx.execute("INSERT INTO loot (data) VALUES (randomblob(4000))", &[])?;
+            }
+            tx.execute("DELETE FROM loot", &[])?;
+            Ok::<_, SqlError>(())
+        });
+        if round.is_err() {
+            failed += 1;
+        }
+    }
+    f.note(format!(
+        "40 rounds of 256 KiB written and deleted, {failed} refused"
+    ));
+    let big = db.transaction(|tx| {
+        for _ in 0..16 {
+            tx.execute("INSERT INTO loot (data) VALUES (randomblob(262144))", &[])?;
+        }
+        Ok::<_, SqlError>(())
+    });
+    f.must_hit_limit("one transaction of 4 MiB in an 8 MiB store", big);
+    let _ = db.execute("DELETE FROM loot", &[]);
+    Ok(())
+}
+
+/// `POST /intruder/attack/host-statements` with a JSON list of the host's own statement
+/// texts (the runner records them from the host; they are public anyway, in its source):
+/// each is sent back as guest SQL, in a transaction and outside one, with as many NULL
+/// parameters as it has placeholders. First the intruder makes the host run its statements
+/// on its store's connections (publishing a declared event), so that a host that shares its
+/// statement cache with guests would hand its already-authorized statements back.
+fn host_statements(req: Request) -> Result<Response, ApiError> {
+    let texts: Vec<String> = req.json()?;
+    let mut f = Findings::default();
+    let db = own()?;
+    db.transaction(|tx| tx.publish_raw("Intruded", "prime", "application/json", b"{}"))?;
+    for text in &texts {
+        let params = vec![Value::Null; text.matches('?').count()];
+        let shown: String = text.chars().take(60).collect();
+        let inside = db.raw().begin().and_then(|tx| {
+            let r = tx.query(text, &params);
+            drop(tx);
+            r.map(|rows| format!("{} rows", rows.rows.len()))
+        });
+        f.must_be_denied(&format!("in a transaction: {shown}"), inside);
+        let outside = db
+            .raw()
+            .query(text, &params)
+            .map(|rows| format!("{} rows", rows.rows.len()));
+        f.must_be_denied(&format!("outside a transaction: {shown}"), outside);
+    }
+    if texts.is_empty() {
+        f.got_through("no host statement texts", "nothing was tried: inconclusive");
+    }
+    f.note(format!("{} host statement texts tried", texts.len()));
+    Ok(f.report("host-statements"))
+}
+
 fn open_other_store(f: &mut Findings) -> Result<(), SqlError> {
     for name in [
         "users",
@@ -407,7 +525,7 @@ fn attach(f: &mut Findings) -> Result<(), SqlError> {
         "ATTACH ':memory:' AS m",
         "ATTACH '' AS t",
     ] {
-        f.must_fail(statement, db.execute(statement, &[]));
+        f.must_be_denied(statement, db.execute(statement, &[]));
     }
     Ok(())
 }
@@ -422,25 +540,25 @@ fn vacuum_into(f: &mut Findings) -> Result<(), SqlError> {
         "-- hidden\nVACUUM INTO '/tmp/stolen-3.db'",
         "VACUUM main INTO 'file:/tmp/stolen-4.db'",
     ] {
-        f.must_fail(statement, db.execute(statement, &[]));
+        f.must_be_denied(statement, db.execute(statement, &[]));
     }
-    f.must_fail(
+    f.must_be_denied(
         "VACUUM INTO via query",
         db.query("/**/VACUUM INTO '/tmp/stolen-5.db'", &[]),
     );
     Ok(())
 }
 
-/// Load native code into the host process, or read and write files through SQL.
+/// Load native code into the host process. (`readfile`/`writefile` belong to the sqlite3
+/// shell, not the library silo links, so there is nothing to probe there.)
 fn load_extension(f: &mut Findings) -> Result<(), SqlError> {
     let db = own()?;
     for statement in [
         "SELECT load_extension('/usr/lib/x')",
         "SELECT LOAD_EXTENSION('/usr/lib/x', 'sqlite3_x_init')",
-        "SELECT readfile('/etc/passwd')",
-        "SELECT writefile('/tmp/x', 'y')",
+        "SELECT length(load_extension('libc.so.6'))",
     ] {
-        f.must_fail(statement, db.query(statement, &[]));
+        f.must_be_denied(statement, db.query(statement, &[]));
     }
     Ok(())
 }
@@ -459,7 +577,7 @@ fn pragmas(f: &mut Findings) -> Result<(), SqlError> {
         "PRAGMA temp_store_directory='/tmp'",
         "PRAGMA wal_checkpoint(TRUNCATE)",
     ] {
-        f.must_fail(statement, db.query(statement, &[]));
+        f.must_be_denied(statement, db.query(statement, &[]));
     }
     Ok(())
 }
@@ -471,7 +589,7 @@ fn uri_filename(f: &mut Findings) -> Result<(), SqlError> {
         "ATTACH 'file:/etc/passwd?immutable=1' AS p",
         "ATTACH 'file:///etc/passwd?mode=ro' AS p",
     ] {
-        f.must_fail(statement, db.execute(statement, &[]));
+        f.must_be_denied(statement, db.execute(statement, &[]));
     }
     Ok(())
 }
@@ -490,12 +608,19 @@ fn host_tables(f: &mut Findings) -> Result<(), SqlError> {
         .collect();
     f.note(format!("host tables in the file: {names:?}"));
 
+    // Every one exists in the intruder's store (it publishes, subscribes and may start
+    // sagas), so a probe fails only because it is refused, never for a missing table.
     let tables = [
         "_silo_migrations",
         "_silo_outbox",
+        "_silo_deliveries",
+        "_silo_subscriptions",
+        "_silo_heads",
         "_silo_inbox",
         "_silo_dead_letters",
         "_silo_sagas",
+        "_silo_saga_steps",
+        "_silo_commands",
         "_SILO_migrations",
         "_Silo_Migrations",
         "\"_silo_migrations\"",
@@ -503,11 +628,11 @@ fn host_tables(f: &mut Findings) -> Result<(), SqlError> {
         "main._silo_migrations",
     ];
     for t in tables {
-        f.must_fail(
+        f.must_be_denied(
             &format!("SELECT * FROM {t}"),
             db.query(&format!("SELECT * FROM {t}"), &[]),
         );
-        f.must_fail(
+        f.must_be_denied(
             &format!("SELECT count(*) FROM {t}"),
             db.query(&format!("SELECT count(*) FROM {t}"), &[]),
         );
@@ -517,14 +642,18 @@ fn host_tables(f: &mut Findings) -> Result<(), SqlError> {
         "SELECT (SELECT count(*) FROM _silo_migrations) AS n",
         "SELECT rowid FROM _SILO_MIGRATIONS",
     ] {
-        f.must_fail(statement, db.query(statement, &[]));
+        f.must_be_denied(statement, db.query(statement, &[]));
     }
     for t in [
         "_silo_migrations",
         "_silo_outbox",
+        "_silo_deliveries",
+        "_silo_heads",
         "_silo_inbox",
         "_silo_dead_letters",
         "_silo_sagas",
+        "_silo_saga_steps",
+        "_silo_commands",
         "_SILO_migrations",
     ] {
         for statement in [
@@ -532,7 +661,7 @@ fn host_tables(f: &mut Findings) -> Result<(), SqlError> {
             format!("UPDATE {t} SET rowid = rowid WHERE 0"),
             format!("DELETE FROM {t} WHERE 0"),
         ] {
-            f.must_fail(&statement, db.execute(&statement, &[]));
+            f.must_be_denied(&statement, db.execute(&statement, &[]));
         }
     }
     let copy = db.execute(
@@ -542,11 +671,11 @@ fn host_tables(f: &mut Findings) -> Result<(), SqlError> {
     if copy.is_ok() {
         let _ = db.execute("DROP TABLE intruder_copy", &[]);
     }
-    f.must_fail(
+    f.must_be_denied(
         "CREATE TABLE intruder_copy AS SELECT * FROM _silo_migrations",
         copy,
     );
-    f.must_fail(
+    f.must_be_denied(
         "INSERT INTO loot (data) SELECT count(*) FROM _silo_migrations",
         db.execute(
             "INSERT INTO loot (data) SELECT count(*) FROM _silo_migrations",
@@ -567,7 +696,7 @@ fn host_tables(f: &mut Findings) -> Result<(), SqlError> {
     // Last, since on a broken host it would wreck our own migration records.
     for t in ["_silo_migrations", "_SILO_migrations"] {
         let statement = format!("DROP TABLE {t}");
-        f.must_fail(&statement, db.execute(&statement, &[]));
+        f.must_be_denied(&statement, db.execute(&statement, &[]));
     }
     Ok(())
 }
@@ -584,16 +713,15 @@ fn through_view(f: &mut Findings, db: &Db, kind: &str, name: &str) {
             // In a transaction, so the read runs on the connection that holds a TEMP view
             // (a plain read may go to another, pooled connection).
             let read = format!("SELECT * FROM {name}");
-            f.must_fail(
+            f.must_be_denied(
                 &format!("SELECT * FROM a {kind} over _silo_migrations"),
                 db.transaction(|tx| tx.query(&read, &[])),
             );
             let _ = db.execute(&format!("DROP VIEW IF EXISTS {name}"), &[]);
         }
-        Err(err) => f.refused(
-            &format!("CREATE {kind} over _silo_migrations"),
-            describe(&err),
-        ),
+        Err(err) => {
+            f.must_be_denied::<()>(&format!("CREATE {kind} over _silo_migrations"), Err(err))
+        }
     }
 }
 
@@ -606,16 +734,16 @@ fn through_trigger(f: &mut Findings, db: &Db, what: &str, body: &str) {
         &[],
     ) {
         Ok(_) => {
-            f.must_fail(
+            f.must_be_denied(
                 &format!("INSERT INTO bait with a trigger that {what} _silo_migrations"),
                 db.execute("INSERT INTO bait (x) VALUES ('spill')", &[]),
             );
             let _ = db.execute("DROP TRIGGER IF EXISTS intruder_spill", &[]);
             let _ = db.execute("DELETE FROM bait WHERE x = 'spill'", &[]);
         }
-        Err(err) => f.refused(
+        Err(err) => f.must_be_denied::<()>(
             &format!("CREATE TRIGGER that {what} _silo_migrations"),
-            describe(&err),
+            Err(err),
         ),
     }
 }
@@ -634,7 +762,7 @@ fn plant_host_table(f: &mut Findings) -> Result<(), SqlError> {
         format!("CREATE TEMP TABLE _silo_shadow_{id} (x)"),
         format!("CREATE VIEW _silo_view_{id} AS SELECT 1"),
     ] {
-        f.must_fail(&statement, db.execute(&statement, &[]));
+        f.must_be_denied(&statement, db.execute(&statement, &[]));
     }
     for (schema, temp) in [("main", ""), ("temp", "TEMP ")] {
         let scratch = format!("intruder_plant_{id}");
@@ -644,7 +772,7 @@ fn plant_host_table(f: &mut Findings) -> Result<(), SqlError> {
             // being refused the TEMP table itself is the defence.
             let created = db.execute(&create, &[]);
             let refused = created.is_err();
-            f.must_fail(&create, created);
+            f.must_be_denied(&create, created);
             if refused {
                 continue;
             }
@@ -660,7 +788,7 @@ fn plant_host_table(f: &mut Findings) -> Result<(), SqlError> {
                 "{schema}._silo_planted_{id} now exists and cannot be dropped by the guest"
             ));
         }
-        f.must_fail(
+        f.must_be_denied(
             &format!("ALTER TABLE {schema}.<own table> RENAME TO _silo_planted_…"),
             renamed,
         );
@@ -675,11 +803,14 @@ fn schema_tamper(f: &mut Findings) -> Result<(), SqlError> {
         "UPDATE sqlite_master SET sql = 'CREATE TABLE loot (id INTEGER PRIMARY KEY, data BLOB, pwned)' WHERE name = 'loot'",
         "DELETE FROM sqlite_schema",
         "INSERT INTO sqlite_master VALUES ('table', 'ghost', 'ghost', 0, 'CREATE TABLE ghost (x)')",
-        "UPDATE sqlite_temp_master SET sql = NULL",
-        "CREATE TABLE sqlite_ghost (x)",
     ] {
-        f.must_fail(statement, db.execute(statement, &[]));
+        // SQLITE_DBCONFIG_DEFENSIVE makes the schema table read-only.
+        f.must_be_bad_query(statement, "may not be modified", db.execute(statement, &[]));
     }
+    let statement = "UPDATE sqlite_temp_master SET sql = NULL";
+    f.must_be_bad_query(statement, "may not be modified", db.execute(statement, &[]));
+    let statement = "CREATE TABLE sqlite_ghost (x)";
+    f.must_be_bad_query(statement, "reserved", db.execute(statement, &[]));
     Ok(())
 }
 
@@ -706,7 +837,7 @@ fn call_undeclared(f: &mut Findings) -> Result<(), SqlError> {
         "http://users.silo.internal:80/users",
         "http://reference.silo.internal@users.silo.internal/users",
     ] {
-        f.call_must_fail(&format!("GET {url}"), Call::url(Method::Get, url).send());
+        f.call_must_be_denied(&format!("GET {url}"), Call::url(Method::Get, url).send());
     }
     // A declared service with another service's path: the host routes by authority, so
     // `reference` must answer it (404), never `users`.
@@ -736,7 +867,7 @@ fn call_external(f: &mut Findings) -> Result<(), SqlError> {
         "http://169.254.169.254/latest/meta-data/",
         "http://reference.silo.internal.example.com/",
     ] {
-        f.call_must_fail(&format!("GET {url}"), Call::url(Method::Get, url).send());
+        f.call_must_be_denied(&format!("GET {url}"), Call::url(Method::Get, url).send());
     }
     Ok(())
 }
@@ -843,11 +974,11 @@ fn huge_blob(f: &mut Findings) -> Result<(), SqlError> {
         "INSERT INTO loot (data) VALUES (zeroblob(2000000000))",
         "INSERT INTO loot (data) VALUES (randomblob(1073741824))",
     ] {
-        f.must_fail(statement, db.execute(statement, &[]));
+        f.must_hit_limit(statement, db.execute(statement, &[]));
     }
     // 17 MiB from the guest: moved, not cloned, so the instance stays in its memory limit.
     let blob = Value::Blob(vec![0u8; 17 << 20]);
-    f.must_fail(
+    f.must_hit_limit(
         "INSERT a 17 MiB parameter",
         db.raw()
             .execute("INSERT INTO loot (data) VALUES (?)", &[blob]),

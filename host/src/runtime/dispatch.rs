@@ -228,10 +228,11 @@ where
                 Some(p) => p,
                 None => service2.pre.instantiate_async(&mut store).await?,
             };
-            proxy
+            let handled = proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, req, out)
-                .await?;
+                .await;
+            handled.map_err(|e| store.data().limits.explain(e))?;
             keep_warm(&service2, store, proxy, served + 1);
             Ok(())
         })
@@ -336,10 +337,15 @@ fn failure_response(service: &Service, result: TaskResult) -> Response<HyperOutg
         Ok(Ok(Err(e))) => {
             service.metrics.traps.fetch_add(1, Relaxed);
             tracing::warn!(service = %name, "instance failed: {e:?}");
-            let reason = e
-                .downcast_ref::<wasmtime::Trap>()
-                .map(|t| t.to_string())
-                .unwrap_or_else(|| e.to_string());
+            // The trap, after what the host knows of its cause (its memory limit).
+            let memory = e.downcast_ref::<super::state::MemoryLimitReached>();
+            let reason = match (memory, e.downcast_ref::<wasmtime::Trap>()) {
+                (Some(m), Some(t)) => format!("{m} ({t})"),
+                (None, Some(t)) => t.to_string(),
+                (Some(m), None) => format!("{m} ({})", e.root_cause()),
+                // A host error (a bad resource handle): its cause, not the backtrace.
+                (None, None) => e.root_cause().to_string(),
+            };
             json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "service_trapped",

@@ -13,7 +13,7 @@ use wasmtime::{Engine, Store, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use super::metrics::ServiceMetrics;
-use super::state::RequestState;
+use super::state::{InstanceLimits, RequestState};
 use crate::bindings::exports::silo::service::command_handler::GuestIndices as CommandIndices;
 use crate::bindings::exports::silo::service::event_handler::GuestIndices;
 use crate::bindings::exports::silo::service::saga_handler::GuestIndices as SagaIndices;
@@ -156,13 +156,17 @@ impl Service {
     /// A fresh store for one instance, with its memory limit and CPU deadline set.
     /// `chain` is the services the request passed through before this one.
     pub fn new_store(&self, deadline: Instant, chain: &[Arc<str>]) -> Store<RequestState> {
-        let limits = StoreLimitsBuilder::new()
-            .memory_size((self.spec.limits.memory_mb << 20) as usize)
-            .instances(32)
-            .tables(32)
-            .memories(4)
-            .trap_on_grow_failure(false)
-            .build();
+        let memory_bytes = (self.spec.limits.memory_mb << 20) as usize;
+        let limits = InstanceLimits::new(
+            StoreLimitsBuilder::new()
+                .memory_size(memory_bytes)
+                .instances(32)
+                .tables(32)
+                .memories(4)
+                .trap_on_grow_failure(false)
+                .build(),
+            memory_bytes,
+        );
         let sql = SqlCtx::new(
             self.grants.clone(),
             CallLimits {

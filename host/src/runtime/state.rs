@@ -9,8 +9,8 @@
 
 use std::sync::Arc;
 
-use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -27,12 +27,89 @@ pub struct RequestState {
     /// Where outgoing `wasi:http` requests go: calls to declared services, nothing else.
     pub hooks: CallCtx,
     pub sql: SqlCtx,
-    pub limits: StoreLimits,
+    pub limits: InstanceLimits,
+}
+
+/// The instance's memory, table and instance limits, remembering whether the memory limit
+/// refused a growth: a guest's allocator then aborts (a trap that does not say why), and
+/// the host's answer should say it was the memory limit.
+pub struct InstanceLimits {
+    limits: StoreLimits,
+    memory_bytes: usize,
+    /// A `memory.grow` past the limit was refused.
+    pub memory_refused: bool,
+}
+
+impl InstanceLimits {
+    pub fn new(limits: StoreLimits, memory_bytes: usize) -> Self {
+        Self {
+            limits,
+            memory_bytes,
+            memory_refused: false,
+        }
+    }
+
+    /// `error` with the reason added when the memory limit was what stopped the instance.
+    pub fn explain(&self, error: wasmtime::Error) -> wasmtime::Error {
+        if self.memory_refused {
+            error.context(MemoryLimitReached {
+                mib: self.memory_bytes >> 20,
+            })
+        } else {
+            error
+        }
+    }
+}
+
+/// Why an instance failed, when it was its memory limit (found by `downcast_ref`).
+#[derive(Debug)]
+pub struct MemoryLimitReached {
+    pub mib: usize,
+}
+
+impl std::fmt::Display for MemoryLimitReached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "it reached its memory limit of {} MiB", self.mib)
+    }
+}
+
+impl ResourceLimiter for InstanceLimits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        self.memory_refused |= !allowed;
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
 }
 
 impl RequestState {
     /// The sandbox every instance starts in: each grant empty.
-    pub fn new(service: &Arc<str>, sql: SqlCtx, calls: CallCtx, limits: StoreLimits) -> Self {
+    pub fn new(service: &Arc<str>, sql: SqlCtx, calls: CallCtx, limits: InstanceLimits) -> Self {
         let wasi = WasiCtx::builder()
             .stdout(GuestLog::new(service.clone(), "stdout"))
             .stderr(GuestLog::new(service.clone(), "stderr"))

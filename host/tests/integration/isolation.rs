@@ -4,12 +4,26 @@
 
 use silo::isolation::{CATALOGUE, Judge, Target, Victim, run_attack};
 
-use crate::support::{TestHost, component};
+use crate::support::{TestHost, component, resolve, write_manifest};
+
+/// A host whose SQLite backend records its statement texts into `host-sql.jsonl` of the
+/// test's folder, and a target that can read them and the data folder.
+async fn recording_host(manifest: &str) -> (TestHost, Target) {
+    let (dir, path) = write_manifest(manifest);
+    let record = dir.path().join("host-sql.jsonl");
+    let h = TestHost::start_with(
+        dir,
+        path,
+        &[("SILO_RECORD_HOST_SQL", record.to_str().unwrap())],
+    )
+    .await;
+    let target = Target::local(&h.http, &h.data_dir(), &record);
+    (h, target)
+}
 
 async fn attack(name: &str) {
     let dir = component("intruder").parent().unwrap().to_path_buf();
-    let h = TestHost::start(&silo::isolation::manifest(&dir)).await;
-    let target = Target::new(&h.http);
+    let (_h, target) = recording_host(&silo::isolation::manifest(&dir)).await;
     let victim = Victim::prepare(&target).await.expect("a victim");
     let attack = CATALOGUE
         .iter()
@@ -75,6 +89,10 @@ attacks! {
     publish_on_undeclared_topics => "publish-undeclared",
     start_a_saga_on_undeclared_participants => "saga-undeclared",
     open_another_services_kv_store => "kv-other-store",
+    reuse_the_hosts_statements => "host-statements",
+    temp_objects_in_every_spelling => "temp-objects",
+    read_the_file_through_dbstat => "file-views",
+    fill_the_write_ahead_log => "fill-wal",
     infinite_loop => "infinite-loop",
     memory_growth => "memory-growth",
     deep_recursion => "deep-recursion",
@@ -99,4 +117,103 @@ async fn the_intruder_implements_the_catalogue() {
     {
         assert!(listed.contains(&a.name), "the intruder lacks {}", a.name);
     }
+}
+
+/// Every statement text the host runs in a full demo run (migrations, events, an approved
+/// and a rejected order saga with its commands and compensations, dead letters' tables),
+/// sent back as guest SQL by the intruder: each must be `access-denied`. The texts are the
+/// host's own, recorded as it ran them, so a new host statement is covered the day it is
+/// written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_host_statement_text_works_as_guest_sql() {
+    let manifest = format!(
+        "{}{}",
+        crate::DEMO,
+        r#"
+[services.intruder]
+component = "{c:intruder}"
+route = "/intruder"
+publishes = ["Intruded"]
+subscribes = [{ source = "users", topic = "UserCreated" }]
+saga-participants = ["payments"]
+[services.intruder.stores.main]
+"#
+    );
+    let (h, target) = recording_host(&resolve(&manifest)).await;
+    let user = h
+        .post("/users", r#"{"email":"rich@example.com","name":"Rich"}"#)
+        .await
+        .json();
+    let uid = user["id"].as_str().unwrap();
+    let r = h
+        .post(
+            "/payments/accounts",
+            &format!(r#"{{"userId":"{uid}","balance":1000}}"#),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let product = h
+        .post("/products", r#"{"name":"Lamp","price":300,"stock":1}"#)
+        .await
+        .json();
+    let pid = product["id"].as_str().unwrap();
+    // One order approved, one rejected (out of stock: compensations run).
+    for _ in 0..2 {
+        let r = h
+            .post(
+                "/orders",
+                &format!(r#"{{"userId":"{uid}","productId":"{pid}","quantity":1}}"#),
+            )
+            .await;
+        assert_eq!(r.status, 202, "{}", r.text());
+    }
+    let r = h
+        .put(&format!("/users/{uid}"), r#"{"name":"Richer"}"#)
+        .await;
+    assert_eq!(r.status, 200);
+    let start = std::time::Instant::now();
+    loop {
+        let orders = h.get(&format!("/orders?userId={uid}")).await.json();
+        let settled = orders
+            .as_array()
+            .is_some_and(|o| o.iter().all(|o| o["status"] != "PENDING"));
+        if settled {
+            break;
+        }
+        assert!(
+            start.elapsed().as_secs() < 60,
+            "orders still pending: {orders}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    h.wait_drained(std::time::Duration::from_secs(30)).await;
+
+    let texts = silo::isolation::recorded_host_statements(target.host_sql.as_ref().unwrap())
+        .expect("the recorded statements");
+    for needle in [
+        "_silo_outbox",
+        "_silo_deliveries",
+        "_silo_inbox",
+        "_silo_sagas",
+        "_silo_saga_steps",
+        "_silo_commands",
+        "_silo_migrations",
+    ] {
+        assert!(
+            texts.iter().any(|t| t.contains(needle)),
+            "no recorded host statement names {needle}: the run did not cover it"
+        );
+    }
+    let attack = CATALOGUE
+        .iter()
+        .find(|a| a.name == "host-statements")
+        .unwrap();
+    let victim = Victim::prepare(&target).await.expect("a victim");
+    let o = run_attack(&target, &victim, attack).await;
+    assert!(
+        o.blocked,
+        "{} host statements, one got through: {}",
+        texts.len(),
+        o.observed
+    );
 }

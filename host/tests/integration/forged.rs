@@ -102,7 +102,8 @@ fn forge_saga(db: &rusqlite::Connection, id: &str, state: &str, steps: &[Step]) 
                 payload.to_string().into_bytes(),
                 compensation,
                 state,
-                (*state == "succeeded").then(|| b"{}".to_vec()),
+                // A succeeded step's result is what its compensation gets back: forged too.
+                (*state == "succeeded").then(|| payload.to_string().into_bytes()),
             ],
         )
         .unwrap();
@@ -325,6 +326,42 @@ async fn a_forged_compensation_of_a_command_never_applied_is_refused() {
     );
     let p = h.get(&format!("/products/{}", v.product)).await.json();
     assert_eq!(p["stock"], 4, "the victim's reservation stands: {p}");
+}
+
+/// A forged compensation to a participant `evil` does not declare: the victim, once the
+/// buyer of its own order, tries to get the money back by writing a `refund` of its own
+/// charge into `evil`'s log, as if a `payments` step had succeeded there. It is never
+/// sent; the saga is FAILED, visibly, and the charge stands.
+#[tokio::test]
+async fn a_forged_compensation_to_an_undeclared_participant_is_never_sent() {
+    let (h, v) = attack(|db, v| {
+        let charged = json!({
+            "orderId": v.order, "userId": v.user, "amount": 1_000, "chargeId": v.order,
+        });
+        let step = (
+            "pay",
+            "payments",
+            "charge",
+            charged,
+            Some("refund"),
+            "succeeded",
+        );
+        forge_saga(db, "saga_forged", "compensating", &[step]);
+    })
+    .await;
+    let s = ended(&h, "saga_forged").await;
+    assert_eq!(s["ended"]["state"], "FAILED", "{s}");
+    assert_eq!(step(&s, "pay")["state"], "compensation-failed", "{s}");
+    assert_eq!(
+        detail(&s, "pay"),
+        "not sent: step `pay` names service `payments`, which `evil` does not declare in `saga-participants`",
+        "{s}"
+    );
+    let a = h
+        .get(&format!("/payments/accounts/{}", v.user))
+        .await
+        .json();
+    assert_eq!(a["balance"], 9_000, "the charge stands: {a}");
 }
 
 /// A forged saga reusing the victim order's saga id asks `products` for a command it

@@ -350,7 +350,9 @@ async fn render_saga_metrics(host: &Host, out: &mut String) {
          # HELP silo_saga_latency_seconds Start to handled end of the last sagas.\n\
          # TYPE silo_saga_latency_seconds summary\n\
          # HELP silo_saga_command_duplicates_total Redelivered saga commands a participant answered from its inbox.\n\
-         # TYPE silo_saga_command_duplicates_total counter\n",
+         # TYPE silo_saga_command_duplicates_total counter\n\
+         # HELP silo_saga_steps_refused_total Saga commands and compensations the host refused to send (participant or name not declared).\n\
+         # TYPE silo_saga_steps_refused_total counter\n",
     );
     for s in host.sagas.stats().await {
         for state in [
@@ -371,6 +373,11 @@ async fn render_saga_metrics(host: &Host, out: &mut String) {
             out,
             "silo_saga_retries_total{{service=\"{}\"}} {}",
             s.service, s.retries
+        );
+        let _ = writeln!(
+            out,
+            "silo_saga_steps_refused_total{{service=\"{}\"}} {}",
+            s.service, s.refused
         );
         for (q, v) in [("0.5", s.latency_p50_ms), ("0.99", s.latency_p99_ms)] {
             if let Some(v) = v {
@@ -406,6 +413,8 @@ fn render_event_metrics(subs: &[crate::events::SubscriptionStats], out: &mut Str
 # TYPE silo_events_duplicates_total counter
 # HELP silo_events_retries_total Failed deliveries that were retried.
 # TYPE silo_events_retries_total counter
+# HELP silo_events_refused_total Events the host refused to deliver (topic not declared), dead-lettered without the handler.
+# TYPE silo_events_refused_total counter
 # HELP silo_events_dead_letters Events held in the dead letters.
 # TYPE silo_events_dead_letters gauge
 ";
@@ -430,6 +439,7 @@ fn render_event_metrics(subs: &[crate::events::SubscriptionStats], out: &mut Str
         let _ = writeln!(out, "silo_events_delivered_total{{{l}}} {}", s.delivered);
         let _ = writeln!(out, "silo_events_duplicates_total{{{l}}} {}", s.duplicates);
         let _ = writeln!(out, "silo_events_retries_total{{{l}}} {}", s.retries);
+        let _ = writeln!(out, "silo_events_refused_total{{{l}}} {}", s.refused);
         let _ = writeln!(out, "silo_events_dead_letters{{{l}}} {}", s.dead_letters);
     }
 }

@@ -510,6 +510,7 @@ impl Host {
                     events: Default::default(),
                     saga_participants: Vec::new(),
                     sagas: Default::default(),
+                    commands: None,
                     limits: Default::default(),
                 }
             }

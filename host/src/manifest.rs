@@ -157,6 +157,11 @@ pub struct ServiceSpec {
     /// How the sagas it starts retry and time out.
     #[serde(default)]
     pub sagas: SagaSettings,
+    /// The saga commands (and compensations) it handles, as a participant. Declared: the
+    /// host refuses any other name, when a saga is started and again at delivery, without
+    /// running the handler. Absent: every name reaches the handler, which decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commands: Option<Vec<String>>,
     #[serde(default)]
     pub limits: Limits,
 }
@@ -231,6 +236,14 @@ impl Default for SagaSettings {
 }
 
 impl ServiceSpec {
+    /// Whether this service, as a saga participant, takes the command (or compensation)
+    /// `name`: any name when it declares no `commands`, else only the ones it lists.
+    pub fn accepts_command(&self, name: &str) -> bool {
+        self.commands
+            .as_ref()
+            .is_none_or(|c| c.iter().any(|n| n == name))
+    }
+
     /// The store holding this service's outbox and inbox, if it has one.
     pub fn event_store(&self) -> Option<&str> {
         match &self.events.store {
@@ -461,6 +474,27 @@ impl Manifest {
                 return Err((skey, "listed twice".into()));
             }
         }
+        for (i, command) in svc.commands.iter().flatten().enumerate() {
+            let ckey = format!("{key}.commands[{i}]");
+            if !valid_topic(command) {
+                return Err((
+                    ckey,
+                    format!(
+                        "`{command}` is not a command name (letters, digits and `._-`, at most 128)"
+                    ),
+                ));
+            }
+            if svc.commands.iter().flatten().take(i).any(|c| c == command) {
+                return Err((ckey, format!("`{command}` is listed twice")));
+            }
+        }
+        if svc.commands.is_some() && svc.event_store().is_none() {
+            return Err((
+                format!("{key}.commands"),
+                "a saga participant needs a store to keep the commands it handled in (declare `main`)"
+                    .into(),
+            ));
+        }
         for (i, p) in svc.saga_participants.iter().enumerate() {
             let pkey = format!("{key}.saga-participants[{i}]");
             if p == name {
@@ -476,6 +510,14 @@ impl Manifest {
                         pkey,
                         format!(
                             "service `{p}` has no store to keep the commands it handled in (declare `main`)"
+                        ),
+                    ));
+                }
+                Some(participant) if participant.commands.as_ref().is_some_and(Vec::is_empty) => {
+                    return Err((
+                        pkey,
+                        format!(
+                            "service `{p}` declares `commands = []`: it takes no saga commands"
                         ),
                     ));
                 }
@@ -782,6 +824,31 @@ mod tests {
         let no_store =
             "[services.a]\ncomponent = \"a.wasm\"\nroute = \"/a\"\npublishes = [\"Made\"]\n";
         assert_eq!(parse_err(no_store).0, "services.a.events.store");
+    }
+
+    #[test]
+    fn commands_are_names_and_a_participant_takes_some() {
+        let base = "[services.o]\ncomponent = \"o.wasm\"\nroute = \"/o\"\nsaga-participants = [\"p\"]\n[services.o.stores.main]\n[services.p]\ncomponent = \"p.wasm\"\nroute = \"/p\"\nCOMMANDS\n[services.p.stores.main]\n";
+        let with = |c: &str| base.replace("COMMANDS", c);
+        let m = Manifest::parse(&with("commands = [\"reserve\", \"release\"]")).unwrap();
+        let p = &m.services["p"];
+        assert!(p.accepts_command("reserve") && p.accepts_command("release"));
+        assert!(!p.accepts_command("charge") && !p.accepts_command(""));
+        let m = Manifest::parse(&with("")).unwrap();
+        assert!(
+            m.services["p"].accepts_command("anything"),
+            "undeclared: the handler decides"
+        );
+        let (key, msg) = parse_err(&with("commands = [\"a\", \"a\"]"));
+        assert_eq!(key, "services.p.commands[1]");
+        assert!(msg.contains("twice"), "{msg}");
+        let (key, _) = parse_err(&with("commands = [\"a b\"]"));
+        assert_eq!(key, "services.p.commands[0]");
+        let (key, msg) = parse_err(&with("commands = []"));
+        assert_eq!(key, "services.o.saga-participants[0]");
+        assert!(msg.contains("takes no saga commands"), "{msg}");
+        let no_store = "[services.p]\ncomponent = \"p.wasm\"\nroute = \"/p\"\ncommands = [\"a\"]\n";
+        assert_eq!(parse_err(no_store).0, "services.p.commands");
     }
 
     #[test]

@@ -11,6 +11,14 @@
 //! flight or waiting out a backoff, so events of one key reach a subscription in publish
 //! order even across retries, while other keys go on. One batch per subscription is in
 //! flight at a time; subscriptions run concurrently.
+//!
+//! *Invariant:* an event is delivered only if, as deployed now, its publisher declares its
+//! topic in `publishes` and its subscriber declares `{ source, topic }` in `subscribes`
+//! (and the delivery row's subscription is for that very topic). The outbox is a table in
+//! the publisher's own store, so a row in it is a request, never a permission: an event
+//! that fails the check is dead-lettered without its handler ([`admit`]). The `source` the
+//! handler sees is the outbox's service name, known to the host; no column of a row can set
+//! it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -24,7 +32,7 @@ use tokio::task::JoinSet;
 use super::inbox::{self, Outcome};
 use super::outbox::{EventRecord, Outbox, Registered, Settle};
 use crate::calls::ServiceDirectory;
-use crate::manifest::Subscription;
+use crate::manifest::{ServiceSpec, Subscription};
 
 /// Rows loaded per page, and the in-memory backlog below which the next page loads.
 const PAGE: usize = 2048;
@@ -54,6 +62,9 @@ pub struct SubscriptionStats {
     pub duplicates: u64,
     /// Failed attempts that were retried.
     pub retries: u64,
+    /// Events the host refused to deliver (their publisher does not declare the topic, or
+    /// the row names another subscription's topic): dead-lettered without the handler.
+    pub refused: u64,
     /// Dead letters now held.
     pub dead_letters: u64,
     /// Why it is not delivering now, if it is not.
@@ -99,6 +110,7 @@ struct Counters {
     delivered: u64,
     duplicates: u64,
     retries: u64,
+    refused: u64,
     latencies: VecDeque<u64>,
     stalled: Option<String>,
 }
@@ -182,6 +194,7 @@ impl EventRouter for LocalRouter {
                     delivered: c.map_or(0, |c| c.delivered),
                     duplicates: c.map_or(0, |c| c.duplicates),
                     retries: c.map_or(0, |c| c.retries),
+                    refused: c.map_or(0, |c| c.refused),
                     dead_letters: dead
                         .iter()
                         .find(|(s, _)| *s == *reg.id)
@@ -280,6 +293,8 @@ struct BatchDone {
     backoff: (u64, u64),
     /// Duplicates turned away by an injected second delivery (`duplicate-delivery`).
     injected_duplicates: u64,
+    /// Events refused before delivery (see [`admit`]).
+    refused: u64,
 }
 
 /// The task relaying one outbox.
@@ -366,6 +381,7 @@ impl Worker {
         let mut wake: Option<Instant> = None;
         let registered = self.outbox.subscriptions();
         let routes = self.directory.load_full();
+        let publisher = routes.by_name(&self.outbox.source).cloned();
         for (id, q) in self.queues.iter_mut() {
             if q.in_flight || q.len == 0 {
                 continue;
@@ -388,11 +404,15 @@ impl Worker {
                 .by_name(&reg.subscriber)
                 .filter(|s| s.spec.subscribes.contains(&wanted))
                 .cloned();
-            let Some(service) = service else {
-                let why = format!(
-                    "service `{}` is not deployed with this subscription",
-                    reg.subscriber
-                );
+            let (Some(service), Some(publisher)) = (service, publisher.clone()) else {
+                let why = if publisher.is_none() {
+                    format!("the publisher `{}` is not deployed", self.outbox.source)
+                } else {
+                    format!(
+                        "service `{}` is not deployed with this subscription",
+                        reg.subscriber
+                    )
+                };
                 self.counters
                     .lock()
                     .expect("counters")
@@ -409,7 +429,13 @@ impl Worker {
                 continue;
             }
             q.in_flight = true;
-            tasks.spawn(deliver_batch(self.outbox.clone(), service, reg, batch));
+            tasks.spawn(deliver_batch(
+                self.outbox.clone(),
+                publisher,
+                service,
+                reg,
+                batch,
+            ));
         }
         wake
     }
@@ -421,6 +447,7 @@ impl Worker {
         let c = counters.entry(done.subscription.clone()).or_default();
         c.stalled = done.stalled.clone();
         c.duplicates += done.injected_duplicates;
+        c.refused += done.refused;
         let Some(q) = self.queues.get_mut(&done.subscription) else {
             return;
         };
@@ -480,29 +507,93 @@ pub fn backoff(attempts: u32, base_ms: u64, max_ms: u64) -> Duration {
     Duration::from_millis(half + rand::random_range(0..=half.max(1)))
 }
 
+/// Why the host will not deliver `event` from `source` (deployed now as `publisher`) on
+/// subscription `reg` to `subscriber` (deployed now as `subscriber_spec`), if it will not.
+/// Checked before every delivery, whatever the outbox's rows say.
+pub fn admit(
+    source: &str,
+    publisher: &ServiceSpec,
+    subscriber_spec: &ServiceSpec,
+    reg: &Registered,
+    event: &EventRecord,
+) -> Result<(), String> {
+    let topic = &event.topic;
+    if !publisher.publishes.contains(topic) {
+        return Err(format!(
+            "service `{source}` does not declare `{topic}` in `publishes`"
+        ));
+    }
+    if *topic != reg.topic {
+        return Err(format!(
+            "an event of topic `{topic}` in the deliveries of subscription `{}` (topic `{}`)",
+            reg.id, reg.topic
+        ));
+    }
+    let wanted = Subscription {
+        source: source.to_string(),
+        topic: topic.clone(),
+    };
+    if !subscriber_spec.subscribes.contains(&wanted) {
+        return Err(format!(
+            "service `{}` does not declare {{ source = \"{source}\", topic = \"{topic}\" }} in `subscribes`",
+            reg.subscriber
+        ));
+    }
+    Ok(())
+}
+
 /// Delivers one batch and records the outcome in the outbox.
 async fn deliver_batch(
     outbox: Arc<Outbox>,
+    publisher: Arc<crate::runtime::service::Service>,
     service: Arc<crate::runtime::service::Service>,
     reg: Registered,
     batch: Vec<(u32, Arc<EventRecord>)>,
 ) -> BatchDone {
     let settings = &service.spec.events;
     let backoff = (settings.backoff_ms, settings.max_backoff_ms);
-    let events: Vec<Arc<EventRecord>> = batch.iter().map(|(_, e)| e.clone()).collect();
     let stalled = |why: String| BatchDone {
         subscription: reg.id.clone(),
         settled: Vec::new(),
         stalled: Some(why),
         backoff,
         injected_duplicates: 0,
+        refused: 0,
     };
-    let outcomes = match inbox::deliver(&service, &reg.id, &events).await {
-        Ok(o) => o,
-        Err(inbox::Unavailable(why)) => return stalled(why),
+    // Refused events never reach the subscriber: straight to the dead letters.
+    let mut refused = Vec::new();
+    let mut batch = batch;
+    batch.retain(|(attempts, event)| {
+        match admit(&outbox.source, &publisher.spec, &service.spec, &reg, event) {
+            Ok(()) => true,
+            Err(why) => {
+                tracing::warn!(subscription = %reg.id, event = %event.id, "event NOT DELIVERED, moved to the dead letters: {why}");
+                let error = format!("refused by the host, not delivered: {why}");
+                refused.push((
+                    event.clone(),
+                    Some(Settle::Dead {
+                        attempts: attempts + 1,
+                        error,
+                    }),
+                    None,
+                ));
+                false
+            }
+        }
+    });
+    let events: Vec<Arc<EventRecord>> = batch.iter().map(|(_, e)| e.clone()).collect();
+    let outcomes = if events.is_empty() {
+        Vec::new()
+    } else {
+        match inbox::deliver(&service, &reg.id, &events).await {
+            Ok(o) => o,
+            Err(inbox::Unavailable(why)) if refused.is_empty() => return stalled(why),
+            // The refusals are still recorded; the admitted events wait for the next batch.
+            Err(inbox::Unavailable(_)) => vec![Outcome::Skipped; events.len()],
+        }
     };
     let mut injected_duplicates = 0;
-    if crate::failpoint::enabled("duplicate-delivery") {
+    if !events.is_empty() && crate::failpoint::enabled("duplicate-delivery") {
         // As if the acknowledgement below had been lost: the same batch again.
         match inbox::deliver(&service, &reg.id, &events).await {
             Ok(again) => {
@@ -512,7 +603,8 @@ async fn deliver_batch(
             Err(inbox::Unavailable(why)) => return stalled(why),
         }
     }
-    let mut settled = Vec::with_capacity(events.len());
+    let refused_count = refused.len() as u64;
+    let mut settled = refused;
     for ((attempts, event), outcome) in batch.into_iter().zip(outcomes) {
         let settle = match &outcome {
             Outcome::Handled { .. } | Outcome::Duplicate => Some(Settle::Done),
@@ -547,6 +639,7 @@ async fn deliver_batch(
         stalled: None,
         backoff,
         injected_duplicates,
+        refused: refused_count,
     }
 }
 
@@ -564,6 +657,62 @@ mod tests {
                 "attempt {attempts}: {d} ms vs {exp}"
             );
         }
+    }
+
+    /// Each check of [`admit`] on its own: a row whose only fault is the one checked.
+    #[test]
+    fn admit_checks_topic_publisher_and_subscriber_as_deployed() {
+        let m = crate::manifest::Manifest::parse(
+            "[services.pub]\ncomponent = \"p.wasm\"\nroute = \"/p\"\npublishes = [\"Ping\", \"Other\"]\n[services.pub.stores.main]\n\
+             [services.sub]\ncomponent = \"s.wasm\"\nroute = \"/s\"\nsubscribes = [{ source = \"pub\", topic = \"Ping\" }, { source = \"pub\", topic = \"Other\" }]\n[services.sub.stores.main]\n",
+        )
+        .unwrap();
+        let (publisher, subscriber) = (&m.services["pub"], &m.services["sub"]);
+        let reg = |topic: &str| Registered {
+            id: crate::events::subscription_id("sub", "pub", topic).into(),
+            subscriber: "sub".into(),
+            topic: topic.into(),
+        };
+        let event = |topic: &str| EventRecord {
+            id: "evt_1".into(),
+            source: "pub".into(),
+            topic: topic.into(),
+            key: "k".into(),
+            seq: 1,
+            time_ms: 0,
+            content_type: "text/plain".into(),
+            data: Vec::new(),
+        };
+        assert_eq!(
+            admit("pub", publisher, subscriber, &reg("Ping"), &event("Ping")),
+            Ok(())
+        );
+        // The publisher as deployed now no longer declares `Other`.
+        let mut narrowed = publisher.clone();
+        narrowed.publishes.retain(|t| t != "Other");
+        let e = admit("pub", &narrowed, subscriber, &reg("Other"), &event("Other")).unwrap_err();
+        assert!(
+            e.contains("`pub` does not declare `Other` in `publishes`"),
+            "{e}"
+        );
+        // A row filing an `Other` event under the `Ping` subscription.
+        let e = admit("pub", publisher, subscriber, &reg("Ping"), &event("Other")).unwrap_err();
+        assert!(
+            e.contains("subscription `sub:pub/Ping` (topic `Ping`)"),
+            "{e}"
+        );
+        // The subscriber as deployed now no longer declares `Other`.
+        let mut unsubscribed = subscriber.clone();
+        unsubscribed.subscribes.retain(|s| s.topic != "Other");
+        let e = admit(
+            "pub",
+            publisher,
+            &unsubscribed,
+            &reg("Other"),
+            &event("Other"),
+        )
+        .unwrap_err();
+        assert!(e.contains("`sub` does not declare"), "{e}");
     }
 
     #[test]

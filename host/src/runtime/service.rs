@@ -183,6 +183,7 @@ impl Service {
                 participants: self.participants.clone(),
                 store: self.event_store.clone(),
                 log: self.saga_log.clone(),
+                directory: self.directory.clone(),
             },
         );
         let calls = CallCtx {

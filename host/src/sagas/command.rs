@@ -6,6 +6,13 @@
 //! transaction lent to it, and a reply (success or business refusal) is recorded in the same
 //! transaction before it commits. An error, a trap or the step's timeout rolls everything
 //! back: a transient failure the orchestrator retries.
+//!
+//! The participant checks for itself, whatever the orchestrator's log says (see the
+//! invariant in [`super`]): a name outside its declared `commands` is refused without the
+//! handler; a recorded reply is only ever returned to the orchestrator that got it; and a
+//! compensation runs only for a command this store applied successfully for the same
+//! orchestrator, with the success data recorded here (not the data in the orchestrator's
+//! log).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,6 +64,17 @@ pub async fn deliver(
     duplicates: &AtomicU64,
 ) -> Delivery {
     let name = &participant.name;
+    if !participant.spec.accepts_command(&command.name) {
+        return Delivery::Refused(format!(
+            "service `{name}` does not take the {} `{}`: its manifest entry's `commands` does not list it",
+            if compensation {
+                "compensation"
+            } else {
+                "command"
+            },
+            command.name
+        ));
+    }
     let Some(indices) = &participant.command_handler else {
         return Delivery::Unavailable(format!(
             "service `{name}` does not export `silo:service/command-handler`"
@@ -76,7 +94,7 @@ pub async fn deliver(
     };
     let seen = tx
         .query_host(
-            "SELECT ok, data, reason FROM main._silo_commands WHERE command_id = ?",
+            "SELECT ok, data, reason, source FROM main._silo_commands WHERE command_id = ?",
             &[Value::Text(command.id.clone())],
         )
         .await;
@@ -84,6 +102,14 @@ pub async fn deliver(
         Err(e) => return Delivery::Transient(e.to_string()),
         Ok(rows) => {
             if let Some(r) = rows.rows.first() {
+                if !matches!(r.get(3), Some(Value::Text(s)) if *s == command.source) {
+                    // Saga ids are random: another orchestrator's id in this one's log is a
+                    // forged row, fishing for the reply recorded for the other.
+                    return Delivery::Refused(format!(
+                        "command `{}` was applied here for another orchestrator",
+                        command.id
+                    ));
+                }
                 duplicates.fetch_add(1, Ordering::Relaxed);
                 return match (r.first(), r.get(1), r.get(2)) {
                     (Some(Value::Integer(1)), Some(Value::Blob(d)), _) => {
@@ -96,6 +122,21 @@ pub async fn deliver(
             }
         }
     }
+    let undone;
+    let command = if compensation {
+        match applied_here(&mut tx, command).await {
+            Ok(data) => {
+                undone = Command {
+                    succeeded_with: Some(data),
+                    ..command.clone()
+                };
+                &undone
+            }
+            Err(delivery) => return delivery,
+        }
+    } else {
+        command
+    };
     let deadline =
         Instant::now() + timeout.min(Duration::from_millis(participant.spec.limits.deadline_ms));
     let (mut store, instance) = match participant.instance(deadline).await {
@@ -163,4 +204,40 @@ pub async fn deliver(
         n.notify_one();
     }
     outcome
+}
+
+/// The success data recorded here for the command that compensation `undo` undoes (same
+/// saga and step, same orchestrator). A compensation of a command this store never applied
+/// successfully for that orchestrator is refused.
+async fn applied_here(
+    tx: &mut Box<dyn crate::sql::SqlTransaction>,
+    undo: &Command,
+) -> Result<Vec<u8>, Delivery> {
+    let Some(step) = undo.id.strip_suffix("/undo") else {
+        return Err(Delivery::Refused(format!(
+            "`{}` is not a compensation's command id",
+            undo.id
+        )));
+    };
+    let rows = tx
+        .query_host(
+            "SELECT ok, data, source FROM main._silo_commands WHERE command_id = ?",
+            &[Value::Text(format!("{step}/do"))],
+        )
+        .await
+        .map_err(|e| Delivery::Transient(e.to_string()))?;
+    match rows.rows.first().map(|r| (r.first(), r.get(1), r.get(2))) {
+        Some((Some(Value::Integer(1)), data, Some(Value::Text(source))))
+            if *source == undo.source =>
+        {
+            Ok(match data {
+                Some(Value::Blob(d)) => d.clone(),
+                _ => Vec::new(),
+            })
+        }
+        _ => Err(Delivery::Refused(format!(
+            "compensation `{}`: no command `{step}/do` of `{}` succeeded here",
+            undo.name, undo.source
+        ))),
+    }
 }

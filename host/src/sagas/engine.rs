@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 
 use super::command::{self, Delivery};
-use super::log::{SagaLog, SagaRow, StepChange, is_terminal};
+use super::log::{SagaLog, SagaRow, StepChange, StepRow, is_terminal};
 use crate::bindings::exports::silo::service::command_handler::Command;
 use crate::calls::ServiceDirectory;
 use crate::events::outbox::host_limits;
@@ -38,6 +38,10 @@ pub struct SagaStats {
     pub open: u64,
     /// Transient failures of steps and compensations that were retried.
     pub retries: u64,
+    /// Steps and compensations the host refused to send: a participant not in the
+    /// orchestrator's `saga-participants`, or a name not in the participant's `commands`
+    /// (a forged or outdated row of the saga log).
+    pub refused: u64,
     /// Start (the orchestrator's commit) to end handled, over the last sagas, in ms.
     pub latency_p50_ms: Option<u64>,
     pub latency_p99_ms: Option<u64>,
@@ -47,6 +51,8 @@ pub struct SagaStats {
 #[derive(Default)]
 struct Shared {
     retries: Mutex<HashMap<Arc<str>, u64>>,
+    /// Per orchestrator: steps and compensations refused before sending.
+    refused: Mutex<HashMap<Arc<str>, u64>>,
     /// Per orchestrator: the latencies of its last sagas, in ms.
     latencies: Mutex<HashMap<Arc<str>, std::collections::VecDeque<u64>>>,
     /// Per participant: redelivered commands its inbox answered without running the handler.
@@ -75,6 +81,15 @@ impl Shared {
     fn retried(&self, service: &Arc<str>) {
         *self
             .retries
+            .lock()
+            .expect("saga counters")
+            .entry(service.clone())
+            .or_default() += 1;
+    }
+
+    fn refused(&self, service: &Arc<str>) {
+        *self
+            .refused
             .lock()
             .expect("saga counters")
             .entry(service.clone())
@@ -156,6 +171,14 @@ impl SagaEngine {
                 .get(&log.service)
                 .copied()
                 .unwrap_or(0);
+            let refused = self
+                .shared
+                .refused
+                .lock()
+                .expect("saga counters")
+                .get(&log.service)
+                .copied()
+                .unwrap_or(0);
             let (latency_p50_ms, latency_p99_ms) = self
                 .shared
                 .latencies
@@ -169,6 +192,7 @@ impl SagaEngine {
                 states,
                 open,
                 retries,
+                refused,
                 latency_p50_ms,
                 latency_p99_ms,
             });
@@ -304,23 +328,21 @@ impl Worker {
                 return Next::After(WAIT);
             }
         };
-        let orchestrator = self.service(&self.log.service);
-        let settings = orchestrator
-            .as_ref()
-            .map(|s| s.spec.sagas.clone())
-            .unwrap_or_default();
+        if is_terminal(&saga.state) && saga.handled {
+            return Next::Done;
+        }
+        // Every action is taken for the orchestrator as deployed now: undeployed, its sagas
+        // wait (nothing is sent on behalf of a service that declares nothing).
+        let Some(orchestrator) = self.service(&self.log.service) else {
+            return Next::After(WAIT);
+        };
+        let settings = orchestrator.spec.sagas.clone();
         let r = if is_terminal(&saga.state) {
-            if saga.handled {
-                return Next::Done;
-            }
-            match orchestrator {
-                Some(o) => self.finish(&o, &saga, &settings).await,
-                None => Ok(Next::After(WAIT)),
-            }
+            self.finish(&orchestrator, &saga, &settings).await
         } else if saga.state == "compensating" {
-            self.compensate(&saga, &settings).await
+            self.compensate(&orchestrator, &saga, &settings).await
         } else {
-            self.step(&saga, &settings).await
+            self.step(&orchestrator, &saga, &settings).await
         };
         r.unwrap_or_else(|e| {
             tracing::warn!(saga = id, "recording the saga: {e}");
@@ -350,15 +372,70 @@ impl Worker {
         }
     }
 
+    /// Checks step `step`'s command (or compensation) against the orchestrator's
+    /// `saga-participants` and the participant's `commands`, as deployed now. A refusal is
+    /// logged and counted; the caller records it and sends nothing.
+    fn check(
+        &self,
+        orchestrator: &Service,
+        participant: Option<&Service>,
+        saga: &SagaRow,
+        step: &StepRow,
+        compensation: bool,
+    ) -> Result<(), String> {
+        let name = if compensation {
+            step.compensation.as_deref().unwrap_or_default()
+        } else {
+            step.command.as_str()
+        };
+        super::check_step(
+            &orchestrator.name,
+            &orchestrator.spec.saga_participants,
+            &step.name,
+            &step.service,
+            participant.map(|p| &p.spec),
+            name,
+            compensation,
+        )
+        .map_err(|why| {
+            tracing::warn!(saga = %saga.id, service = %self.log.service, participant = %step.service, "saga step NOT SENT: {why}");
+            self.shared.refused(&self.log.service);
+            format!("not sent: {why}")
+        })
+    }
+
     /// Runs the first pending step (or completes the saga).
-    async fn step(&self, saga: &SagaRow, s: &SagaSettings) -> Result<Next, crate::sql::SqlError> {
+    async fn step(
+        &self,
+        orchestrator: &Service,
+        saga: &SagaRow,
+        s: &SagaSettings,
+    ) -> Result<Next, crate::sql::SqlError> {
         let Some(step) = saga.steps.iter().find(|st| st.state == "pending") else {
             self.log
                 .record(&saga.id, None, Some(("completed", None)))
                 .await?;
             return Ok(Next::Now);
         };
-        let Some(participant) = self.service(&step.service) else {
+        let participant = self.service(&step.service);
+        if let Err(why) = self.check(orchestrator, participant.as_deref(), saga, step, false) {
+            // Never sent: the step is refused and the saga compensates what did succeed.
+            let change = StepChange {
+                state: Some("refused"),
+                detail: Some(why.clone()),
+                ..Default::default()
+            };
+            let reason = format!("step `{}` refused: {why}", step.name);
+            self.log
+                .record(
+                    &saga.id,
+                    Some((step.idx, change)),
+                    Some(("compensating", Some(reason))),
+                )
+                .await?;
+            return Ok(Next::Now);
+        }
+        let Some(participant) = participant else {
             return Ok(Next::After(WAIT));
         };
         let cmd = self.command(saga, step.idx, false);
@@ -428,6 +505,7 @@ impl Worker {
     /// Undoes the last succeeded step (or ends the saga as compensated).
     async fn compensate(
         &self,
+        orchestrator: &Service,
         saga: &SagaRow,
         s: &SagaSettings,
     ) -> Result<Next, crate::sql::SqlError> {
@@ -447,7 +525,31 @@ impl Worker {
                 .await?;
             return Ok(Next::Now);
         }
-        let Some(participant) = self.service(&step.service) else {
+        let participant = self.service(&step.service);
+        if let Err(why) = self.check(orchestrator, participant.as_deref(), saga, step, true) {
+            // Never sent, and retrying cannot help until the manifest changes: the saga is
+            // FAILED for an operator, like a compensation out of attempts.
+            let reason = format!(
+                "compensation `{}` of step `{}` refused: {why}",
+                step.compensation.as_deref().unwrap_or_default(),
+                step.name
+            );
+            tracing::error!(saga = %saga.id, service = %self.log.service, "saga FAILED: {reason}");
+            let change = StepChange {
+                state: Some("compensation-failed"),
+                detail: Some(why),
+                ..Default::default()
+            };
+            self.log
+                .record(
+                    &saga.id,
+                    Some((step.idx, change)),
+                    Some(("failed", Some(reason))),
+                )
+                .await?;
+            return Ok(Next::Now);
+        }
+        let Some(participant) = participant else {
             return Ok(Next::After(WAIT));
         };
         let cmd = self.command(saga, step.idx, true);

@@ -7,6 +7,7 @@ mod cli;
 mod demo;
 mod deploy;
 mod events;
+mod forged;
 mod isolation;
 mod kv;
 mod postgres;
@@ -26,6 +27,7 @@ publishes = ["UserCreated", "UserUpdated"]
 component = "{c:products}"
 route = "/products"
 publishes = ["ProductCreated", "ProductUpdated"]
+commands = ["reserve", "release"]
 [services.products.stores.main]
 
 [services.orders]
@@ -44,6 +46,7 @@ subscribes = [
 [services.payments]
 component = "{c:payments}"
 route = "/payments"
+commands = ["charge", "refund"]
 [services.payments.stores.main]
 
 [services.sessions]

@@ -211,20 +211,7 @@ async fn postgres_begin_dropped_while_waiting_for_the_writer_leaves_no_open_tran
     // The attack: a begin that waits for the writer, dropped mid-wait.
     let waiting = tokio::time::timeout(Duration::from_millis(300), store.begin(&l)).await;
     assert!(waiting.is_err(), "the begin must still be waiting");
-    // A transaction dropped mid-statement after a write: the write must not survive.
     holder.commit().await.unwrap();
-    let mut dropped = store.begin(&l).await.unwrap();
-    dropped
-        .execute(&l, "INSERT INTO t VALUES ('dropped')", &[])
-        .await
-        .unwrap();
-    let stuck = tokio::time::timeout(
-        Duration::from_millis(200),
-        dropped.query(&l, "SELECT pg_sleep(5)", &[]),
-    )
-    .await;
-    assert!(stuck.is_err());
-    drop(dropped);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let c = pg_admin("postgres").await;
@@ -268,6 +255,31 @@ async fn postgres_begin_dropped_while_waiting_for_the_writer_leaves_no_open_tran
         .execute(&quick, "INSERT INTO t VALUES ('after')", &[])
         .await
         .expect("the writer is free");
+    // A transaction dropped mid-statement after a write: the write must not survive, and
+    // the writer is free right after.
+    let mut dropped = store.begin(&l).await.unwrap();
+    dropped
+        .execute(&l, "INSERT INTO t VALUES ('dropped')", &[])
+        .await
+        .unwrap();
+    let stuck = tokio::time::timeout(
+        Duration::from_millis(200),
+        dropped.query(&l, "SELECT pg_sleep(5)", &[]),
+    )
+    .await;
+    assert!(stuck.is_err());
+    drop(dropped);
+    let quick = CallLimits {
+        deadline: Instant::now() + Duration::from_secs(1),
+        ..normal()
+    };
+    store
+        .begin(&quick)
+        .await
+        .expect("the writer is free")
+        .rollback()
+        .await
+        .unwrap();
     let r = store
         .query(&l, "SELECT string_agg(who, ',' ORDER BY who) FROM t", &[])
         .await
@@ -653,10 +665,6 @@ async fn redis_user_names_do_not_collide() {
         (format!("{t}x"), "a-b".to_string()),
         (format!("{t}x-a"), "b".to_string()),
     ];
-    assert_ne!(
-        user_name(&pairs[0].0, &pairs[0].1),
-        user_name(&pairs[1].0, &pairs[1].1)
-    );
     let one = RedisKv::open(super::REDIS_URL, dir.path(), &pairs[0].0, &pairs[0].1)
         .await
         .unwrap();
@@ -672,6 +680,10 @@ async fn redis_user_names_do_not_collide() {
         .expect("the second store");
     assert_eq!(one.get(d, "k").await.unwrap().as_deref(), Some(&b"one"[..]));
     assert_eq!(two.get(d, "k").await.unwrap().as_deref(), Some(&b"two"[..]));
+    assert_ne!(
+        user_name(&pairs[0].0, &pairs[0].1),
+        user_name(&pairs[1].0, &pairs[1].1)
+    );
     // Names without `-` keep the name they always had.
     assert_eq!(user_name("users", "main"), "silo-users-main");
     drop((one, two));

@@ -98,11 +98,23 @@ pub struct RedisBackend {
 }
 
 /// `[services.NAME.kv.STORE]`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct KvSpec {
     #[serde(default)]
     pub backend: KvBackend,
+    /// Size cap of the store (key names and values), in MiB.
+    #[serde(default = "default_store_mb")]
+    pub max_size_mb: u64,
+}
+
+impl Default for KvSpec {
+    fn default() -> Self {
+        Self {
+            backend: KvBackend::default(),
+            max_size_mb: default_store_mb(),
+        }
+    }
 }
 
 /// Which engine serves a key-value store.
@@ -679,6 +691,9 @@ impl Manifest {
                         "a store name is lowercase letters, digits and `-` (no path separators or `..`)"
                             .into(),
                     ));
+                }
+                if spec.max_size_mb == 0 {
+                    return Err((format!("{kkey}.max-size-mb"), "must be at least 1".into()));
                 }
                 if spec.backend == KvBackend::Redis && self.backends.redis.is_none() {
                     return Err((

@@ -45,7 +45,7 @@ use mysql_async::{Conn, Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOp
 use sha2::Digest;
 
 use super::mytext;
-use super::server::derive;
+use super::server::{SizeCap, derive, reads_or_frees};
 use super::{
     CallLimits, ExecResult, RowSet, SqlError, SqlStore, SqlTransaction, Value, value_size,
 };
@@ -76,6 +76,16 @@ pub struct MyNames {
 
 impl MyNames {
     pub fn new(prefix: &str, service: &str, store: &str) -> Result<Self, SqlError> {
+        // `PREFIX_SERVICE_STORE` is unambiguous read from the right (service and store
+        // names have no `_`), but the host database and definer append `_host` and `_def`:
+        // store `host` of service `b` under prefix `silo_a` would be database
+        // `silo_a_b_host`, the host database of store `b` of service `a` under prefix `silo`
+        // (two hosts sharing a server). Those two store names are reserved here instead.
+        if matches!(store, "host" | "def") {
+            return Err(SqlError::Other(format!(
+                "a MariaDB store cannot be named `{store}`: its database or user would be another store's `_{store}`"
+            )));
+        }
         let database = super::server::store_name(
             prefix,
             service,
@@ -212,6 +222,57 @@ const HOST_SCHEMA: &[&str] = &[
 const SESSION_SETUP: &str = "SET SESSION sql_mode = 'STRICT_ALL_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION,NO_AUTO_CREATE_USER', \
      max_recursive_iterations = 4294967295, character_set_results = 'utf8mb4'";
 
+/// A database name as a `GRANT … ON db.*` pattern matches it literally: there `_` and `%`
+/// are wildcards (`silo_p_ovision` would match `silo_provision`).
+fn grant_db(db: &str) -> String {
+    ident(
+        &db.replace('\\', "\\\\")
+            .replace('_', "\\_")
+            .replace('%', "\\%"),
+    )
+}
+
+/// Where hosts serialize provisioning on a server: a row lock in a database only the
+/// administrator can reach. Its name starts with `_`, which no store database's name (nor
+/// any `GRANT` pattern for one: those start with the prefix's letter) can.
+const PROVISION_DB: &str = "_silo_provision";
+
+/// How long provisioning waits for another host's to finish.
+const PROVISION_WAIT_S: u64 = 60;
+
+/// Takes the server's provisioning lock on a connection of its own (the provisioning
+/// itself runs DDL, which commits, so the lock cannot live in its transaction); it is held
+/// until that connection commits or goes away. Never proceeds without it.
+async fn provision_lock(admin: &Opts, server: &str) -> Result<Conn, SqlError> {
+    let mut l = Conn::new(admin.clone()).await.map_err(map_err)?;
+    let db = ident(PROVISION_DB);
+    for s in [
+        format!("CREATE DATABASE IF NOT EXISTS {db}"),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.provision_lock (id TINYINT PRIMARY KEY) ENGINE=InnoDB"
+        ),
+        format!("INSERT IGNORE INTO {db}.provision_lock (id) VALUES (1)"),
+        format!("SET SESSION innodb_lock_wait_timeout = {PROVISION_WAIT_S}"),
+        "BEGIN".to_string(),
+    ] {
+        l.query_drop(&s).await.map_err(map_err)?;
+    }
+    let locked = l
+        .query_drop(format!(
+            "SELECT id FROM {db}.provision_lock WHERE id = 1 FOR UPDATE"
+        ))
+        .await;
+    match locked {
+        Ok(()) => Ok(l),
+        Err(mysql_async::Error::Server(e)) if e.code == 1205 => {
+            Err(SqlError::Unavailable(format!(
+                "mariadb at {server}: another host held the provisioning lock (`{PROVISION_DB}`.provision_lock) for {PROVISION_WAIT_S} s; not provisioning without it"
+            )))
+        }
+        Err(e) => Err(map_err(e)),
+    }
+}
+
 fn admin_opts(config: &MyConfig) -> Result<Opts, SqlError> {
     Opts::from_url(&config.admin_url)
         .map_err(|e| SqlError::Other(format!("[backends.mysql] url: {e}")))
@@ -237,10 +298,10 @@ pub async fn provision(
     let master = derive(secret, "master", db);
     let user = format!("{}@'%'", lit(db));
     let def = format!("{}@'localhost'", lit(&names.definer));
-    // Accounts are server-wide: one host at a time creates them.
-    c.query_drop("SELECT GET_LOCK('silo_provision', 60)")
-        .await
-        .map_err(map_err)?;
+    // Accounts are server-wide: one host at a time creates them. (Not a named lock: any
+    // login, a store's own included, can take `GET_LOCK('…')` of any name.)
+    let server = format!("{}:{}", admin.ip_or_hostname(), admin.tcp_port());
+    let mut lock = provision_lock(&admin, &server).await?;
     let mut script = vec![
         format!(
             "CREATE DATABASE IF NOT EXISTS {} CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin",
@@ -260,16 +321,20 @@ pub async fn provision(
             // closed (a dropped or killed one disconnects in the background).
             2 * config.pool_size + 8
         ),
-        // An explicit list (no CREATE ROUTINE, EVENT, LOCK TABLES or GRANT OPTION).
+        // An explicit list (no CREATE ROUTINE, EVENT, LOCK TABLES or GRANT OPTION), on
+        // the database's name with its `_` escaped (unescaped, it is a pattern).
         format!(
             "GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, INDEX, ALTER, \
              CREATE TEMPORARY TABLES, CREATE VIEW, SHOW VIEW, TRIGGER, REFERENCES \
              ON {}.* TO {user}",
-            ident(db)
+            grant_db(db)
         ),
         format!("CREATE USER IF NOT EXISTS {def} ACCOUNT LOCK"),
         format!("ALTER USER {def} ACCOUNT LOCK"),
-        format!("GRANT SELECT, INSERT, UPDATE, DELETE, EXECUTE ON {h}.* TO {def}"),
+        format!(
+            "GRANT SELECT, INSERT, UPDATE, DELETE, EXECUTE ON {}.* TO {def}",
+            grant_db(&names.host_db)
+        ),
     ];
     script.extend(HOST_SCHEMA.iter().map(|s| s.replace("{h}", &h)));
     script.push(format!(
@@ -332,7 +397,27 @@ pub async fn provision(
             break;
         }
     }
-    let _ = c.query_drop("SELECT RELEASE_LOCK('silo_provision')").await;
+    if result.is_ok() {
+        // Grants an earlier version made on the unescaped name (a pattern): gone.
+        for (who, on) in [(&user, db.as_str()), (&def, names.host_db.as_str())] {
+            match c
+                .query_drop(format!(
+                    "REVOKE ALL PRIVILEGES ON {}.* FROM {who}",
+                    ident(on)
+                ))
+                .await
+            {
+                Ok(()) => {}
+                Err(mysql_async::Error::Server(e)) if e.code == 1141 => {} // none
+                Err(e) => {
+                    result = Err(map_err(e));
+                    break;
+                }
+            }
+        }
+    }
+    let _ = lock.query_drop("COMMIT").await;
+    let _ = lock.disconnect().await;
     let _ = c.disconnect().await;
     result?;
     tracing::debug!(service, store, database = %db, "mariadb store provisioned");
@@ -363,6 +448,26 @@ struct Shared {
     names: MyNames,
     /// The host token of each pooled connection, by connection id.
     tokens: Mutex<HashMap<u32, Arc<str>>>,
+    /// Its `max-size-mb`, if it has one, and the administrative connection that measures
+    /// it (the sizes of tablespace files are the administrator's to read).
+    cap: Option<SizeCap>,
+    admin: Opts,
+    meter: tokio::sync::Mutex<Option<Conn>>,
+}
+
+/// The store's size as its cap counts it: the files of its two databases' tables (one per
+/// table, `innodb_file_per_table`), less the free extents in them. Parameters: the two
+/// tablespace-name patterns, the two database names.
+const MEASURE: &str = "SELECT CAST(\
+     COALESCE((SELECT SUM(FILE_SIZE) FROM information_schema.INNODB_SYS_TABLESPACES \
+               WHERE NAME LIKE ? OR NAME LIKE ?), 0) \
+     - COALESCE((SELECT SUM(DATA_FREE) FROM information_schema.TABLES \
+                 WHERE TABLE_SCHEMA IN (?, ?) AND ENGINE = 'InnoDB'), 0) AS SIGNED)";
+
+/// `LIKE` pattern of the tablespaces of database `db`: InnoDB names them `db/table`, with
+/// `-` spelled `@002d` as in the file names.
+fn tablespaces_of(db: &str) -> String {
+    format!("{}/%", db.replace('-', "@002d").replace('_', "\\_"))
 }
 
 /// One MariaDB store.
@@ -391,8 +496,19 @@ impl MyStore {
                 master,
                 names,
                 tokens: Mutex::new(HashMap::new()),
+                cap: None,
+                admin: admin_opts(config)?,
+                meter: tokio::sync::Mutex::new(None),
             }),
         })
+    }
+
+    /// This store, with its size capped at `max_bytes` (see [`SizeCap`]).
+    pub fn with_max_bytes(mut self, max_bytes: u64) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.cap = Some(SizeCap::new(max_bytes));
+        }
+        self
     }
 
     /// The service's database (and user) name on the server.
@@ -442,6 +558,61 @@ impl Shared {
         }
         map.insert(id, tok.clone());
         Ok(tok)
+    }
+
+    /// Measures the store and records it in its cap; `None` if it has none or the
+    /// measurement failed.
+    async fn measure(&self) -> Option<u64> {
+        let cap = self.cap.as_ref()?;
+        let mut meter = self.meter.lock().await;
+        let db = &self.names.database;
+        let params = (
+            tablespaces_of(db),
+            tablespaces_of(&self.names.host_db),
+            db.clone(),
+            self.names.host_db.clone(),
+        );
+        let m = async {
+            if meter.is_none() {
+                *meter = Some(Conn::new(self.admin.clone()).await.map_err(map_err)?);
+            }
+            let c = meter.as_mut().expect("just connected");
+            c.exec_first::<(i64,), _, _>(MEASURE, params)
+                .await
+                .map_err(map_err)
+        };
+        match tokio::time::timeout(Duration::from_secs(5), m).await {
+            Ok(Ok(Some((bytes,)))) => {
+                let bytes = u64::try_from(bytes).unwrap_or(0);
+                cap.record(bytes);
+                Some(bytes)
+            }
+            _ => {
+                *meter = None;
+                None
+            }
+        }
+    }
+
+    /// Refuses a guest statement that could grow a full store (see [`SizeCap`]).
+    async fn room(&self, sql: &str, params: &[Value]) -> Result<(), SqlError> {
+        let Some(cap) = &self.cap else {
+            return Ok(());
+        };
+        if mytext::split(sql)
+            .iter()
+            .all(|p| reads_or_frees(mytext::leading_words(p, 1).first().map_or("", |w| w)))
+        {
+            return Ok(());
+        }
+        cap.sent(sql.len() + params.iter().map(value_size).sum::<usize>());
+        if cap.due() {
+            self.measure().await;
+        }
+        match cap.last() {
+            Some(bytes) if cap.is_full() => Err(cap.full(bytes)),
+            _ => Ok(()),
+        }
     }
 
     /// Kills connection `id` from a connection of its own (the store's user may end its
@@ -502,6 +673,17 @@ const DENIED_HEADS: &[&str] = &[
     "HELP",
 ];
 
+/// Functions on the server's named locks. Those locks are server-wide, shared by every
+/// login: a service holding `GET_LOCK('x')` would make another service (or a host) that
+/// takes the same name wait, and `IS_USED_LOCK` would show it who holds which.
+const NAMED_LOCK_FUNCTIONS: &[&str] = &[
+    "GET_LOCK",
+    "RELEASE_LOCK",
+    "RELEASE_ALL_LOCKS",
+    "IS_FREE_LOCK",
+    "IS_USED_LOCK",
+];
+
 /// Statements that commit the open transaction before they run.
 const IMPLICIT_COMMIT_HEADS: &[&str] = &[
     "CREATE", "ALTER", "DROP", "RENAME", "TRUNCATE", "ANALYZE", "OPTIMIZE", "REPAIR", "CHECK",
@@ -513,6 +695,14 @@ fn check_guest(sql: &str) -> Result<(), SqlError> {
         return Err(SqlError::AccessDenied(
             "executable comments (`/*! … */`) are not accepted".into(),
         ));
+    }
+    if let Some(f) = NAMED_LOCK_FUNCTIONS
+        .iter()
+        .find(|f| mytext::has_word(sql, f))
+    {
+        return Err(SqlError::AccessDenied(format!(
+            "`{f}`: the server's named locks are shared by every service on it"
+        )));
     }
     let words = mytext::leading_words(sql, 2);
     let Some(head) = words.first() else {
@@ -1075,11 +1265,20 @@ async fn open_tx(
         }
         return Err(e);
     }
+    // As the store's only writer, it sees what every earlier one left.
+    let mut began = None;
+    if writer && let Some(cap) = &shared.cap {
+        if cap.due() {
+            shared.measure().await;
+        }
+        began = cap.last();
+    }
     Ok(MyTransaction {
         conn: Some(conn),
         shared: shared.clone(),
         writer,
         aborted: false,
+        began,
     })
 }
 
@@ -1096,7 +1295,8 @@ impl SqlStore for MyStore {
         params: &[Value],
     ) -> Result<RowSet, SqlError> {
         check_guest(sql)?;
-        if !reads_only(sql) {
+        // A full store reads in a transaction too: its commit checks the store's size.
+        if !reads_only(sql) || self.shared.cap.as_ref().is_some_and(|c| c.is_full()) {
             let mut tx = self.begin(limits).await?;
             let rows = tx.query(limits, sql, params).await?;
             tx.commit().await?;
@@ -1116,6 +1316,7 @@ impl SqlStore for MyStore {
     ) -> Result<ExecResult, SqlError> {
         check_guest(sql)?;
         let mut tx = open_tx(&self.shared, limits.deadline, true).await?;
+        self.shared.room(sql, params).await?;
         let c = tx.conn()?;
         let r = guest_run(&self.shared, c, limits, sql, params, false).await?;
         Box::new(tx).commit().await?;
@@ -1153,6 +1354,8 @@ struct MyTransaction {
     /// The server rolled the whole transaction back (a deadlock): what follows would run
     /// outside any transaction, so every statement and `commit` fail.
     aborted: bool,
+    /// What the store measured when it began (for its size cap).
+    began: Option<u64>,
 }
 
 impl MyTransaction {
@@ -1243,6 +1446,7 @@ impl SqlTransaction for MyTransaction {
     ) -> Result<RowSet, SqlError> {
         check_guest_in_tx(sql)?;
         let shared = self.shared.clone();
+        shared.room(sql, params).await?;
         let c = self.conn()?;
         let r = guest_run(&shared, c, limits, sql, params, true)
             .await
@@ -1258,6 +1462,7 @@ impl SqlTransaction for MyTransaction {
     ) -> Result<ExecResult, SqlError> {
         check_guest_in_tx(sql)?;
         let shared = self.shared.clone();
+        shared.room(sql, params).await?;
         let c = self.conn()?;
         let r = guest_run(&shared, c, limits, sql, params, false)
             .await
@@ -1274,6 +1479,7 @@ impl SqlTransaction for MyTransaction {
             check_guest(p)?;
         }
         let shared = self.shared.clone();
+        shared.room(sql, &[]).await?;
         for p in pieces {
             let ddl = commits_implicitly(p);
             let c = self.conn()?;
@@ -1326,6 +1532,18 @@ impl SqlTransaction for MyTransaction {
     }
 
     async fn commit(mut self: Box<Self>) -> Result<(), SqlError> {
+        // A transaction that took the store past its cap (and grew it) is rolled back.
+        let shared = self.shared.clone();
+        if let Some(cap) = &shared.cap
+            && self.writer
+            && !self.aborted
+            && (cap.due() || cap.is_full())
+            && let Some(now) = shared.measure().await
+            && cap.grew_past(self.began, now)
+        {
+            self.finish("ROLLBACK").await?;
+            return Err(cap.full(now));
+        }
         self.finish("COMMIT").await
     }
 
@@ -1393,6 +1611,19 @@ mod tests {
         assert!(host_sql("SELECT ?", "h", &[]).is_err());
     }
 
+    /// Store `host` of service `b` under prefix `silo_a` would have been database
+    /// `silo_a_b_host`: the host database of store `b` of service `a` under prefix `silo`.
+    #[test]
+    fn host_database_and_definer_names_cannot_be_another_stores() {
+        let a = MyNames::new("silo", "a", "b").unwrap();
+        assert_eq!(a.host_db, "silo_a_b_host");
+        for store in ["host", "def"] {
+            let e = MyNames::new("silo_a", "b", store).expect_err(store);
+            assert!(e.to_string().contains("cannot be named"), "{e}");
+        }
+        assert_eq!(grant_db("silo_a-b_main"), "`silo\\_a-b\\_main`");
+    }
+
     #[test]
     fn guest_control_and_session_statements_are_refused() {
         for s in [
@@ -1418,6 +1649,9 @@ mod tests {
             "DO SLEEP(1)",
             "SELECT /*!50000 1 */",
             "/*M!100000 SET ROLE r*/",
+            "SELECT GET_LOCK('silo_provision', 60)",
+            "select get_lock ('x', 1), is_used_lock('x')",
+            "SELECT RELEASE_ALL_LOCKS()",
             "",
             "  -- nothing",
         ] {

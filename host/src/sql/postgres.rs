@@ -34,17 +34,19 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Timeouts};
+use deadpool::managed::{Metrics, RecycleError, RecycleResult};
+use deadpool_postgres::{ClientWrapper, ManagerConfig, RecyclingMethod, Timeouts};
 use futures::{StreamExt, pin_mut};
 use sha2::Digest;
 use tokio_postgres::types::{Format, IsNull, Kind, ToSql, Type};
 use tokio_postgres::{NoTls, Statement};
 
 use super::pgtext;
-use super::server::derive;
+use super::server::{SizeCap, derive, reads_or_frees};
 use super::{
     CallLimits, ExecResult, RowSet, SqlError, SqlStore, SqlTransaction, Value, value_size,
 };
@@ -106,6 +108,121 @@ impl PgNames {
 fn ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
+
+/// How long a cancelled statement may take to stop before its server process is terminated.
+/// A guest's PL/pgSQL can trap the cancel (`EXCEPTION WHEN query_canceled`) and keep
+/// running, holding the store's writer lock, as long as it likes: only the end of its
+/// process stops it.
+const CANCEL_GRACE: Duration = Duration::from_millis(200);
+
+/// A pooled connection: the client, and the server process behind it.
+pub struct PgConn {
+    client: ClientWrapper,
+    /// Its server process (`pg_backend_pid()`), to terminate from the admin side.
+    pid: i32,
+    /// Set once its process was terminated or its state is unknown: it never goes back to
+    /// the pool (the pool's recycling refuses it).
+    broken: AtomicBool,
+    admin: Arc<tokio_postgres::Config>,
+}
+
+impl std::ops::Deref for PgConn {
+    type Target = ClientWrapper;
+
+    fn deref(&self) -> &ClientWrapper {
+        &self.client
+    }
+}
+
+impl PgConn {
+    /// Ends this connection's server process through an administrative connection (a
+    /// statement that traps its cancel runs on, and keeps its locks, until then), waiting
+    /// up to a few seconds for it to be gone. The connection is discarded either way.
+    async fn terminate(&self) {
+        self.broken.store(true, Ordering::Release);
+        let pid = self.pid;
+        let admin = self.admin.clone();
+        let end = async move {
+            let c = connect_admin(&admin).await?;
+            c.query_one(
+                "SELECT pg_catalog.pg_terminate_backend($1::int4, 5000)",
+                &[&pid],
+            )
+            .await
+            .map_err(map_err)
+        };
+        match tokio::time::timeout(Duration::from_secs(10), end).await {
+            Ok(Ok(_)) => tracing::warn!(
+                pid,
+                "postgres: a statement outlived its cancel; its process was terminated"
+            ),
+            Ok(Err(e)) => tracing::error!(
+                pid,
+                "postgres: cannot terminate a statement that outlived its cancel: {e}"
+            ),
+            Err(_) => tracing::error!(
+                pid,
+                "postgres: terminating a statement that outlived its cancel timed out"
+            ),
+        }
+    }
+
+    /// Cancels what runs on this connection; if it has not stopped within
+    /// [`CANCEL_GRACE`] (the connection does not answer), terminates its process.
+    async fn cancel_or_terminate(&self) {
+        let _ = self.cancel_token().cancel_query(NoTls).await;
+        // Answered (even with an error: the cancel aborted the transaction) = it stopped.
+        if tokio::time::timeout(CANCEL_GRACE, self.simple_query("SELECT 1"))
+            .await
+            .is_err()
+        {
+            self.terminate().await;
+        }
+    }
+}
+
+/// Makes [`PgConn`]s: a connection as deadpool-postgres makes it, plus its process id.
+struct PgManager {
+    inner: deadpool_postgres::Manager,
+    admin: Arc<tokio_postgres::Config>,
+}
+
+impl deadpool::managed::Manager for PgManager {
+    type Type = PgConn;
+    type Error = tokio_postgres::Error;
+
+    async fn create(&self) -> Result<PgConn, tokio_postgres::Error> {
+        let client = self.inner.create().await?;
+        let pid: i32 = client
+            .query_one("SELECT pg_catalog.pg_backend_pid()", &[])
+            .await?
+            .get(0);
+        Ok(PgConn {
+            client,
+            pid,
+            broken: AtomicBool::new(false),
+            admin: self.admin.clone(),
+        })
+    }
+
+    async fn recycle(
+        &self,
+        c: &mut PgConn,
+        metrics: &Metrics,
+    ) -> RecycleResult<tokio_postgres::Error> {
+        if c.broken.load(Ordering::Acquire) {
+            return Err(RecycleError::message("its process was terminated"));
+        }
+        self.inner.recycle(&mut c.client, metrics).await
+    }
+
+    fn detach(&self, c: &mut PgConn) {
+        self.inner.detach(&mut c.client);
+    }
+}
+
+type Pool = deadpool::managed::Pool<PgManager>;
+type Object = deadpool::managed::Object<PgManager>;
 
 fn unavailable(e: impl std::fmt::Display) -> SqlError {
     SqlError::Unavailable(format!("postgres: {e}"))
@@ -218,6 +335,16 @@ const HOST_TABLES: &[&str] = &[
     "_silo_saga_steps",
 ];
 
+/// The administrative connection's settings, from `[backends.postgres]`.
+fn admin_config(config: &PgConfig) -> Result<tokio_postgres::Config, SqlError> {
+    let mut admin: tokio_postgres::Config = config
+        .admin_url
+        .parse()
+        .map_err(|e| SqlError::Other(format!("[backends.postgres] url: {e}")))?;
+    admin.connect_timeout(config.connect_timeout);
+    Ok(admin)
+}
+
 async fn connect_admin(
     config: &tokio_postgres::Config,
 ) -> Result<tokio_postgres::Client, SqlError> {
@@ -237,12 +364,7 @@ pub async fn provision(
     service: &str,
     store: &str,
 ) -> Result<tokio_postgres::Config, SqlError> {
-    let admin: tokio_postgres::Config = config
-        .admin_url
-        .parse()
-        .map_err(|e| SqlError::Other(format!("[backends.postgres] url: {e}")))?;
-    let mut admin = admin;
-    admin.connect_timeout(config.connect_timeout);
+    let admin = admin_config(config)?;
     let db = &names.database;
     let password = derive(secret, "password", db);
     let key_hash = hex::encode(sha2::Sha256::digest(derive(secret, "key", db)));
@@ -330,8 +452,10 @@ pub async fn provision(
     script.push(format!(
         "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA silo_host TO {role}"
     ));
+    // No USAGE on the host's sequences (their identity columns need none): with it, the
+    // role could advance them (`nextval`) or read them (`currval`, `lastval`) from guest SQL.
     script.push(format!(
-        "GRANT USAGE ON ALL SEQUENCES IN SCHEMA silo_host TO {role}"
+        "REVOKE ALL ON ALL SEQUENCES IN SCHEMA silo_host FROM {role}"
     ));
     let script = format!("BEGIN; {}; COMMIT", script.join(";\n"));
     c.batch_execute(&script).await.map_err(pg)?;
@@ -361,6 +485,35 @@ pub struct PgStore {
     /// The value of `silo.key` that opens the host's tables.
     key: Arc<str>,
     names: PgNames,
+    /// Its `max-size-mb`, if it has one.
+    cap: Option<Arc<SizeCap>>,
+}
+
+/// The store's size as its cap counts it: every table and materialized view of its
+/// database (the host's and temporary ones included) with their indexes and TOAST, but not
+/// the server's own catalogs (some 7 MiB in every database). Operators are named by schema:
+/// the guest's session may have put its own first on its `search_path`.
+const MEASURE: &str = "SELECT COALESCE(pg_catalog.sum(pg_catalog.pg_total_relation_size(c.oid)), 0)::pg_catalog.int8 \
+     FROM pg_catalog.pg_class c \
+     WHERE c.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'm']::pg_catalog.\"char\"[]) \
+     AND c.relnamespace OPERATOR(pg_catalog.<>) ALL (ARRAY['pg_catalog'::pg_catalog.regnamespace, \
+     'information_schema'::pg_catalog.regnamespace])";
+
+/// Measures the store on `client` (in a transaction or not) and records it in `cap`; `None`
+/// if it could not (the transaction is aborted: nothing it wrote will stay).
+async fn measure(client: &Object, cap: &SizeCap) -> Option<u64> {
+    let m = async {
+        let stmt = prepare(client, MEASURE).await?;
+        client.query_one(&stmt, &[]).await.map_err(map_err)
+    };
+    match tokio::time::timeout(Duration::from_secs(5), m).await {
+        Ok(Ok(row)) => {
+            let bytes = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+            cap.record(bytes);
+            Some(bytes)
+        }
+        _ => None,
+    }
 }
 
 impl PgStore {
@@ -375,13 +528,16 @@ impl PgStore {
             .map_err(|e| SqlError::Other(format!("the postgres secret: {e}")))?;
         let names = PgNames::new(&config.prefix, service, store)?;
         let own = provision(config, &secret, &names, service, store).await?;
-        let manager = Manager::from_config(
-            own,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager = PgManager {
+            inner: deadpool_postgres::Manager::from_config(
+                own,
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            ),
+            admin: Arc::new(admin_config(config)?),
+        };
         let pool = Pool::builder(manager)
             .max_size(config.pool_size)
             .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -392,7 +548,14 @@ impl PgStore {
             pool,
             key: key.into(),
             names,
+            cap: None,
         })
+    }
+
+    /// This store, with its size capped at `max_bytes` (see [`SizeCap`]).
+    pub fn with_max_bytes(mut self, max_bytes: u64) -> Self {
+        self.cap = Some(Arc::new(SizeCap::new(max_bytes)));
+        self
     }
 
     /// The database (and role) name on the server.
@@ -431,6 +594,15 @@ fn check_guest(sql: &str) -> Result<(), SqlError> {
     }
     if head == "SET" && pgtext::second_word(sql) == "CONSTRAINTS" {
         return Ok(());
+    }
+    if head == "EXPLAIN" {
+        // EXPLAIN ANALYZE counts the rows row-level security hides (`Rows Removed by
+        // Filter` on the host's tables), and plain EXPLAIN shows the planner's estimates of
+        // them: refused whatever its options (`ANALYZE`, `(ANALYZE)`, `(analyse true)`, …).
+        return Err(SqlError::AccessDenied(
+            "`EXPLAIN` is not available to services: its counts include rows the store hides"
+                .into(),
+        ));
     }
     if DENIED_HEADS.contains(&head.as_str()) {
         return Err(SqlError::AccessDenied(format!(
@@ -741,16 +913,21 @@ fn map_err(e: tokio_postgres::Error) -> SqlError {
     }
 }
 
-/// Runs one prepared statement, bounded by `deadline`; cancels it on the server past it.
+/// Runs one prepared statement, bounded by `deadline`; cancels it on the server past it,
+/// and terminates its process if it has not stopped [`CANCEL_GRACE`] after the cancel.
 async fn run<T>(
     client: &Object,
     deadline: Instant,
     f: impl std::future::Future<Output = Result<T, SqlError>>,
 ) -> Result<T, SqlError> {
-    match tokio::time::timeout_at(deadline.into(), f).await {
+    let mut f = std::pin::pin!(f);
+    match tokio::time::timeout_at(deadline.into(), f.as_mut()).await {
         Ok(r) => r,
         Err(_) => {
             let _ = client.cancel_token().cancel_query(NoTls).await;
+            if tokio::time::timeout(CANCEL_GRACE, f).await.is_err() {
+                client.terminate().await;
+            }
             Err(SqlError::LimitExceeded(
                 "the statement ran past its time budget or the request's deadline".into(),
             ))
@@ -890,7 +1067,7 @@ const BEGIN_WRITER: &str = "BEGIN; SELECT pg_catalog.pg_advisory_xact_lock(73180
 fn reads_only(sql: &str) -> bool {
     matches!(
         pgtext::first_word(sql).as_str(),
-        "SELECT" | "SHOW" | "VALUES" | "TABLE" | "EXPLAIN"
+        "SELECT" | "SHOW" | "VALUES" | "TABLE"
     ) && !sql.to_ascii_uppercase().contains("FOR UPDATE")
 }
 
@@ -969,15 +1146,22 @@ impl SqlStore for PgStore {
         sql: &str,
         params: &[Value],
     ) -> Result<RowSet, SqlError> {
-        if !reads_only(sql) {
+        // A full store reads in a transaction too: a function a SELECT calls may write, and
+        // a transaction that grew a full store does not commit.
+        if !reads_only(sql) || self.cap.as_ref().is_some_and(|c| c.is_full()) {
             check_guest(sql)?;
             let mut tx = self.begin(limits).await?;
             let rows = tx.query(limits, sql, params).await?;
             tx.commit().await?;
             return Ok(rows);
         }
-        let c = self.client(limits.deadline).await?;
-        guest_query(&c, limits, sql, params).await
+        // A lease, so a request dropped mid-statement does not hand the pool a connection
+        // whose statement still runs.
+        let mut lease = self.lease(self.client(limits.deadline).await?, false);
+        lease.busy = true;
+        let r = guest_query(lease.client()?, limits, sql, params).await;
+        lease.busy = false;
+        r
     }
 
     async fn execute(
@@ -1000,16 +1184,24 @@ impl SqlStore for PgStore {
     }
 
     async fn begin(&self, limits: &CallLimits) -> Result<Box<dyn SqlTransaction>, SqlError> {
-        let c = self.client(limits.deadline).await?;
         // The sql interface promises a transaction is its store's only writer (as on
         // SQLite, so a read-then-write in one is safe): every transaction takes the store's
-        // writer lock first, waiting at most until the request's deadline.
-        let r = run(&c, limits.deadline, async {
+        // writer lock first, waiting at most until the request's deadline. The connection
+        // is already the transaction's while it waits: if this future is dropped (its
+        // request was), the transaction's drop cancels the wait and discards the connection
+        // instead of handing the pool one that is inside a transaction.
+        let mut tx = self.lease(self.client(limits.deadline).await?, true);
+        tx.busy = true;
+        let c = tx.client()?;
+        let r = run(c, limits.deadline, async {
             c.batch_execute(BEGIN_WRITER).await.map_err(map_err)
         })
         .await;
+        tx.busy = false;
         if let Err(e) = r {
-            drop(Object::take(c));
+            if let Some(c) = tx.client.take() {
+                drop(Object::take(c));
+            }
             return Err(match e {
                 SqlError::LimitExceeded(_) => {
                     SqlError::Unavailable("the store's writer stayed busy past the deadline".into())
@@ -1017,27 +1209,53 @@ impl SqlStore for PgStore {
                 e => e,
             });
         }
-        Ok(Box::new(PgTransaction {
-            client: Some(c),
-            key: self.key.clone(),
-            aborted: false,
-            busy: false,
-        }))
+        // As its only writer, it sees what every earlier one left.
+        if let Some(cap) = &self.cap {
+            if cap.due() {
+                measure(tx.client()?, cap).await;
+            }
+            tx.began = cap.last();
+        }
+        Ok(Box::new(tx))
     }
 
     async fn query_host(&self, sql: &str, params: &[Value]) -> Result<RowSet, SqlError> {
-        let c = self.client(host_deadline()).await?;
-        let mut tx = PgTransaction {
-            client: Some(c),
-            key: self.key.clone(),
-            aborted: false,
-            busy: false,
-        };
+        let mut tx = self.lease(self.client(host_deadline()).await?, true);
+        // The host's own reads grow nothing: no size check at their commit.
+        tx.cap = None;
+        tx.busy = true;
         run_begin(&mut tx).await?;
+        tx.busy = false;
         let rows = tx.query_host(sql, params).await?;
         Box::new(tx).commit().await?;
         Ok(rows)
     }
+}
+
+/// After a full store made room: vacuums its tables (as its own role: the tables it owns),
+/// which gives the server back the pages a `DELETE` emptied at their end, and measures it
+/// again.
+async fn vacuum(pool: Pool, cap: Arc<SizeCap>) {
+    let t = Timeouts {
+        wait: Some(Duration::from_secs(30)),
+        create: Some(Duration::from_secs(30)),
+        recycle: Some(Duration::from_secs(30)),
+    };
+    let Ok(c) = pool.timeout_get(&t).await else {
+        return;
+    };
+    let owned = "SELECT pg_catalog.string_agg(pg_catalog.format('%I.%I', n.nspname, c.relname), ', ') \
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+         WHERE c.relkind OPERATOR(pg_catalog.=) 'r' AND c.relowner OPERATOR(pg_catalog.=) \
+         (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER)";
+    let work = async {
+        let tables: Option<String> = c.query_one(owned, &[]).await.ok()?.get(0);
+        if let Some(tables) = tables {
+            let _ = c.batch_execute(&format!("VACUUM {tables}")).await;
+        }
+        measure(&c, &cap).await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(120), work).await;
 }
 
 async fn run_begin(tx: &mut PgTransaction) -> Result<(), SqlError> {
@@ -1045,10 +1263,38 @@ async fn run_begin(tx: &mut PgTransaction) -> Result<(), SqlError> {
     c.batch_execute("BEGIN").await.map_err(map_err)
 }
 
-/// A transaction: holds one pooled connection until it ends.
+impl PgStore {
+    /// Wraps a pooled connection so that it goes back to the pool only in a known state
+    /// (see [`PgTransaction`]'s drop). `in_tx`: it is (about to be) inside a transaction.
+    fn lease(&self, c: Object, in_tx: bool) -> PgTransaction {
+        PgTransaction {
+            client: Some(c),
+            key: self.key.clone(),
+            aborted: false,
+            busy: false,
+            in_tx,
+            cap: self.cap.clone(),
+            began: None,
+            freed: false,
+            pool: self.pool.clone(),
+        }
+    }
+}
+
+/// A transaction (or a lease of a connection for one statement outside any): holds one
+/// pooled connection until it ends.
 struct PgTransaction {
     client: Option<Object>,
     key: Arc<str>,
+    /// A transaction was (or may have been) begun on the connection: it goes back to the
+    /// pool only after a clean rollback.
+    in_tx: bool,
+    /// The store's size cap, what the store measured when this began, and whether it ran
+    /// a statement that makes room (for a full store, which then vacuums after it).
+    cap: Option<Arc<SizeCap>>,
+    began: Option<u64>,
+    freed: bool,
+    pool: Pool,
     /// A statement failed and the server aborted the transaction: `commit` rolls back and
     /// says so (PostgreSQL itself would answer a COMMIT of it with a silent ROLLBACK).
     aborted: bool,
@@ -1076,6 +1322,55 @@ impl PgTransaction {
             self.aborted = !matches!(probe.await, Ok(Ok(())));
         }
         r
+    }
+
+    /// Refuses a guest statement that could grow a store that is full (measuring it first
+    /// if the last measurement is stale or near the cap); reads and what makes room pass.
+    async fn room(&mut self, sql: &str, params: &[Value]) -> Result<(), SqlError> {
+        let Some(cap) = self.cap.clone() else {
+            return Ok(());
+        };
+        let pieces = pgtext::split(sql);
+        let heads: Vec<String> = pieces.iter().map(|p| pgtext::first_word(p)).collect();
+        if heads
+            .iter()
+            .any(|h| matches!(h.as_str(), "DELETE" | "DROP" | "TRUNCATE"))
+        {
+            self.freed = true;
+        }
+        if heads.iter().all(|h| reads_or_frees(h)) {
+            return Ok(());
+        }
+        cap.sent(sql.len() + params.iter().map(value_size).sum::<usize>());
+        if cap.due()
+            && let Ok(c) = self.client()
+        {
+            measure(c, &cap).await;
+        }
+        match cap.last() {
+            Some(bytes) if cap.is_full() => Err(cap.full(bytes)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Before a commit: a transaction that took the store past its cap (and grew it) is
+    /// rolled back instead. A store that was full and had room made vacuums, so the room
+    /// made by a `DELETE` counts (dropping or truncating frees at once).
+    async fn check_cap_at_commit(&mut self) -> Result<(), SqlError> {
+        let Some(cap) = self.cap.clone() else {
+            return Ok(());
+        };
+        if !(cap.due() || cap.is_full()) {
+            return Ok(());
+        }
+        let Some(now) = measure(self.client()?, &cap).await else {
+            return Ok(());
+        };
+        if cap.grew_past(self.began, now) {
+            self.finish("ROLLBACK").await?;
+            return Err(cap.full(now));
+        }
+        Ok(())
     }
 
     async fn finish(&mut self, sql: &str) -> Result<(), SqlError> {
@@ -1107,15 +1402,24 @@ impl Drop for PgTransaction {
         };
         // Roll back before the connection goes back to the pool; without a runtime to do
         // it on, the connection is closed instead (the server rolls back). If a statement
-        // may still be running (its request was dropped mid-call), cancel it, so it does not
-        // hold the store's writer lock until it ends on its own, and close the connection:
-        // a cancel the server delivers late must not hit the next borrower's statement.
-        let busy = self.busy;
+        // may still be running (its request was dropped mid-call, or while it waited for
+        // the writer lock), cancel it, so it does not hold the store's writer lock until
+        // it ends on its own, terminate its process if the cancel does not stop it, and
+        // close the connection: a cancel the server delivers late must not hit the next
+        // borrower's statement.
+        let (busy, in_tx) = (self.busy, self.in_tx);
+        if c.broken.load(Ordering::Acquire) {
+            drop(Object::take(c));
+            return;
+        }
+        if !busy && !in_tx {
+            return; // `c` goes back to the pool as it is: nothing ran on it that is not over
+        }
         match tokio::runtime::Handle::try_current() {
             Ok(h) => {
                 h.spawn(async move {
                     if busy {
-                        let _ = c.cancel_token().cancel_query(NoTls).await;
+                        c.cancel_or_terminate().await;
                         drop(Object::take(c));
                         return;
                     }
@@ -1140,6 +1444,7 @@ impl SqlTransaction for PgTransaction {
         sql: &str,
         params: &[Value],
     ) -> Result<RowSet, SqlError> {
+        self.room(sql, params).await?;
         self.busy = true;
         let r = guest_query(self.client()?, limits, sql, params).await;
         self.note(r).await
@@ -1151,12 +1456,14 @@ impl SqlTransaction for PgTransaction {
         sql: &str,
         params: &[Value],
     ) -> Result<ExecResult, SqlError> {
+        self.room(sql, params).await?;
         self.busy = true;
         let r = guest_execute(self.client()?, limits, sql, params).await;
         self.note(r).await
     }
 
     async fn execute_batch(&mut self, limits: &CallLimits, sql: &str) -> Result<(), SqlError> {
+        self.room(sql, &[]).await?;
         self.busy = true;
         let r = guest_batch(self.client()?, limits, sql).await;
         self.note(r).await
@@ -1221,7 +1528,15 @@ impl SqlTransaction for PgTransaction {
                 "the transaction was rolled back: a statement in it failed, and PostgreSQL aborts the whole transaction on an error".into(),
             ));
         }
-        self.finish("COMMIT").await
+        self.check_cap_at_commit().await?;
+        self.finish("COMMIT").await?;
+        if self.freed
+            && let Some(cap) = self.cap.clone()
+            && cap.is_full()
+        {
+            tokio::spawn(vacuum(self.pool.clone(), cap));
+        }
+        Ok(())
     }
 
     async fn rollback(mut self: Box<Self>) -> Result<(), SqlError> {

@@ -64,6 +64,7 @@ pub async fn open_grants(
                         };
                         super::postgres::PgStore::open(&config, data_dir, service, name)
                             .await
+                            .map(|s| s.with_max_bytes(store.max_size_mb << 20))
                             .map_err(|e| e.to_string())
                     }
                     None => Err("no `[backends.postgres]` is configured".into()),
@@ -88,6 +89,7 @@ pub async fn open_grants(
                         };
                         super::mysql::MyStore::open(&config, data_dir, service, name)
                             .await
+                            .map(|s| s.with_max_bytes(store.max_size_mb << 20))
                             .map_err(|e| e.to_string())
                     }
                     None => Err("no `[backends.mysql]` is configured".into()),
@@ -127,7 +129,9 @@ pub async fn open_grants(
             KvBackend::Redis => match &backends.redis {
                 Some(redis) => RedisKv::open(&redis.url, data_dir, service, name)
                     .await
-                    .map(|s| Arc::new(s) as Arc<dyn KvStore>)
+                    .map(|s| {
+                        Arc::new(s.with_max_bytes(store.max_size_mb << 20)) as Arc<dyn KvStore>
+                    })
                     .map_err(|e| e.to_string()),
                 None => Err("no `[backends.redis]` is configured".into()),
             },

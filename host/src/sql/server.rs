@@ -1,5 +1,8 @@
 //! What the database-server backends (PostgreSQL, MariaDB) share: the names a store gets on a
-//! shared server, and the secrets derived for it from the host's own.
+//! shared server, the secrets derived for it from the host's own, and its size cap.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use sha2::Digest;
 
@@ -41,6 +44,109 @@ pub fn derive(secret: &str, purpose: &str, db: &str) -> String {
     hex::encode(sha2::Sha256::digest(format!("{secret}:{purpose}:{db}")))
 }
 
+/// A store's `max-size-mb` on a database server, which enforces no such cap itself: the
+/// backend measures the store's size on the server and refuses what could grow it once it
+/// is past the cap.
+///
+/// Measuring costs a round trip, so it is cached: a backend measures at most once every
+/// [`SizeCap::EVERY`], but every time once the last measurement plus the bytes guest
+/// statements sent since ([`SizeCap::sent`]: their text and parameters) come within a
+/// quarter of the cap. Between two measurements a store can grow by what the server itself
+/// makes of little text (`repeat('x', 1e8)`) in that time; a transaction that ends past the
+/// cap and bigger than it began is rolled back at commit ([`SizeCap::grew_past`]), so the
+/// overshoot does not stay.
+pub struct SizeCap {
+    max_bytes: u64,
+    /// The last measurement, and when it was taken.
+    last: Mutex<Option<(Instant, u64)>>,
+    /// Bytes guest statements sent since it.
+    sent: std::sync::atomic::AtomicU64,
+}
+
+impl SizeCap {
+    /// Longest a measurement is trusted while the store is far from its cap.
+    pub const EVERY: Duration = Duration::from_millis(250);
+    /// Growth a transaction may show at commit past the cap: the server's own bookkeeping
+    /// (free-space and visibility maps) grows a little on its own.
+    const SLACK: u64 = 64 << 10;
+
+    pub fn new(max_bytes: u64) -> Self {
+        Self {
+            max_bytes,
+            last: Mutex::new(None),
+            sent: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Notes that a guest statement that may grow the store sent `bytes` (text and
+    /// parameters).
+    pub fn sent(&self, bytes: usize) {
+        self.sent
+            .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the store should be measured now.
+    pub fn due(&self) -> bool {
+        let sent = self.sent.load(std::sync::atomic::Ordering::Relaxed);
+        match *self.last.lock().expect("size cap") {
+            None => true,
+            Some((at, bytes)) => {
+                at.elapsed() >= Self::EVERY
+                    || bytes.saturating_add(sent) >= self.max_bytes - self.max_bytes / 4
+            }
+        }
+    }
+
+    /// Records a measurement.
+    pub fn record(&self, bytes: u64) {
+        let mut last = self.last.lock().expect("size cap");
+        self.sent.store(0, std::sync::atomic::Ordering::Relaxed);
+        *last = Some((Instant::now(), bytes));
+    }
+
+    /// The last measurement, if any.
+    pub fn last(&self) -> Option<u64> {
+        self.last.lock().expect("size cap").map(|(_, b)| b)
+    }
+
+    /// True if the last measurement was at or past the cap.
+    pub fn is_full(&self) -> bool {
+        self.last().is_some_and(|b| b >= self.max_bytes)
+    }
+
+    /// True if a transaction that began when the store measured `began` and now measures
+    /// `now` took it past the cap (and must not commit).
+    pub fn grew_past(&self, began: Option<u64>, now: u64) -> bool {
+        now > self.max_bytes && now > began.unwrap_or(0) + Self::SLACK
+    }
+
+    /// What a guest gets for a write past the cap (the same as from a full SQLite store).
+    pub fn full(&self, bytes: u64) -> SqlError {
+        SqlError::LimitExceeded(format!(
+            "the store is full: it measures {bytes} bytes on the server, and its cap (`max-size-mb`) is {}; delete, truncate or drop to make room",
+            self.max_bytes
+        ))
+    }
+}
+
+/// Whether a statement, by its first keyword (uppercased), may run in a full store: it
+/// reads, or it makes room. Anything else might grow the store. (What runs inside a read —
+/// a function that writes — is caught when its transaction commits.)
+pub fn reads_or_frees(head: &str) -> bool {
+    matches!(
+        head,
+        "SELECT"
+            | "SHOW"
+            | "VALUES"
+            | "TABLE"
+            | "DESCRIBE"
+            | "DESC"
+            | "DELETE"
+            | "DROP"
+            | "TRUNCATE"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,5 +162,62 @@ mod tests {
         assert!(store_name("1x", "a", "b", 63, "x").is_err());
         assert!(store_name("silo", &"s".repeat(60), "b", 63, "x").is_err());
         assert_ne!(derive("s", "key", "a"), derive("s", "password", "a"));
+    }
+
+    /// `PREFIX_SERVICE_STORE` read from the right gives back store, service and prefix
+    /// (neither name has a `_`), so two different stores never share a name, whichever
+    /// prefixes two hosts on one server use; `-` in names stays as it is (no mapping that
+    /// could make `a-b` and `a_b` one).
+    #[test]
+    fn names_do_not_collide() {
+        let stores = [
+            ("t", "a-b", "c"),
+            ("t", "a", "b-c"),
+            ("t", "x", "a-b"),
+            ("t", "x-a", "b"),
+            ("t_a", "b", "c"),
+            ("t", "a", "b"),
+            ("t_a_b", "c", "d"),
+            ("t", "a_b", "c"), // refused below: `_` is not in a service name
+        ];
+        let mut seen = std::collections::HashMap::new();
+        for (p, s, t) in stores {
+            if s.contains('_') {
+                continue;
+            }
+            let n = store_name(p, s, t, 63, "x").unwrap();
+            let (rest, store) = n.rsplit_once('_').unwrap();
+            let (prefix, service) = rest.rsplit_once('_').unwrap();
+            assert_eq!((prefix, service, store), (p, s, t), "{n} reads back");
+            assert!(
+                seen.insert(n.clone(), (p, s, t)).is_none(),
+                "{n} is taken twice"
+            );
+        }
+    }
+
+    #[test]
+    fn the_cap_measures_often_near_its_limit() {
+        let cap = SizeCap::new(1000);
+        assert!(cap.due() && !cap.is_full());
+        cap.record(100);
+        assert!(!cap.due() && !cap.is_full());
+        cap.sent(700);
+        assert!(cap.due(), "what was sent since counts");
+        cap.record(100);
+        assert!(!cap.due());
+        cap.record(800);
+        assert!(cap.due(), "within a quarter of the cap: every time");
+        cap.record(1000);
+        assert!(cap.is_full());
+        assert!(cap.grew_past(Some(900), 1000 + SizeCap::SLACK + 1));
+        assert!(
+            !cap.grew_past(Some(2000), 2000),
+            "a delete in a full store commits"
+        );
+        assert!(
+            matches!(cap.full(1000), SqlError::LimitExceeded(m) if m.starts_with("the store is full"))
+        );
+        assert!(reads_or_frees("DELETE") && !reads_or_frees("INSERT") && !reads_or_frees("UPDATE"));
     }
 }

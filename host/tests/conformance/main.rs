@@ -11,6 +11,7 @@ use silo::kv::KvStore;
 use silo::kv::redis::{RedisKv, key_base, password, user_name};
 use silo::kv::sqlite::SqliteKv;
 
+mod servers;
 mod sql;
 
 const REDIS_URL: &str = "redis://127.0.0.1:6379";

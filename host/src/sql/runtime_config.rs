@@ -123,9 +123,12 @@ pub async fn open_grants(
             continue;
         }
         let opened: Result<Arc<dyn KvStore>, String> = match store.backend {
-            KvBackend::Sqlite => SqliteKv::open(&kv_sqlite_path(data_dir, service, name), 1 << 30)
-                .map(|s| Arc::new(s) as Arc<dyn KvStore>)
-                .map_err(|e| e.to_string()),
+            KvBackend::Sqlite => SqliteKv::open(
+                &kv_sqlite_path(data_dir, service, name),
+                store.max_size_mb << 20,
+            )
+            .map(|s| Arc::new(s) as Arc<dyn KvStore>)
+            .map_err(|e| e.to_string()),
             KvBackend::Redis => match &backends.redis {
                 Some(redis) => RedisKv::open(&redis.url, data_dir, service, name)
                     .await

@@ -262,9 +262,148 @@ pub const CATALOGUE: &[Attack] = &[
 /// The intruder's store cap in [`manifest`].
 pub const INTRUDER_STORE_MB: u64 = 8;
 
+/// Attacks on stores that live on the machine's shared database servers: the intruder's
+/// `pg` (PostgreSQL) and `my` (MariaDB) stores, 2 MiB each, and its `rkv` key-value store
+/// on Redis, 1 MiB. They run when the catalogue's host has those servers ([`Servers`]).
+pub const SERVER_CATALOGUE: &[Attack] = &[
+    Attack {
+        name: "pg-trap-cancel",
+        expected: "a DO block that catches its cancel is ended; the writer is free at once",
+        judge: Judge::Report,
+    },
+    Attack {
+        name: "pg-host-sequences",
+        expected: "nextval/setval/last_value on the host's sequences: access-denied",
+        judge: Judge::Report,
+    },
+    Attack {
+        name: "pg-explain",
+        expected: "EXPLAIN ANALYZE (counts rows RLS hides) in every spelling: access-denied",
+        judge: Judge::Report,
+    },
+    Attack {
+        name: "pg-fill",
+        expected: "limit-exceeded \"the store is full\" at max-size-mb (2 MiB)",
+        judge: Judge::Report,
+    },
+    Attack {
+        name: "mariadb-named-locks",
+        expected: "GET_LOCK and friends (the host's provisioning lock): access-denied",
+        judge: Judge::Report,
+    },
+    Attack {
+        name: "mariadb-fill",
+        expected: "limit-exceeded \"the store is full\" at max-size-mb (2 MiB)",
+        judge: Judge::Report,
+    },
+    Attack {
+        name: "redis-fill",
+        expected: "limit-exceeded \"the store is full\" at max-size-mb (1 MiB)",
+        judge: Judge::Report,
+    },
+];
+
+/// The shared servers the server attacks use: the machine's PostgreSQL, MariaDB and Redis
+/// on loopback, with databases, roles and users named under `prefix`.
+#[derive(Debug, Clone)]
+pub struct Servers {
+    pub prefix: String,
+}
+
+impl Servers {
+    pub const POSTGRES: &str = "127.0.0.1:5432";
+    pub const MARIADB: &str = "127.0.0.1:3306";
+    pub const REDIS: &str = "127.0.0.1:6379";
+
+    /// The servers that do not accept a connection, by name and address.
+    pub fn missing() -> Vec<String> {
+        [
+            ("PostgreSQL", Self::POSTGRES),
+            ("MariaDB", Self::MARIADB),
+            ("Redis", Self::REDIS),
+        ]
+        .iter()
+        .filter(|(_, addr)| {
+            let addr = addr.parse().expect("a socket address");
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err()
+        })
+        .map(|(name, addr)| format!("{name} at {addr}"))
+        .collect()
+    }
+
+    /// Servers for one run: objects named under a prefix of its own, so runs on one
+    /// machine never meet (remove them with [`Servers::remove`]).
+    pub fn for_one_run(what: &str) -> Self {
+        Self {
+            prefix: format!("silo{what}{:08x}", rand::random::<u32>()),
+        }
+    }
+
+    /// Drops the intruder's PostgreSQL and MariaDB stores of this run from the servers.
+    pub async fn remove(&self) -> Result<(), String> {
+        let timeout = Duration::from_secs(5);
+        crate::sql::postgres::deprovision(
+            &crate::sql::postgres::PgConfig {
+                admin_url: format!("postgres://postgres@{}/postgres", Self::POSTGRES),
+                pool_size: 1,
+                connect_timeout: timeout,
+                prefix: self.prefix.clone(),
+            },
+            "intruder",
+            "pg",
+        )
+        .await
+        .map_err(|e| format!("PostgreSQL: {e}"))?;
+        crate::sql::mysql::deprovision(
+            &crate::sql::mysql::MyConfig {
+                admin_url: format!("mysql://root@{}/", Self::MARIADB),
+                pool_size: 1,
+                connect_timeout: timeout,
+                prefix: self.prefix.clone(),
+            },
+            "intruder",
+            "my",
+        )
+        .await
+        .map_err(|e| format!("MariaDB: {e}"))
+    }
+
+    /// The manifest lines that put the intruder's server stores on them.
+    fn manifest(&self) -> String {
+        let prefix = &self.prefix;
+        format!(
+            r#"
+[services.intruder.stores.pg]
+backend = "postgres"
+max-size-mb = 2
+[services.intruder.stores.my]
+backend = "mysql"
+max-size-mb = 2
+[services.intruder.kv.rkv]
+backend = "redis"
+max-size-mb = 1
+
+[backends.postgres]
+url = "postgres://postgres@{pg}/postgres"
+prefix = "{prefix}"
+pool-size = 4
+[backends.mysql]
+url = "mysql://root@{my}/"
+prefix = "{prefix}"
+pool-size = 4
+[backends.redis]
+url = "redis://{redis}"
+"#,
+            pg = Self::POSTGRES,
+            my = Self::MARIADB,
+            redis = Self::REDIS,
+        )
+    }
+}
+
 /// The manifest the catalogue runs against: the demo services and the intruder, with the
 /// limits the attacks test. `{dir}` is the folder of built components.
-pub fn manifest(components: &std::path::Path) -> String {
+pub fn manifest(components: &std::path::Path, servers: Option<&Servers>) -> String {
     let c = |name: &str| {
         components
             .join(format!("{name}.wasm"))
@@ -309,7 +448,7 @@ result-kb = 1024
         reference = c("reference"),
         intruder = c("intruder"),
         cap = INTRUDER_STORE_MB,
-    )
+    ) + &servers.map(Servers::manifest).unwrap_or_default()
 }
 
 /// What one attack did.

@@ -567,7 +567,28 @@ fn demo_isolation(components: &Path) -> ExitCode {
             );
         }
     }
-    if let Err(e) = std::fs::write(&manifest, silo::isolation::manifest(components)) {
+    // The attacks on stores on the shared servers run when the machine has them; the demo
+    // says so when it does not. Its objects there are named for this run and dropped after.
+    let missing = silo::isolation::Servers::missing();
+    let servers = missing
+        .is_empty()
+        .then(|| silo::isolation::Servers::for_one_run("demo"));
+    if servers.is_none() {
+        println!(
+            "silo: the attacks on shared database servers are not run: {} not reachable",
+            missing.join(", ")
+        );
+    }
+    let attacks: Vec<&silo::isolation::Attack> = silo::isolation::CATALOGUE
+        .iter()
+        .chain(if servers.is_some() {
+            silo::isolation::SERVER_CATALOGUE
+        } else {
+            &[]
+        })
+        .collect();
+    let text = silo::isolation::manifest(components, servers.as_ref());
+    if let Err(e) = std::fs::write(&manifest, text) {
         return fail(1, e);
     }
     let exe = std::env::current_exe().expect("the silo binary");
@@ -611,7 +632,7 @@ fn demo_isolation(components: &Path) -> ExitCode {
             silo::isolation::Target::local(&http, &dir.join("data"), &dir.join("host-sql.jsonl"));
         let victim = silo::isolation::Victim::prepare(&target).await?;
         let mut outcomes = Vec::new();
-        for attack in silo::isolation::CATALOGUE {
+        for attack in attacks {
             outcomes.push(silo::isolation::run_attack(&target, &victim, attack).await);
         }
         Ok::<_, String>(outcomes)
@@ -622,6 +643,11 @@ fn demo_isolation(components: &Path) -> ExitCode {
         .status();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
+    if let Some(servers) = &servers
+        && let Err(e) = rt.block_on(servers.remove())
+    {
+        eprintln!("silo: removing the demo's stores from the servers: {e}");
+    }
     match outcomes {
         Ok(outcomes) => {
             print!("{}", silo::isolation::render(&outcomes));

@@ -112,6 +112,13 @@ const ATTACKS: &[(&str, Attack)] = &[
     ("temp-objects", temp_objects),
     ("file-views", file_views),
     ("fill-wal", fill_wal),
+    ("pg-trap-cancel", pg_trap_cancel),
+    ("pg-host-sequences", pg_host_sequences),
+    ("pg-explain", pg_explain),
+    ("pg-fill", pg_fill),
+    ("mariadb-named-locks", mariadb_named_locks),
+    ("mariadb-fill", mariadb_fill),
+    ("redis-fill", redis_fill),
 ];
 
 fn attack_names() -> Vec<&'static str> {
@@ -428,6 +435,236 @@ fn host_statements(req: Request) -> Result<Response, ApiError> {
     }
     f.note(format!("{} host statement texts tried", texts.len()));
     Ok(f.report("host-statements"))
+}
+
+// ---------------------------------------------------------------------------------------
+// Stores on shared servers (run when the catalogue's host has them: stores `pg` on
+// PostgreSQL and `my` on MariaDB, each capped at 2 MiB, and kv store `rkv` on Redis,
+// capped at 1 MiB)
+// ---------------------------------------------------------------------------------------
+
+/// A statement that catches its own cancel and goes on, holding the store's writer: the
+/// host must end it (its budget is the intruder's `statement-ms`), and the writer must be
+/// free right after.
+fn pg_trap_cancel(f: &mut Findings) -> Result<(), SqlError> {
+    let db = Db::open("pg")?;
+    patiently(|| db.execute("CREATE TABLE IF NOT EXISTS held (x INTEGER)", &[]))?;
+    for statement in [
+        "DO $$ BEGIN PERFORM pg_sleep(30); EXCEPTION WHEN query_canceled THEN PERFORM pg_sleep(30); END $$",
+        "DO $$ BEGIN LOOP BEGIN PERFORM pg_sleep(30); EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP; END $$",
+    ] {
+        let started = std::time::Instant::now();
+        let r = db.transaction(|tx| {
+            tx.execute("INSERT INTO held (x) VALUES (1)", &[])?;
+            tx.execute(statement, &[])
+        });
+        let took = started.elapsed();
+        f.must_hit_limit(&format!("{statement} (in a transaction)"), r);
+        if took > std::time::Duration::from_secs(2) {
+            f.got_through(statement, format!("answered after {} ms", took.as_millis()));
+        }
+        // A held writer would make this wait for the 30 s sleep (or forever, for the loop).
+        let started = std::time::Instant::now();
+        let next =
+            patiently(|| db.transaction(|tx| tx.execute("INSERT INTO held (x) VALUES (2)", &[])));
+        let waited = started.elapsed();
+        match next {
+            Ok(_) if waited < std::time::Duration::from_secs(2) => f.refused(
+                "the store's writer after it",
+                format!(
+                    "free: the next transaction committed in {} ms",
+                    waited.as_millis()
+                ),
+            ),
+            Ok(_) => f.got_through(
+                "the store's writer after it",
+                format!(
+                    "held: the next transaction waited {} ms",
+                    waited.as_millis()
+                ),
+            ),
+            Err(err) => f.got_through(
+                "the store's writer after it",
+                format!("still held: {}", describe(&err)),
+            ),
+        }
+    }
+    patiently(|| db.execute("DROP TABLE held", &[]))?;
+    Ok(())
+}
+
+/// Runs `statement` again while it stops at its time budget (a busy machine, not the
+/// attack): up to eight times.
+fn patiently<T>(statement: impl Fn() -> Result<T, SqlError>) -> Result<T, SqlError> {
+    let mut tries = 0;
+    loop {
+        match statement() {
+            Err(SqlError::LimitExceeded(m)) if m.contains("time budget") && tries < 8 => tries += 1,
+            r => return r,
+        }
+    }
+}
+
+/// The host's sequences in `silo_host`: reading or advancing them would show (and skew)
+/// how many events and sagas the host recorded.
+fn pg_host_sequences(f: &mut Findings) -> Result<(), SqlError> {
+    let db = Db::open("pg")?;
+    let seqs = patiently(|| {
+        db.query(
+            "SELECT count(*) AS n FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n \
+         ON n.oid = c.relnamespace WHERE n.nspname = 'silo_host' AND c.relkind = 'S'",
+            &[],
+        )
+    })?;
+    let n: i64 = seqs.first().map(|r| r.get("n")).transpose()?.unwrap_or(0);
+    if n == 0 {
+        f.got_through(
+            "the host's sequences",
+            "none found: the probe would prove nothing",
+        );
+    }
+    for statement in [
+        "SELECT nextval('silo_host._silo_outbox_seq_seq')",
+        "SELECT setval('silo_host._silo_outbox_seq_seq', 1000)",
+        "SELECT pg_sequence_last_value('silo_host._silo_outbox_seq_seq')",
+        "SELECT last_value FROM silo_host._silo_outbox_seq_seq",
+    ] {
+        f.must_be_denied(statement, patiently(|| db.query(statement, &[])));
+    }
+    Ok(())
+}
+
+/// `EXPLAIN ANALYZE` on the host's tables counts the rows row-level security hides.
+fn pg_explain(f: &mut Findings) -> Result<(), SqlError> {
+    let db = Db::open("pg")?;
+    for statement in [
+        "EXPLAIN ANALYZE SELECT * FROM silo_host._silo_outbox",
+        "EXPLAIN (ANALYZE) SELECT * FROM silo_host._silo_outbox",
+        "explain (analyse true) select * from silo_host._silo_outbox",
+        "explain verbose analyze select * from silo_host._silo_outbox",
+        "/* quiet */ EXPLAIN (ANALYZE, FORMAT JSON) SELECT count(*) FROM silo_host._silo_outbox",
+    ] {
+        f.must_be_denied(statement, patiently(|| db.query(statement, &[])));
+    }
+    Ok(())
+}
+
+/// 64 KiB rows into a 2 MiB PostgreSQL store.
+fn pg_fill(f: &mut Findings) -> Result<(), SqlError> {
+    fill_server_store(
+        f,
+        "pg",
+        "CREATE TABLE IF NOT EXISTS filler (b BYTEA)",
+        "DELETE FROM filler",
+    )
+}
+
+/// 64 KiB rows into a 2 MiB MariaDB store.
+fn mariadb_fill(f: &mut Findings) -> Result<(), SqlError> {
+    fill_server_store(
+        f,
+        "my",
+        "CREATE TABLE IF NOT EXISTS filler (b LONGBLOB)",
+        "TRUNCATE TABLE filler",
+    )
+}
+
+fn fill_server_store(
+    f: &mut Findings,
+    store: &str,
+    create: &str,
+    empty: &str,
+) -> Result<(), SqlError> {
+    let db = Db::open(store)?;
+    patiently(|| db.execute(create, &[]))?;
+    let (mut inserted, mut slow) = (0u64, 0);
+    let stop = loop {
+        if inserted == 256 {
+            break None;
+        }
+        // Bytes that do not compress (PostgreSQL would TOAST-compress a repeated byte).
+        let row = Value::Blob(noise(64 << 10, inserted));
+        match db.raw().execute(
+            "INSERT INTO filler (b) VALUES (?)",
+            std::slice::from_ref(&row),
+        ) {
+            Ok(_) => inserted += 1,
+            // A statement past its time budget on a busy machine is not the cap: again.
+            Err(SqlError::LimitExceeded(m)) if m.contains("time budget") && slow < 8 => slow += 1,
+            Err(err) => break Some(err),
+        }
+    };
+    let what = format!("64 KiB rows into a 2 MiB store ({inserted} went in)");
+    match stop {
+        Some(err @ SqlError::LimitExceeded(_)) if describe(&err).contains("full") => {
+            f.refused(&what, describe(&err))
+        }
+        Some(err) => f.got_through(&what, format!("not a full store but {}", describe(&err))),
+        None => f.got_through(&what, "16 MiB went in"),
+    }
+    // Emptying may also meet a busy machine: a few tries.
+    if patiently(|| db.execute(empty, &[])).is_err() {
+        f.note("the filler table could not be emptied");
+    }
+    Ok(())
+}
+
+/// `len` bytes of xorshift noise from `seed`: data no store can compress.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ seed.wrapping_mul(0x2545_f491_4f6c_dd1d);
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Server-wide named locks on MariaDB: holding the host's provisioning lock would stall
+/// every host's provisioning on that server.
+fn mariadb_named_locks(f: &mut Findings) -> Result<(), SqlError> {
+    let db = Db::open("my")?;
+    for statement in [
+        "SELECT GET_LOCK('silo_provision', 0)",
+        "select get_lock ('_silo_provision', 0)",
+        "SELECT IS_USED_LOCK('silo_provision')",
+        "SELECT RELEASE_ALL_LOCKS()",
+    ] {
+        f.must_be_denied(statement, patiently(|| db.query(statement, &[])));
+    }
+    Ok(())
+}
+
+/// 100 KiB values into a 1 MiB Redis store.
+fn redis_fill(f: &mut Findings) -> Result<(), SqlError> {
+    let kv = silo_sdk::Kv::open("rkv")?;
+    let value = noise(100 << 10, 7);
+    let mut stop = None;
+    let mut set = 0;
+    while set < 64 {
+        match kv.set(&format!("fill-{set}"), &value, None) {
+            Ok(()) => set += 1,
+            Err(err) => {
+                stop = Some(err);
+                break;
+            }
+        }
+    }
+    let what = format!("100 KiB values into a 1 MiB store ({set} went in)");
+    match stop {
+        Some(err @ SqlError::LimitExceeded(_)) if describe(&err).contains("full") => {
+            f.refused(&what, describe(&err))
+        }
+        Some(err) => f.got_through(&what, format!("not a full store but {}", describe(&err))),
+        None => f.got_through(&what, "6.4 MiB went in"),
+    }
+    for i in 0..set {
+        kv.delete(&format!("fill-{i}"))?;
+    }
+    Ok(())
 }
 
 fn open_other_store(f: &mut Findings) -> Result<(), SqlError> {

@@ -278,6 +278,26 @@ fn admin_opts(config: &MyConfig) -> Result<Opts, SqlError> {
         .map_err(|e| SqlError::Other(format!("[backends.mysql] url: {e}")))
 }
 
+/// Removes the store's databases and accounts from the server (what `silo demo isolation`
+/// made for one run). Everything the store held is gone.
+pub async fn deprovision(config: &MyConfig, service: &str, store: &str) -> Result<(), SqlError> {
+    let names = MyNames::new(&config.prefix, service, store)?;
+    let mut c = tokio::time::timeout(config.connect_timeout, Conn::new(admin_opts(config)?))
+        .await
+        .map_err(|_| unavailable("the server did not answer in time"))?
+        .map_err(map_err)?;
+    for s in [
+        format!("DROP DATABASE IF EXISTS {}", ident(&names.database)),
+        format!("DROP DATABASE IF EXISTS {}", ident(&names.host_db)),
+        format!("DROP USER IF EXISTS {}@'%'", lit(&names.database)),
+        format!("DROP USER IF EXISTS {}@'localhost'", lit(&names.definer)),
+    ] {
+        c.query_drop(&s).await.map_err(map_err)?;
+    }
+    let _ = c.disconnect().await;
+    Ok(())
+}
+
 /// Creates (or brings up to date) the store's databases, accounts, host tables and
 /// procedures through the administrative connection; returns how the store connects.
 pub async fn provision(

@@ -355,6 +355,21 @@ async fn connect_admin(
     Ok(client)
 }
 
+/// Removes the store's database and role from the server, connections and all (what
+/// `silo demo isolation` made for one run). Everything the store held is gone.
+pub async fn deprovision(config: &PgConfig, service: &str, store: &str) -> Result<(), SqlError> {
+    let names = PgNames::new(&config.prefix, service, store)?;
+    let c = connect_admin(&admin_config(config)?).await?;
+    let db = ident(&names.database);
+    for s in [
+        format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+        format!("DROP ROLE IF EXISTS {db}"),
+    ] {
+        c.batch_execute(&s).await.map_err(map_err)?;
+    }
+    Ok(())
+}
+
 /// Creates (or brings up to date) the store's role, database, schemas and host tables
 /// through the administrative connection; returns how the store itself connects.
 pub async fn provision(

@@ -1075,25 +1075,39 @@ mod tests {
             let e2 = s.execute(&l, sql, &[]).await.err();
             assert!(e.is_some() && e2.is_some(), "{sql} must fail");
         }
-        // A view or trigger of the guest's own may name a host table, but using it fails:
-        // the authorizer checks every table a statement reaches, through views and triggers.
-        s.execute(&l, "CREATE VIEW peek AS SELECT * FROM _silo_secret", &[])
-            .await
-            .ok();
-        assert!(s.query(&l, "SELECT * FROM peek", &[]).await.is_err());
+        // A view or trigger of the guest's own that names a host table is refused when it
+        // is created (a schema statement naming the host's namespace)...
         s.execute(&l, "CREATE TABLE bait (x)", &[]).await.unwrap();
-        s.execute(
-            &l,
+        for sql in [
+            "CREATE VIEW peek AS SELECT * FROM _silo_secret",
             "CREATE TRIGGER spill AFTER INSERT ON bait BEGIN INSERT INTO _silo_secret VALUES (1); END",
+        ] {
+            let e = s.execute(&l, sql, &[]).await.unwrap_err();
+            assert!(matches!(e, SqlError::AccessDenied(_)), "{sql}: {e:?}");
+        }
+        // ... and were one there, the authorizer checks every table a statement reaches,
+        // through views and triggers: the host creates one, the guest uses it.
+        let mut tx = s.begin(&l).await.unwrap();
+        tx.execute_host(
+            "CREATE VIEW main.peek AS SELECT * FROM main._silo_secret",
             &[],
         )
         .await
-        .ok();
-        assert!(
-            s.execute(&l, "INSERT INTO bait VALUES (1)", &[])
-                .await
-                .is_err()
-        );
+        .unwrap();
+        tx.execute_host(
+            "CREATE TRIGGER main.spill AFTER INSERT ON main.bait BEGIN INSERT INTO _silo_secret VALUES (1); END",
+            &[],
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let e = s.query(&l, "SELECT * FROM peek", &[]).await.unwrap_err();
+        assert!(matches!(e, SqlError::AccessDenied(_)), "{e:?}");
+        let e = s
+            .execute(&l, "INSERT INTO bait VALUES (1)", &[])
+            .await
+            .unwrap_err();
+        assert!(matches!(e, SqlError::AccessDenied(_)), "{e:?}");
         let mut tx = s.begin(&l).await.unwrap();
         let n = tx
             .query_host("SELECT count(*) FROM _silo_secret", &[])

@@ -2,7 +2,7 @@
 //! that the victim (the users service) answered correctly throughout, with a p99 latency
 //! within `silo::isolation::victim_bound` of its quiet baseline measured in the same test.
 
-use silo::isolation::{CATALOGUE, Judge, Target, Victim, run_attack};
+use silo::isolation::{CATALOGUE, Judge, SERVER_CATALOGUE, Servers, Target, Victim, run_attack};
 
 use crate::support::{TestHost, component, resolve, write_manifest};
 
@@ -23,7 +23,7 @@ async fn recording_host(manifest: &str) -> (TestHost, Target) {
 
 async fn attack(name: &str) {
     let dir = component("intruder").parent().unwrap().to_path_buf();
-    let (_h, target) = recording_host(&silo::isolation::manifest(&dir)).await;
+    let (_h, target) = recording_host(&silo::isolation::manifest(&dir, None)).await;
     let victim = Victim::prepare(&target).await.expect("a victim");
     let attack = CATALOGUE
         .iter()
@@ -103,7 +103,7 @@ attacks! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_intruder_implements_the_catalogue() {
     let dir = component("intruder").parent().unwrap().to_path_buf();
-    let h = TestHost::start(&silo::isolation::manifest(&dir)).await;
+    let h = TestHost::start(&silo::isolation::manifest(&dir, None)).await;
     let listed = h.get("/intruder/attacks").await.json();
     let listed: Vec<&str> = listed
         .as_array()
@@ -216,4 +216,39 @@ saga-participants = ["payments"]
         texts.len(),
         o.observed
     );
+}
+
+/// The attacks on stores that live on the machine's shared servers (PostgreSQL, MariaDB,
+/// Redis), each with the victim loop beside it, on one host. Its server objects are named
+/// under a prefix of its own and dropped afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attacks_on_stores_on_shared_servers() {
+    let up = ["PostgreSQL", "MariaDB", "Redis"]
+        .iter()
+        .zip([Servers::POSTGRES, Servers::MARIADB, Servers::REDIS])
+        .all(|(name, addr)| crate::support::server_up(name, addr));
+    if !up {
+        return;
+    }
+    let servers = Servers::for_one_run("iso");
+    let dir = component("intruder").parent().unwrap().to_path_buf();
+    let (h, target) = recording_host(&silo::isolation::manifest(&dir, Some(&servers))).await;
+    let victim = Victim::prepare(&target).await.expect("a victim");
+    let mut failures = Vec::new();
+    for attack in SERVER_CATALOGUE {
+        let o = run_attack(&target, &victim, attack).await;
+        if !o.pass() {
+            failures.push(format!(
+                "{}: {} (victim {}, p99 {:?} / {:?})",
+                o.attack,
+                o.observed,
+                if o.victim_correct { "correct" } else { "WRONG" },
+                o.victim_p99,
+                o.bound
+            ));
+        }
+    }
+    drop(h);
+    servers.remove().await.expect("removing the run's stores");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -33,9 +33,9 @@ pub enum Judge {
     /// `N` concurrent `GET PATH` against a service limited to a few instances: all must be
     /// 503, most of them `busy`.
     Flood(&'static str, usize),
-    /// Like `Report`, while the runner measures the intruder's store on disk (database and
-    /// write-ahead log) every few milliseconds: it must stay within `cap_mb`.
-    ReportWithinCap { cap_mb: u64 },
+    /// Like `Report`, while the runner measures the intruder's store `store` on disk
+    /// (database and write-ahead log) every few milliseconds: it must stay within `cap_mb`.
+    ReportWithinCap { store: &'static str, cap_mb: u64 },
     /// The runner sends every host statement text the host has run (recorded through
     /// `SILO_RECORD_HOST_SQL`) to `POST /intruder/attack/host-statements`; the intruder sends
     /// each back as guest SQL, which must be `access-denied`.
@@ -252,9 +252,10 @@ pub const CATALOGUE: &[Attack] = &[
     },
     Attack {
         name: "fill-wal",
-        expected: "database + write-ahead log stay within max-size-mb (8 MiB)",
+        expected: "database + write-ahead log stay within max-size-mb (1 MiB)",
         judge: Judge::ReportWithinCap {
-            cap_mb: INTRUDER_STORE_MB,
+            store: "tiny",
+            cap_mb: 1,
         },
     },
 ];
@@ -437,6 +438,8 @@ subscribes = [{{ source = "users", topic = "UserCreated" }}]
 saga-participants = ["reference"]
 [services.intruder.stores.main]
 max-size-mb = {cap}
+[services.intruder.stores.tiny]
+max-size-mb = 1
 [services.intruder.limits]
 deadline-ms = 1000
 memory-mb = 32
@@ -672,7 +675,7 @@ async fn judge(target: &Target, attack: &Attack) -> (bool, String) {
                 .await;
             read_report(status, &text)
         }
-        Judge::ReportWithinCap { cap_mb } => {
+        Judge::ReportWithinCap { store, cap_mb } => {
             let Some(data) = target.data.clone() else {
                 return (false, "the runner cannot see the host's data folder".into());
             };
@@ -684,7 +687,7 @@ async fn judge(target: &Target, attack: &Attack) -> (bool, String) {
                 let (stop, worst) = (stop.clone(), worst.clone());
                 tokio::spawn(async move {
                     while !stop.load(Ordering::Relaxed) {
-                        worst.fetch_max(store_bytes(&data, "intruder", "main"), Ordering::Relaxed);
+                        worst.fetch_max(store_bytes(&data, "intruder", store), Ordering::Relaxed);
                         tokio::time::sleep(Duration::from_millis(2)).await;
                     }
                 })

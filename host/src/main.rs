@@ -463,6 +463,17 @@ fn run(
         Ok(m) => m,
         Err(e) => return fail(2, e),
     };
+    // The ports next, before any store is opened or the data folder written: a port in use
+    // (another host's included) is refused with nothing changed.
+    let threads = threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let listeners = match Listeners::bind(listen, admin, threads) {
+        Ok(l) => l,
+        Err(e) => return fail(2, e),
+    };
     // Absolute from here on: the code cache refuses relative folders, and the paths end up
     // in logs and the admin API.
     let data = &match std::path::absolute(data) {
@@ -519,15 +530,6 @@ fn run(
         };
     }
     let _ = std::fs::create_dir_all(&cache_dir);
-    let threads = threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
-    let listeners = match Listeners::bind(listen, admin, threads) {
-        Ok(l) => l,
-        Err(e) => return fail(1, format!("{e:#}")),
-    };
     let signals = match rt.block_on(async { ShutdownSignal::install() }) {
         Ok(s) => s,
         Err(e) => return fail(1, format!("installing signal handlers: {e}")),

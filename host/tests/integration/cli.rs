@@ -366,3 +366,43 @@ async fn two_authorization_headers_are_refused() {
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ports_in_use_are_refused_before_anything_is_touched() {
+    let h = TestHost::start("[services.hello]\ncomponent = \"{c:hello}\"\nroute = \"/\"\n").await;
+    let (dir, path) =
+        write_manifest("[services.hello]\ncomponent = \"{c:hello}\"\nroute = \"/\"\n");
+    let data = dir.path().join("data");
+    for (listen, admin, flag, taken) in [
+        (h.http.as_str(), "127.0.0.1:0", "--listen", h.http.as_str()),
+        ("127.0.0.1:0", h.admin.as_str(), "--admin", h.admin.as_str()),
+    ] {
+        let (code, err) = silo_exits(
+            &[
+                "run",
+                "--manifest",
+                path.to_str().unwrap(),
+                "--data",
+                data.to_str().unwrap(),
+                "--listen",
+                listen,
+                "--admin",
+                admin,
+            ],
+            &[],
+            std::time::Duration::from_secs(60),
+        );
+        assert_eq!(code, 2, "{flag}: {err}");
+        assert_eq!(err.lines().count(), 1, "one line expected: {err}");
+        assert_eq!(
+            err.trim_end(),
+            format!("silo: {flag} {taken}: cannot listen: Address already in use (os error 98)")
+        );
+        assert!(
+            !data.exists(),
+            "a taken port must not touch the data folder"
+        );
+    }
+    // The first host kept its port and its traffic.
+    assert_eq!(h.get("/").await.status, 200);
+}

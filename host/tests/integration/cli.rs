@@ -406,3 +406,51 @@ async fn ports_in_use_are_refused_before_anything_is_touched() {
     // The first host kept its port and its traffic.
     assert_eq!(h.get("/").await.status, 200);
 }
+
+/// A PostgreSQL server that accepts connections and never answers: start-up gives up after
+/// `connect-timeout-ms`, naming the backend, the address and the timeout.
+#[test]
+fn start_up_gives_up_on_a_postgres_server_that_never_answers() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let (dir, path) = write_manifest(&format!(
+        "[backends.postgres]\nurl = \"postgres://silo:pw@{addr}/postgres\"\nconnect-timeout-ms = 500\n\n\
+         [services.users]\ncomponent = \"{{c:users}}\"\nroute = \"/users\"\n\
+         [services.users.stores.main]\nbackend = \"postgres\"\n"
+    ));
+    let data = dir.path().join("data");
+    let started = std::time::Instant::now();
+    let (code, err) = silo_exits(
+        &[
+            "run",
+            "--manifest",
+            path.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ],
+        &[("SILO_ADMIN_TOKEN", "a-good-token-0123456789")],
+        std::time::Duration::from_secs(30),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "postgres at {addr}: no answer within connect-timeout-ms = 500"
+        )),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -1,8 +1,9 @@
 //! The admin endpoint: `/healthz`, `/metrics`, and the token-protected `/admin/` API.
 //!
 //! It listens on its own address (loopback by default), never on the service port, and
-//! every `/admin/` route needs `Authorization: Bearer <token>`; a wrong or missing token is
-//! a 401 and changes nothing.
+//! every `/admin/` route needs `Authorization: Bearer <token>`; a wrong or missing token, or
+//! more than one `Authorization` header, is a 401 and changes nothing. An empty configured
+//! token authenticates nothing: authentication is never off.
 
 use std::fmt::Write;
 use std::io::Write as _;
@@ -52,9 +53,11 @@ pub fn private_secret(path: &Path) -> std::io::Result<String> {
     Ok(secret)
 }
 
-/// Compares without an early exit, so timing does not reveal a prefix.
+/// Compares without an early exit, so timing does not reveal a prefix. An empty expected
+/// token matches nothing: authentication is never off.
 fn token_matches(given: &str, expected: &str) -> bool {
-    given.len() == expected.len()
+    !expected.is_empty()
+        && given.len() == expected.len()
         && given
             .bytes()
             .zip(expected.bytes())
@@ -157,9 +160,16 @@ async fn handle(
             resp
         }
         (_, p) if p == "/admin" || p.starts_with("/admin/") => {
-            let given = req
-                .headers()
-                .get(http::header::AUTHORIZATION)
+            let mut auth = req.headers().get_all(http::header::AUTHORIZATION).iter();
+            let (first, second) = (auth.next(), auth.next());
+            if second.is_some() {
+                return json_error(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "more than one Authorization header: send exactly one (Authorization: Bearer …)",
+                );
+            }
+            let given = first
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .unwrap_or("");
@@ -561,6 +571,7 @@ mod tests {
         assert!(!token_matches("abd", "abc"));
         assert!(!token_matches("ab", "abc"));
         assert!(!token_matches("", "abc"));
+        assert!(!token_matches("", ""), "an empty token never authenticates");
     }
 
     #[test]

@@ -750,20 +750,41 @@ pub struct Listeners {
     pub admin: std::net::TcpListener,
 }
 
+/// An address the host cannot listen on: the flag that gave it, the address, the OS error.
+#[derive(Debug, thiserror::Error)]
+#[error("{flag} {addr}: cannot listen: {source}")]
+pub struct BindError {
+    pub flag: &'static str,
+    pub addr: SocketAddr,
+    #[source]
+    pub source: std::io::Error,
+}
+
 impl Listeners {
-    /// Binds `threads` sockets on `listen` (the first picks the port when it is 0) and one
-    /// on `admin`.
-    pub fn bind(listen: SocketAddr, admin: SocketAddr, threads: usize) -> wasmtime::Result<Self> {
-        let first = bind_reuseport(listen).with_context(|| format!("listening on {listen}"))?;
-        let actual = first.local_addr()?;
-        let mut http = vec![first];
-        for _ in 1..threads.max(1) {
-            http.push(bind_reuseport(actual).with_context(|| format!("listening on {actual}"))?);
-        }
-        let admin =
-            std::net::TcpListener::bind(admin).with_context(|| format!("admin on {admin}"))?;
-        admin.set_nonblocking(true)?;
-        Ok(Self { http, admin })
+    /// Binds `threads` sockets on `listen` (port 0 picks one) and one on `admin`; `silo run`
+    /// calls it before anything else is opened, so a taken port changes nothing.
+    ///
+    /// The service address is first bound exclusively (without `SO_REUSEPORT`): the host's
+    /// own workers share their port with `SO_REUSEPORT`, and so would another process's
+    /// (another `silo`), which the kernel would then let this host join and split traffic
+    /// with. The exclusive bind fails on any socket already there. It is released just before
+    /// the workers' sockets are bound on the same port.
+    pub fn bind(listen: SocketAddr, admin: SocketAddr, threads: usize) -> Result<Self, BindError> {
+        let err = |flag, addr| move |source| BindError { flag, addr, source };
+        let exclusive = std::net::TcpListener::bind(listen).map_err(err("--listen", listen))?;
+        let admin_listener = std::net::TcpListener::bind(admin).map_err(err("--admin", admin))?;
+        admin_listener
+            .set_nonblocking(true)
+            .map_err(err("--admin", admin))?;
+        let actual = exclusive.local_addr().map_err(err("--listen", listen))?;
+        drop(exclusive);
+        let http = (0..threads.max(1))
+            .map(|_| bind_reuseport(actual).map_err(err("--listen", actual)))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            http,
+            admin: admin_listener,
+        })
     }
 }
 

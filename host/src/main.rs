@@ -37,8 +37,9 @@ enum Command {
         /// Folder of the host's data: stores, code cache, admin token.
         #[arg(long, default_value = ".silo")]
         data: PathBuf,
-        /// Admin token (default: `SILO_ADMIN_TOKEN`, else `DATA/admin.token`, generated).
-        #[arg(long, env = "SILO_ADMIN_TOKEN", hide_env_values = true)]
+        /// Admin token, at least 16 characters (default: `SILO_ADMIN_TOKEN`, else
+        /// `DATA/admin.token`, generated).
+        #[arg(long)]
         admin_token: Option<String>,
         /// Compiled-code cache folder (default: `DATA/cache`).
         #[arg(long)]
@@ -130,7 +131,7 @@ struct AdminArgs {
     #[arg(long, default_value = "127.0.0.1:8081")]
     admin: String,
     /// Admin token (default: `SILO_ADMIN_TOKEN`, else `DATA/admin.token`).
-    #[arg(long, env = "SILO_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(long)]
     admin_token: Option<String>,
     /// The host's data folder, to find `admin.token` in.
     #[arg(long, default_value = ".silo")]
@@ -138,14 +139,55 @@ struct AdminArgs {
 }
 
 impl AdminArgs {
+    /// The token to send: never an empty one, which no host accepts.
     fn token(&self) -> Result<String, String> {
-        if let Some(t) = &self.admin_token {
-            return Ok(t.clone());
+        if let Some((t, from)) = given_admin_token(self.admin_token.clone()) {
+            if t.trim().is_empty() {
+                return Err(format!(
+                    "{from} is empty: give the host's admin token (or leave {from} out to read DATA/admin.token)"
+                ));
+            }
+            return Ok(t);
         }
         let path = self.data.join("admin.token");
-        std::fs::read_to_string(&path)
+        let t = std::fs::read_to_string(&path)
             .map(|t| t.trim().to_string())
-            .map_err(|e| format!("no admin token: pass --admin-token, set SILO_ADMIN_TOKEN, or point --data at the host's folder ({}: {e})", path.display()))
+            .map_err(|e| format!("no admin token: pass --admin-token, set SILO_ADMIN_TOKEN, or point --data at the host's folder ({}: {e})", path.display()))?;
+        if t.is_empty() {
+            return Err(format!(
+                "{} is empty: pass --admin-token or set SILO_ADMIN_TOKEN",
+                path.display()
+            ));
+        }
+        Ok(t)
+    }
+}
+
+/// The admin token given on the command line or in the environment, with where it came
+/// from (`--admin-token` wins over `SILO_ADMIN_TOKEN`). An empty value counts as given, so
+/// it is refused rather than mistaken for "no token".
+fn given_admin_token(flag: Option<String>) -> Option<(String, &'static str)> {
+    match flag {
+        Some(t) => Some((t, "--admin-token")),
+        None => std::env::var("SILO_ADMIN_TOKEN")
+            .ok()
+            .map(|t| (t, "SILO_ADMIN_TOKEN")),
+    }
+}
+
+/// The shortest admin token `silo run` accepts.
+const MIN_ADMIN_TOKEN: usize = 16;
+
+/// The admin token `silo run` serves with, if one was given: refused when it is shorter
+/// than [`MIN_ADMIN_TOKEN`] (an empty token would otherwise mean "no authentication").
+fn run_admin_token(flag: Option<String>) -> Result<Option<String>, String> {
+    match given_admin_token(flag) {
+        None => Ok(None),
+        Some((t, from)) if t.chars().count() < MIN_ADMIN_TOKEN => Err(format!(
+            "{from}: the admin token is {} characters long; give one of at least {MIN_ADMIN_TOKEN} (e.g. `openssl rand -hex 32`), or leave {from} out to use the generated DATA/admin.token",
+            t.chars().count()
+        )),
+        Some((t, _)) => Ok(Some(t)),
     }
 }
 
@@ -412,9 +454,24 @@ fn run(
     admin_token: Option<String>,
     threads: Option<usize>,
 ) -> ExitCode {
-    // Validate before touching anything: a bad manifest changes nothing on disk.
+    // Validate before touching anything: a bad token or manifest changes nothing on disk.
+    let admin_token = match run_admin_token(admin_token) {
+        Ok(t) => t,
+        Err(e) => return fail(2, e),
+    };
     let manifest = match Manifest::load(manifest_path) {
         Ok(m) => m,
+        Err(e) => return fail(2, e),
+    };
+    // The ports next, before any store is opened or the data folder written: a port in use
+    // (another host's included) is refused with nothing changed.
+    let threads = threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let listeners = match Listeners::bind(listen, admin, threads) {
+        Ok(l) => l,
         Err(e) => return fail(2, e),
     };
     // Absolute from here on: the code cache refuses relative folders, and the paths end up
@@ -473,15 +530,6 @@ fn run(
         };
     }
     let _ = std::fs::create_dir_all(&cache_dir);
-    let threads = threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
-    let listeners = match Listeners::bind(listen, admin, threads) {
-        Ok(l) => l,
-        Err(e) => return fail(1, format!("{e:#}")),
-    };
     let signals = match rt.block_on(async { ShutdownSignal::install() }) {
         Ok(s) => s,
         Err(e) => return fail(1, format!("installing signal handlers: {e}")),

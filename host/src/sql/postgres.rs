@@ -345,10 +345,26 @@ fn admin_config(config: &PgConfig) -> Result<tokio_postgres::Config, SqlError> {
     Ok(admin)
 }
 
+/// Opens an administrative connection within the config's `connect-timeout-ms`:
+/// tokio-postgres bounds only the TCP connect by it, so a server that accepts and never
+/// answers would otherwise hold the start-up handshake (and the host's start) forever.
 async fn connect_admin(
     config: &tokio_postgres::Config,
 ) -> Result<tokio_postgres::Client, SqlError> {
-    let (client, conn) = config.connect(NoTls).await.map_err(unavailable)?;
+    let limit = config
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(Duration::from_secs(10));
+    let (client, conn) = match tokio::time::timeout(limit, config.connect(NoTls)).await {
+        Ok(connected) => connected.map_err(unavailable)?,
+        Err(_) => {
+            return Err(SqlError::Unavailable(format!(
+                "postgres at {}: no answer within connect-timeout-ms = {}",
+                server_address(config),
+                limit.as_millis()
+            )));
+        }
+    };
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -368,6 +384,20 @@ pub async fn deprovision(config: &PgConfig, service: &str, store: &str) -> Resul
         c.batch_execute(&s).await.map_err(map_err)?;
     }
     Ok(())
+}
+
+/// `HOST:PORT` of a connection's server(s), for messages.
+fn server_address(config: &tokio_postgres::Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .collect();
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("{}:{port}", hosts.join(","))
 }
 
 /// Creates (or brings up to date) the store's role, database, schemas and host tables

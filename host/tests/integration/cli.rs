@@ -235,3 +235,222 @@ fn a_relative_data_folder_survives_a_restart() {
     }
     assert!(dir.path().join("rel-data/cache").is_dir());
 }
+
+/// Runs `silo` with `args` and `env` (and no inherited `SILO_ADMIN_TOKEN`), expecting it to
+/// exit within `limit`; returns (status, stderr). A host that starts serving instead fails
+/// the test when `limit` runs out.
+fn silo_exits(args: &[&str], env: &[(&str, &str)], limit: std::time::Duration) -> (i32, String) {
+    let mut child = std::process::Command::new(crate::support::silo_bin())
+        .args(args)
+        .env_remove("SILO_ADMIN_TOKEN")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = crate::support::wait_timeout(&mut child, limit);
+    let out = child.wait_with_output().unwrap();
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn empty_or_short_admin_tokens_refuse_to_start() {
+    let (dir, path) =
+        write_manifest("[services.hello]\ncomponent = \"{c:hello}\"\nroute = \"/\"\n");
+    let data = dir.path().join("data");
+    let run = [
+        "run",
+        "--manifest",
+        path.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+    ];
+    for (flag, env, source, length) in [
+        (None, Some(""), "SILO_ADMIN_TOKEN", 0),
+        (Some(""), None, "--admin-token", 0),
+        (Some("fifteen-chars-x"), None, "--admin-token", 15),
+        (None, Some("fifteen-chars-x"), "SILO_ADMIN_TOKEN", 15),
+        // The flag wins over the environment, and is the one named.
+        (
+            Some(""),
+            Some("a-good-token-0123456789"),
+            "--admin-token",
+            0,
+        ),
+    ] {
+        let mut args = run.to_vec();
+        if let Some(t) = flag {
+            args.extend(["--admin-token", t]);
+        }
+        let env: Vec<(&str, &str)> = env.map(|t| ("SILO_ADMIN_TOKEN", t)).into_iter().collect();
+        let (code, err) = silo_exits(&args, &env, std::time::Duration::from_secs(60));
+        assert_eq!(code, 2, "{flag:?}/{env:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "one line expected: {err}");
+        assert!(
+            err.starts_with(&format!(
+                "silo: {source}: the admin token is {length} characters long; give one of at least 16"
+            )),
+            "{flag:?}/{env:?}: {err}"
+        );
+        assert!(
+            !data.exists(),
+            "a refused token must not touch the data folder"
+        );
+    }
+}
+
+#[test]
+fn admin_clients_never_send_an_empty_token() {
+    let (code, err) = silo_exits(
+        &["services", "--admin", "127.0.0.1:1", "--admin-token", ""],
+        &[],
+        std::time::Duration::from_secs(30),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.starts_with("silo: --admin-token is empty: give the host's admin token"),
+        "{err}"
+    );
+    let (code, err) = silo_exits(
+        &["undeploy", "users", "--admin", "127.0.0.1:1"],
+        &[("SILO_ADMIN_TOKEN", "")],
+        std::time::Duration::from_secs(30),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.starts_with("silo: SILO_ADMIN_TOKEN is empty: give the host's admin token"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_authorization_headers_are_refused() {
+    let h = TestHost::start("[services.hello]\ncomponent = \"{c:hello}\"\nroute = \"/\"\n").await;
+    let good = format!("Bearer {}", h.token);
+    for headers in [
+        [
+            ("authorization", good.as_str()),
+            ("authorization", "Bearer wrong"),
+        ],
+        [
+            ("authorization", "Bearer wrong"),
+            ("authorization", good.as_str()),
+        ],
+        [
+            ("authorization", good.as_str()),
+            ("authorization", good.as_str()),
+        ],
+    ] {
+        let r = crate::support::request("GET", &h.admin, "/admin/services", None, &headers).await;
+        assert_eq!(r.status, 401, "{headers:?}: {}", r.text());
+        assert_eq!(r.error_code(), "unauthorized");
+        assert_eq!(
+            r.json()["error"]["message"],
+            "more than one Authorization header: send exactly one (Authorization: Bearer …)"
+        );
+    }
+    let r = crate::support::request(
+        "GET",
+        &h.admin,
+        "/admin/services",
+        None,
+        &[("authorization", good.as_str())],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ports_in_use_are_refused_before_anything_is_touched() {
+    let h = TestHost::start("[services.hello]\ncomponent = \"{c:hello}\"\nroute = \"/\"\n").await;
+    let (dir, path) =
+        write_manifest("[services.hello]\ncomponent = \"{c:hello}\"\nroute = \"/\"\n");
+    let data = dir.path().join("data");
+    for (listen, admin, flag, taken) in [
+        (h.http.as_str(), "127.0.0.1:0", "--listen", h.http.as_str()),
+        ("127.0.0.1:0", h.admin.as_str(), "--admin", h.admin.as_str()),
+    ] {
+        let (code, err) = silo_exits(
+            &[
+                "run",
+                "--manifest",
+                path.to_str().unwrap(),
+                "--data",
+                data.to_str().unwrap(),
+                "--listen",
+                listen,
+                "--admin",
+                admin,
+            ],
+            &[],
+            std::time::Duration::from_secs(60),
+        );
+        assert_eq!(code, 2, "{flag}: {err}");
+        assert_eq!(err.lines().count(), 1, "one line expected: {err}");
+        assert_eq!(
+            err.trim_end(),
+            format!("silo: {flag} {taken}: cannot listen: Address already in use (os error 98)")
+        );
+        assert!(
+            !data.exists(),
+            "a taken port must not touch the data folder"
+        );
+    }
+    // The first host kept its port and its traffic.
+    assert_eq!(h.get("/").await.status, 200);
+}
+
+/// A PostgreSQL server that accepts connections and never answers: start-up gives up after
+/// `connect-timeout-ms`, naming the backend, the address and the timeout.
+#[test]
+fn start_up_gives_up_on_a_postgres_server_that_never_answers() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let (dir, path) = write_manifest(&format!(
+        "[backends.postgres]\nurl = \"postgres://silo:pw@{addr}/postgres\"\nconnect-timeout-ms = 500\n\n\
+         [services.users]\ncomponent = \"{{c:users}}\"\nroute = \"/users\"\n\
+         [services.users.stores.main]\nbackend = \"postgres\"\n"
+    ));
+    let data = dir.path().join("data");
+    let started = std::time::Instant::now();
+    let (code, err) = silo_exits(
+        &[
+            "run",
+            "--manifest",
+            path.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ],
+        &[("SILO_ADMIN_TOKEN", "a-good-token-0123456789")],
+        std::time::Duration::from_secs(30),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "postgres at {addr}: no answer within connect-timeout-ms = 500"
+        )),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -12,46 +12,13 @@ use crate::support::{TestHost, write_manifest};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// The demo's products, payments and orders (with their `commands`), and `evil`: the
-/// probe as an orchestrator declared to command `products` only, retrying quickly.
-const WITH_EVIL: &str = r#"
-[services.users]
-component = "{c:users}"
-route = "/users"
-publishes = ["UserCreated", "UserUpdated"]
-[services.users.stores.main]
-
-[services.products]
-component = "{c:products}"
-route = "/products"
-publishes = ["ProductCreated", "ProductUpdated"]
-commands = ["reserve", "release"]
-[services.products.stores.main]
-
-[services.orders]
-component = "{c:orders}"
-route = "/orders"
-calls = ["users", "products", "reference"]
-saga-participants = ["products", "payments"]
-subscribes = [
-  { source = "users", topic = "UserCreated" },
-  { source = "users", topic = "UserUpdated" },
-  { source = "products", topic = "ProductCreated" },
-  { source = "products", topic = "ProductUpdated" },
-]
-[services.orders.stores.main]
-
-[services.payments]
-component = "{c:payments}"
-route = "/payments"
-commands = ["charge", "refund"]
-[services.payments.stores.main]
-
-[services.reference]
-component = "{c:reference}"
-route = "/reference"
-[services.reference.stores.main]
-
+/// The demo (with its participants' `commands`) and `evil`: the probe as an orchestrator
+/// declared to command `products` only, retrying quickly.
+fn with_evil() -> String {
+    format!(
+        "{}{}",
+        crate::DEMO,
+        r#"
 [services.evil]
 component = "{c:events_probe}"
 route = "/evil"
@@ -62,7 +29,9 @@ max-attempts = 2
 compensation-attempts = 2
 backoff-ms = 5
 max-backoff-ms = 20
-"#;
+"#
+    )
+}
 
 /// A service's SQLite store file, opened as the attacker's own SQL would reach it.
 fn store(data: &Path, service: &str) -> rusqlite::Connection {
@@ -186,7 +155,7 @@ async fn victim(h: &TestHost) -> Victim {
 /// Starts the host with `evil`, seeds the victim, stops the host, lets `forge` write into
 /// `evil`'s store, and starts the host again on the same data folder.
 async fn attack(forge: impl FnOnce(&rusqlite::Connection, &Victim)) -> (TestHost, Victim) {
-    let (dir, manifest) = write_manifest(WITH_EVIL);
+    let (dir, manifest) = write_manifest(&with_evil());
     let h = TestHost::start_in(dir, manifest).await;
     let v = victim(&h).await;
     let (_, dir, manifest) = h.stop();
@@ -198,7 +167,7 @@ async fn attack(forge: impl FnOnce(&rusqlite::Connection, &Victim)) -> (TestHost
 /// compensation that `products` does not declare.
 #[tokio::test]
 async fn sagas_start_refuses_undeclared_participants_and_commands() {
-    let h = TestHost::start(WITH_EVIL).await;
+    let h = TestHost::start(&with_evil()).await;
     for (steps, why) in [
         (
             json!([{ "name": "pay", "service": "payments", "command": "charge" }]),

@@ -26,15 +26,20 @@ use crate::calls::ServiceDirectory;
 use crate::deploy::{History, VersionRecord, now_secs};
 use crate::events::outbox::ensure_inbox;
 use crate::events::{EventRouter, LocalRouter, Outbox};
-use crate::manifest::{Manifest, ManifestError, ServiceSpec};
+use crate::manifest::{HostSettings, MIN_INSTANCES, Manifest, ManifestError, ServiceSpec};
+use crate::runtime::budget::MemoryBudget;
 use crate::runtime::dispatch::{RouteTable, dispatch, json_error};
 use crate::runtime::engine::{build_engine, build_linker, start_epoch_ticker};
+use crate::runtime::executor::Executors;
 use crate::runtime::migrations::migrate;
-use crate::runtime::service::Service;
+use crate::runtime::service::{Service, ServiceRuntime};
 use crate::runtime::state::RequestState;
 use crate::sagas::{SagaEngine, SagaLog};
 use crate::sql::StoreGrants;
 use crate::sql::runtime_config::open_grants;
+
+/// How long an outside client has for its request line and headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long shutdown waits for in-flight requests before closing their connections.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -69,6 +74,12 @@ pub struct Host {
     saga_logs: std::sync::Mutex<std::collections::HashMap<String, Arc<SagaLog>>>,
     /// The shared servers of the manifest (`[backends]`).
     backends: std::sync::Mutex<crate::manifest::Backends>,
+    /// Each service's own threads.
+    executors: Executors,
+    /// Guest memory, shared between services.
+    memory: MemoryBudget,
+    /// Instances that may exist at once (the pooling allocator's slots).
+    pool: u32,
 }
 
 /// A service about to be opened: compiled and linked, not yet connected to its stores.
@@ -161,10 +172,64 @@ impl Drop for DeployGuard<'_> {
 }
 
 impl Host {
+    /// Where service `name` runs: its executor, and its account in the memory budget
+    /// (weighed by what `spec` declares).
+    fn runtime_for(&self, name: &str, spec: &ServiceSpec) -> std::io::Result<ServiceRuntime> {
+        let demand = (spec.limits.concurrency as u64 * spec.limits.memory_mb) << 20;
+        Ok(ServiceRuntime {
+            executor: self.executors.for_service(name)?,
+            memory: self.memory.register(name, demand),
+        })
+    }
+
+    /// The instance pool's size and the memory budget, for the admin API.
+    pub fn capacity(&self) -> (u32, u64) {
+        (self.pool, self.memory.total())
+    }
+
     /// Builds the engine and linker. Writes nothing to disk; compiled code goes to
     /// `cache_dir` when given.
     pub fn new(data_dir: &Path, cache_dir: Option<&Path>) -> wasmtime::Result<Self> {
-        let engine = build_engine(cache_dir)?;
+        Self::with_capacity(
+            data_dir,
+            cache_dir,
+            MIN_INSTANCES,
+            MemoryBudget::default_total(),
+        )
+    }
+
+    /// A host sized for `manifest`: its instance pool holds every service's concurrency,
+    /// its memory budget is `[host] memory-mb` (or half the machine's memory).
+    pub fn for_manifest(
+        data_dir: &Path,
+        cache_dir: Option<&Path>,
+        path: &Path,
+        manifest: &Manifest,
+    ) -> Result<Self, StartError> {
+        let pool = manifest
+            .host
+            .pool_for(manifest.services.values(), HostSettings::service_threads())
+            .map_err(|(key, message)| ManifestError {
+                file: path.to_path_buf(),
+                key,
+                message,
+            })?;
+        let memory = manifest
+            .host
+            .memory_mb
+            .map(|mb| mb << 20)
+            .unwrap_or_else(MemoryBudget::default_total);
+        Ok(Self::with_capacity(data_dir, cache_dir, pool, memory)?)
+    }
+
+    /// A host with an instance pool of `pool` and a guest memory budget of `memory` bytes.
+    pub fn with_capacity(
+        data_dir: &Path,
+        cache_dir: Option<&Path>,
+        pool: u32,
+        memory: u64,
+    ) -> wasmtime::Result<Self> {
+        let engine = build_engine(cache_dir, pool)?;
         let linker = build_linker(&engine)?;
         start_epoch_ticker(&engine);
         let routes: ServiceDirectory = Arc::new(ArcSwap::from_pointee(RouteTable::default()));
@@ -192,6 +257,9 @@ impl Host {
             sagas,
             saga_logs: Default::default(),
             backends: Default::default(),
+            executors: Executors::new(HostSettings::service_threads() as usize),
+            memory: MemoryBudget::new(memory),
+            pool,
         })
     }
 
@@ -268,6 +336,8 @@ impl Host {
                 &bytes,
                 StoreGrants::default(),
                 self.routes.clone(),
+                self.runtime_for(&name, &spec)
+                    .map_err(wasmtime::Error::from)?,
             )
             .map_err(|e| ManifestError {
                 file: path.to_path_buf(),
@@ -288,6 +358,10 @@ impl Host {
                 .map(|p| (p.service.name.to_string(), p.spec.clone()))
                 .collect(),
             backends: manifest.backends.clone(),
+            host: HostSettings {
+                instances: Some(self.pool),
+                ..manifest.host.clone()
+            },
         };
         all.validate().map_err(|(key, message)| ManifestError {
             file: path.to_path_buf(),
@@ -587,6 +661,7 @@ impl Host {
             .save(name, &h)
             .map_err(|e| DeployError::Internal(e.to_string()))?;
         self.routes.rcu(|table| table.without(name));
+        self.memory.remove(name);
         tracing::info!(service = name, "service undeployed");
         Ok(())
     }
@@ -604,6 +679,10 @@ impl Host {
         // The whole host's grants must stay consistent: names, routes, calls.
         let mut all = Manifest {
             backends: self.backends(),
+            host: HostSettings {
+                instances: Some(self.pool),
+                memory_mb: None,
+            },
             ..Manifest::default()
         };
         for s in self.routes().services() {
@@ -623,6 +702,8 @@ impl Host {
             bytes,
             StoreGrants::default(),
             self.routes.clone(),
+            self.runtime_for(name, &spec)
+                .map_err(|e| DeployError::Internal(format!("{e:#}")))?,
         )
         .map_err(|e| DeployError::Invalid(format!("{e:#}")))?;
         service.grants = open_grants(
@@ -828,6 +909,11 @@ async fn accept_loop(
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder.keep_alive(true);
+    // A client has this long to send its request line and headers; its body then has
+    // `dispatch::OUTSIDE_BODY_TIMEOUT`. A connection that trickles bytes holds nothing.
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
     loop {
         tokio::select! {
             accepted = listener.accept() => {

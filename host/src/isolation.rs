@@ -36,6 +36,32 @@ pub enum Judge {
     /// Like `Report`, while the runner measures the intruder's store `store` on disk
     /// (database and write-ahead log) every few milliseconds: it must stay within `cap_mb`.
     ReportWithinCap { store: &'static str, cap_mb: u64 },
+    /// `clients` concurrent loops of `GET path` for `millis`: each request works within its
+    /// limits (answers 200, or 503 when the host stops it); what is judged is the victim.
+    Load {
+        path: &'static str,
+        clients: usize,
+        millis: u64,
+    },
+    /// Two loops of `GET path` (the intruder using a callee) for `millis` while outside
+    /// clients keep asking the callee `callee`: no outside request may be refused `busy`.
+    CalleeStaysOpen {
+        path: &'static str,
+        callee: &'static str,
+        millis: u64,
+    },
+    /// `clients` connections from outside send the headers and the start of a body to
+    /// `POST path` and never finish it, for `millis`, while other clients keep asking
+    /// `GET path`: none of those may be refused `busy`.
+    SlowBodies {
+        path: &'static str,
+        clients: usize,
+        millis: u64,
+    },
+    /// A subscriber's event lag (the `probe` service's copy of new users) quiet and while
+    /// the intruder's handler spends 900 ms on each of `slow` new users named `slow…`: its
+    /// p99 must stay within [`lag_bound`] of the quiet one.
+    EventLag { slow: usize },
     /// The runner sends every host statement text the host has run (recorded through
     /// `SILO_RECORD_HOST_SQL`) to `POST /intruder/attack/host-statements`; the intruder sends
     /// each back as guest SQL, which must be `access-denied`.
@@ -258,6 +284,47 @@ pub const CATALOGUE: &[Attack] = &[
             cap_mb: 1,
         },
     },
+    Attack {
+        name: "slow-statements",
+        expected: "statements of the whole budget back to back slow only the intruder",
+        judge: Judge::Load {
+            path: "/intruder/exhaust/sql",
+            clients: 8,
+            millis: 3000,
+        },
+    },
+    Attack {
+        name: "slow-handler",
+        expected: "a slow event handler delays no other subscriber",
+        judge: Judge::EventLag { slow: 6 },
+    },
+    Attack {
+        name: "slow-call-bodies",
+        expected: "calls whose bodies never end hold none of the callee's instances",
+        judge: Judge::CalleeStaysOpen {
+            path: "/intruder/exhaust/slow-call-bodies?n=64",
+            callee: "/reference/countries",
+            millis: 3000,
+        },
+    },
+    Attack {
+        name: "call-fanout",
+        expected: "a caller gets its share of the callee's instances, no more",
+        judge: Judge::CalleeStaysOpen {
+            path: "/intruder/exhaust/fanout?n=64",
+            callee: "/reference/countries",
+            millis: 3000,
+        },
+    },
+    Attack {
+        name: "slow-bodies",
+        expected: "unfinished request bodies from outside hold no instance",
+        judge: Judge::SlowBodies {
+            path: "/reference/countries",
+            clients: 300,
+            millis: 3000,
+        },
+    },
 ];
 
 /// The intruder's store cap in [`manifest`].
@@ -428,6 +495,14 @@ publishes = ["ProductCreated", "ProductUpdated"]
 component = "{reference}"
 route = "/reference"
 [services.reference.stores.main]
+[services.reference.limits]
+concurrency = 16
+
+[services.probe]
+component = "{probe}"
+route = "/probe"
+subscribes = [{{ source = "users", topic = "UserCreated" }}]
+[services.probe.stores.main]
 
 [services.intruder]
 component = "{intruder}"
@@ -449,6 +524,7 @@ result-kb = 1024
         users = c("users"),
         products = c("products"),
         reference = c("reference"),
+        probe = c("events_probe"),
         intruder = c("intruder"),
         cap = INTRUDER_STORE_MB,
     ) + &servers.map(Servers::manifest).unwrap_or_default()
@@ -737,6 +813,71 @@ async fn judge(target: &Target, attack: &Attack) -> (bool, String) {
                 ),
             )
         }
+        Judge::Load {
+            path,
+            clients,
+            millis,
+        } => {
+            let until = Instant::now() + Duration::from_millis(millis);
+            let answers = hammer(target, path, clients, until).await;
+            let wrong = answers
+                .iter()
+                .filter(|(s, _)| *s != 200 && *s != 503)
+                .count();
+            (
+                wrong == 0 && !answers.is_empty(),
+                format!("{} requests: {:?}", answers.len(), tally(&answers)),
+            )
+        }
+        Judge::CalleeStaysOpen {
+            path,
+            callee,
+            millis,
+        } => {
+            let until = Instant::now() + Duration::from_millis(millis);
+            let attack = {
+                let target = target.clone();
+                tokio::spawn(async move { hammer(&target, path, 2, until).await })
+            };
+            let outside = hammer(target, callee, 2, until).await;
+            let attack = attack.await.unwrap_or_default();
+            let busy = outside.iter().filter(|(s, _)| *s == 503).count();
+            let seen: Vec<String> = attack.iter().map(|(_, t)| short(t)).take(1).collect();
+            (
+                busy == 0 && !outside.is_empty(),
+                format!(
+                    "outside requests to the callee: {:?}; the intruder's: {:?} (e.g. {seen:?})",
+                    tally(&outside),
+                    tally(&attack)
+                ),
+            )
+        }
+        Judge::SlowBodies {
+            path,
+            clients,
+            millis,
+        } => {
+            let until = Instant::now() + Duration::from_millis(millis);
+            let holder = {
+                let http = target.http.clone();
+                tokio::spawn(async move { slow_bodies(&http, path, clients, until).await })
+            };
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let answers = hammer(target, path, 2, until).await;
+            let opened = holder.await.unwrap_or(0);
+            let busy = answers.iter().filter(|(s, _)| *s == 503).count();
+            (
+                busy == 0 && opened == clients && !answers.is_empty(),
+                format!(
+                    "{opened} unfinished bodies held; other clients' requests: {:?}",
+                    tally(&answers)
+                ),
+            )
+        }
+        Judge::EventLag { slow } => match event_lag(target, slow).await {
+            Ok(r) => r,
+            Err(e) => (false, e),
+        },
         Judge::Flood(path, n) => {
             let mut tasks = Vec::new();
             for _ in 0..n {
@@ -759,6 +900,124 @@ async fn judge(target: &Target, attack: &Attack) -> (bool, String) {
             )
         }
     }
+}
+
+/// Answers by status (and error code), as `{"200": n, "503 busy": n}`.
+fn tally(answers: &[(u16, String)]) -> std::collections::BTreeMap<String, usize> {
+    let mut t = std::collections::BTreeMap::new();
+    for (status, text) in answers {
+        let code = serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .and_then(|v| v["error"]["code"].as_str().map(str::to_string));
+        let key = match code {
+            Some(c) => format!("{status} {c}"),
+            None => status.to_string(),
+        };
+        *t.entry(key).or_insert(0) += 1;
+    }
+    t
+}
+
+/// `clients` loops of `GET path` until `until`; every answer.
+async fn hammer(target: &Target, path: &str, clients: usize, until: Instant) -> Vec<(u16, String)> {
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (target, path) = (target.clone(), path.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            while Instant::now() < until {
+                got.push(target.send("GET", &path, None).await);
+            }
+            got
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap_or_default());
+    }
+    all
+}
+
+/// How much a subscriber's lag may grow during an attack: five times its quiet p99, plus
+/// 300 ms for the scheduling of two busy cores.
+pub fn lag_bound(quiet_p99: Duration) -> Duration {
+    quiet_p99 * 5 + Duration::from_millis(300)
+}
+
+/// Creates a user named `name` and, unless `wait` is false, waits until the `probe`
+/// service has handled its `UserCreated`; the time from the user's creation to then.
+async fn user_lag(target: &Target, name: &str, wait: bool) -> Result<Duration, String> {
+    let email = format!("{name}-{}@example.com", rand::random::<u32>());
+    let body = format!(r#"{{"email":"{email}","name":"{name}"}}"#);
+    let (status, text) = target.send("POST", "/users", Some(&body)).await;
+    if status != 201 {
+        return Err(format!("creating user {name}: {status} {}", short(&text)));
+    }
+    let created = Instant::now();
+    if !wait {
+        return Ok(Duration::ZERO);
+    }
+    let id = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v["id"].as_str().map(str::to_string))
+        .ok_or("no id")?;
+    while created.elapsed() < Duration::from_secs(30) {
+        let (_, text) = target.send("GET", "/probe/received", None).await;
+        if text.contains(&id) {
+            return Ok(created.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Err(format!("user {name}'s event never reached the probe"))
+}
+
+async fn event_lag(target: &Target, slow: usize) -> Result<(bool, String), String> {
+    let mut quiet = Vec::new();
+    for i in 0..8 {
+        quiet.push(user_lag(target, &format!("quiet-{i}"), true).await?);
+    }
+    let quiet = p99(quiet);
+    for i in 0..slow {
+        user_lag(target, &format!("slow-{i}"), false).await?;
+    }
+    let mut loud = Vec::new();
+    for i in 0..10 {
+        loud.push(user_lag(target, &format!("loud-{i}"), true).await?);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let loud = p99(loud);
+    let bound = lag_bound(quiet);
+    Ok((
+        loud <= bound,
+        format!(
+            "probe's event lag p99 {:.1} ms quiet, {:.1} ms under attack (bound {:.1} ms)",
+            quiet.as_secs_f64() * 1e3,
+            loud.as_secs_f64() * 1e3,
+            bound.as_secs_f64() * 1e3
+        ),
+    ))
+}
+
+/// Opens `clients` connections that send headers and part of a body to `POST path` and
+/// stop; holds them until `until`.
+async fn slow_bodies(http: &str, path: &str, clients: usize, until: Instant) -> usize {
+    use tokio::io::AsyncWriteExt;
+    let mut held = Vec::new();
+    for _ in 0..clients {
+        let Ok(mut s) = tokio::net::TcpStream::connect(http).await else {
+            continue;
+        };
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: {http}\r\ncontent-type: application/json\r\ncontent-length: 1024\r\n\r\n{{\"partial\":"
+        );
+        if s.write_all(head.as_bytes()).await.is_ok() {
+            held.push(s);
+        }
+    }
+    let opened = held.len();
+    tokio::time::sleep_until(until.into()).await;
+    drop(held);
+    opened
 }
 
 fn short(s: &str) -> String {

@@ -490,9 +490,15 @@ fn run(
     let cache_dir = cache
         .map(Path::to_path_buf)
         .unwrap_or_else(|| data.join("cache"));
-    let host = match Host::new(data, cache_dir.is_dir().then_some(cache_dir.as_path())) {
+    let host = match Host::for_manifest(
+        data,
+        cache_dir.is_dir().then_some(cache_dir.as_path()),
+        manifest_path,
+        &manifest,
+    ) {
         Ok(h) => Arc::new(h),
-        Err(e) => return fail(1, format!("{e:#}")),
+        Err(StartError::Manifest(e)) => return fail(2, e),
+        Err(StartError::Other(e)) => return fail(1, format!("{e:#}")),
     };
     let compiled = match host.compile(manifest_path, &manifest) {
         Ok(c) => c,

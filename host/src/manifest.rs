@@ -39,6 +39,91 @@ pub struct Manifest {
     /// Shared database servers the host provisions services' stores on.
     #[serde(default)]
     pub backends: Backends,
+    /// `[host]`: what the host shares between all its services.
+    #[serde(default)]
+    pub host: HostSettings,
+}
+
+/// `[host]`: the resources every service shares, and how they are split.
+#[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HostSettings {
+    /// Instances that may exist at once, all services together (the instance pool). Unset:
+    /// sized to what the services declare, at least [`MIN_INSTANCES`].
+    pub instances: Option<u32>,
+    /// The budget of all guest linear memory, in MiB, split between services in proportion
+    /// to their `concurrency × memory-mb`. Unset: half the machine's memory.
+    pub memory_mb: Option<u64>,
+}
+
+/// The smallest instance pool a host builds.
+pub const MIN_INSTANCES: u32 = 2000;
+/// The largest instance pool a host builds (each slot reserves address space: two linear
+/// memories of up to 4 GiB and their guards, 8 TiB per thousand instances).
+pub const MAX_INSTANCES: u32 = 8000;
+/// Instances a default pool keeps free beyond what the manifest's services need, for
+/// services deployed later: four services of the default `concurrency`.
+pub const SPARE_INSTANCES: u64 = 1024;
+/// Warm instances a service may keep per thread of its executor (`instance-reuse` > 1).
+pub const WARM_PER_THREAD: u32 = 8;
+
+impl HostSettings {
+    /// Threads of each service's executor: the machine's cores, at most 4 (more threads per
+    /// service only multiply the threads the kernel shares the cores between).
+    pub fn service_threads() -> u32 {
+        std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1)
+            .clamp(1, 4)
+    }
+
+    /// The instance slots the services of `services` need together: each its `concurrency`,
+    /// plus its warm instances when it reuses them (`threads` threads per service).
+    pub fn slots_needed<'a>(services: impl Iterator<Item = &'a ServiceSpec>, threads: u32) -> u64 {
+        services
+            .map(|s| {
+                let warm = if s.limits.instance_reuse > 1 {
+                    WARM_PER_THREAD * threads
+                } else {
+                    0
+                };
+                s.limits.concurrency as u64 + warm as u64
+            })
+            .sum()
+    }
+
+    /// The pool to build for `services`: the declared `instances`, or what they need with
+    /// [`SPARE_INSTANCES`] to spare for deploys. Refused (key, message) when the declared pool cannot hold
+    /// every service's concurrency at once.
+    pub fn pool_for<'a>(
+        &self,
+        services: impl Iterator<Item = &'a ServiceSpec>,
+        threads: u32,
+    ) -> Result<u32, (String, String)> {
+        let needed = Self::slots_needed(services, threads);
+        match self.instances {
+            Some(n) if !(1..=MAX_INSTANCES).contains(&n) => Err((
+                "host.instances".into(),
+                format!("{n} is out of range 1..={MAX_INSTANCES}"),
+            )),
+            Some(n) if needed > n as u64 => Err((
+                "host.instances".into(),
+                format!(
+                    "the services' `concurrency` (with their warm instances) adds up to {needed} instances, more than the pool of {n}: raise `instances` or lower a service's `concurrency`"
+                ),
+            )),
+            Some(n) => Ok(n),
+            None if needed > MAX_INSTANCES as u64 => Err((
+                "host.instances".into(),
+                format!(
+                    "the services' `concurrency` (with their warm instances) adds up to {needed} instances, more than a host can hold ({MAX_INSTANCES}): lower a service's `concurrency`"
+                ),
+            )),
+            None => Ok(
+                (needed + SPARE_INSTANCES).clamp(MIN_INSTANCES as u64, MAX_INSTANCES as u64) as u32,
+            ),
+        }
+    }
 }
 
 /// `[backends]`: the host's own connections to shared servers.
@@ -596,6 +681,16 @@ impl Manifest {
 
     /// Checks names, routes, calls and limits; errors are `(key, message)`.
     pub fn validate(&self) -> Result<(), (String, String)> {
+        if let Some(mb) = self.host.memory_mb {
+            if !(16..=1 << 24).contains(&mb) {
+                return Err((
+                    "host.memory-mb".into(),
+                    format!("{mb} is out of range 16..={}", 1u64 << 24),
+                ));
+            }
+        }
+        self.host
+            .pool_for(self.services.values(), HostSettings::service_threads())?;
         if let Some(pg) = &self.backends.postgres {
             if let Err(e) = pg.url.parse::<tokio_postgres::Config>() {
                 return Err(("backends.postgres.url".into(), e.to_string()));

@@ -40,6 +40,8 @@ use silo_sdk::{
     Router, Row, Service, SqlError, Subscriptions, Value, describe,
 };
 
+mod share;
+
 struct Intruder;
 
 impl Service for Intruder {
@@ -53,6 +55,12 @@ impl Service for Intruder {
             .get("/intruder/trap/stale-transaction", stale_transaction)
             .get("/intruder/trap/double-drop", double_drop)
             .get("/intruder/exhaust/loop", |_| spin_forever())
+            .get("/intruder/exhaust/sql", share::sql_until_deadline)
+            .get(
+                "/intruder/exhaust/slow-call-bodies",
+                share::slow_call_bodies,
+            )
+            .get("/intruder/exhaust/fanout", share::fanout)
             .get("/intruder/exhaust/memory", |_| allocate_forever())
             .get("/intruder/exhaust/recursion", |_| {
                 Ok(Response::ok(&json!({ "depth": dig(0) })))
@@ -62,7 +70,7 @@ impl Service for Intruder {
     /// A subscription of its own, so its store holds an inbox too: every host table
     /// exists there to be attacked.
     fn subscriptions() -> Subscriptions {
-        Subscriptions::new().on("users", "UserCreated", |_event, _tx| Ok(()))
+        Subscriptions::new().on("users", "UserCreated", share::on_user_created)
     }
 
     fn migrations() -> Vec<Migration> {

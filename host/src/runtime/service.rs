@@ -5,8 +5,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::budget::ServiceMemory;
+use super::executor::run_on;
+use super::permits::{DELIVERIES, Permits};
 use sha2::Digest;
-use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker};
 use wasmtime::error::Context;
 use wasmtime::{Engine, Store, StoreLimitsBuilder, UpdateDeadline};
@@ -39,8 +41,12 @@ pub struct Service {
     pub calls: Arc<[String]>,
     /// Where its calls find their targets.
     pub directory: ServiceDirectory,
-    /// One permit per instance that may run at once.
-    pub permits: Arc<Semaphore>,
+    /// One permit per instance that may run at once, shared fairly between origins.
+    pub permits: Arc<Permits>,
+    /// The threads its guest code runs on (requests, deliveries, commands), its own.
+    pub executor: tokio::runtime::Handle,
+    /// Its account in the host's memory budget.
+    pub memory: Arc<ServiceMemory>,
     pub metrics: Arc<ServiceMetrics>,
     /// Its `event-handler` export, if it has one.
     pub event_handler: Option<GuestIndices>,
@@ -60,6 +66,12 @@ pub struct Service {
     event_store: Option<Arc<str>>,
 }
 
+/// Where a service runs, given by the host: its executor and its memory account.
+pub struct ServiceRuntime {
+    pub executor: tokio::runtime::Handle,
+    pub memory: Arc<ServiceMemory>,
+}
+
 const COMMAND_HANDLER: &str = "silo:service/command-handler@0.1.0";
 const SAGA_HANDLER: &str = "silo:service/saga-handler@0.1.0";
 
@@ -77,6 +89,7 @@ impl Service {
         bytes: &[u8],
         grants: StoreGrants,
         directory: ServiceDirectory,
+        runtime: ServiceRuntime,
     ) -> wasmtime::Result<Self> {
         let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)));
         let component = Component::new(engine, bytes)
@@ -121,7 +134,9 @@ impl Service {
             component,
             calls: spec.calls.iter().cloned().collect(),
             directory,
-            permits: Arc::new(Semaphore::new(spec.limits.concurrency as usize)),
+            permits: Permits::new(spec.limits.concurrency),
+            executor: runtime.executor,
+            memory: runtime.memory,
             metrics: Arc::new(ServiceMetrics::default()),
             event_handler,
             outbox: None,
@@ -166,7 +181,8 @@ impl Service {
                 .trap_on_grow_failure(false)
                 .build(),
             memory_bytes,
-        );
+        )
+        .charged_to(self.memory.clone());
         let sql = SqlCtx::new(
             self.grants.clone(),
             CallLimits {
@@ -222,4 +238,39 @@ pub fn arm(store: &mut Store<RequestState>, deadline: Instant, chain: &[Arc<str>
         }
     });
     store.set_epoch_deadline(1);
+}
+
+impl Service {
+    /// Runs one delivery of the host's (an event batch, a saga command or ending) on this
+    /// service's executor, under one of its permits like a request: the router and the saga
+    /// engine only wait for the outcome, so a slow handler holds up nothing but its service.
+    /// Gives up if no permit frees within `wait`.
+    pub async fn deliver<F, Fut>(
+        self: &Arc<Self>,
+        wait: Duration,
+        work: F,
+    ) -> Result<Fut::Output, String>
+    where
+        F: FnOnce(Arc<Service>) -> Fut,
+        Fut: std::future::Future + Send + 'static,
+        Fut::Output: Send + 'static,
+    {
+        let permit = tokio::time::timeout(wait, self.permits.acquire(DELIVERIES))
+            .await
+            .map_err(|_| {
+                format!(
+                    "service `{}` had no free instance within {} ms (all {} busy)",
+                    self.name,
+                    wait.as_millis(),
+                    self.spec.limits.concurrency
+                )
+            })?;
+        let work = work(self.clone());
+        run_on(&self.executor, &self.name, async move {
+            let _permit = permit;
+            work.await
+        })
+        .await
+        .map_err(|e| e.to_string())
+    }
 }

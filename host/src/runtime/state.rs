@@ -14,6 +14,7 @@ use wasmtime::{ResourceLimiter, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use super::budget::ServiceMemory;
 use super::stdio::GuestLog;
 use crate::calls::CallCtx;
 use crate::sql::{SqlCtx, SqlCtxView, SqlError, SqlTransaction, SqlView, Transaction};
@@ -38,6 +39,11 @@ pub struct InstanceLimits {
     memory_bytes: usize,
     /// A `memory.grow` past the limit was refused.
     pub memory_refused: bool,
+    /// The service's account in the host's memory budget, and what this instance is charged.
+    account: Option<Arc<ServiceMemory>>,
+    charged: u64,
+    /// A `memory.grow` was refused because the service held its share of the host's budget.
+    share_refused: bool,
 }
 
 impl InstanceLimits {
@@ -46,17 +52,41 @@ impl InstanceLimits {
             limits,
             memory_bytes,
             memory_refused: false,
+            account: None,
+            charged: 0,
+            share_refused: false,
         }
+    }
+
+    /// These limits, with every growth charged to `account` as well.
+    pub fn charged_to(mut self, account: Arc<ServiceMemory>) -> Self {
+        self.account = Some(account);
+        self
     }
 
     /// `error` with the reason added when the memory limit was what stopped the instance.
     pub fn explain(&self, error: wasmtime::Error) -> wasmtime::Error {
-        if self.memory_refused {
+        if self.share_refused {
+            let share = self.account.as_ref().map(|a| a.share() >> 20).unwrap_or(0);
+            error.context(MemoryLimitReached {
+                mib: share as usize,
+                of: "its service's share of the host's memory budget",
+            })
+        } else if self.memory_refused {
             error.context(MemoryLimitReached {
                 mib: self.memory_bytes >> 20,
+                of: "its memory limit",
             })
         } else {
             error
+        }
+    }
+}
+
+impl Drop for InstanceLimits {
+    fn drop(&mut self) {
+        if let Some(account) = &self.account {
+            account.release(self.charged);
         }
     }
 }
@@ -65,11 +95,13 @@ impl InstanceLimits {
 #[derive(Debug)]
 pub struct MemoryLimitReached {
     pub mib: usize,
+    /// Which limit: the instance's own, or its service's share of the host's budget.
+    pub of: &'static str,
 }
 
 impl std::fmt::Display for MemoryLimitReached {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "it reached its memory limit of {} MiB", self.mib)
+        write!(f, "it reached {} of {} MiB", self.of, self.mib)
     }
 }
 
@@ -82,7 +114,18 @@ impl ResourceLimiter for InstanceLimits {
     ) -> wasmtime::Result<bool> {
         let allowed = self.limits.memory_growing(current, desired, maximum)?;
         self.memory_refused |= !allowed;
-        Ok(allowed)
+        if !allowed {
+            return Ok(false);
+        }
+        if let Some(account) = &self.account {
+            let delta = desired.saturating_sub(current) as u64;
+            if !account.charge(delta) {
+                self.share_refused = true;
+                return Ok(false);
+            }
+            self.charged += delta;
+        }
+        Ok(true)
     }
 
     fn table_growing(

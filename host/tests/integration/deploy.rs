@@ -838,3 +838,55 @@ async fn a_restart_logs_where_what_serves_differs_from_the_manifest() {
         "{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_deploys_a_new_source_before_its_new_subscriber_and_events_flow() {
+    let h = TestHost::start(BASE).await;
+    // The subscriber's name sorts first: only the dependency order (or the subscriptions
+    // registered again at the end) gets its subscription onto the new source's outbox.
+    let probe = wasm("events-probe");
+    let text = std::fs::read_to_string(&h.manifest).unwrap();
+    std::fs::write(
+        &h.manifest,
+        format!(
+            "{text}
+[services.a-sub]
+component = \"{probe}\"
+route = \"/a-sub\"
+subscribes = [{{ source = \"z-pub\", topic = \"Ping\" }}]
+[services.a-sub.stores.main]
+
+[services.z-pub]
+component = \"{probe}\"
+route = \"/z-pub\"
+publishes = [\"Ping\"]
+[services.z-pub.stores.main]
+"
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = cli(&h, &["apply", "--yes"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("applied 2 change(s)"), "{out}");
+    let r = h
+        .post(
+            "/z-pub/publish",
+            r#"{"topic":"Ping","key":"k","data":"hello"}"#,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let start = std::time::Instant::now();
+    loop {
+        let got = h.get("/a-sub/received").await.json();
+        if got.as_array().is_some_and(|a| a.len() == 1) {
+            assert_eq!(got[0]["data"], "hello", "{got}");
+            assert_eq!(got[0]["source"], "z-pub", "{got}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the event never reached the subscriber: {got}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1375,3 +1375,66 @@ impl ShutdownSignal {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(text: &str) -> Manifest {
+        Manifest::parse(text).unwrap()
+    }
+
+    #[test]
+    fn apply_orders_sources_participants_and_callees_first_and_survives_cycles() {
+        let m = manifest(
+            "[services.a]\ncomponent = \"a.wasm\"\nroute = \"/a\"\n\
+             subscribes = [{ source = \"z\", topic = \"T\" }]\n[services.a.stores.main]\n\
+             [services.m]\ncomponent = \"m.wasm\"\nroute = \"/m\"\ncalls = [\"a\"]\n\
+             [services.z]\ncomponent = \"z.wasm\"\nroute = \"/z\"\npublishes = [\"T\"]\n[services.z.stores.main]\n",
+        );
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            dependency_order(&names(&["a", "m", "z"]), &m),
+            names(&["z", "a", "m"])
+        );
+        // Only the services being applied count: `a` alone has nothing to wait for.
+        assert_eq!(
+            dependency_order(&names(&["a", "m"]), &m),
+            names(&["a", "m"])
+        );
+        // Two services that call each other: name order, and neither is lost.
+        let cycle = manifest(
+            "[services.x]\ncomponent = \"x.wasm\"\nroute = \"/x\"\ncalls = [\"y\"]\n\
+             [services.y]\ncomponent = \"y.wasm\"\nroute = \"/y\"\ncalls = [\"x\"]\n",
+        );
+        assert_eq!(
+            dependency_order(&names(&["y", "x"]), &cycle),
+            names(&["x", "y"])
+        );
+    }
+
+    #[test]
+    fn declarations_compare_without_the_component_path() {
+        let m = manifest(
+            "[services.a]\ncomponent = \"a.wasm\"\nroute = \"/a\"\n\
+             [services.b]\ncomponent = \"other/place.wasm\"\nroute = \"/a2\"\n[services.b.limits]\ndeadline-ms = 5\n",
+        );
+        let (a, b) = (&m.services["a"], &m.services["b"]);
+        let mut a_elsewhere = a.clone();
+        a_elsewhere.component = PathBuf::from("sha256:0123");
+        assert!(same_grants(a, &a_elsewhere));
+        assert_eq!(differing_keys(a, b), ["limits", "route"]);
+        assert_eq!(
+            commanded_by(
+                "p",
+                manifest(
+                    "[services.o]\ncomponent = \"o.wasm\"\nroute = \"/o\"\nsaga-participants = [\"p\"]\n[services.o.stores.main]\n\
+                     [services.p]\ncomponent = \"p.wasm\"\nroute = \"/p\"\n[services.p.stores.main]\n"
+                )
+                .services
+                .iter()
+            ),
+            ["o"]
+        );
+    }
+}

@@ -5,6 +5,7 @@
 
 pub mod dispatch;
 pub mod engine;
+pub mod exports;
 pub mod metrics;
 pub mod migrations;
 pub mod service;

@@ -266,10 +266,29 @@ async fn handle(
                         Err(e) => return json_error(StatusCode::BAD_REQUEST, "bad_request", &e),
                     };
                     match read_body(req).await {
+                        Ok(bytes) if bytes.is_empty() => json_error(
+                            StatusCode::BAD_REQUEST,
+                            "empty_body",
+                            "the body is empty: send the component's bytes (a `.wasm` file)",
+                        ),
                         Ok(bytes) => outcome(host.deploy(&name, &bytes, request).await),
                         Err(resp) => resp,
                     }
                 }
+                (Method::GET, ["apply"]) => match apply_scope(req.uri().query()) {
+                    Ok(only) => match host.plan(only.as_deref()) {
+                        Ok(plan) => json(StatusCode::OK, serde_json::json!(plan)),
+                        Err(e) => deploy_error(&e),
+                    },
+                    Err(e) => json_error(StatusCode::BAD_REQUEST, "bad_request", &e),
+                },
+                (Method::POST, ["apply"]) => match apply_scope(req.uri().query()) {
+                    Ok(only) => match host.apply(only.as_deref()).await {
+                        Ok(plan) => json(StatusCode::OK, serde_json::json!(plan)),
+                        Err(e) => deploy_error(&e),
+                    },
+                    Err(e) => json_error(StatusCode::BAD_REQUEST, "bad_request", &e),
+                },
                 (Method::POST, ["services", name, "rollback"]) => {
                     outcome(host.rollback(name).await)
                 }
@@ -313,6 +332,18 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<HyperOutgoi
             ),
         )),
     }
+}
+
+/// `?service=NAME` of `/admin/apply`: the one service to apply, or all.
+fn apply_scope(query: Option<&str>) -> Result<Option<String>, String> {
+    let mut only = None;
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match &*k {
+            "service" => only = Some(v.into_owned()),
+            other => return Err(format!("unknown apply parameter `{other}` (service)")),
+        }
+    }
+    Ok(only)
 }
 
 /// `?route=/x&store=main&store=cache&calls=users,products&publishes=A,B&subscribes=users/A`
@@ -473,6 +504,16 @@ fn outcome(
 
 /// One service with its version history.
 fn service_json(host: &Host, name: &str) -> Response<HyperOutgoingBody> {
+    if !crate::manifest::valid_name(name) {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            &format!(
+                "`{}` is not a service name (lowercase letters, digits and `-`, at most 63)",
+                name.get(..64).unwrap_or(name)
+            ),
+        );
+    }
     let history = crate::deploy::History::new(&host.data_dir);
     match history.load(name) {
         Ok(Some(h)) => json(

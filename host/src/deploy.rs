@@ -165,6 +165,47 @@ impl History {
     }
 }
 
+/// What a start-up does differently from the manifest for service `name`, as one line for
+/// the log, or `None` when the manifest's component is what serves. `manifest_digest` is
+/// the digest of the manifest's component file (`None`: not in the manifest);
+/// `manifest_is_new` says the start-up deploys that file as a new version.
+pub fn drift(
+    name: &str,
+    manifest_digest: Option<&str>,
+    recorded: Option<&ServiceHistory>,
+    manifest_is_new: bool,
+) -> Option<String> {
+    let h = recorded?;
+    let active = h.active_record();
+    match manifest_digest {
+        Some(digest) if manifest_is_new => {
+            let was = active
+                .map(|a| format!("v{} ({}, {})", a.version, a.origin, a.digest))
+                .unwrap_or_else(|| "nothing (undeployed)".into());
+            Some(format!(
+                "service `{name}`: the manifest's component file changed since it was last loaded ({digest}): serving it as v{}, in place of {was}",
+                h.next_version()
+            ))
+        }
+        Some(digest) => match active {
+            None => Some(format!(
+                "service `{name}` was undeployed and stays down although the manifest lists it: `silo apply --yes` deploys it"
+            )),
+            Some(a) if a.digest != digest => Some(format!(
+                "service `{name}`: serving v{} ({}, {}), not the manifest's component ({digest}): `silo apply` shows the difference",
+                a.version, a.origin, a.digest
+            )),
+            Some(_) => None,
+        },
+        None => active.map(|a| {
+            format!(
+                "service `{name}` is not in the manifest: serving v{} ({}, {}); `silo apply --yes` removes it (its data stays)",
+                a.version, a.origin, a.digest
+            )
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,5 +246,52 @@ mod tests {
         // A tampered file is refused.
         std::fs::write(h.component_path(&d2), b"evil").unwrap();
         assert!(h.read_component(&d2).is_err());
+    }
+
+    #[test]
+    fn drift_names_every_difference_from_the_manifest() {
+        let record = |version, digest: &str, origin: &str| VersionRecord {
+            version,
+            digest: digest.into(),
+            deployed_at: 0,
+            origin: origin.into(),
+            spec: spec(),
+        };
+        let mut h = ServiceHistory {
+            versions: vec![
+                record(1, "sha256:a", "manifest"),
+                record(2, "sha256:b", "deploy"),
+            ],
+            active: Some(2),
+        };
+        assert_eq!(
+            drift("a", Some("sha256:a"), None, true),
+            None,
+            "first start"
+        );
+        assert_eq!(
+            drift("a", Some("sha256:c"), Some(&h), true).unwrap(),
+            "service `a`: the manifest's component file changed since it was last loaded (sha256:c): serving it as v3, in place of v2 (deploy, sha256:b)"
+        );
+        assert_eq!(
+            drift("a", Some("sha256:a"), Some(&h), false).unwrap(),
+            "service `a`: serving v2 (deploy, sha256:b), not the manifest's component (sha256:a): `silo apply` shows the difference"
+        );
+        assert_eq!(
+            drift("a", None, Some(&h), false).unwrap(),
+            "service `a` is not in the manifest: serving v2 (deploy, sha256:b); `silo apply --yes` removes it (its data stays)"
+        );
+        assert_eq!(drift("a", Some("sha256:b"), Some(&h), false), None);
+        h.active = None;
+        assert!(
+            drift("a", Some("sha256:a"), Some(&h), false)
+                .unwrap()
+                .contains("was undeployed and stays down")
+        );
+        assert_eq!(
+            drift("a", None, Some(&h), false),
+            None,
+            "undeployed, not listed"
+        );
     }
 }

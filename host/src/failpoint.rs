@@ -17,6 +17,8 @@
 //!   compensation) transaction has committed, and the orchestrator's log does not know yet.
 //! - `duplicate-delivery` (a switch, not a crash): every batch is delivered twice, as if
 //!   the first acknowledgement had been lost.
+//! - `slow-compile=MS` (a delay, not a crash): every deploy's compile step also sleeps MS
+//!   milliseconds where the compile runs, so a test can act while a deploy compiles.
 //!
 //! A crash is a real `SIGKILL` of the host's own process (sent by `kill -9`, since the host
 //! forbids `unsafe` code): no destructor, flush or graceful shutdown runs, exactly as when
@@ -61,6 +63,14 @@ pub fn enabled(name: &str) -> bool {
     points()
         .as_ref()
         .is_some_and(|p| p.fire_at.contains_key(name))
+}
+
+/// Sleeps for the milliseconds given to point `name` (`NAME=MS`), if it is switched on.
+/// Blocks the thread: for code that runs on a blocking thread, as a compile does.
+pub fn delay(name: &str) {
+    if let Some(ms) = points().as_ref().and_then(|p| p.fire_at.get(name)) {
+        std::thread::sleep(std::time::Duration::from_millis(*ms));
+    }
 }
 
 /// Kills this process with SIGKILL if point `name` is reached for the configured time.

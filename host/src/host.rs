@@ -57,8 +57,10 @@ pub enum StartError {
 /// Everything the host shares between its threads.
 pub struct Host {
     pub engine: Engine,
-    pub linker: Linker<RequestState>,
+    pub linker: Arc<Linker<RequestState>>,
     pub data_dir: PathBuf,
+    /// The manifest the host started from, read again by [`Host::plan`] and [`Host::apply`].
+    manifest_path: std::sync::Mutex<Option<PathBuf>>,
     routes: ServiceDirectory,
     ready: AtomicBool,
     shutting_down: AtomicBool,
@@ -115,6 +117,9 @@ pub struct DeployOutcome {
     pub digest: String,
     pub migrations_applied: usize,
     pub took_ms: u64,
+    /// True when the component and grants were the ones already serving: nothing was
+    /// deployed and no version recorded.
+    pub unchanged: bool,
 }
 
 /// Why a deploy, rollback or undeploy was refused. The previous version keeps serving.
@@ -126,6 +131,12 @@ pub enum DeployError {
     Invalid(String),
     #[error("{0}")]
     Conflict(String),
+    /// Another deploy, rollback, undeploy or apply of the service is running.
+    #[error("{0}")]
+    InProgress(String),
+    /// The manifest [`Host::apply`] reads is invalid (one line naming file and key).
+    #[error("{0}")]
+    BadManifest(String),
     #[error("{0}")]
     NotFound(String),
     #[error("the host is shutting down")]
@@ -140,6 +151,8 @@ impl DeployError {
             DeployError::BadRequest(_) => 400,
             DeployError::Invalid(_) => 422,
             DeployError::Conflict(_) => 409,
+            DeployError::InProgress(_) => 409,
+            DeployError::BadManifest(_) => 422,
             DeployError::NotFound(_) => 404,
             DeployError::ShuttingDown => 503,
             DeployError::Internal(_) => 500,
@@ -151,6 +164,8 @@ impl DeployError {
             DeployError::BadRequest(_) => "bad_request",
             DeployError::Invalid(_) => "invalid_component",
             DeployError::Conflict(_) => "conflict",
+            DeployError::InProgress(_) => "deploy_in_progress",
+            DeployError::BadManifest(_) => "invalid_manifest",
             DeployError::NotFound(_) => "not_found",
             DeployError::ShuttingDown => "shutting_down",
             DeployError::Internal(_) => "internal",
@@ -168,6 +183,157 @@ impl Drop for DeployGuard<'_> {
         if let Ok(mut busy) = self.host.deploying.lock() {
             busy.remove(&self.name);
         }
+    }
+}
+
+/// How [`Host::activate`] came to run, which decides the version it records.
+#[derive(Clone, Copy)]
+enum Activation<'a> {
+    /// A deploy: a new version, origin `deploy`.
+    Deploy,
+    /// A rollback to this existing version.
+    Rollback(u32),
+    /// A step of an apply: a new version, origin `manifest`, checked against the state the
+    /// apply brings the host to.
+    Apply(&'a Manifest),
+}
+
+/// What an apply does to one service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    /// In the manifest, not serving: deployed.
+    New,
+    /// Serving another component or other declarations than the manifest's: deployed.
+    Changed,
+    /// Serving, not in the manifest (deployed by hand): undeployed, its data kept.
+    Removed,
+    /// Serving what the manifest says.
+    Unchanged,
+}
+
+/// The version serving now.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunningVersion {
+    pub version: u32,
+    pub digest: String,
+    /// `manifest` or `deploy`.
+    pub origin: String,
+}
+
+/// One service's line of a [`Plan`].
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceChange {
+    pub service: String,
+    pub change: Change,
+    /// What differs, for people.
+    pub reasons: Vec<String>,
+    pub running: Option<RunningVersion>,
+    /// `sha256:` of the manifest's component file, if the manifest lists the service.
+    pub manifest_digest: Option<String>,
+    /// What the apply deployed, once applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied: Option<DeployOutcome>,
+}
+
+/// The difference between a running host and its manifest.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    pub manifest: PathBuf,
+    pub services: Vec<ServiceChange>,
+    #[serde(skip)]
+    target: Manifest,
+    #[serde(skip)]
+    bytes: std::collections::HashMap<String, Vec<u8>>,
+}
+
+/// The services that list `name` in their `saga-participants`.
+fn commanded_by<'a>(
+    name: &str,
+    specs: impl Iterator<Item = (&'a String, &'a ServiceSpec)>,
+) -> Vec<String> {
+    specs
+        .filter(|(_, s)| s.saga_participants.iter().any(|p| p == name))
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+/// `spec` as compared between versions: without the component's path.
+fn declarations(spec: &ServiceSpec) -> serde_json::Map<String, serde_json::Value> {
+    let mut spec = spec.clone();
+    spec.component = PathBuf::new();
+    match serde_json::to_value(spec) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => Default::default(),
+    }
+}
+
+/// The manifest keys (`limits`, `calls`, …) whose values differ between `a` and `b`.
+fn differing_keys(a: &ServiceSpec, b: &ServiceSpec) -> Vec<String> {
+    let (a, b) = (declarations(a), declarations(b));
+    let mut keys: Vec<String> = a
+        .keys()
+        .chain(b.keys())
+        .filter(|k| a.get(*k) != b.get(*k))
+        .cloned()
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// True if `a` and `b` grant the same and set the same limits.
+fn same_grants(a: &ServiceSpec, b: &ServiceSpec) -> bool {
+    differing_keys(a, b).is_empty()
+}
+
+/// `sha256:0123456789ab`: enough of a digest to tell versions apart.
+fn short(digest: &str) -> &str {
+    digest.get(..19).unwrap_or(digest)
+}
+
+/// `names` ordered so that a service comes after the ones among them it subscribes to,
+/// sends saga commands to or calls; a cycle keeps name order.
+fn dependency_order(names: &[String], view: &Manifest) -> Vec<String> {
+    let deps = |n: &str| -> Vec<String> {
+        view.services
+            .get(n)
+            .map(|s| {
+                s.subscribes
+                    .iter()
+                    .map(|x| x.source.clone())
+                    .chain(s.saga_participants.iter().cloned())
+                    .chain(s.calls.iter().cloned())
+                    .filter(|d| d != n && names.contains(d))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut left: Vec<String> = names.to_vec();
+    left.sort();
+    let mut out: Vec<String> = Vec::new();
+    while !left.is_empty() {
+        let ready = left
+            .iter()
+            .position(|n| deps(n).iter().all(|d| out.contains(d)))
+            .unwrap_or(0);
+        out.push(left.remove(ready));
+    }
+    out
+}
+
+/// Logs, at start-up, where what serves differs from the manifest.
+fn log_drift(
+    name: &str,
+    manifest_digest: Option<&str>,
+    recorded: Option<&crate::deploy::ServiceHistory>,
+    manifest_is_new: bool,
+) {
+    if let Some(message) = crate::deploy::drift(name, manifest_digest, recorded, manifest_is_new) {
+        tracing::warn!(service = name, "{message}");
     }
 }
 
@@ -246,8 +412,9 @@ impl Host {
         let sagas = Arc::new(SagaEngine::new(routes.clone(), handle));
         Ok(Self {
             engine,
-            linker,
+            linker: Arc::new(linker),
             data_dir: data_dir.to_path_buf(),
+            manifest_path: Default::default(),
             routes,
             ready: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
@@ -274,6 +441,7 @@ impl Host {
     /// one, else the manifest's component), then compiles and links it: the checks that
     /// write nothing. A bad component fails here, naming the service's `component` key.
     pub fn compile(&self, path: &Path, manifest: &Manifest) -> Result<Vec<Planned>, StartError> {
+        *self.manifest_path.lock().expect("manifest path") = Some(path.to_path_buf());
         let history = History::new(&self.data_dir);
         let io = |e: std::io::Error| {
             StartError::Other(wasmtime::format_err!("{}: {e}", self.data_dir.display()))
@@ -282,6 +450,7 @@ impl Host {
             manifest.services.keys().cloned().collect();
         names.extend(history.services().map_err(io)?);
         let mut plans = Vec::new();
+        let mut chosen = Vec::new();
         for name in names {
             let recorded = history.load(&name).map_err(io)?;
             let from_manifest = match manifest.services.get(&name) {
@@ -296,20 +465,31 @@ impl Host {
                 None => None,
             };
             // The manifest's component is new if the history never loaded these bytes from
-            // the manifest: then it is deployed as a new version. Otherwise the history's
-            // active version serves (a deploy made since the manifest was last changed).
-            let manifest_is_new = match (&from_manifest, &recorded) {
-                (Some((_, bytes)), Some(h)) => {
-                    let digest = crate::deploy::digest_of(bytes);
+            // the manifest (and they are not what serves already): then it is deployed as a
+            // new version. Otherwise the history's active version serves (a deploy made
+            // since the manifest was last changed). Either way a difference is logged.
+            let active = recorded.as_ref().and_then(|h| h.active_record());
+            let manifest_digest = from_manifest
+                .as_ref()
+                .map(|(_, bytes)| crate::deploy::digest_of(bytes));
+            let manifest_is_new = match (&manifest_digest, &recorded) {
+                (Some(digest), Some(h)) => {
                     h.versions
                         .iter()
                         .rev()
                         .find(|r| r.origin == "manifest")
-                        .is_none_or(|r| r.digest != digest)
+                        .is_none_or(|r| &r.digest != digest)
+                        && active.is_none_or(|a| &a.digest != digest)
                 }
                 (Some(_), None) => true,
                 (None, _) => false,
             };
+            log_drift(
+                &name,
+                manifest_digest.as_deref(),
+                recorded.as_ref(),
+                manifest_is_new,
+            );
             let (spec, bytes, version) = match (from_manifest, recorded) {
                 (Some((spec, bytes)), _) if manifest_is_new => (spec.clone(), bytes, None),
                 (_, Some(h)) if h.active.is_none() => continue, // undeployed: stays down
@@ -328,6 +508,13 @@ impl Host {
                 }
                 (_, None) => continue,
             };
+            chosen.push((name, spec, bytes, version));
+        }
+        let specs: std::collections::BTreeMap<String, ServiceSpec> = chosen
+            .iter()
+            .map(|(name, spec, _, _)| (name.clone(), spec.clone()))
+            .collect();
+        for (name, spec, bytes, version) in chosen {
             let service = Service::load(
                 &self.engine,
                 &self.linker,
@@ -336,6 +523,7 @@ impl Host {
                 &bytes,
                 StoreGrants::default(),
                 self.routes.clone(),
+                &commanded_by(&name, specs.iter()),
                 self.runtime_for(&name, &spec)
                     .map_err(wasmtime::Error::from)?,
             )
@@ -604,8 +792,22 @@ impl Host {
         if let Some(subscribes) = request.subscribes {
             spec.subscribes = subscribes;
         }
+        if let Some(cur) = &current
+            && cur.digest == crate::deploy::digest_of(bytes)
+            && same_grants(&cur.spec, &spec)
+        {
+            tracing::info!(service = name, version = cur.version, digest = %cur.digest, "deploy of the serving component: nothing to do");
+            return Ok(DeployOutcome {
+                service: name.to_string(),
+                version: cur.version,
+                digest: cur.digest.clone(),
+                migrations_applied: 0,
+                took_ms: started.elapsed().as_millis() as u64,
+                unchanged: true,
+            });
+        }
         let outcome = self
-            .activate(name, bytes, spec, current, &history, None)
+            .activate(name, bytes, spec, current, &history, Activation::Deploy)
             .await?;
         Ok(DeployOutcome {
             took_ms: started.elapsed().as_millis() as u64,
@@ -636,7 +838,7 @@ impl Host {
                 prev.spec.clone(),
                 current,
                 &history,
-                Some(prev.version),
+                Activation::Rollback(prev.version),
             )
             .await?;
         Ok(DeployOutcome {
@@ -648,6 +850,11 @@ impl Host {
     /// Stops routing to a service. Its stores and history stay in the data folder.
     pub fn undeploy(&self, name: &str) -> Result<(), DeployError> {
         let _guard = self.claim(name)?;
+        self.undeploy_claimed(name)
+    }
+
+    /// [`Host::undeploy`] of a service already claimed.
+    fn undeploy_claimed(&self, name: &str) -> Result<(), DeployError> {
         let history = History::new(&self.data_dir);
         let mut h = history
             .load(name)
@@ -666,7 +873,9 @@ impl Host {
         Ok(())
     }
 
-    /// Compiles, checks, migrates, records and swaps in one version of `name`.
+    /// Compiles, checks, migrates, records and swaps in one version of `name`. The compile
+    /// runs on tokio's blocking threads, so the admin endpoint (`/healthz` included) keeps
+    /// answering meanwhile.
     async fn activate(
         &self,
         name: &str,
@@ -674,38 +883,75 @@ impl Host {
         mut spec: ServiceSpec,
         current: Option<Arc<Service>>,
         history: &History,
-        existing_version: Option<u32>,
+        how: Activation<'_>,
     ) -> Result<DeployOutcome, DeployError> {
-        // The whole host's grants must stay consistent: names, routes, calls.
-        let mut all = Manifest {
-            backends: self.backends(),
-            host: HostSettings {
-                instances: Some(self.pool),
-                memory_mb: None,
-            },
-            ..Manifest::default()
-        };
-        for s in self.routes().services() {
-            if &*s.name != name {
-                all.services.insert(s.name.to_string(), s.spec.clone());
+        // The whole host's grants must stay consistent: names, routes, calls. An apply
+        // checks against the state it is bringing the host to.
+        let mut all = match how {
+            Activation::Apply(view) => view.clone(),
+            _ => {
+                let mut all = Manifest {
+                    backends: self.backends(),
+                    ..Manifest::default()
+                };
+                for s in self.routes().services() {
+                    if &*s.name != name {
+                        all.services.insert(s.name.to_string(), s.spec.clone());
+                    }
+                }
+                all
             }
-        }
+        };
+        // Every service's concurrency must fit the pool this host was built with.
+        all.host = HostSettings {
+            instances: Some(self.pool),
+            memory_mb: None,
+        };
         all.services.insert(name.to_string(), spec.clone());
         all.validate()
             .map_err(|(key, message)| DeployError::Invalid(format!("{key}: {message}")))?;
-
-        let mut service = Service::load(
-            &self.engine,
-            &self.linker,
-            name,
-            &spec,
-            bytes,
-            StoreGrants::default(),
-            self.routes.clone(),
-            self.runtime_for(name, &spec)
-                .map_err(|e| DeployError::Internal(format!("{e:#}")))?,
-        )
-        .map_err(|e| DeployError::Invalid(format!("{e:#}")))?;
+        // Its saga participants, as they serve now, must take commands.
+        for p in &spec.saga_participants {
+            if let Some(participant) = self.routes().by_name(p)
+                && participant.command_handler.is_none()
+            {
+                return Err(DeployError::Invalid(format!(
+                    "service `{name}` lists `{p}` in `saga-participants`, but `{p}` (v{}) does not export `{}`",
+                    participant.version,
+                    crate::runtime::exports::COMMAND_HANDLER
+                )));
+            }
+        }
+        let commanded = commanded_by(name, all.services.iter());
+        let load = {
+            let (engine, linker, routes) = (
+                self.engine.clone(),
+                self.linker.clone(),
+                self.routes.clone(),
+            );
+            let (name, spec, bytes) = (name.to_string(), spec.clone(), bytes.to_vec());
+            let runtime = self
+                .runtime_for(&name, &spec)
+                .map_err(|e| DeployError::Internal(format!("{e:#}")))?;
+            move || {
+                crate::failpoint::delay("slow-compile");
+                Service::load(
+                    &engine,
+                    &linker,
+                    &name,
+                    &spec,
+                    &bytes,
+                    StoreGrants::default(),
+                    routes,
+                    &commanded,
+                    runtime,
+                )
+            }
+        };
+        let mut service = tokio::task::spawn_blocking(load)
+            .await
+            .map_err(|e| DeployError::Internal(format!("compiling `{name}`: {e}")))?
+            .map_err(|e| DeployError::Invalid(format!("{e:#}")))?;
         service.grants = open_grants(
             &self.data_dir,
             name,
@@ -724,8 +970,8 @@ impl Host {
         if self.shutting_down.load(Ordering::Acquire) {
             return Err(DeployError::ShuttingDown);
         }
-        let version = match existing_version {
-            Some(v) => {
+        let version = match how {
+            Activation::Rollback(v) => {
                 let mut h = history
                     .load(name)
                     .map_err(|e| DeployError::Internal(e.to_string()))?
@@ -736,9 +982,14 @@ impl Host {
                     .map_err(|e| DeployError::Internal(e.to_string()))?;
                 v
             }
-            None => self
-                .record(history, name, bytes, &spec, "deploy")
-                .map_err(|e| DeployError::Internal(e.to_string()))?,
+            Activation::Deploy | Activation::Apply(_) => {
+                let origin = match how {
+                    Activation::Apply(_) => "manifest",
+                    _ => "deploy",
+                };
+                self.record(history, name, bytes, &spec, origin)
+                    .map_err(|e| DeployError::Internal(e.to_string()))?
+            }
         };
         spec.component = PathBuf::from(&service.digest);
         service.version = version;
@@ -756,14 +1007,252 @@ impl Host {
             digest: service.digest.clone(),
             migrations_applied: report.applied.len(),
             took_ms: 0,
+            unchanged: false,
         })
+    }
+
+    /// The difference between what serves and what the host's manifest says now (read
+    /// again from disk), service by service; only `only` when given.
+    pub fn plan(&self, only: Option<&str>) -> Result<Plan, DeployError> {
+        let path = self
+            .manifest_path
+            .lock()
+            .expect("manifest path")
+            .clone()
+            .ok_or_else(|| {
+                DeployError::Conflict("this host was not started from a manifest".into())
+            })?;
+        let manifest =
+            Manifest::load(&path).map_err(|e| DeployError::BadManifest(e.to_string()))?;
+        if manifest.backends != self.backends() {
+            return Err(DeployError::Conflict(format!(
+                "{}: [backends] differs from the servers this host started with: restart the host to change servers",
+                path.display()
+            )));
+        }
+        let routes = self.routes();
+        if let Some(only) = only {
+            if !crate::manifest::valid_name(only) {
+                return Err(DeployError::BadRequest(format!(
+                    "`{only}` is not a service name (lowercase letters, digits and `-`)"
+                )));
+            }
+            if !manifest.services.contains_key(only) && routes.by_name(only).is_none() {
+                return Err(DeployError::NotFound(format!(
+                    "no service `{only}` in {} or in the host",
+                    path.display()
+                )));
+            }
+        }
+        let history = History::new(&self.data_dir);
+        let mut names: std::collections::BTreeSet<String> =
+            manifest.services.keys().cloned().collect();
+        names.extend(routes.services().map(|s| s.name.to_string()));
+        let mut plan = Plan {
+            manifest: path.clone(),
+            services: Vec::new(),
+            target: manifest.clone(),
+            bytes: Default::default(),
+        };
+        for name in names.into_iter().filter(|n| only.is_none_or(|o| o == n)) {
+            let running = routes.by_name(&name).cloned();
+            let wanted = match manifest.services.get(&name) {
+                Some(spec) => {
+                    let bytes = std::fs::read(&spec.component).map_err(|e| {
+                        DeployError::BadManifest(format!(
+                            "{}: services.{name}.component: cannot read `{}`: {e}",
+                            path.display(),
+                            spec.component.display()
+                        ))
+                    })?;
+                    Some((spec, bytes))
+                }
+                None => None,
+            };
+            let manifest_digest = wanted.as_ref().map(|(_, b)| crate::deploy::digest_of(b));
+            let (change, reasons) = match (&wanted, &running) {
+                (Some(_), None) => {
+                    let undeployed = history
+                        .load(&name)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|h| h.active.is_none());
+                    (
+                        Change::New,
+                        vec![if undeployed {
+                            "undeployed: the manifest lists it".to_string()
+                        } else {
+                            "not running".to_string()
+                        }],
+                    )
+                }
+                (Some((spec, _)), Some(svc)) => {
+                    let mut reasons = Vec::new();
+                    if manifest_digest.as_deref() != Some(&svc.digest) {
+                        reasons.push(format!(
+                            "component: {} -> {}",
+                            short(&svc.digest),
+                            short(manifest_digest.as_deref().unwrap_or(""))
+                        ));
+                    }
+                    let keys = differing_keys(&svc.spec, spec);
+                    if !keys.is_empty() {
+                        reasons.push(format!("declarations: {}", keys.join(", ")));
+                    }
+                    if reasons.is_empty() {
+                        (Change::Unchanged, reasons)
+                    } else {
+                        (Change::Changed, reasons)
+                    }
+                }
+                (None, Some(_)) => (
+                    Change::Removed,
+                    vec!["not in the manifest (deployed by hand)".to_string()],
+                ),
+                (None, None) => continue,
+            };
+            let running_version = running.as_ref().map(|svc| {
+                let origin = history
+                    .load(&name)
+                    .ok()
+                    .flatten()
+                    .and_then(|h| {
+                        h.versions
+                            .iter()
+                            .find(|r| r.version == svc.version)
+                            .map(|r| r.origin.clone())
+                    })
+                    .unwrap_or_default();
+                RunningVersion {
+                    version: svc.version,
+                    digest: svc.digest.clone(),
+                    origin,
+                }
+            });
+            if let Some((_, bytes)) = wanted
+                && matches!(change, Change::New | Change::Changed)
+            {
+                plan.bytes.insert(name.clone(), bytes);
+            }
+            plan.services.push(ServiceChange {
+                service: name,
+                change,
+                reasons,
+                running: running_version,
+                manifest_digest,
+                applied: None,
+            });
+        }
+        Ok(plan)
+    }
+
+    /// Brings the host to what its manifest says now (only service `only` when given):
+    /// removes the services the manifest does not list, then deploys the new and changed
+    /// ones (each one's sources, participants and callees before it). Each service's step
+    /// is a deploy as [`Host::deploy`] makes it, recorded with origin `manifest`; the first
+    /// refusal stops the apply and says what was applied before it.
+    pub async fn apply(&self, only: Option<&str>) -> Result<Plan, DeployError> {
+        let mut plan = self.plan(only)?;
+        let _claims = plan
+            .services
+            .iter()
+            .filter(|c| c.change != Change::Unchanged)
+            .map(|c| self.claim(&c.service))
+            .collect::<Result<Vec<_>, _>>()?;
+        // The state being reached, to check each step against.
+        let mut view = Manifest {
+            backends: self.backends(),
+            ..Manifest::default()
+        };
+        for s in self.routes().services() {
+            view.services.insert(s.name.to_string(), s.spec.clone());
+        }
+        for c in &plan.services {
+            match c.change {
+                Change::Removed => {
+                    view.services.remove(&c.service);
+                }
+                Change::New | Change::Changed => {
+                    view.services
+                        .insert(c.service.clone(), plan.target.services[&c.service].clone());
+                }
+                Change::Unchanged => {}
+            }
+        }
+        let history = History::new(&self.data_dir);
+        let mut done: Vec<String> = Vec::new();
+        let stopped = |done: &[String], name: &str, e: DeployError| -> DeployError {
+            let before = if done.is_empty() {
+                "nothing was applied before it".to_string()
+            } else {
+                format!("applied before it: {}", done.join(", "))
+            };
+            let message = format!("apply stopped at `{name}` ({before}): {e}");
+            match e {
+                DeployError::BadRequest(_) => DeployError::BadRequest(message),
+                DeployError::Invalid(_) => DeployError::Invalid(message),
+                DeployError::NotFound(_) | DeployError::Conflict(_) => {
+                    DeployError::Conflict(message)
+                }
+                DeployError::ShuttingDown => DeployError::ShuttingDown,
+                _ => DeployError::Internal(message),
+            }
+        };
+        for i in 0..plan.services.len() {
+            if plan.services[i].change == Change::Removed {
+                let name = plan.services[i].service.clone();
+                self.undeploy_claimed(&name)
+                    .map_err(|e| stopped(&done, &name, e))?;
+                done.push(format!("{name} removed"));
+            }
+        }
+        let pending: Vec<String> = plan
+            .services
+            .iter()
+            .filter(|c| matches!(c.change, Change::New | Change::Changed))
+            .map(|c| c.service.clone())
+            .collect();
+        for name in dependency_order(&pending, &view) {
+            let started = std::time::Instant::now();
+            let spec = plan.target.services[&name].clone();
+            let bytes = plan.bytes.remove(&name).unwrap_or_default();
+            let current = self.routes().by_name(&name).cloned();
+            let outcome = self
+                .activate(
+                    &name,
+                    &bytes,
+                    spec,
+                    current,
+                    &history,
+                    Activation::Apply(&view),
+                )
+                .await
+                .map_err(|e| stopped(&done, &name, e))?;
+            done.push(format!("{name} v{}", outcome.version));
+            if let Some(c) = plan.services.iter_mut().find(|c| c.service == name) {
+                c.applied = Some(DeployOutcome {
+                    took_ms: started.elapsed().as_millis() as u64,
+                    ..outcome
+                });
+            }
+        }
+        // Subscriptions again, now that every source is there (a subscriber may have been
+        // deployed before the service it subscribes to).
+        let routes = self.routes();
+        for service in routes.services() {
+            self.register_subscriptions(service)
+                .await
+                .map_err(|e| DeployError::Internal(format!("{e:#}")))?;
+        }
+        Ok(plan)
     }
 
     /// One deploy, rollback or undeploy per service at a time.
     fn claim(&self, name: &str) -> Result<DeployGuard<'_>, DeployError> {
         if !crate::manifest::valid_name(name) {
             return Err(DeployError::BadRequest(format!(
-                "`{name}` is not a service name (lowercase letters, digits and `-`)"
+                "`{}` is not a service name (lowercase letters, digits and `-`, at most 63)",
+                name.get(..64).unwrap_or(name)
             )));
         }
         if self.shutting_down.load(Ordering::Acquire) {
@@ -771,8 +1260,8 @@ impl Host {
         }
         let mut busy = self.deploying.lock().expect("deploy lock");
         if !busy.insert(name.to_string()) {
-            return Err(DeployError::Conflict(format!(
-                "a deploy of `{name}` is already in progress"
+            return Err(DeployError::InProgress(format!(
+                "a deploy, rollback or undeploy of `{name}` is already in progress: try again when it has finished"
             )));
         }
         Ok(DeployGuard {
@@ -973,5 +1462,68 @@ impl ShutdownSignal {
             _ = self.term.recv() => {},
             _ = self.int.recv() => {},
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(text: &str) -> Manifest {
+        Manifest::parse(text).unwrap()
+    }
+
+    #[test]
+    fn apply_orders_sources_participants_and_callees_first_and_survives_cycles() {
+        let m = manifest(
+            "[services.a]\ncomponent = \"a.wasm\"\nroute = \"/a\"\n\
+             subscribes = [{ source = \"z\", topic = \"T\" }]\n[services.a.stores.main]\n\
+             [services.m]\ncomponent = \"m.wasm\"\nroute = \"/m\"\ncalls = [\"a\"]\n\
+             [services.z]\ncomponent = \"z.wasm\"\nroute = \"/z\"\npublishes = [\"T\"]\n[services.z.stores.main]\n",
+        );
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            dependency_order(&names(&["a", "m", "z"]), &m),
+            names(&["z", "a", "m"])
+        );
+        // Only the services being applied count: `a` alone has nothing to wait for.
+        assert_eq!(
+            dependency_order(&names(&["a", "m"]), &m),
+            names(&["a", "m"])
+        );
+        // Two services that call each other: name order, and neither is lost.
+        let cycle = manifest(
+            "[services.x]\ncomponent = \"x.wasm\"\nroute = \"/x\"\ncalls = [\"y\"]\n\
+             [services.y]\ncomponent = \"y.wasm\"\nroute = \"/y\"\ncalls = [\"x\"]\n",
+        );
+        assert_eq!(
+            dependency_order(&names(&["y", "x"]), &cycle),
+            names(&["x", "y"])
+        );
+    }
+
+    #[test]
+    fn declarations_compare_without_the_component_path() {
+        let m = manifest(
+            "[services.a]\ncomponent = \"a.wasm\"\nroute = \"/a\"\n\
+             [services.b]\ncomponent = \"other/place.wasm\"\nroute = \"/a2\"\n[services.b.limits]\ndeadline-ms = 5\n",
+        );
+        let (a, b) = (&m.services["a"], &m.services["b"]);
+        let mut a_elsewhere = a.clone();
+        a_elsewhere.component = PathBuf::from("sha256:0123");
+        assert!(same_grants(a, &a_elsewhere));
+        assert_eq!(differing_keys(a, b), ["limits", "route"]);
+        assert_eq!(
+            commanded_by(
+                "p",
+                manifest(
+                    "[services.o]\ncomponent = \"o.wasm\"\nroute = \"/o\"\nsaga-participants = [\"p\"]\n[services.o.stores.main]\n\
+                     [services.p]\ncomponent = \"p.wasm\"\nroute = \"/p\"\n[services.p.stores.main]\n"
+                )
+                .services
+                .iter()
+            ),
+            ["o"]
+        );
     }
 }

@@ -74,6 +74,17 @@ enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Brings a running host to what its manifest says now: prints the difference service
+    /// by service (new, changed, removed, unchanged), and applies it with `--yes`.
+    Apply {
+        /// Only this service (default: every service of the manifest and of the host).
+        service: Option<String>,
+        /// Apply the difference (without it, only print it).
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Demonstrations against a live host.
     Demo {
         #[command(subcommand)]
@@ -203,7 +214,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Deploy { service, .. }
     | Command::Rollback { service, .. }
-    | Command::Undeploy { service, .. } = &cli.command
+    | Command::Undeploy { service, .. }
+    | Command::Apply {
+        service: Some(service),
+        ..
+    } = &cli.command
         && !silo::manifest::valid_name(service)
     {
         return fail(
@@ -262,6 +277,14 @@ fn main() -> ExitCode {
             }
             let path = format!("/admin/services/{service}?{}", query.finish());
             admin_call(&admin, hyper::Method::POST, &path, bytes, |v| {
+                if v["unchanged"] == true {
+                    return format!(
+                        "{} v{} already serves this component ({}) with these grants: unchanged, no new version",
+                        v["service"].as_str().unwrap_or("?"),
+                        v["version"],
+                        v["digest"].as_str().unwrap_or("?"),
+                    );
+                }
                 format!(
                     "deployed {} v{} ({}) in {} ms, {} migration(s) applied",
                     v["service"].as_str().unwrap_or("?"),
@@ -271,6 +294,22 @@ fn main() -> ExitCode {
                     v["migrationsApplied"]
                 )
             })
+        }
+        Command::Apply {
+            service,
+            yes,
+            admin,
+        } => {
+            let path = match &service {
+                Some(s) => format!("/admin/apply?service={s}"),
+                None => "/admin/apply".to_string(),
+            };
+            let method = if yes {
+                hyper::Method::POST
+            } else {
+                hyper::Method::GET
+            };
+            admin_call(&admin, method, &path, Vec::new(), |v| apply_table(v, yes))
         }
         Command::Demo {
             demo: Demo::Isolation { components },
@@ -336,6 +375,62 @@ fn main() -> ExitCode {
             events_table,
         ),
     }
+}
+
+/// `silo apply`: one line per service, what differs under it, and what was applied.
+fn apply_table(v: &serde_json::Value, applied: bool) -> String {
+    let mut out = format!(
+        "{}\n{:<14} {:<10} {:<24} {:<22}",
+        v["manifest"].as_str().unwrap_or("?"),
+        "SERVICE",
+        "CHANGE",
+        "RUNNING",
+        "MANIFEST"
+    );
+    let mut pending = 0;
+    for s in v["services"].as_array().into_iter().flatten() {
+        let change = s["change"].as_str().unwrap_or("?");
+        if change != "unchanged" {
+            pending += 1;
+        }
+        let running = match &s["running"] {
+            serde_json::Value::Null => "-".to_string(),
+            r => format!(
+                "v{} {}",
+                r["version"],
+                r["digest"].as_str().unwrap_or("").get(..19).unwrap_or("")
+            ),
+        };
+        let manifest = s["manifestDigest"]
+            .as_str()
+            .map(|d| d.get(..19).unwrap_or(d).to_string())
+            .unwrap_or_else(|| "-".into());
+        out.push_str(&format!(
+            "\n{:<14} {:<10} {:<24} {:<22}",
+            s["service"].as_str().unwrap_or("?"),
+            change,
+            running,
+            manifest
+        ));
+        for r in s["reasons"].as_array().into_iter().flatten() {
+            out.push_str(&format!("\n    {}", r.as_str().unwrap_or("")));
+        }
+        if let Some(a) = s.get("applied") {
+            out.push_str(&format!(
+                "\n    applied: v{} in {} ms, {} migration(s)",
+                a["version"], a["tookMs"], a["migrationsApplied"]
+            ));
+        }
+        if change == "removed" && applied {
+            out.push_str("\n    applied: undeployed (its data stays)");
+        }
+    }
+    out.push_str(&match (pending, applied) {
+        (0, _) => "\nthe host serves what the manifest says: nothing to apply".to_string(),
+        (n, true) => format!("\napplied {n} change(s)"),
+        (n, false) => format!("\n{n} change(s) not applied: run `silo apply --yes` to apply them"),
+    });
+    out
 }
 
 /// `silo dead-letters`: one line per dead letter.

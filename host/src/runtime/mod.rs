@@ -7,6 +7,7 @@ pub mod budget;
 pub mod dispatch;
 pub mod engine;
 pub mod executor;
+pub mod exports;
 pub mod metrics;
 pub mod migrations;
 pub mod permits;

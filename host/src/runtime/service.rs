@@ -72,15 +72,16 @@ pub struct ServiceRuntime {
     pub memory: Arc<ServiceMemory>,
 }
 
-const COMMAND_HANDLER: &str = "silo:service/command-handler@0.1.0";
-const SAGA_HANDLER: &str = "silo:service/saga-handler@0.1.0";
-
-const EVENT_HANDLER: &str = "silo:service/event-handler@0.1.0";
-
 impl Service {
     /// Compiles and links `bytes` as service `name`. Fails, naming the service, if the bytes
-    /// are not a component, import something silo does not grant, or do not export the
-    /// wasi:http incoming handler.
+    /// are not a component, import something silo does not grant, or lack (or mistype) an
+    /// export the host will call: the wasi:http incoming handler, and the handlers the
+    /// service's role needs ([`super::exports::check`]). `commanded_by` lists the services
+    /// that name this one in their `saga-participants`.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one per thing a load needs; called twice"
+    )]
     pub fn load(
         engine: &Engine,
         linker: &Linker<RequestState>,
@@ -89,41 +90,29 @@ impl Service {
         bytes: &[u8],
         grants: StoreGrants,
         directory: ServiceDirectory,
+        commanded_by: &[String],
         runtime: ServiceRuntime,
     ) -> wasmtime::Result<Self> {
         let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)));
+        if bytes.starts_with(b"\0asm\x01\0\0\0") {
+            wasmtime::bail!(
+                "service `{name}`: a core WebAssembly module, not a component: build it for `wasm32-wasip2` (or wrap it with `wasm-tools component new`)"
+            );
+        }
         let component = Component::new(engine, bytes)
             .with_context(|| format!("service `{name}`: not a valid WebAssembly component"))?;
         let instance_pre = linker
             .instantiate_pre(&component)
             .with_context(|| format!("service `{name}`: imports something silo does not grant"))?;
-        let event_handler = match component.get_export_index(None, EVENT_HANDLER) {
-            Some(_) => Some(GuestIndices::new(&instance_pre).with_context(|| {
-                format!("service `{name}`: its `{EVENT_HANDLER}` export has the wrong shape")
-            })?),
-            None if !spec.subscribes.is_empty() => wasmtime::bail!(
-                "service `{name}` subscribes to events but does not export `{EVENT_HANDLER}`"
-            ),
-            None => None,
-        };
-        let command_handler = match component.get_export_index(None, COMMAND_HANDLER) {
-            Some(_) => Some(CommandIndices::new(&instance_pre).with_context(|| {
-                format!("service `{name}`: its `{COMMAND_HANDLER}` export has the wrong shape")
-            })?),
-            None => None,
-        };
-        let saga_handler = match component.get_export_index(None, SAGA_HANDLER) {
-            Some(_) => Some(SagaIndices::new(&instance_pre).with_context(|| {
-                format!("service `{name}`: its `{SAGA_HANDLER}` export has the wrong shape")
-            })?),
-            None if !spec.saga_participants.is_empty() => wasmtime::bail!(
-                "service `{name}` starts sagas but does not export `{SAGA_HANDLER}`"
-            ),
-            None => None,
-        };
+        let exports = super::exports::check(&instance_pre, name, spec, commanded_by)?;
         let pre = ProxyPre::new(instance_pre).with_context(|| {
             format!("service `{name}`: does not export `wasi:http/incoming-handler@0.2.x`")
         })?;
+        let super::exports::Exports {
+            event_handler,
+            command_handler,
+            saga_handler,
+        } = exports;
         Ok(Self {
             name: name.into(),
             version: 0,

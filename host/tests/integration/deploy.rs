@@ -238,38 +238,326 @@ async fn a_restarted_host_serves_the_deployed_versions() {
     assert_eq!(greeter["version"], 2);
 }
 
+/// POST of `bytes` to `/admin/services/NAME` with the test token.
+async fn admin_deploy(h: &TestHost, name: &str, bytes: Vec<u8>) -> Resp {
+    let auth = format!("Bearer {}", h.token);
+    crate::support::request_bytes(
+        "POST",
+        &h.admin,
+        &format!("/admin/services/{name}"),
+        bytes,
+        &[("authorization", &auth)],
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_deploys_of_one_service_are_serialized() {
-    let h = Arc::new(TestHost::start(BASE).await);
-    let bytes = std::fs::read(component("spin")).unwrap();
-    let mut tasks = Vec::new();
-    for _ in 0..4 {
-        let (admin, token, bytes) = (h.admin.clone(), h.token.clone(), bytes.clone());
-        tasks.push(tokio::spawn(async move {
-            let auth = format!("Bearer {token}");
-            crate::support::request_bytes(
-                "POST",
-                &admin,
-                "/admin/services/greeter",
-                bytes,
-                &[("authorization", &auth)],
-            )
-            .await
-        }));
+async fn a_second_deploy_of_a_service_answers_409_and_healthz_answers_while_one_compiles() {
+    // Every compile also sleeps 1.5 s where the compile runs (a failpoint), so the first
+    // deploy is surely still compiling when the others arrive.
+    let (dir, path) = crate::support::write_manifest(BASE);
+    let h = Arc::new(
+        TestHost::start_with(dir, path, &[("SILO_FAILPOINTS", "slow-compile=1500")]).await,
+    );
+    let spin = std::fs::read(component("spin")).unwrap();
+    let first = {
+        let (h, spin) = (h.clone(), spin.clone());
+        tokio::spawn(async move { admin_deploy(&h, "greeter", spin).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let second = admin_deploy(&h, "greeter", spin.clone()).await;
+    assert_eq!(second.status, 409, "{}", second.text());
+    assert_eq!(second.error_code(), "deploy_in_progress");
+    assert!(
+        second.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already in progress"),
+        "{}",
+        second.text()
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "the refusal must not wait for the first deploy: {:?}",
+        started.elapsed()
+    );
+    // The admin endpoint answers at once meanwhile: the compile is off its thread.
+    let mut slowest = Duration::ZERO;
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        let r = h.admin_get("/healthz", None).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        slowest = slowest.max(t.elapsed());
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut ok = 0;
-    let mut conflicts = 0;
-    for t in tasks {
-        let r: Resp = t.await.unwrap();
-        match r.status {
-            200 => ok += 1,
-            409 => conflicts += 1,
-            s => panic!("unexpected {s}: {}", r.text()),
-        }
-    }
-    assert!(ok >= 1, "one deploy must win");
-    assert_eq!(ok + conflicts, 4);
+    assert!(!first.is_finished(), "the first deploy is still compiling");
+    assert!(
+        slowest < Duration::from_millis(300),
+        "/healthz took {slowest:?} while a deploy compiled"
+    );
+    let first = first.await.unwrap();
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(first.json()["version"], 2);
     assert_eq!(h.get("/greeter/ok").await.text(), "ok\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redeploying_the_serving_component_is_a_no_op() {
+    let h = TestHost::start(BASE).await;
+    // greeter serves hello.wasm from the manifest (v1): the same file again changes nothing.
+    let (code, out, err) = cli(&h, &["deploy", "greeter", &wasm("hello")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("greeter v1 already serves this component")
+            && out.contains("unchanged, no new version"),
+        "{out}"
+    );
+    let (code, out, err) = cli(&h, &["deploy", "greeter", &wasm("spin")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("deployed greeter v2"), "{out}");
+    let r = admin_deploy(&h, "greeter", std::fs::read(component("spin")).unwrap()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["unchanged"], true, "{v}");
+    assert_eq!(v["version"], 2, "{v}");
+    // Other grants with the same component are a new version.
+    let (code, out, err) = cli(
+        &h,
+        &["deploy", "greeter", &wasm("spin"), "--calls", "users"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("deployed greeter v3"), "{out}");
+    let history = h
+        .admin_get("/admin/services/greeter", Some(&h.token))
+        .await
+        .json();
+    assert_eq!(
+        history["versions"].as_array().unwrap().len(),
+        3,
+        "{history}"
+    );
+    assert_eq!(history["active"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_lacking_what_the_services_role_needs_is_refused() {
+    let h = TestHost::start(crate::DEMO).await;
+    // products is a saga participant: hello.wasm has no command-handler.
+    let (code, _, err) = cli(&h, &["deploy", "products", &wasm("hello")]);
+    assert_eq!(code, 1, "{err}");
+    for needle in [
+        "refused (422)",
+        "service `products`: the component does not export `silo:service/command-handler@0.1.0`, which a saga participant needs",
+        r#"`commands = ["reserve", "release"]`"#,
+        "`orders` lists `products` in `saga-participants`",
+        "it exports only `wasi:http/incoming-handler@0.2",
+    ] {
+        assert!(err.contains(needle), "`{needle}` not in: {err}");
+    }
+    assert_eq!(h.get("/products").await.status, 200, "v1 still serves");
+    // orders subscribes (and starts sagas): the first thing it lacks is named.
+    let (code, _, err) = cli(&h, &["deploy", "orders", &wasm("hello")]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("does not export `silo:service/event-handler@0.1.0`, which a subscriber needs: `subscribes` lists users/UserCreated"),
+        "{err}"
+    );
+    // The SDK's components export every handler: users.wasm as payments passes this check
+    // (its command handler refuses commands it does not know, at run time).
+    let (code, _, err) = cli(&h, &["deploy", "payments", &wasm("hello")]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(r#"`commands = ["charge", "refund"]` and `orders` lists `payments`"#),
+        "{err}"
+    );
+    let listing = h.admin_get("/admin/services", Some(&h.token)).await.json();
+    for s in listing["services"].as_array().unwrap() {
+        assert_eq!(s["version"], 1, "nothing was deployed: {s}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrongly_typed_http_export_is_refused_by_deploy() {
+    let h = TestHost::start(BASE).await;
+    let (code, _, err) = cli(&h, &["deploy", "greeter", &wasm("wrong-http")]);
+    assert_eq!(code, 1, "{err}");
+    for needle in [
+        "refused (422)",
+        "service `greeter`: its export `wasi:http/incoming-handler@0.2.x` has the wrong type",
+        "the host calls `handle: func(request: own<incoming-request>, response-out: own<response-outparam>)`",
+        "the component's is `func(request: string) -> string`",
+    ] {
+        assert!(err.contains(needle), "`{needle}` not in: {err}");
+    }
+    assert_eq!(
+        h.get("/greeter/x").await.text(),
+        "hello\n",
+        "v1 still serves"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_answers_bad_input_with_json_4xx() {
+    let h = TestHost::start(BASE).await;
+    let auth = format!("Bearer {}", h.token);
+    let long = "a".repeat(300);
+    let cases: Vec<(&str, String, Vec<u8>, u16, &str)> = vec![
+        (
+            "GET",
+            format!("/admin/services/{long}"),
+            vec![],
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            format!("/admin/services/{long}"),
+            b"x".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "PUT",
+            format!("/admin/services/{long}"),
+            b"x".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "DELETE",
+            format!("/admin/services/{long}"),
+            vec![],
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            format!("/admin/services/{long}/rollback"),
+            vec![],
+            400,
+            "bad_request",
+        ),
+        (
+            "GET",
+            "/admin/services/nobody".into(),
+            vec![],
+            404,
+            "not_found",
+        ),
+        (
+            "DELETE",
+            "/admin/services/nobody".into(),
+            vec![],
+            404,
+            "not_found",
+        ),
+        (
+            "POST",
+            "/admin/services/nobody/rollback".into(),
+            vec![],
+            404,
+            "not_found",
+        ),
+        (
+            "POST",
+            "/admin/services/greeter".into(),
+            vec![],
+            400,
+            "empty_body",
+        ),
+        (
+            "PUT",
+            "/admin/services/greeter".into(),
+            vec![],
+            400,
+            "empty_body",
+        ),
+        (
+            "POST",
+            "/admin/services/greeter".into(),
+            b"{\"not\": \"wasm\"}".to_vec(),
+            422,
+            "invalid_component",
+        ),
+        (
+            "POST",
+            "/admin/services/greeter".into(),
+            b"\0asm\x01\0\0\0".to_vec(),
+            422,
+            "invalid_component",
+        ),
+        (
+            "POST",
+            "/admin/services/greeter?colour=blue".into(),
+            b"x".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "GET",
+            "/admin/apply?colour=blue".into(),
+            vec![],
+            400,
+            "bad_request",
+        ),
+        (
+            "GET",
+            format!("/admin/apply?service={long}"),
+            vec![],
+            400,
+            "bad_request",
+        ),
+        (
+            "GET",
+            "/admin/apply?service=nobody".into(),
+            vec![],
+            404,
+            "not_found",
+        ),
+    ];
+    for (method, path, body, status, code) in cases {
+        let r = crate::support::request_bytes(
+            method,
+            &h.admin,
+            &path,
+            body,
+            &[("authorization", &auth)],
+        )
+        .await;
+        assert_eq!(
+            r.status,
+            status,
+            "{method} {}: {}",
+            &path[..path.len().min(60)],
+            r.text()
+        );
+        assert_eq!(
+            r.error_code(),
+            code,
+            "{method} {}",
+            &path[..path.len().min(60)]
+        );
+    }
+    let r = crate::support::request_bytes(
+        "POST",
+        &h.admin,
+        "/admin/services/greeter",
+        b"\0asm\x01\0\0\0".to_vec(),
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert!(
+        r.text()
+            .contains("a core WebAssembly module, not a component"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        h.get("/greeter/x").await.text(),
+        "hello\n",
+        "v1 still serves"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -296,7 +584,9 @@ async fn repeated_deploys_under_load_fail_no_request() {
         }));
     }
     for round in 0..4 {
-        let file = if round % 2 == 0 { "spin" } else { "hello" };
+        // Not hello, the manifest's v1: deploying what serves is a no-op, and a rollback
+        // from v1 has nowhere to go.
+        let file = if round % 2 == 0 { "spin" } else { "trap" };
         let (code, _, err) = cli(&h, &["deploy", "greeter", &wasm(file)]);
         assert_eq!(code, 0, "{err}");
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -344,4 +634,259 @@ async fn a_deploy_during_shutdown_is_refused() {
         greeter.version, 1,
         "the old version is still the one routed"
     );
+}
+
+/// The `silo apply` lines of `out` for `service`: its table row and the lines under it.
+fn apply_row<'a>(out: &'a str, service: &str) -> Vec<&'a str> {
+    let mut lines = out
+        .lines()
+        .skip_while(|l| !l.starts_with(&format!("{service} ")));
+    let mut row: Vec<&str> = lines.next().into_iter().collect();
+    row.extend(lines.take_while(|l| l.starts_with("    ")));
+    row
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_shows_the_difference_from_the_manifest_then_brings_the_host_to_it() {
+    let h = TestHost::start(BASE).await;
+    // Drift by hand: greeter replaced, a service the manifest does not know.
+    let (code, _, err) = cli(&h, &["deploy", "greeter", &wasm("spin")]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = cli(
+        &h,
+        &["deploy", "extra", &wasm("hello"), "--route", "/extra"],
+    );
+    assert_eq!(code, 0, "{err}");
+    // …and in the manifest: a new service.
+    let text = std::fs::read_to_string(&h.manifest).unwrap();
+    std::fs::write(
+        &h.manifest,
+        format!(
+            "{text}\n[services.notes]\ncomponent = \"{}\"\nroute = \"/notes\"\n[services.notes.stores.main]\n",
+            wasm("steal-store")
+        ),
+    )
+    .unwrap();
+
+    // Without --yes: the difference, and nothing changes.
+    let (code, out, err) = cli(&h, &["apply"]);
+    assert_eq!(code, 0, "{err}");
+    let greeter = apply_row(&out, "greeter");
+    assert!(
+        greeter[0].contains("changed") && greeter[0].contains("v2 sha256:"),
+        "{out}"
+    );
+    assert!(greeter[1].trim().starts_with("component: sha256:"), "{out}");
+    assert!(apply_row(&out, "extra")[0].contains("removed"), "{out}");
+    assert!(
+        apply_row(&out, "extra")[1].contains("not in the manifest (deployed by hand)"),
+        "{out}"
+    );
+    assert!(apply_row(&out, "notes")[0].contains("new"), "{out}");
+    assert!(apply_row(&out, "users")[0].contains("unchanged"), "{out}");
+    assert!(
+        apply_row(&out, "products")[0].contains("unchanged"),
+        "{out}"
+    );
+    assert!(
+        out.contains("3 change(s) not applied: run `silo apply --yes` to apply them"),
+        "{out}"
+    );
+    assert_eq!(h.get("/greeter/ok").await.text(), "ok\n", "nothing applied");
+    assert_eq!(h.get("/extra/x").await.text(), "hello\n");
+    assert_eq!(h.get("/notes/own").await.status, 404);
+
+    // One service only.
+    let (code, out, err) = cli(&h, &["apply", "greeter", "--yes"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        apply_row(&out, "greeter")
+            .iter()
+            .any(|l| l.contains("applied: v3")),
+        "{out}"
+    );
+    assert!(apply_row(&out, "extra").is_empty(), "only greeter: {out}");
+    assert_eq!(
+        h.get("/greeter/x").await.text(),
+        "hello\n",
+        "the manifest's hello"
+    );
+    assert_eq!(h.get("/extra/x").await.text(), "hello\n", "not in scope");
+
+    // Everything.
+    let (code, out, err) = cli(&h, &["apply", "--yes"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(apply_row(&out, "greeter")[0].contains("unchanged"), "{out}");
+    assert!(
+        apply_row(&out, "extra")
+            .iter()
+            .any(|l| l.contains("applied: undeployed")),
+        "{out}"
+    );
+    assert!(
+        apply_row(&out, "notes")
+            .iter()
+            .any(|l| l.contains("applied: v1")),
+        "{out}"
+    );
+    assert!(out.contains("applied 2 change(s)"), "{out}");
+    assert_eq!(h.get("/extra/x").await.status, 404);
+    assert_eq!(
+        h.get("/notes/own").await.json()["ok"],
+        true,
+        "migrated and serving"
+    );
+    let (code, out, err) = cli(&h, &["apply"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("nothing to apply"), "{out}");
+    let history = h
+        .admin_get("/admin/services/greeter", Some(&h.token))
+        .await
+        .json();
+    assert_eq!(history["active"], 3, "{history}");
+    assert_eq!(history["versions"][2]["origin"], "manifest", "{history}");
+
+    // A restart after an apply makes no new version: the manifest is what serves.
+    let (status, dir, manifest) = h.stop();
+    assert!(status.success());
+    let h = TestHost::start_in(dir, manifest).await;
+    let history = h
+        .admin_get("/admin/services/greeter", Some(&h.token))
+        .await
+        .json();
+    assert_eq!(
+        history["versions"].as_array().unwrap().len(),
+        3,
+        "{history}"
+    );
+    assert_eq!(h.get("/extra/x").await.status, 404, "stays removed");
+
+    // A broken manifest is refused, naming file and key; nothing changes.
+    let text = std::fs::read_to_string(&h.manifest).unwrap();
+    std::fs::write(
+        &h.manifest,
+        text.replace("route = \"/notes\"", "route = \"notes\""),
+    )
+    .unwrap();
+    let (code, _, err) = cli(&h, &["apply", "--yes"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("refused (422)")
+            && err.contains("silo.toml: services.notes.route: `notes` must start with `/`"),
+        "{err}"
+    );
+    assert_eq!(h.get("/notes/own").await.json()["ok"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_logs_where_what_serves_differs_from_the_manifest() {
+    let h = TestHost::start(BASE).await;
+    let (code, _, err) = cli(
+        &h,
+        &["deploy", "extra", &wasm("hello"), "--route", "/extra"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (status, dir, manifest) = h.stop();
+    assert!(status.success());
+    // The manifest's greeter file is rebuilt (other bytes); a restart makes it v2, and says so.
+    let rebuilt = dir.path().join("greeter-rebuilt.wasm");
+    let mut bytes = std::fs::read(component("hello")).unwrap();
+    // A custom section named `rebuilt`: the same code, other bytes.
+    bytes.extend_from_slice(&[0, 8, 7]);
+    bytes.extend_from_slice(b"rebuilt");
+    std::fs::write(&rebuilt, &bytes).unwrap();
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace(&wasm("hello"), rebuilt.to_str().unwrap()),
+    )
+    .unwrap();
+    let log = dir.path().join("silo.log");
+    let mut child = std::process::Command::new(crate::support::silo_bin())
+        .args(["run", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .arg("--manifest")
+        .arg(&manifest)
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .arg("--cache")
+        .arg(crate::support::shared_cache())
+        .env("SILO_ADMIN_TOKEN", "test-token-0123456789abcdef0123456789")
+        .env("SILO_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.contains("serving"), "{line}");
+    crate::support::signal(&child, "TERM");
+    crate::support::wait_timeout(&mut child, Duration::from_secs(60));
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log.contains(
+            "service `greeter`: the manifest's component file changed since it was last loaded"
+        ) && log.contains("serving it as v2, in place of v1 (manifest, sha256:"),
+        "{log}"
+    );
+    assert!(
+        log.contains("service `extra` is not in the manifest: serving v1 (deploy, sha256:")
+            && log.contains("`silo apply --yes` removes it"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_deploys_a_new_source_before_its_new_subscriber_and_events_flow() {
+    let h = TestHost::start(BASE).await;
+    // The subscriber's name sorts first: only the dependency order (or the subscriptions
+    // registered again at the end) gets its subscription onto the new source's outbox.
+    let probe = wasm("events-probe");
+    let text = std::fs::read_to_string(&h.manifest).unwrap();
+    std::fs::write(
+        &h.manifest,
+        format!(
+            "{text}
+[services.a-sub]
+component = \"{probe}\"
+route = \"/a-sub\"
+subscribes = [{{ source = \"z-pub\", topic = \"Ping\" }}]
+[services.a-sub.stores.main]
+
+[services.z-pub]
+component = \"{probe}\"
+route = \"/z-pub\"
+publishes = [\"Ping\"]
+[services.z-pub.stores.main]
+"
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = cli(&h, &["apply", "--yes"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("applied 2 change(s)"), "{out}");
+    let r = h
+        .post(
+            "/z-pub/publish",
+            r#"{"topic":"Ping","key":"k","data":"hello"}"#,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let start = std::time::Instant::now();
+    loop {
+        let got = h.get("/a-sub/received").await.json();
+        if got.as_array().is_some_and(|a| a.len() == 1) {
+            assert_eq!(got[0]["data"], "hello", "{got}");
+            assert_eq!(got[0]["source"], "z-pub", "{got}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the event never reached the subscriber: {got}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

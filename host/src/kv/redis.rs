@@ -703,3 +703,75 @@ impl RedisKv {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Users and key bases under a prefix read back one way only, and a prefix that could
+    /// make two stores' names meet (`-` or `:` in it, an uppercase letter) is refused, in
+    /// the manifest (exit 2 naming `backends.redis.prefix`) as here.
+    #[test]
+    fn prefixes_name_users_and_keys() {
+        assert_eq!(
+            user_name("silo", "users", "main").unwrap(),
+            "silo-users-main"
+        );
+        assert_eq!(user_name("st_1", "a-b", "c").unwrap(), "st_1:a-b:c");
+        assert_eq!(key_base("st_1", "a", "b").unwrap(), "st_1:a:b:");
+        assert!(owner_key("st_1:a-b:c").starts_with('_'));
+        for bad in ["", "a-b", "a:b", "Silo", "1x"] {
+            assert!(user_name(bad, "a", "b").is_err(), "{bad:?}");
+            assert!(key_base(bad, "a", "b").is_err(), "{bad:?}");
+        }
+        let manifest = |prefix: &str| {
+            format!("[backends.redis]\nurl = \"redis://127.0.0.1:6379\"\nprefix = \"{prefix}\"\n")
+        };
+        let parsed = crate::manifest::Manifest::parse(&manifest("stage_2")).unwrap();
+        let redis = parsed.backends.redis.unwrap();
+        assert_eq!(
+            (redis.prefix.as_str(), redis.connect_timeout_ms),
+            ("stage_2", 2000)
+        );
+        let (key, message) = crate::manifest::Manifest::parse(&manifest("a:b")).unwrap_err();
+        assert_eq!(key, "backends.redis.prefix");
+        assert_eq!(
+            message,
+            "prefix `a:b`: a lowercase letter, then lowercase letters, digits and `_`"
+        );
+    }
+
+    /// The refusal names the owner's folder (and machine, when it is another), the secret to
+    /// copy and the prefix to change.
+    #[test]
+    fn the_refusal_says_who_owns_the_store_and_what_to_do() {
+        let theirs = Owner {
+            id: "x".into(),
+            folder: "/a/.silo".into(),
+            machine: "m1".into(),
+        };
+        let mine = Owner {
+            id: "y".into(),
+            folder: "/b/.silo".into(),
+            machine: "m2".into(),
+        };
+        let e = theirs.refusal(
+            &mine,
+            "Redis ACL user `silo-s-k` and keys `silo:s:k:*`",
+            "127.0.0.1:6379",
+            "kv/redis.secret",
+            "backends.redis",
+            "silo",
+        );
+        assert!(matches!(e, SqlError::OwnedElsewhere(_)));
+        assert_eq!(
+            e.to_string(),
+            "Redis ACL user `silo-s-k` and keys `silo:s:k:*` on 127.0.0.1:6379 belong to another \
+             data folder, /a/.silo on machine m1, not to this one (/b/.silo): provisioning them \
+             would reset that host's passwords, so nothing was changed. To share them, give \
+             this data folder that one's secret (copy /a/.silo/kv/redis.secret to \
+             /b/.silo/kv/redis.secret); to keep apart, set a `prefix` of its own in \
+             [backends.redis] (now \"silo\")"
+        );
+    }
+}

@@ -319,37 +319,116 @@ async fn the_polyglot_demo_runs_across_postgres_mariadb_and_redis() {
     drop_polyglot(prefix).await;
 }
 
-fn pg_ctl(action: &str) {
-    let version = std::fs::read_dir("/etc/postgresql")
-        .expect("/etc/postgresql")
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .next()
-        .expect("a PostgreSQL cluster");
-    let out = std::process::Command::new("pg_ctlcluster")
-        .args(["--skip-systemctl-redirect", &version, "main", action])
-        .args(if action == "stop" || action == "restart" {
-            vec!["-m", "fast"]
+/// A PostgreSQL server of one test's own: a cluster made with `initdb` in a temporary
+/// folder, on a free loopback port, trust auth for `postgres`. A test that stops and starts
+/// its server does it to this one, never to the machine's, which other runs share.
+struct PrivatePostgres {
+    bin: std::path::PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl PrivatePostgres {
+    /// Runs a PostgreSQL program as the `postgres` user when we are root (the server refuses
+    /// to run as root), else as ourselves.
+    fn run(&self, program: &str, args: &[&str]) -> Result<(), String> {
+        let path = self.bin.join(program);
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        let mut cmd = if root {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&path);
+            c
         } else {
-            vec![]
-        })
-        .output()
-        .expect("pg_ctlcluster");
-    assert!(
-        out.status.success(),
-        "pg_ctlcluster {action}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+            std::process::Command::new(&path)
+        };
+        let out = cmd
+            .args(args)
+            .output()
+            .map_err(|e| format!("{program}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{program} {args:?}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Makes the cluster and starts it.
+    fn start_new() -> Self {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("/usr/lib/postgresql")
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("bin"))
+            .find(|b| b.join("initdb").is_file())
+            .expect("PostgreSQL's initdb");
+        let dir = tempfile::tempdir().unwrap();
+        let _ = std::process::Command::new("chown")
+            .args(["postgres"])
+            .arg(dir.path())
+            .output();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let pg = Self { bin, dir, port };
+        let data = pg.data();
+        pg.run("initdb", &["-D", &data, "-A", "trust", "-U", "postgres"])
+            .unwrap();
+        pg.ctl("start");
+        pg
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    /// `pg_ctl start` or `stop` (fast), waiting for it.
+    fn ctl(&self, action: &str) {
+        self.try_ctl(action).unwrap();
+    }
+
+    fn try_ctl(&self, action: &str) -> Result<(), String> {
+        let data = self.data();
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("log").display().to_string();
+        match action {
+            "start" => self.run(
+                "pg_ctl",
+                &["-D", &data, "-o", &options, "-l", &log, "-w", "start"],
+            ),
+            _ => self.run("pg_ctl", &["-D", &data, "-m", "fast", "-w", action]),
+        }
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let data = self.data();
+        // Stopped already when a test failed while it was down: nothing to do then.
+        let _ = self.run("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]);
+    }
 }
 
 /// PostgreSQL stops and starts again while clients publish: requests fail fast with 503
 /// while it is down, succeed again on their own once it is back, and every event whose
-/// publish was answered 201 reaches the subscriber.
+/// publish was answered 201 reaches the subscriber. The server is the test's own
+/// ([`PrivatePostgres`]): restarting the machine's would break every other run on it.
 #[tokio::test]
 async fn a_postgres_restart_under_load_fails_fast_and_loses_no_event() {
     if !postgres_up() {
         return;
     }
+    let server = PrivatePostgres::start_new();
     let prefix = &run_prefix();
     let manifest = format!(
         r#"
@@ -370,8 +449,12 @@ backoff-ms = 20
 max-backoff-ms = 200
 max-attempts = 1000
 
-{}"#,
-        backend_section(prefix)
+[backends.postgres]
+url = "postgres://postgres@127.0.0.1:{}/postgres"
+prefix = "{prefix}"
+pool-size = 8
+"#,
+        server.port
     );
     let (dir, path) = write_manifest(&manifest);
     let h = TestHost::start_in(dir, path).await;
@@ -397,9 +480,9 @@ max-attempts = 1000
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let down_at = Instant::now();
-    pg_ctl("stop");
+    server.ctl("stop");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    pg_ctl("start");
+    server.ctl("start");
     let up_at = Instant::now();
     // Load goes on until requests have succeeded again for a while.
     let mut recovered = None;
@@ -479,5 +562,5 @@ max-attempts = 1000
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     h.stop();
-    drop_pg(prefix, &["pub"]).await;
+    drop(server);
 }

@@ -47,13 +47,16 @@
 #   BENCH_BACKENDS        backends measured: sqlite, postgres, mysql  ("sqlite,postgres,mysql")
 #   BENCH_POSTGRES_URL    PostgreSQL admin connection   (postgres://postgres@127.0.0.1:5432/postgres)
 #   BENCH_MYSQL_URL       MariaDB admin connection      (mysql://root@127.0.0.1:3306/)
-#   BENCH_BACKEND_PREFIX  its databases, roles, users (every PREFIX_* is dropped) ("silobench")
+#   BENCH_BACKEND_PREFIX  its databases, roles, users (every PREFIX_* is dropped)
+#                         (here: "silobench" and random hex, one per run, so two checkouts'
+#                         benches on one server never drop each other's)
 #   BENCH_BACKEND_CLIENTS concurrent clients                          (16)
 #   BENCH_BACKEND_SECONDS length of one measured run, seconds         (4)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
+export BENCH_BACKEND_PREFIX=${BENCH_BACKEND_PREFIX:-silobench$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')}
 export PATH="$HOME/.cargo/bin:$PATH"
 
 SECS=${BENCH_SECONDS:-10}

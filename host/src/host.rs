@@ -36,7 +36,7 @@ use crate::runtime::service::{Service, ServiceRuntime};
 use crate::runtime::state::RequestState;
 use crate::sagas::{SagaEngine, SagaLog};
 use crate::sql::StoreGrants;
-use crate::sql::runtime_config::open_grants;
+use crate::sql::runtime_config::{OwnedElsewhere, open_grants};
 
 /// How long an outside client has for its request line and headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -50,6 +50,10 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub enum StartError {
     #[error("{0}")]
     Manifest(#[from] ManifestError),
+    /// Stores whose objects on a shared server belong to another data folder: `KEY:
+    /// message` lines (exit status 2, like a manifest error: nothing of theirs was changed).
+    #[error("{}", .0.join("\n"))]
+    OwnedElsewhere(Vec<String>),
     #[error("{0:#}")]
     Other(#[from] wasmtime::Error),
 }
@@ -572,7 +576,12 @@ impl Host {
                 version,
             } = plan;
             service.grants =
-                open_grants(&self.data_dir, &service.name, &spec, None, &self.backends()).await?;
+                open_grants(&self.data_dir, &service.name, &spec, None, &self.backends())
+                    .await
+                    .map_err(|e| match e.downcast::<OwnedElsewhere>() {
+                        Ok(OwnedElsewhere(lines)) => StartError::OwnedElsewhere(lines),
+                        Err(e) => StartError::Other(e),
+                    })?;
             let report = migrate(&service).await?;
             self.prepare_events(&mut service).await?;
             for (store, v) in &report.applied {
@@ -960,7 +969,11 @@ impl Host {
             &self.backends(),
         )
         .await
-        .map_err(|e| DeployError::Internal(format!("{e:#}")))?;
+        .map_err(|e| match e.downcast::<OwnedElsewhere>() {
+            // Another data folder's stores: a conflict, nothing of theirs changed.
+            Ok(owned) => DeployError::Conflict(owned.to_string()),
+            Err(e) => DeployError::Internal(format!("{e:#}")),
+        })?;
         let report = migrate(&service)
             .await
             .map_err(|e| DeployError::Invalid(format!("{e:#}")))?;

@@ -407,7 +407,7 @@ impl Servers {
         }
     }
 
-    /// Drops the intruder's PostgreSQL and MariaDB stores of this run from the servers.
+    /// Drops the intruder's PostgreSQL, MariaDB and Redis stores of this run from the servers.
     pub async fn remove(&self) -> Result<(), String> {
         let timeout = Duration::from_secs(5);
         crate::sql::postgres::deprovision(
@@ -433,7 +433,18 @@ impl Servers {
             "my",
         )
         .await
-        .map_err(|e| format!("MariaDB: {e}"))
+        .map_err(|e| format!("MariaDB: {e}"))?;
+        crate::kv::redis::deprovision(
+            &crate::kv::redis::RedisConfig {
+                admin_url: format!("redis://{}", Self::REDIS),
+                connect_timeout: timeout,
+                prefix: self.prefix.clone(),
+            },
+            "intruder",
+            "rkv",
+        )
+        .await
+        .map_err(|e| format!("Redis: {e}"))
     }
 
     /// The manifest lines that put the intruder's server stores on them.
@@ -461,6 +472,7 @@ prefix = "{prefix}"
 pool-size = 4
 [backends.redis]
 url = "redis://{redis}"
+prefix = "{prefix}"
 "#,
             pg = Self::POSTGRES,
             my = Self::MARIADB,

@@ -535,6 +535,15 @@ fn events_table(v: &serde_json::Value) -> String {
     out
 }
 
+/// Stores another data folder owns: exit status 2, one line per store naming the manifest
+/// and the store's key.
+fn owned_elsewhere(manifest: &Path, lines: &[String]) -> ExitCode {
+    for line in lines {
+        eprintln!("silo: {}: {line}", manifest.display());
+    }
+    ExitCode::from(2)
+}
+
 fn fail(status: u8, message: impl std::fmt::Display) -> ExitCode {
     eprintln!("silo: {message}");
     ExitCode::from(status)
@@ -598,6 +607,7 @@ fn run(
     let compiled = match host.compile(manifest_path, &manifest) {
         Ok(c) => c,
         Err(StartError::Manifest(e)) => return fail(2, e),
+        Err(StartError::OwnedElsewhere(lines)) => return owned_elsewhere(manifest_path, &lines),
         Err(StartError::Other(e)) => return fail(1, format!("{e:#}")),
     };
     if let Err(e) = std::fs::create_dir_all(data) {
@@ -627,6 +637,7 @@ fn run(
     if let Err(e) = rt.block_on(host.open(compiled)) {
         return match e {
             StartError::Manifest(e) => fail(2, e),
+            StartError::OwnedElsewhere(lines) => owned_elsewhere(manifest_path, &lines),
             StartError::Other(e) => fail(1, format!("{e:#}")),
         };
     }

@@ -180,6 +180,13 @@ pub struct RedisBackend {
     /// An administrative connection (`redis://[user:password@]host:port`): the host uses it
     /// only to create each store's ACL user; the store itself connects as that user.
     pub url: String,
+    /// Longest wait for a connection and its first answer, in milliseconds.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// First part of every ACL user and key name (`PREFIX-SERVICE-STORE`,
+    /// `PREFIX:SERVICE:STORE:*`), as for the SQL servers.
+    #[serde(default = "default_server_prefix")]
+    pub prefix: String,
 }
 
 /// `[services.NAME.kv.STORE]`.
@@ -718,6 +725,11 @@ impl Manifest {
                     "must be 1 to 1000".into(),
                 ));
             }
+        }
+        if let Some(redis) = &self.backends.redis
+            && let Err(e) = crate::sql::server::check_prefix(&redis.prefix)
+        {
+            return Err(("backends.redis.prefix".into(), e.to_string()));
         }
         let mut routes: Vec<(&str, &str)> = Vec::new();
         for (name, svc) in &self.services {

@@ -1,19 +1,22 @@
 //! The Redis key-value backend: a shared Redis server, each store its own ACL user.
 //!
 //! Isolation is by credentials, not by prefix alone. At open, the host connects with the
-//! administrative URL of `[backends.redis]` only to run `ACL SETUSER` for the store's user
-//! (see [`user_name`]): on, its own password, the key pattern `silo:SERVICE:STORE:*`, and the
-//! handful of commands the backend sends (no `KEYS`, no `SCAN`, no admin commands). The store
-//! then connects as that user, so even a bug in the host could not make it read or write
-//! another service's keys: Redis itself answers `NOPERM`.
+//! administrative URL of `[backends.redis]` only to claim the store ([`Owner`], in the hash
+//! `_silo:owner:USER`, which no store's user can reach) and to run `ACL SETUSER` for the
+//! store's user (see [`user_name`]): on, its own password, the key pattern
+//! `PREFIX:SERVICE:STORE:*` (`prefix` of `[backends.redis]`, default `silo`), and the handful
+//! of commands the backend sends (no `KEYS`, no `SCAN`, no admin commands). The store then
+//! connects as that user, so even a bug in the host could not make it read or write another
+//! service's keys: Redis itself answers `NOPERM`. A user another data folder owns is
+//! refused, never reset.
 //!
-//! Layout: value of key `k` at `silo:SERVICE:STORE:k:` + `k` (with `PX` for a time-to-live);
-//! the store's key names in the sorted set `silo:SERVICE:STORE:idx`, for prefix listing with
+//! Layout: value of key `k` at `PREFIX:SERVICE:STORE:k:` + `k` (with `PX` for a time-to-live);
+//! the store's key names in the sorted set `PREFIX:SERVICE:STORE:idx`, for prefix listing with
 //! `ZRANGEBYLEX` (a `SCAN` would walk every service's key names). Expired keys leave their
 //! name in the index; a listing skips and removes them.
 //!
 //! **Size cap.** Each store counts its bytes (key name + value, per key) in
-//! `silo:SERVICE:STORE:bytes`, with each key's share in the hash `…:sizes`; a set and a
+//! `PREFIX:SERVICE:STORE:bytes`, with each key's share in the hash `…:sizes`; a set and a
 //! delete update them in the same Lua script as the key itself, so the count is exact under
 //! any concurrency and survives exactly what the keys survive (a restart that keeps the
 //! data keeps the count). A set that would take the store past its cap is refused
@@ -24,7 +27,7 @@
 //! 0600), so a restarted host finds the same users.
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
@@ -33,6 +36,18 @@ use sha2::Digest;
 
 use super::KvStore;
 use crate::sql::SqlError;
+use crate::sql::server::Owner;
+
+/// Settings of the Redis backend (`[backends.redis]`).
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// Administrative connection URL (`redis://[user:password@]host:port`).
+    pub admin_url: String,
+    /// Longest wait for a connection and its first answer (start-up included).
+    pub connect_timeout: Duration,
+    /// First part of every ACL user and key name.
+    pub prefix: String,
+}
 
 /// One Redis key-value store.
 pub struct RedisKv {
@@ -56,12 +71,116 @@ struct Provision {
     user: String,
     pass: String,
     base: String,
+    owner: Owner,
+    /// For the refusal message: the server, and the prefix in force.
+    server: String,
+    prefix: String,
+    connect_timeout: Duration,
 }
 
-/// Creates (or resets) the store's ACL user through the admin connection.
+/// Claims the store for `owner` unless another owner is on record. KEYS: the owner hash;
+/// ARGV: id, folder, machine, and `1` if the store's user exists with another password
+/// (made before owners were recorded, by another secret). Returns `{}` when claimed, else
+/// the owner on record (`{id, folder, machine}`; all empty for the unrecorded one).
+const CLAIM_SCRIPT: &str = r#"
+local id = redis.call('HGET', KEYS[1], 'id')
+if id and id ~= ARGV[1] then
+  return {id, redis.call('HGET', KEYS[1], 'folder') or '?', redis.call('HGET', KEYS[1], 'machine') or '?'}
+end
+if not id and ARGV[4] == '1' then
+  return {'', '', ''}
+end
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'folder', ARGV[2], 'machine', ARGV[3])
+return {}
+"#;
+
+/// True if ACL user `user` exists and `pass` is none of its passwords (`ACL GETUSER` lists
+/// their SHA-256).
+async fn foreign_user(
+    p: &Provision,
+    deadline: Instant,
+    a: &mut redis::aio::MultiplexedConnection,
+) -> Result<bool, SqlError> {
+    let got: redis::Value = p
+        .timed(
+            deadline,
+            redis::cmd("ACL").arg("GETUSER").arg(&p.user).query_async(a),
+        )
+        .await?;
+    let fields: Vec<(redis::Value, redis::Value)> = match got {
+        redis::Value::Nil => return Ok(false),
+        redis::Value::Map(m) => m,
+        redis::Value::Array(a) => {
+            let mut it = a.into_iter();
+            let mut pairs = Vec::new();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                pairs.push((k, v));
+            }
+            pairs
+        }
+        _ => return Ok(false),
+    };
+    let text = |v: &redis::Value| match v {
+        redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        redis::Value::SimpleString(s) => s.clone(),
+        _ => String::new(),
+    };
+    let mine = hex::encode(sha2::Sha256::digest(p.pass.as_bytes()));
+    for (k, v) in &fields {
+        if text(k) == "passwords" {
+            let hashes: Vec<String> = match v {
+                redis::Value::Array(a) | redis::Value::Set(a) => a.iter().map(text).collect(),
+                _ => Vec::new(),
+            };
+            return Ok(!hashes.contains(&mine));
+        }
+    }
+    Ok(false)
+}
+
+/// Where the owner of `user`'s store is recorded: `_` starts no prefix, so no store's key
+/// pattern matches it.
+pub fn owner_key(user: &str) -> String {
+    format!("_silo:owner:{user}")
+}
+
+/// Claims the store (see [`Owner`]), then creates (or resets) its ACL user, through the
+/// admin connection; all within `deadline`.
 async fn provision(p: &Provision, deadline: Instant) -> Result<(), SqlError> {
     let admin = redis::Client::open(p.admin.clone()).map_err(unavailable)?;
-    let mut a = timed(deadline, admin.get_multiplexed_async_connection()).await?;
+    let mut a = p
+        .timed(deadline, admin.get_multiplexed_async_connection())
+        .await?;
+    let foreign = foreign_user(p, deadline, &mut a).await?;
+    let theirs: Vec<String> = p
+        .timed(
+            deadline,
+            redis::cmd("EVAL")
+                .arg(CLAIM_SCRIPT)
+                .arg(1)
+                .arg(owner_key(&p.user))
+                .arg(&p.owner.id)
+                .arg(&p.owner.folder)
+                .arg(&p.owner.machine)
+                .arg(if foreign { "1" } else { "0" })
+                .query_async(&mut a),
+        )
+        .await?;
+    if let [id, folder, machine] = theirs.as_slice() {
+        let theirs = Owner {
+            id: id.clone(),
+            folder: folder.clone(),
+            machine: machine.clone(),
+        };
+        return Err(theirs.refusal(
+            &p.owner,
+            &format!("Redis ACL user `{}` and keys `{}*`", p.user, p.base),
+            &p.server,
+            "kv/redis.secret",
+            "backends.redis",
+            &p.prefix,
+        ));
+    }
     let mut acl = redis::cmd("ACL");
     acl.arg("SETUSER")
         .arg(&p.user)
@@ -72,37 +191,117 @@ async fn provision(p: &Provision, deadline: Instant) -> Result<(), SqlError> {
     for c in COMMANDS.split_whitespace() {
         acl.arg(c);
     }
-    timed(deadline, acl.query_async::<()>(&mut a)).await
+    p.timed(deadline, acl.query_async::<()>(&mut a)).await
+}
+
+impl Provision {
+    /// Runs an administrative step within `deadline` (at most `connect-timeout-ms` from the
+    /// start of provisioning): a server that accepts and never answers holds nothing up.
+    async fn timed<T>(
+        &self,
+        deadline: Instant,
+        op: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, SqlError> {
+        match tokio::time::timeout_at(deadline.into(), op).await {
+            Ok(r) => r.map_err(unavailable),
+            Err(_) => Err(SqlError::Unavailable(format!(
+                "redis at {}: no answer within connect-timeout-ms = {}",
+                self.server,
+                self.connect_timeout.as_millis()
+            ))),
+        }
+    }
+}
+
+/// Removes the store's ACL user, its keys and its owner record from the server (what
+/// `silo demo isolation` and the tests made for one run). Everything the store held is
+/// gone.
+pub async fn deprovision(config: &RedisConfig, service: &str, store: &str) -> Result<(), SqlError> {
+    let user = user_name(&config.prefix, service, store)?;
+    let base = key_base(&config.prefix, service, store)?;
+    let client = redis::Client::open(config.admin_url.as_str()).map_err(unavailable)?;
+    let deadline = after(config.connect_timeout.max(Duration::from_secs(10)));
+    let mut c = timed(deadline, client.get_multiplexed_async_connection()).await?;
+    timed(
+        deadline,
+        redis::cmd("ACL")
+            .arg("DELUSER")
+            .arg(&user)
+            .query_async::<i64>(&mut c),
+    )
+    .await?;
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = timed(
+            deadline,
+            redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{base}*"))
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut c),
+        )
+        .await?;
+        if !keys.is_empty() {
+            timed(
+                deadline,
+                redis::cmd("DEL").arg(keys).query_async::<i64>(&mut c),
+            )
+            .await?;
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    timed(
+        deadline,
+        redis::cmd("DEL")
+            .arg(owner_key(&user))
+            .query_async::<i64>(&mut c),
+    )
+    .await?;
+    Ok(())
 }
 
 fn unavailable(e: impl std::fmt::Display) -> SqlError {
     SqlError::Unavailable(format!("redis: {e}"))
 }
 
-/// The ACL user of a store: `silo-SERVICE-STORE` when neither name has a `-` (the two
+/// The ACL user of a store: `PREFIX-SERVICE-STORE` when neither name has a `-` (the two
 /// `-` then split it one way only, and stores named so before keep their user), else
-/// `silo:SERVICE:STORE`. `-` alone is ambiguous: service `x` with store `a-b` and service
-/// `x-a` with store `b` would share `silo-x-a-b`. Names are `[a-z0-9-]`, so no `:` is in
-/// them, and no name of the first form has one.
-pub fn user_name(service: &str, store: &str) -> String {
-    if service.contains('-') || store.contains('-') {
-        format!("silo:{service}:{store}")
+/// `PREFIX:SERVICE:STORE`. `-` alone is ambiguous: service `x` with store `a-b` and service
+/// `x-a` with store `b` would share `silo-x-a-b`. Names are `[a-z0-9-]` and a prefix
+/// `[a-z0-9_]` (checked here), so no `:` is in them, and no name of the first form has one.
+pub fn user_name(prefix: &str, service: &str, store: &str) -> Result<String, SqlError> {
+    crate::sql::server::check_prefix(prefix)?;
+    Ok(if service.contains('-') || store.contains('-') {
+        format!("{prefix}:{service}:{store}")
     } else {
-        format!("silo-{service}-{store}")
-    }
+        format!("{prefix}-{service}-{store}")
+    })
 }
 
-/// The key prefix a store's user may touch.
-pub fn key_base(service: &str, store: &str) -> String {
-    format!("silo:{service}:{store}:")
+/// The key prefix a store's user may touch: `PREFIX:SERVICE:STORE:` (no part has a `:`, so
+/// no store's pattern matches another's keys).
+pub fn key_base(prefix: &str, service: &str, store: &str) -> Result<String, SqlError> {
+    crate::sql::server::check_prefix(prefix)?;
+    Ok(format!("{prefix}:{service}:{store}:"))
 }
 
 /// The password of `user`, derived from the host's secret.
 pub fn password(data_dir: &Path, user: &str) -> std::io::Result<String> {
-    let secret = crate::admin::private_secret(&data_dir.join("kv").join("redis.secret"))?;
-    Ok(hex::encode(sha2::Sha256::digest(
-        format!("{secret}:{user}").as_bytes(),
-    )))
+    Ok(derive_password(&secret(data_dir)?, user))
+}
+
+/// The host's Redis secret (`DATA/kv/redis.secret`, made on first use).
+fn secret(data_dir: &Path) -> std::io::Result<String> {
+    crate::admin::private_secret(&data_dir.join("kv").join("redis.secret"))
+}
+
+fn derive_password(secret: &str, user: &str) -> String {
+    hex::encode(sha2::Sha256::digest(format!("{secret}:{user}").as_bytes()))
 }
 
 /// The commands a store's user may run: exactly what this backend sends (scripts run their
@@ -161,6 +360,13 @@ end
 return 1
 "#;
 
+/// `timeout` from now (a timeout too long to add is a day: as good as none at start-up).
+fn after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400))
+}
+
 /// Opens a timed operation: past the request's deadline the store is unavailable.
 async fn timed<T>(
     deadline: Instant,
@@ -175,34 +381,50 @@ async fn timed<T>(
 }
 
 impl RedisKv {
-    /// Creates (or resets) the store's ACL user through `admin_url`, then connects as it.
+    /// Claims the store and creates (or resets) its ACL user through the admin URL, then
+    /// connects as that user; all within `connect-timeout-ms`.
     pub async fn open(
-        admin_url: &str,
+        config: &RedisConfig,
         data_dir: &Path,
         service: &str,
         store: &str,
     ) -> Result<Self, SqlError> {
-        let user = user_name(service, store);
-        let pass = password(data_dir, &user).map_err(unavailable)?;
-        let base = key_base(service, store);
-        let admin = admin_url.into_connection_info().map_err(unavailable)?;
+        let user = user_name(&config.prefix, service, store)?;
+        let secret =
+            secret(data_dir).map_err(|e| SqlError::Other(format!("the redis secret: {e}")))?;
+        let pass = derive_password(&secret, &user);
+        let base = key_base(&config.prefix, service, store)?;
+        let admin = config
+            .admin_url
+            .as_str()
+            .into_connection_info()
+            .map_err(unavailable)?;
         let p = Provision {
+            server: admin.addr.to_string(),
             admin: admin.clone(),
             user: user.clone(),
             pass: pass.clone(),
             base: base.clone(),
+            owner: Owner::this_host(&secret, &user, data_dir),
+            prefix: config.prefix.clone(),
+            connect_timeout: config.connect_timeout,
         };
-        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        let deadline = after(config.connect_timeout);
         provision(&p, deadline).await?;
         let mut info = admin;
         info.redis.username = Some(user);
         info.redis.password = Some(pass);
         let client = redis::Client::open(info).map_err(unavailable)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(std::time::Duration::from_secs(2))
-            .set_response_timeout(std::time::Duration::from_secs(5))
+        let manager = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(config.connect_timeout)
+            .set_response_timeout(Duration::from_secs(5))
             .set_number_of_retries(2);
-        let conn = timed(deadline, ConnectionManager::new_with_config(client, config)).await?;
+        let conn = p
+            .timed(
+                deadline,
+                ConnectionManager::new_with_config(client, manager),
+            )
+            .await?;
         Ok(Self {
             conn,
             base,
@@ -236,10 +458,13 @@ impl RedisKv {
             }
             *last = Some(Instant::now());
         }
-        let deadline = Instant::now() + std::time::Duration::from_secs(2);
+        let deadline = after(self.provision.connect_timeout);
         match provision(&self.provision, deadline).await {
             Ok(()) => {
                 tracing::info!(user = %self.provision.user, "redis: the store's ACL user was created again")
+            }
+            Err(e @ SqlError::OwnedElsewhere(_)) => {
+                tracing::error!(user = %self.provision.user, "redis: not creating the store's ACL user again: {e}")
             }
             Err(e) => {
                 tracing::warn!(user = %self.provision.user, "redis: cannot create the store's ACL user again: {e}")
@@ -476,5 +701,77 @@ impl RedisKv {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Users and key bases under a prefix read back one way only, and a prefix that could
+    /// make two stores' names meet (`-` or `:` in it, an uppercase letter) is refused, in
+    /// the manifest (exit 2 naming `backends.redis.prefix`) as here.
+    #[test]
+    fn prefixes_name_users_and_keys() {
+        assert_eq!(
+            user_name("silo", "users", "main").unwrap(),
+            "silo-users-main"
+        );
+        assert_eq!(user_name("st_1", "a-b", "c").unwrap(), "st_1:a-b:c");
+        assert_eq!(key_base("st_1", "a", "b").unwrap(), "st_1:a:b:");
+        assert!(owner_key("st_1:a-b:c").starts_with('_'));
+        for bad in ["", "a-b", "a:b", "Silo", "1x"] {
+            assert!(user_name(bad, "a", "b").is_err(), "{bad:?}");
+            assert!(key_base(bad, "a", "b").is_err(), "{bad:?}");
+        }
+        let manifest = |prefix: &str| {
+            format!("[backends.redis]\nurl = \"redis://127.0.0.1:6379\"\nprefix = \"{prefix}\"\n")
+        };
+        let parsed = crate::manifest::Manifest::parse(&manifest("stage_2")).unwrap();
+        let redis = parsed.backends.redis.unwrap();
+        assert_eq!(
+            (redis.prefix.as_str(), redis.connect_timeout_ms),
+            ("stage_2", 2000)
+        );
+        let (key, message) = crate::manifest::Manifest::parse(&manifest("a:b")).unwrap_err();
+        assert_eq!(key, "backends.redis.prefix");
+        assert_eq!(
+            message,
+            "prefix `a:b`: a lowercase letter, then lowercase letters, digits and `_`"
+        );
+    }
+
+    /// The refusal names the owner's folder (and machine, when it is another), the secret to
+    /// copy and the prefix to change.
+    #[test]
+    fn the_refusal_says_who_owns_the_store_and_what_to_do() {
+        let theirs = Owner {
+            id: "x".into(),
+            folder: "/a/.silo".into(),
+            machine: "m1".into(),
+        };
+        let mine = Owner {
+            id: "y".into(),
+            folder: "/b/.silo".into(),
+            machine: "m2".into(),
+        };
+        let e = theirs.refusal(
+            &mine,
+            "Redis ACL user `silo-s-k` and keys `silo:s:k:*`",
+            "127.0.0.1:6379",
+            "kv/redis.secret",
+            "backends.redis",
+            "silo",
+        );
+        assert!(matches!(e, SqlError::OwnedElsewhere(_)));
+        assert_eq!(
+            e.to_string(),
+            "Redis ACL user `silo-s-k` and keys `silo:s:k:*` on 127.0.0.1:6379 belong to another \
+             data folder, /a/.silo on machine m1, not to this one (/b/.silo): provisioning them \
+             would reset that host's passwords, so nothing was changed. To share them, give \
+             this data folder that one's secret (copy /a/.silo/kv/redis.secret to \
+             /b/.silo/kv/redis.secret); to keep apart, set a `prefix` of its own in \
+             [backends.redis] (now \"silo\")"
+        );
     }
 }

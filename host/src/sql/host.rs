@@ -19,7 +19,7 @@ impl types::Host for SqlCtxView<'_> {
             SqlError::LimitExceeded(m) => WitError::LimitExceeded(m),
             SqlError::Unavailable(m) => WitError::Unavailable(m),
             SqlError::InvalidHandle(m) => WitError::InvalidHandle(m),
-            SqlError::Other(m) => WitError::Other(m),
+            SqlError::Other(m) | SqlError::OwnedElsewhere(m) => WitError::Other(m),
             SqlError::Trap(e) => return Err(e),
         })
     }

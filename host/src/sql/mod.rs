@@ -18,7 +18,7 @@ mod mytext;
 mod pgtext;
 pub mod postgres;
 pub mod runtime_config;
-mod server;
+pub mod server;
 pub mod sqlite;
 
 use std::collections::HashMap;
@@ -49,6 +49,10 @@ pub enum SqlError {
     InvalidHandle(String),
     #[error("{0}")]
     Other(String),
+    /// At provisioning only, never seen by a guest: the store's objects on its server
+    /// belong to another data folder (see `server::Owner`). Start-up refuses it (exit 2).
+    #[error("{0}")]
+    OwnedElsewhere(String),
     #[error("host fault: {0}")]
     Trap(#[from] wasmtime::Error),
 }

@@ -45,7 +45,7 @@ use mysql_async::{Conn, Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOp
 use sha2::Digest;
 
 use super::mytext;
-use super::server::{SizeCap, derive, reads_or_frees};
+use super::server::{Owner, SizeCap, derive, reads_or_frees};
 use super::{
     CallLimits, ExecResult, RowSet, SqlError, SqlStore, SqlTransaction, Value, value_size,
 };
@@ -106,7 +106,7 @@ fn ident(s: &str) -> String {
     format!("`{}`", s.replace('`', "``"))
 }
 
-/// A string literal (for names and hex secrets the host made).
+/// A string literal (for names, hex secrets and paths the host made).
 fn lit(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
 }
@@ -243,8 +243,9 @@ const PROVISION_WAIT_S: u64 = 60;
 /// Takes the server's provisioning lock on a connection of its own (the provisioning
 /// itself runs DDL, which commits, so the lock cannot live in its transaction); it is held
 /// until that connection commits or goes away. Never proceeds without it.
-async fn provision_lock(admin: &Opts, server: &str) -> Result<Conn, SqlError> {
-    let mut l = Conn::new(admin.clone()).await.map_err(map_err)?;
+async fn provision_lock(admin: &Opts, config: &MyConfig) -> Result<Conn, SqlError> {
+    let server = server_address(admin);
+    let mut l = connect_admin(admin, config).await?;
     let db = ident(PROVISION_DB);
     for s in [
         format!("CREATE DATABASE IF NOT EXISTS {db}"),
@@ -273,6 +274,69 @@ async fn provision_lock(admin: &Opts, server: &str) -> Result<Conn, SqlError> {
     }
 }
 
+/// `HOST:PORT` of the server, for messages.
+fn server_address(opts: &Opts) -> String {
+    format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port())
+}
+
+/// An administrative connection, within the config's `connect-timeout-ms` (the greeting and
+/// the login included: a server that accepts and never answers holds nothing up).
+async fn connect_admin(admin: &Opts, config: &MyConfig) -> Result<Conn, SqlError> {
+    match tokio::time::timeout(config.connect_timeout, Conn::new(admin.clone())).await {
+        Ok(c) => c.map_err(map_err),
+        Err(_) => Err(SqlError::Unavailable(format!(
+            "mariadb at {}: no answer within connect-timeout-ms = {}",
+            server_address(admin),
+            config.connect_timeout.as_millis()
+        ))),
+    }
+}
+
+/// Reads the owner on record of the store: none if the store is new. One made before owners
+/// were recorded has none on record; it is this host's if its master (`_silo_key`) is this
+/// host's `master`, else another secret's ([`Owner::unrecorded`]).
+async fn recorded_owner(
+    c: &mut Conn,
+    names: &MyNames,
+    master: &str,
+) -> Result<Option<Owner>, SqlError> {
+    let recorded = recorded_owner_row(c, names).await?;
+    if recorded.is_some() {
+        return Ok(recorded);
+    }
+    let theirs: Result<Option<String>, _> = c
+        .query_first(format!(
+            "SELECT master FROM {}._silo_key WHERE id = 1",
+            ident(&names.host_db)
+        ))
+        .await;
+    match theirs {
+        Ok(Some(m)) if m != master => Ok(Some(Owner::unrecorded())),
+        Ok(_) => Ok(None),
+        Err(mysql_async::Error::Server(e)) if e.code == 1049 || e.code == 1146 => Ok(None),
+        Err(e) => Err(map_err(e)),
+    }
+}
+
+async fn recorded_owner_row(c: &mut Conn, names: &MyNames) -> Result<Option<Owner>, SqlError> {
+    let got: Result<Option<(String, String, String)>, _> = c
+        .query_first(format!(
+            "SELECT owner_id, folder, machine FROM {}._silo_owner WHERE id = 1",
+            ident(&names.host_db)
+        ))
+        .await;
+    match got {
+        Ok(row) => Ok(row.map(|(id, folder, machine)| Owner {
+            id,
+            folder,
+            machine,
+        })),
+        // No such database, no such table.
+        Err(mysql_async::Error::Server(e)) if e.code == 1049 || e.code == 1146 => Ok(None),
+        Err(e) => Err(map_err(e)),
+    }
+}
+
 fn admin_opts(config: &MyConfig) -> Result<Opts, SqlError> {
     Opts::from_url(&config.admin_url)
         .map_err(|e| SqlError::Other(format!("[backends.mysql] url: {e}")))
@@ -282,10 +346,7 @@ fn admin_opts(config: &MyConfig) -> Result<Opts, SqlError> {
 /// made for one run). Everything the store held is gone.
 pub async fn deprovision(config: &MyConfig, service: &str, store: &str) -> Result<(), SqlError> {
     let names = MyNames::new(&config.prefix, service, store)?;
-    let mut c = tokio::time::timeout(config.connect_timeout, Conn::new(admin_opts(config)?))
-        .await
-        .map_err(|_| unavailable("the server did not answer in time"))?
-        .map_err(map_err)?;
+    let mut c = connect_admin(&admin_opts(config)?, config).await?;
     for s in [
         format!("DROP DATABASE IF EXISTS {}", ident(&names.database)),
         format!("DROP DATABASE IF EXISTS {}", ident(&names.host_db)),
@@ -300,18 +361,20 @@ pub async fn deprovision(config: &MyConfig, service: &str, store: &str) -> Resul
 
 /// Creates (or brings up to date) the store's databases, accounts, host tables and
 /// procedures through the administrative connection; returns how the store connects.
+///
+/// Under the server's provisioning lock, the first thing it does is read who owns the
+/// store ([`Owner`], recorded in the host database, which the store's user cannot read): a
+/// store another data folder owns is refused before its user's password is touched.
 pub async fn provision(
     config: &MyConfig,
     secret: &str,
     names: &MyNames,
     service: &str,
     store: &str,
+    owner: &Owner,
 ) -> Result<Opts, SqlError> {
     let admin = admin_opts(config)?;
-    let mut c = tokio::time::timeout(config.connect_timeout, Conn::new(admin.clone()))
-        .await
-        .map_err(|_| unavailable("the server did not answer in time"))?
-        .map_err(map_err)?;
+    let mut c = connect_admin(&admin, config).await?;
     let db = &names.database;
     let h = ident(&names.host_db);
     let password = derive(secret, "password", db);
@@ -320,8 +383,28 @@ pub async fn provision(
     let def = format!("{}@'localhost'", lit(&names.definer));
     // Accounts are server-wide: one host at a time creates them. (Not a named lock: any
     // login, a store's own included, can take `GET_LOCK('…')` of any name.)
-    let server = format!("{}:{}", admin.ip_or_hostname(), admin.tcp_port());
-    let mut lock = provision_lock(&admin, &server).await?;
+    let mut lock = provision_lock(&admin, config).await?;
+    let theirs = match recorded_owner(&mut c, names, &master).await {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = lock.disconnect().await;
+            return Err(e);
+        }
+    };
+    if let Some(theirs) = theirs
+        && theirs.id != owner.id
+    {
+        let _ = lock.disconnect().await;
+        let _ = c.disconnect().await;
+        return Err(theirs.refusal(
+            owner,
+            &format!("MariaDB databases and users of store `{db}`"),
+            &server_address(&admin),
+            "sql/mysql.secret",
+            "backends.mysql",
+            &config.prefix,
+        ));
+    }
     let mut script = vec![
         format!(
             "CREATE DATABASE IF NOT EXISTS {} CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin",
@@ -363,6 +446,17 @@ pub async fn provision(
     ));
     script.push(format!(
         "DELETE FROM {h}._silo_conn WHERE conn_id NOT IN (SELECT ID FROM information_schema.PROCESSLIST)"
+    ));
+    // Who owns the store (checked above, under the lock).
+    script.push(format!(
+        "CREATE TABLE IF NOT EXISTS {h}._silo_owner (id TINYINT PRIMARY KEY, owner_id VARCHAR(64) NOT NULL, \
+         folder TEXT NOT NULL, machine TEXT NOT NULL) ENGINE=InnoDB"
+    ));
+    script.push(format!(
+        "REPLACE INTO {h}._silo_owner (id, owner_id, folder, machine) VALUES (1, {}, {}, {})",
+        lit(&owner.id),
+        lit(&owner.folder),
+        lit(&owner.machine)
     ));
     script.push(format!(
         "CREATE OR REPLACE DEFINER={def} PROCEDURE {h}.silo_session() SQL SECURITY DEFINER \
@@ -506,7 +600,8 @@ impl MyStore {
         let secret = crate::admin::private_secret(&data_dir.join("sql").join("mysql.secret"))
             .map_err(|e| SqlError::Other(format!("the mysql secret: {e}")))?;
         let names = MyNames::new(&config.prefix, service, store)?;
-        let opts = provision(config, &secret, &names, service, store).await?;
+        let owner = Owner::this_host(&secret, &names.database, data_dir);
+        let opts = provision(config, &secret, &names, service, store, &owner).await?;
         let pool = Pool::new(opts.clone());
         let master = derive(&secret, "master", &names.database);
         Ok(Self {

@@ -46,7 +46,7 @@ use tokio_postgres::types::{Format, IsNull, Kind, ToSql, Type};
 use tokio_postgres::{NoTls, Statement};
 
 use super::pgtext;
-use super::server::{SizeCap, derive, reads_or_frees};
+use super::server::{Owner, SizeCap, derive, reads_or_frees};
 use super::{
     CallLimits, ExecResult, RowSet, SqlError, SqlStore, SqlTransaction, Value, value_size,
 };
@@ -400,63 +400,137 @@ fn server_address(config: &tokio_postgres::Config) -> String {
     format!("{}:{port}", hosts.join(","))
 }
 
+/// Reads the owner on record of the store's database, on an administrative connection to
+/// it: none if the database is new. A database made before owners were recorded has none on
+/// record; it is this host's if its host tables' gate opens with this host's key (`key_hash`),
+/// else another secret's ([`Owner::unrecorded`]).
+async fn recorded_owner(
+    c: &tokio_postgres::Client,
+    key_hash: &str,
+) -> Result<Option<Owner>, SqlError> {
+    let row = c
+        .query_one(
+            "SELECT to_regclass('silo_host._silo_owner')::text, \
+             (SELECT p.prosrc FROM pg_proc p WHERE p.proname = 'gate' \
+              AND p.pronamespace = to_regnamespace('silo_host'))",
+            &[],
+        )
+        .await
+        .map_err(map_err)?;
+    let (table, gate): (Option<String>, Option<String>) = (row.get(0), row.get(1));
+    if table.is_some()
+        && let Some(r) = c
+            .query_opt(
+                "SELECT owner_id, folder, machine FROM silo_host._silo_owner WHERE id = 1",
+                &[],
+            )
+            .await
+            .map_err(map_err)?
+    {
+        return Ok(Some(Owner {
+            id: r.get(0),
+            folder: r.get(1),
+            machine: r.get(2),
+        }));
+    }
+    Ok(gate
+        .filter(|source| !source.contains(key_hash))
+        .map(|_| Owner::unrecorded()))
+}
+
 /// Creates (or brings up to date) the store's role, database, schemas and host tables
 /// through the administrative connection; returns how the store itself connects.
+///
+/// Roles and databases are server-wide, so one host at a time provisions (an advisory lock
+/// on the admin database, held to the end), and the first thing it does is read who owns
+/// the store ([`Owner`], recorded in `silo_host._silo_owner`, which the store's role cannot
+/// read): a database another data folder owns is refused before its role's password is
+/// touched.
 pub async fn provision(
     config: &PgConfig,
     secret: &str,
     names: &PgNames,
     service: &str,
     store: &str,
+    owner: &Owner,
 ) -> Result<tokio_postgres::Config, SqlError> {
     let admin = admin_config(config)?;
+    let c = connect_admin(&admin).await?;
+    // Waits for another host's provisioning, not forever.
+    c.batch_execute("SET lock_timeout = '60s'; SELECT pg_advisory_lock(7318008)")
+        .await
+        .map_err(map_err)?;
+    let result = provision_locked(config, &admin, &c, secret, names, service, store, owner).await;
+    let _ = c.batch_execute("SELECT pg_advisory_unlock(7318008)").await;
+    result
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "provision's own arguments, and its connection"
+)]
+async fn provision_locked(
+    config: &PgConfig,
+    admin: &tokio_postgres::Config,
+    c: &tokio_postgres::Client,
+    secret: &str,
+    names: &PgNames,
+    service: &str,
+    store: &str,
+    owner: &Owner,
+) -> Result<tokio_postgres::Config, SqlError> {
     let db = &names.database;
     let password = derive(secret, "password", db);
     let key_hash = hex::encode(sha2::Sha256::digest(derive(secret, "key", db)));
-    let c = connect_admin(&admin).await?;
     let pg = |e: tokio_postgres::Error| map_err(e);
-    // Roles and databases are cluster-wide: one host at a time creates them.
-    c.batch_execute("SELECT pg_advisory_lock(7318008)")
-        .await
-        .map_err(pg)?;
-    let result = async {
-        let role_exists = !c
-            .query("SELECT 1 FROM pg_roles WHERE rolname = $1", &[db])
-            .await
-            .map_err(pg)?
-            .is_empty();
-        let verb = if role_exists { "ALTER" } else { "CREATE" };
-        c.batch_execute(&format!(
-            "{verb} ROLE {} LOGIN PASSWORD '{password}' NOSUPERUSER NOCREATEDB NOCREATEROLE \
-             NOINHERIT NOREPLICATION NOBYPASSRLS CONNECTION LIMIT {}",
-            ident(db),
-            config.pool_size + 8
-        ))
-        .await
-        .map_err(pg)?;
-        let db_exists = !c
-            .query("SELECT 1 FROM pg_database WHERE datname = $1", &[db])
-            .await
-            .map_err(pg)?
-            .is_empty();
-        if !db_exists {
-            c.batch_execute(&format!("CREATE DATABASE {}", ident(db)))
-                .await
-                .map_err(pg)?;
-        }
-        c.batch_execute(&format!(
-            "REVOKE ALL ON DATABASE {0} FROM PUBLIC; GRANT CONNECT ON DATABASE {0} TO {0}",
-            ident(db)
-        ))
-        .await
-        .map_err(pg)
-    }
-    .await;
-    let _ = c.batch_execute("SELECT pg_advisory_unlock(7318008)").await;
-    result?;
-
     let mut in_db = admin.clone();
     in_db.dbname(db);
+    let db_exists = !c
+        .query("SELECT 1 FROM pg_database WHERE datname = $1", &[db])
+        .await
+        .map_err(pg)?
+        .is_empty();
+    if db_exists {
+        let existing = connect_admin(&in_db).await?;
+        if let Some(theirs) = recorded_owner(&existing, &key_hash).await?
+            && theirs.id != owner.id
+        {
+            return Err(theirs.refusal(
+                owner,
+                &format!("PostgreSQL database and role `{db}`"),
+                &server_address(admin),
+                "sql/postgres.secret",
+                "backends.postgres",
+                &config.prefix,
+            ));
+        }
+    }
+    let role_exists = !c
+        .query("SELECT 1 FROM pg_roles WHERE rolname = $1", &[db])
+        .await
+        .map_err(pg)?
+        .is_empty();
+    let verb = if role_exists { "ALTER" } else { "CREATE" };
+    c.batch_execute(&format!(
+        "{verb} ROLE {} LOGIN PASSWORD '{password}' NOSUPERUSER NOCREATEDB NOCREATEROLE \
+         NOINHERIT NOREPLICATION NOBYPASSRLS CONNECTION LIMIT {}",
+        ident(db),
+        config.pool_size + 8
+    ))
+    .await
+    .map_err(pg)?;
+    if !db_exists {
+        c.batch_execute(&format!("CREATE DATABASE {}", ident(db)))
+            .await
+            .map_err(pg)?;
+    }
+    c.batch_execute(&format!(
+        "REVOKE ALL ON DATABASE {0} FROM PUBLIC; GRANT CONNECT ON DATABASE {0} TO {0}",
+        ident(db)
+    ))
+    .await
+    .map_err(pg)?;
+
     let c = connect_admin(&in_db).await?;
     let role = ident(db);
     let gate = format!(
@@ -502,8 +576,31 @@ pub async fn provision(
     script.push(format!(
         "REVOKE ALL ON ALL SEQUENCES IN SCHEMA silo_host FROM {role}"
     ));
+    // Who owns the store (checked above, under the lock): out of the role's reach.
+    script.push(
+        "CREATE TABLE IF NOT EXISTS silo_host._silo_owner (id INT PRIMARY KEY CHECK (id = 1), \
+         owner_id TEXT NOT NULL, folder TEXT NOT NULL, machine TEXT NOT NULL)"
+            .to_string(),
+    );
+    script.push(format!("REVOKE ALL ON silo_host._silo_owner FROM {role}"));
     let script = format!("BEGIN; {}; COMMIT", script.join(";\n"));
+    // The host's own writes to its tables (the heads' first rows) pass their gate with the
+    // key, set for this administrative session only and bound, never in statement text.
+    c.execute(
+        "SELECT set_config('silo.key', $1, false)",
+        &[&derive(secret, "key", db)],
+    )
+    .await
+    .map_err(pg)?;
     c.batch_execute(&script).await.map_err(pg)?;
+    c.execute(
+        "INSERT INTO silo_host._silo_owner (id, owner_id, folder, machine) VALUES (1, $1, $2, $3) \
+         ON CONFLICT (id) DO UPDATE SET owner_id = EXCLUDED.owner_id, folder = EXCLUDED.folder, \
+         machine = EXCLUDED.machine",
+        &[&owner.id, &owner.folder, &owner.machine],
+    )
+    .await
+    .map_err(pg)?;
     tracing::debug!(service, store, database = %db, "postgres store provisioned");
 
     let mut own = tokio_postgres::Config::new();
@@ -572,7 +669,8 @@ impl PgStore {
         let secret = crate::admin::private_secret(&data_dir.join("sql").join("postgres.secret"))
             .map_err(|e| SqlError::Other(format!("the postgres secret: {e}")))?;
         let names = PgNames::new(&config.prefix, service, store)?;
-        let own = provision(config, &secret, &names, service, store).await?;
+        let owner = Owner::this_host(&secret, &names.database, data_dir);
+        let own = provision(config, &secret, &names, service, store, &owner).await?;
         let manager = PgManager {
             inner: deadpool_postgres::Manager::from_config(
                 own,

@@ -15,6 +15,55 @@ use crate::kv::redis::RedisKv;
 use crate::kv::sqlite::SqliteKv;
 use crate::manifest::{Backend, Backends, KvBackend, ServiceSpec};
 
+/// Why a store did not open.
+enum Refusal {
+    /// Its objects on a server belong to another data folder (nothing was changed).
+    Owned(String),
+    /// Anything else (a server down, a bad file).
+    Failed(String),
+}
+
+impl From<super::SqlError> for Refusal {
+    fn from(e: super::SqlError) -> Self {
+        match e {
+            super::SqlError::OwnedElsewhere(m) => Refusal::Owned(m),
+            e => Refusal::Failed(e.to_string()),
+        }
+    }
+}
+
+impl Refusal {
+    /// The same, prefixed with the manifest key of the store.
+    fn at(self, key: String) -> Self {
+        match self {
+            Refusal::Owned(m) => Refusal::Owned(format!("{key}: {m}")),
+            Refusal::Failed(m) => Refusal::Failed(format!("{key}: {m}")),
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Owned(m) | Refusal::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+/// A start or deploy refused because stores' objects on a shared server belong to another
+/// data folder: one line per store, `KEY: message` (see `server::Owner`). `silo run` exits
+/// with status 2 on it, naming the manifest.
+#[derive(Debug)]
+pub struct OwnedElsewhere(pub Vec<String>);
+
+impl std::fmt::Display for OwnedElsewhere {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join("\n"))
+    }
+}
+
+impl std::error::Error for OwnedElsewhere {}
+
 /// Where store `store` of service `service` keeps its SQLite file under the data folder.
 pub fn sqlite_path(data_dir: &Path, service: &str, store: &str) -> PathBuf {
     data_dir
@@ -65,15 +114,17 @@ pub async fn open_grants(
                         super::postgres::PgStore::open(&config, data_dir, service, name)
                             .await
                             .map(|s| s.with_max_bytes(store.max_size_mb << 20))
-                            .map_err(|e| e.to_string())
+                            .map_err(Refusal::from)
                     }
-                    None => Err("no `[backends.postgres]` is configured".into()),
+                    None => Err(Refusal::Failed(
+                        "no `[backends.postgres]` is configured".into(),
+                    )),
                 };
                 match opened {
                     Ok(s) => {
                         stores.insert(name.clone(), Arc::new(s));
                     }
-                    Err(e) => failures.push(format!("services.{service}.stores.{name}: {e}")),
+                    Err(e) => failures.push(e.at(format!("services.{service}.stores.{name}"))),
                 }
             }
             Backend::Mysql => {
@@ -90,15 +141,17 @@ pub async fn open_grants(
                         super::mysql::MyStore::open(&config, data_dir, service, name)
                             .await
                             .map(|s| s.with_max_bytes(store.max_size_mb << 20))
-                            .map_err(|e| e.to_string())
+                            .map_err(Refusal::from)
                     }
-                    None => Err("no `[backends.mysql]` is configured".into()),
+                    None => Err(Refusal::Failed(
+                        "no `[backends.mysql]` is configured".into(),
+                    )),
                 };
                 match opened {
                     Ok(s) => {
                         stores.insert(name.clone(), Arc::new(s));
                     }
-                    Err(e) => failures.push(format!("services.{service}.stores.{name}: {e}")),
+                    Err(e) => failures.push(e.at(format!("services.{service}.stores.{name}"))),
                 }
             }
             Backend::Sqlite => {
@@ -109,7 +162,8 @@ pub async fn open_grants(
                     Ok(s) => {
                         stores.insert(name.clone(), Arc::new(s));
                     }
-                    Err(e) => failures.push(format!("services.{service}.stores.{name}: {e}")),
+                    Err(e) => failures
+                        .push(Refusal::from(e).at(format!("services.{service}.stores.{name}"))),
                 }
             }
         }
@@ -122,35 +176,55 @@ pub async fn open_grants(
             kv.insert(name.clone(), open.clone());
             continue;
         }
-        let opened: Result<Arc<dyn KvStore>, String> = match store.backend {
+        let opened: Result<Arc<dyn KvStore>, Refusal> = match store.backend {
             KvBackend::Sqlite => SqliteKv::open(
                 &kv_sqlite_path(data_dir, service, name),
                 store.max_size_mb << 20,
             )
             .map(|s| Arc::new(s) as Arc<dyn KvStore>)
-            .map_err(|e| e.to_string()),
+            .map_err(Refusal::from),
             KvBackend::Redis => match &backends.redis {
-                Some(redis) => RedisKv::open(&redis.url, data_dir, service, name)
-                    .await
-                    .map(|s| {
-                        Arc::new(s.with_max_bytes(store.max_size_mb << 20)) as Arc<dyn KvStore>
-                    })
-                    .map_err(|e| e.to_string()),
-                None => Err("no `[backends.redis]` is configured".into()),
+                Some(redis) => RedisKv::open(
+                    &crate::kv::redis::RedisConfig {
+                        admin_url: redis.url.clone(),
+                        connect_timeout: std::time::Duration::from_millis(
+                            redis.connect_timeout_ms.max(1),
+                        ),
+                        prefix: redis.prefix.clone(),
+                    },
+                    data_dir,
+                    service,
+                    name,
+                )
+                .await
+                .map(|s| Arc::new(s.with_max_bytes(store.max_size_mb << 20)) as Arc<dyn KvStore>)
+                .map_err(Refusal::from),
+                None => Err(Refusal::Failed(
+                    "no `[backends.redis]` is configured".into(),
+                )),
             },
         };
         match opened {
             Ok(s) => {
                 kv.insert(name.clone(), s);
             }
-            Err(e) => failures.push(format!("services.{service}.kv.{name}: {e}")),
+            Err(e) => failures.push(e.at(format!("services.{service}.kv.{name}"))),
         }
     }
+    if failures.iter().any(|f| matches!(f, Refusal::Owned(_))) {
+        return Err(wasmtime::Error::new(OwnedElsewhere(
+            failures
+                .into_iter()
+                .filter_map(|f| match f {
+                    Refusal::Owned(m) => Some(m),
+                    Refusal::Failed(_) => None,
+                })
+                .collect(),
+        )));
+    }
     if !failures.is_empty() {
-        wasmtime::bail!(
-            "stores that could not be opened:\n  {}",
-            failures.join("\n  ")
-        );
+        let lines: Vec<String> = failures.into_iter().map(|f| f.to_string()).collect();
+        wasmtime::bail!("stores that could not be opened:\n  {}", lines.join("\n  "));
     }
     Ok(StoreGrants::new(service, stores).with_kv(kv))
 }

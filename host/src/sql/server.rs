@@ -1,12 +1,31 @@
-//! What the database-server backends (PostgreSQL, MariaDB) share: the names a store gets on a
-//! shared server, the secrets derived for it from the host's own, and its size cap.
+//! What the server backends share: the names a store gets on a shared server, the secrets
+//! derived for it from the host's own, which data folder owns its objects there
+//! ([`Owner`], Redis included), and (PostgreSQL, MariaDB) its size cap.
 
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use sha2::Digest;
 
 use super::SqlError;
+
+/// Checks a `prefix` of `[backends.*]`: a lowercase letter, then lowercase letters, digits
+/// and `_` (never `-` or `:`, which separate the parts of Redis names).
+pub fn check_prefix(prefix: &str) -> Result<(), SqlError> {
+    let prefix_ok = !prefix.is_empty()
+        && prefix.starts_with(|c: char| c.is_ascii_lowercase())
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if prefix_ok {
+        Ok(())
+    } else {
+        Err(SqlError::Other(format!(
+            "prefix `{prefix}`: a lowercase letter, then lowercase letters, digits and `_`"
+        )))
+    }
+}
 
 /// `PREFIX_SERVICE_STORE`, the name of a store's database and login on a server, checked
 /// against the server's limit (`max_len` bytes; `why` says where the limit comes from).
@@ -19,16 +38,7 @@ pub fn store_name(
     max_len: usize,
     why: &str,
 ) -> Result<String, SqlError> {
-    let prefix_ok = !prefix.is_empty()
-        && prefix.starts_with(|c: char| c.is_ascii_lowercase())
-        && prefix
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if !prefix_ok {
-        return Err(SqlError::Other(format!(
-            "prefix `{prefix}`: a lowercase letter, then lowercase letters, digits and `_`"
-        )));
-    }
+    check_prefix(prefix)?;
     let name = format!("{prefix}_{service}_{store}");
     if name.len() > max_len {
         return Err(SqlError::Other(format!(
@@ -42,6 +52,97 @@ pub fn store_name(
 /// secret file, so a restarted host finds the same ones.
 pub fn derive(secret: &str, purpose: &str, db: &str) -> String {
     hex::encode(sha2::Sha256::digest(format!("{secret}:{purpose}:{db}")))
+}
+
+/// Which data folder owns a store's objects on a shared server (its database and login, its
+/// ACL user and keys): recorded there when a host first provisions them, where only the
+/// server's administrator can read it, and checked before any host provisions them again.
+///
+/// The id is derived from the backend's secret in the data folder (the secret the store's
+/// passwords derive from), so a host restarting on its folder, or a folder given the same
+/// secret on purpose, is the same owner; a folder with another secret would reset the
+/// owner's passwords, and is refused instead ([`Owner::refusal`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// `derive(secret, "owner", NAME)`: says nothing about the secret itself.
+    pub id: String,
+    /// The owner's data folder, as an absolute path.
+    pub folder: String,
+    /// The machine it runs on (its host name).
+    pub machine: String,
+}
+
+impl Owner {
+    /// The owner of a store made before owners were recorded, by a data folder with another
+    /// secret (what that folder is, the server does not say).
+    pub fn unrecorded() -> Self {
+        Self {
+            id: String::new(),
+            folder: String::new(),
+            machine: String::new(),
+        }
+    }
+
+    /// This host, as the owner of the store named `name` on a server: `secret` is the
+    /// backend's secret from `data_dir`.
+    pub fn this_host(secret: &str, name: &str, data_dir: &Path) -> Self {
+        let folder = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+        Self {
+            id: derive(secret, "owner", name),
+            folder: folder.display().to_string(),
+            machine: machine_name(),
+        }
+    }
+
+    /// What a host that is not `self` (the owner on record) gets for provisioning the
+    /// store: `what` names the objects, `server` where they are, `secret` the secret
+    /// file's path under a data folder (`sql/postgres.secret`), `section` the manifest
+    /// table and `prefix` the prefix in force.
+    pub fn refusal(
+        &self,
+        mine: &Owner,
+        what: &str,
+        server: &str,
+        secret: &str,
+        section: &str,
+        prefix: &str,
+    ) -> SqlError {
+        let (theirs, copy) = if self.folder.is_empty() {
+            (
+                "another data folder (one with another secret, unrecorded: the store was made \
+                 before silo recorded owners)"
+                    .to_string(),
+                format!("copy that folder's {secret} to {}/{secret}", mine.folder),
+            )
+        } else {
+            let theirs = if self.machine == mine.machine {
+                self.folder.clone()
+            } else {
+                format!("{} on machine {}", self.folder, self.machine)
+            };
+            (
+                format!("another data folder, {theirs}"),
+                format!("copy {}/{secret} to {}/{secret}", self.folder, mine.folder),
+            )
+        };
+        SqlError::OwnedElsewhere(format!(
+            "{what} on {server} belong to {theirs}, not to this one ({}): provisioning them \
+             would reset that host's passwords, so nothing was changed. To share them, give \
+             this data folder that one's secret ({copy}); to keep apart, set a `prefix` of its \
+             own in [{section}] (now \"{prefix}\")",
+            mine.folder
+        ))
+    }
+}
+
+/// This machine's host name, for ownership records ("?" if it cannot be read).
+fn machine_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "?".into())
 }
 
 /// A store's `max-size-mb` on a database server, which enforces no such cap itself: the

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use silo::kv::KvStore;
-use silo::kv::redis::{RedisKv, key_base, password, user_name};
+use silo::kv::redis::{RedisConfig, RedisKv, key_base, password, user_name};
 use silo::kv::sqlite::SqliteKv;
 
 mod servers;
@@ -35,15 +35,22 @@ fn deadline() -> Instant {
     Instant::now() + Duration::from_secs(5)
 }
 
-thread_local! {
-    /// The service-name tag of the current test's Redis stores, for [`cleanup`].
-    static TAG: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+/// The Redis backend under a prefix no other run uses (`kv` and random lowercase hex), so
+/// runs on one shared server never meet; [`cleanup`] removes what a test made under it.
+fn redis_config() -> RedisConfig {
+    RedisConfig {
+        admin_url: REDIS_URL.into(),
+        connect_timeout: Duration::from_secs(2),
+        prefix: format!("kv{:08x}", rand::random::<u32>()),
+    }
 }
 
-/// Two stores of two services on one backend.
-async fn stores(backend: &str, dir: &Path) -> Option<(Arc<dyn KvStore>, Arc<dyn KvStore>)> {
-    let tag = format!("t{}", rand_suffix());
-    TAG.with(|t| *t.borrow_mut() = tag.clone());
+/// Two stores of two services (`a`, `b`) on one backend; for Redis, under `config`.
+async fn stores(
+    backend: &str,
+    dir: &Path,
+    config: &RedisConfig,
+) -> Option<(Arc<dyn KvStore>, Arc<dyn KvStore>)> {
     match backend {
         "sqlite" => Some((
             Arc::new(SqliteKv::open(&dir.join("a.db"), 1 << 30).unwrap()),
@@ -53,51 +60,29 @@ async fn stores(backend: &str, dir: &Path) -> Option<(Arc<dyn KvStore>, Arc<dyn 
             if !server_up("Redis", "127.0.0.1:6379") {
                 return None;
             }
-            let a = RedisKv::open(REDIS_URL, dir, &format!("{tag}a"), "main")
-                .await
-                .unwrap();
-            let b = RedisKv::open(REDIS_URL, dir, &format!("{tag}b"), "main")
-                .await
-                .unwrap();
+            let a = RedisKv::open(config, dir, "a", "main").await.unwrap();
+            let b = RedisKv::open(config, dir, "b", "main").await.unwrap();
             Some((Arc::new(a), Arc::new(b)))
         }
         _ => unreachable!(),
     }
 }
 
-/// Removes the test's ACL users and keys from the shared server.
-async fn cleanup(services: &[&str]) {
-    let client = redis::Client::open(REDIS_URL).unwrap();
-    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+/// Removes the test's ACL users, keys and owner records (store `main` of `services`, under
+/// `config`'s prefix) from the shared server: what it made, nothing else.
+async fn cleanup(config: &RedisConfig, services: &[&str]) {
     for svc in services {
-        let _: redis::RedisResult<()> = redis::cmd("ACL")
-            .arg("DELUSER")
-            .arg(user_name(svc, "main"))
-            .query_async(&mut c)
-            .await;
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}*", key_base(svc, "main")))
-            .query_async(&mut c)
+        silo::kv::redis::deprovision(config, svc, "main")
             .await
-            .unwrap_or_default();
-        if !keys.is_empty() {
-            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query_async(&mut c).await;
-        }
+            .unwrap_or_else(|e| panic!("removing {svc}: {e}"));
     }
-}
-
-fn rand_suffix() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{:x}{}", nanos, std::process::id())
 }
 
 /// The battery every backend passes.
 async fn battery(backend: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let Some((a, b)) = stores(backend, dir.path()).await else {
+    let config = redis_config();
+    let Some((a, b)) = stores(backend, dir.path(), &config).await else {
         return;
     };
     let d = deadline();
@@ -193,8 +178,8 @@ async fn battery(backend: &str) {
     assert!(b.delete(d, "user:1:a").await.unwrap());
     assert!(a.get(d, "user:1:a").await.unwrap().is_some(), "{backend}");
     if backend == "redis" {
-        let tag = TAG.with(|t| t.borrow().clone());
-        cleanup(&[&format!("{tag}a"), &format!("{tag}b")]).await;
+        drop((a, b));
+        cleanup(&config, &["a", "b"]).await;
     }
 }
 
@@ -217,23 +202,26 @@ async fn redis_acl_users_reach_only_their_own_keys() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let tag = format!("acl{}", rand_suffix());
-    let (svc_a, svc_b) = (format!("{tag}a"), format!("{tag}b"));
-    let a = RedisKv::open(REDIS_URL, dir.path(), &svc_a, "main")
+    let config = redis_config();
+    let (svc_a, svc_b) = ("a", "b");
+    let a = RedisKv::open(&config, dir.path(), svc_a, "main")
         .await
         .unwrap();
-    let b = RedisKv::open(REDIS_URL, dir.path(), &svc_b, "main")
+    let b = RedisKv::open(&config, dir.path(), svc_b, "main")
         .await
         .unwrap();
     b.set(deadline(), "secret", b"b only", None).await.unwrap();
     a.set(deadline(), "mine", b"a", None).await.unwrap();
 
-    let user = user_name(&svc_a, "main");
+    let user = user_name(&config.prefix, svc_a, "main").unwrap();
     let pass = password(dir.path(), &user).unwrap();
     let client = redis::Client::open(format!("redis://{user}:{pass}@127.0.0.1:6379")).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    let own = format!("{}k:mine", key_base(&svc_a, "main"));
-    let theirs = format!("{}k:secret", key_base(&svc_b, "main"));
+    let own = format!("{}k:mine", key_base(&config.prefix, svc_a, "main").unwrap());
+    let theirs = format!(
+        "{}k:secret",
+        key_base(&config.prefix, svc_b, "main").unwrap()
+    );
     let got: Option<Vec<u8>> = redis::cmd("GET")
         .arg(&own)
         .query_async(&mut c)
@@ -262,7 +250,17 @@ async fn redis_acl_users_reach_only_their_own_keys() {
     // A wrong password does not get in at all.
     let bad = redis::Client::open(format!("redis://{user}:wrong@127.0.0.1:6379")).unwrap();
     assert!(bad.get_multiplexed_async_connection().await.is_err());
-    cleanup(&[&svc_a, &svc_b]).await;
+    // Nor does the owner record of a store: it is the administrator's alone.
+    // (`HGET` is a command it may run: the key is what Redis refuses.)
+    let e = redis::cmd("HGET")
+        .arg(silo::kv::redis::owner_key(&user))
+        .arg("folder")
+        .query_async::<redis::Value>(&mut c)
+        .await
+        .expect_err("the owner record is out of reach");
+    assert!(e.to_string().contains("NOPERM"), "{e}");
+    drop((a, b));
+    cleanup(&config, &[svc_a, svc_b]).await;
 }
 
 /// A Redis server that restarts keeps nothing (this machine's runs with no persistence):
@@ -274,15 +272,16 @@ async fn redis_store_recovers_when_the_server_forgets_it() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let svc = format!("rec{}", rand_suffix());
-    let store = RedisKv::open(REDIS_URL, dir.path(), &svc, "main")
+    let config = redis_config();
+    let svc = "rec";
+    let store = RedisKv::open(&config, dir.path(), svc, "main")
         .await
         .unwrap();
     store.set(deadline(), "k", b"v", None).await.unwrap();
     // What a restart does to us: the user forgotten, the connection cut.
     let admin = redis::Client::open(REDIS_URL).unwrap();
     let mut a = admin.get_multiplexed_async_connection().await.unwrap();
-    let user = user_name(&svc, "main");
+    let user = user_name(&config.prefix, svc, "main").unwrap();
     let _: () = redis::cmd("ACL")
         .arg("DELUSER")
         .arg(&user)
@@ -328,5 +327,6 @@ async fn redis_store_recovers_when_the_server_forgets_it() {
         "recovered after {failures} failed attempts in {:?}",
         start.elapsed()
     );
-    cleanup(&[&svc]).await;
+    drop(store);
+    cleanup(&config, &[svc]).await;
 }

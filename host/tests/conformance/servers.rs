@@ -41,6 +41,7 @@ fn kind(e: &SqlError) -> &'static str {
         SqlError::Unavailable(_) => "unavailable",
         SqlError::InvalidHandle(_) => "invalid-handle",
         SqlError::Other(_) => "other",
+        SqlError::OwnedElsewhere(_) => "owned-elsewhere",
         SqlError::Trap(_) => "trap",
     }
 }
@@ -659,16 +660,13 @@ async fn redis_user_names_do_not_collide() {
     if !super::server_up("Redis", "127.0.0.1:6379") {
         return;
     }
-    let t = tag();
+    let config = redis_config(&tag());
     let dir = tempfile::tempdir().unwrap();
-    let pairs = [
-        (format!("{t}x"), "a-b".to_string()),
-        (format!("{t}x-a"), "b".to_string()),
-    ];
-    let one = RedisKv::open(super::REDIS_URL, dir.path(), &pairs[0].0, &pairs[0].1)
+    let pairs = [("x", "a-b"), ("x-a", "b")];
+    let one = RedisKv::open(&config, dir.path(), pairs[0].0, pairs[0].1)
         .await
         .unwrap();
-    let two = RedisKv::open(super::REDIS_URL, dir.path(), &pairs[1].0, &pairs[1].1)
+    let two = RedisKv::open(&config, dir.path(), pairs[1].0, pairs[1].1)
         .await
         .unwrap();
     let d = Instant::now() + Duration::from_secs(5);
@@ -680,35 +678,39 @@ async fn redis_user_names_do_not_collide() {
         .expect("the second store");
     assert_eq!(one.get(d, "k").await.unwrap().as_deref(), Some(&b"one"[..]));
     assert_eq!(two.get(d, "k").await.unwrap().as_deref(), Some(&b"two"[..]));
+    let p = &config.prefix;
     assert_ne!(
-        user_name(&pairs[0].0, &pairs[0].1),
-        user_name(&pairs[1].0, &pairs[1].1)
+        user_name(p, pairs[0].0, pairs[0].1).unwrap(),
+        user_name(p, pairs[1].0, pairs[1].1).unwrap()
     );
-    // Names without `-` keep the name they always had.
-    assert_eq!(user_name("users", "main"), "silo-users-main");
+    // Names without `-` keep the name they always had under the default prefix.
+    assert_eq!(
+        user_name("silo", "users", "main").unwrap(),
+        "silo-users-main"
+    );
+    assert_eq!(
+        user_name(p, "users", "main").unwrap(),
+        format!("{p}-users-main")
+    );
     drop((one, two));
-    redis_cleanup(&pairs).await;
+    redis_cleanup(&config, &pairs).await;
 }
 
-/// Removes the ACL users and keys of `stores` (made by this test).
-async fn redis_cleanup(stores: &[(String, String)]) {
-    use silo::kv::redis::{key_base, user_name};
-    let client = redis::Client::open(super::REDIS_URL).unwrap();
-    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+/// The Redis backend under `prefix`.
+fn redis_config(prefix: &str) -> silo::kv::redis::RedisConfig {
+    silo::kv::redis::RedisConfig {
+        admin_url: super::REDIS_URL.into(),
+        connect_timeout: Duration::from_secs(2),
+        prefix: prefix.into(),
+    }
+}
+
+/// Removes the ACL users, keys and owner records of `stores` (made by this test).
+async fn redis_cleanup(config: &silo::kv::redis::RedisConfig, stores: &[(&str, &str)]) {
     for (svc, store) in stores {
-        let _: redis::RedisResult<()> = redis::cmd("ACL")
-            .arg("DELUSER")
-            .arg(user_name(svc, store))
-            .query_async(&mut c)
-            .await;
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}*", key_base(svc, store)))
-            .query_async(&mut c)
+        silo::kv::redis::deprovision(config, svc, store)
             .await
-            .unwrap_or_default();
-        if !keys.is_empty() {
-            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query_async(&mut c).await;
-        }
+            .unwrap_or_else(|e| panic!("removing {svc}/{store}: {e}"));
     }
 }
 
@@ -722,10 +724,10 @@ async fn redis_store_past_its_cap_refuses_sets() {
     if !super::server_up("Redis", "127.0.0.1:6379") {
         return;
     }
-    let svc = format!("{}cap", tag());
+    let config = redis_config(&tag());
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn KvStore> = Arc::new(
-        RedisKv::open(super::REDIS_URL, dir.path(), &svc, "main")
+        RedisKv::open(&config, dir.path(), "cap", "main")
             .await
             .unwrap()
             .with_max_bytes(1 << 20),
@@ -778,5 +780,254 @@ async fn redis_store_past_its_cap_refuses_sets() {
     }
     assert_eq!(won, 1, "sets racing into room for one");
     drop(store);
-    redis_cleanup(&[(svc, "main".into())]).await;
+    redis_cleanup(&config, &[("cap", "main")]).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Ownership: hosts with different data folders on one server.
+
+/// One store on a server backend, opened by a host on data folder `dir`.
+enum Opened {
+    Sql(Box<dyn SqlStore>),
+    Kv(Box<dyn silo::kv::KvStore>),
+}
+
+/// Opens store `main` of service `own` under `prefix` on `backend`, as a host on `dir`.
+async fn open_owned(
+    backend: &str,
+    prefix: &str,
+    dir: &std::path::Path,
+) -> Result<Opened, SqlError> {
+    Ok(match backend {
+        "postgres" => Opened::Sql(Box::new(
+            PgStore::open(&pg_config(prefix, 2), dir, "own", "main").await?,
+        )),
+        "mysql" => Opened::Sql(Box::new(
+            MyStore::open(&my_config(prefix), dir, "own", "main").await?,
+        )),
+        "redis" => Opened::Kv(Box::new(
+            silo::kv::redis::RedisKv::open(&redis_config(prefix), dir, "own", "main").await?,
+        )),
+        _ => unreachable!(),
+    })
+}
+
+/// Writes `value` to the store and reads back everything written so far.
+async fn write_and_read(store: &Opened, value: &str) -> Vec<String> {
+    match store {
+        Opened::Sql(s) => {
+            let l = normal();
+            s.execute_batch(&l, "CREATE TABLE IF NOT EXISTS owned (v TEXT)")
+                .await
+                .unwrap();
+            s.execute(
+                &l,
+                "INSERT INTO owned (v) VALUES (?)",
+                &[Value::Text(value.into())],
+            )
+            .await
+            .unwrap();
+            let rows = s
+                .query(&l, "SELECT v FROM owned ORDER BY v", &[])
+                .await
+                .unwrap();
+            rows.rows
+                .iter()
+                .map(|r| match &r[0] {
+                    Value::Text(t) => t.clone(),
+                    Value::Blob(b) => String::from_utf8(b.clone()).unwrap(),
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        }
+        Opened::Kv(s) => {
+            let d = Instant::now() + Duration::from_secs(5);
+            s.set(d, value, b"", None).await.unwrap();
+            s.list_keys(d, "", 100).await.unwrap()
+        }
+    }
+}
+
+/// Removes what the test made under `prefix`.
+async fn drop_owned(backend: &str, prefix: &str) {
+    match backend {
+        "postgres" => pg_drop(&format!("{prefix}_own_main")).await,
+        "mysql" => my_drop(&format!("{prefix}_own_main")).await,
+        "redis" => redis_cleanup(&redis_config(prefix), &[("own", "main")]).await,
+        _ => unreachable!(),
+    }
+}
+
+/// A second data folder meeting a store the first made is refused with the owner's folder
+/// named (`owned-elsewhere`), before anything changed: the first's store works on, with its
+/// data. The owner opening it again is fine, and so is a folder given the owner's secret.
+async fn another_folder_is_refused(
+    backend: &str,
+    what: &str,
+    server: &str,
+    secret: &str,
+    section: &str,
+) {
+    let prefix = tag();
+    let (first, second, shared) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let store = open_owned(backend, &prefix, first.path()).await.unwrap();
+    assert_eq!(write_and_read(&store, "a").await, ["a"], "{backend}");
+    let e = match open_owned(backend, &prefix, second.path()).await {
+        Ok(_) => panic!("{backend}: a second data folder opened the first's store"),
+        Err(e) => e,
+    };
+    let (a, b) = (first.path().display(), second.path().display());
+    let what = what.replace("PREFIX", &prefix);
+    assert_eq!(kind(&e), "owned-elsewhere", "{backend}: {e}");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{what} on {server} belong to another data folder, {a}, not to this one ({b}): \
+             provisioning them would reset that host's passwords, so nothing was changed. To \
+             share them, give this data folder that one's secret (copy {a}/{secret} to \
+             {b}/{secret}); to keep apart, set a `prefix` of its own in [{section}] (now \
+             \"{prefix}\")"
+        ),
+        "{backend}"
+    );
+    assert_eq!(
+        write_and_read(&store, "b").await,
+        ["a", "b"],
+        "{backend}: the first works on"
+    );
+    drop(store);
+    // The owner again (a restart), then a folder that was given its secret.
+    let again = open_owned(backend, &prefix, first.path()).await.unwrap();
+    assert_eq!(
+        write_and_read(&again, "c").await,
+        ["a", "b", "c"],
+        "{backend}"
+    );
+    drop(again);
+    let copy = shared.path().join(secret);
+    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    std::fs::copy(first.path().join(secret), &copy).unwrap();
+    let same = open_owned(backend, &prefix, shared.path()).await.unwrap();
+    assert_eq!(
+        write_and_read(&same, "d").await,
+        ["a", "b", "c", "d"],
+        "{backend}"
+    );
+    drop(same);
+    // A store made before owners were recorded (its record removed here) is known by its
+    // key: another secret is refused all the same, the owner's reopening records it again.
+    forget_owner(backend, &prefix).await;
+    let e = match open_owned(backend, &prefix, second.path()).await {
+        Ok(_) => panic!("{backend}: a second data folder opened an unrecorded store"),
+        Err(e) => e,
+    };
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{what} on {server} belong to another data folder (one with another secret, \
+             unrecorded: the store was made before silo recorded owners), not to this one \
+             ({b}): provisioning them would reset that host's passwords, so nothing was \
+             changed. To share them, give this data folder that one's secret (copy that \
+             folder's {secret} to {b}/{secret}); to keep apart, set a `prefix` of its own in \
+             [{section}] (now \"{prefix}\")"
+        ),
+        "{backend}"
+    );
+    let again = open_owned(backend, &prefix, first.path()).await.unwrap();
+    assert_eq!(
+        write_and_read(&again, "e").await,
+        ["a", "b", "c", "d", "e"],
+        "{backend}"
+    );
+    drop(again);
+    assert!(
+        open_owned(backend, &prefix, second.path()).await.is_err(),
+        "{backend}: recorded again"
+    );
+    drop_owned(backend, &prefix).await;
+}
+
+/// Removes the owner record of the test's store, as a store made before owners were
+/// recorded has none.
+async fn forget_owner(backend: &str, prefix: &str) {
+    let name = format!("{prefix}_own_main");
+    match backend {
+        "postgres" => {
+            pg_admin(&name)
+                .await
+                .batch_execute("DELETE FROM silo_host._silo_owner")
+                .await
+                .unwrap();
+        }
+        "mysql" => {
+            use mysql_async::prelude::Queryable;
+            let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(MY_ADMIN).unwrap())
+                .await
+                .unwrap();
+            c.query_drop(format!("DELETE FROM `{name}_host`._silo_owner"))
+                .await
+                .unwrap();
+            let _ = c.disconnect().await;
+        }
+        "redis" => {
+            let client = redis::Client::open(super::REDIS_URL).unwrap();
+            let mut c = client.get_multiplexed_async_connection().await.unwrap();
+            let user = silo::kv::redis::user_name(prefix, "own", "main").unwrap();
+            let _: i64 = redis::cmd("DEL")
+                .arg(silo::kv::redis::owner_key(&user))
+                .query_async(&mut c)
+                .await
+                .unwrap();
+        }
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_of_another_data_folder_is_refused() {
+    if !super::server_up("PostgreSQL", "127.0.0.1:5432") {
+        return;
+    }
+    another_folder_is_refused(
+        "postgres",
+        "PostgreSQL database and role `PREFIX_own_main`",
+        "127.0.0.1:5432",
+        "sql/postgres.secret",
+        "backends.postgres",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_store_of_another_data_folder_is_refused() {
+    if !super::server_up("MariaDB", "127.0.0.1:3306") {
+        return;
+    }
+    another_folder_is_refused(
+        "mysql",
+        "MariaDB databases and users of store `PREFIX_own_main`",
+        "127.0.0.1:3306",
+        "sql/mysql.secret",
+        "backends.mysql",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_of_another_data_folder_is_refused() {
+    if !super::server_up("Redis", "127.0.0.1:6379") {
+        return;
+    }
+    another_folder_is_refused(
+        "redis",
+        "Redis ACL user `PREFIX-own-main` and keys `PREFIX:own:main:*`",
+        "127.0.0.1:6379",
+        "kv/redis.secret",
+        "backends.redis",
+    )
+    .await;
 }

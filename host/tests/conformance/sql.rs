@@ -195,6 +195,7 @@ fn kind(e: &SqlError) -> &'static str {
         SqlError::Unavailable(_) => "Unavailable",
         SqlError::InvalidHandle(_) => "InvalidHandle",
         SqlError::Other(_) => "Other",
+        SqlError::OwnedElsewhere(_) => "OwnedElsewhere",
         SqlError::Trap(_) => "Trap",
     }
 }
@@ -1511,6 +1512,12 @@ pub const POSTGRES: Dialect = Dialect {
 
 const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
+/// A prefix no other run uses (`cf` and random lowercase hex): runs on one shared server
+/// never meet, and each test drops only what it made under its own.
+fn run_prefix() -> String {
+    format!("cf{:08x}", rand::random::<u32>())
+}
+
 /// Drops the conformance store's database and role (each alone: `DROP DATABASE` cannot
 /// share a statement batch).
 async fn drop_pg_store(name: &str) {
@@ -1532,14 +1539,14 @@ async fn postgres_conformance() {
         return;
     }
     use silo::sql::postgres::{PgConfig, PgStore};
-    let name = "siloconf_conformance_main";
-    drop_pg_store(name).await;
+    let prefix = run_prefix();
+    let name = &format!("{prefix}_conformance_main");
     let dir = tempfile::tempdir().unwrap();
     let config = PgConfig {
         admin_url: PG_ADMIN.into(),
         pool_size: 8,
         connect_timeout: Duration::from_secs(2),
-        prefix: "siloconf".into(),
+        prefix,
     };
     let store = PgStore::open(&config, dir.path(), "conformance", "main")
         .await
@@ -1556,7 +1563,8 @@ pub const MYSQL: Dialect = Dialect {
     text_type: "LONGTEXT",
     blob_type: "LONGBLOB",
     sleep_sql: "SELECT SLEEP(30)",
-    host_table: "siloconf_conformance_main_host._silo_outbox",
+    // The host database's name has the run's prefix: see `mysql_conformance`.
+    host_table: "PREFIX_conformance_main_host._silo_outbox",
     // Provisioning made the host's tables.
     host_setup: &[],
     // InnoDB undoes only the failed statement (a deadlock aside, which the backend
@@ -1589,21 +1597,25 @@ async fn mysql_conformance() {
         return;
     }
     use silo::sql::mysql::{MyConfig, MyStore};
-    let name = "siloconf_conformance_main";
-    drop_my_store(name).await;
+    let prefix = run_prefix();
+    let name = &format!("{prefix}_conformance_main");
+    let dialect = Dialect {
+        host_table: String::leak(MYSQL.host_table.replace("PREFIX", &prefix)),
+        ..MYSQL
+    };
     let dir = tempfile::tempdir().unwrap();
     let config = MyConfig {
         admin_url: MY_ADMIN.into(),
         pool_size: 8,
         connect_timeout: Duration::from_secs(2),
-        prefix: "siloconf".into(),
+        prefix,
     };
     let store = MyStore::open(&config, dir.path(), "conformance", "main")
         .await
         .expect("open the MariaDB store");
     assert_eq!(store.database(), name);
     let store: Store = Arc::new(store);
-    battery(&MYSQL, store.clone()).await;
+    battery(&dialect, store.clone()).await;
     mysql_host_path(&store, dir.path(), name).await;
     drop(store);
     drop_my_store(name).await;
@@ -1818,15 +1830,17 @@ async fn postgres_services_cannot_see_each_other() {
         return;
     }
     use silo::sql::postgres::{PgConfig, PgStore};
-    let (a, b) = ("siloconf_alpha_main", "siloconf_beta_main");
-    drop_pg_store(a).await;
-    drop_pg_store(b).await;
+    let prefix = run_prefix();
+    let (a, b) = (
+        &format!("{prefix}_alpha_main"),
+        &format!("{prefix}_beta_main"),
+    );
     let dir = tempfile::tempdir().unwrap();
     let config = PgConfig {
         admin_url: PG_ADMIN.into(),
         pool_size: 4,
         connect_timeout: Duration::from_secs(2),
-        prefix: "siloconf".into(),
+        prefix: prefix.clone(),
     };
     let alpha = PgStore::open(&config, dir.path(), "alpha", "main")
         .await
@@ -1854,15 +1868,17 @@ async fn mysql_services_cannot_see_each_other() {
         return;
     }
     use silo::sql::mysql::{MyConfig, MyStore};
-    let (a, b) = ("siloconf_alpha_main", "siloconf_beta_main");
-    drop_my_store(a).await;
-    drop_my_store(b).await;
+    let prefix = run_prefix();
+    let (a, b) = (
+        &format!("{prefix}_alpha_main"),
+        &format!("{prefix}_beta_main"),
+    );
     let dir = tempfile::tempdir().unwrap();
     let config = MyConfig {
         admin_url: MY_ADMIN.into(),
         pool_size: 4,
         connect_timeout: Duration::from_secs(2),
-        prefix: "siloconf".into(),
+        prefix: prefix.clone(),
     };
     let alpha = MyStore::open(&config, dir.path(), "alpha", "main")
         .await

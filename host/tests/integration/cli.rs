@@ -524,3 +524,85 @@ fn components_whose_exports_do_not_fit_the_manifest_exit_2_at_start() {
         ],
     );
 }
+
+/// A listener that accepts connections and never answers (nor closes them).
+fn silent_server() -> std::net::SocketAddr {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    addr
+}
+
+/// Starts a host whose only store is on a server that never answers (`backend` section and
+/// store lines given); returns its status, stderr and how long it took to give up.
+fn start_against_silent(backend: &str, store: &str) -> (i32, String, std::time::Duration) {
+    let (dir, path) = write_manifest(&format!(
+        "{backend}\nconnect-timeout-ms = 500\n\n\
+         [services.hello]\ncomponent = \"{{c:hello}}\"\nroute = \"/\"\n{store}"
+    ));
+    let data = dir.path().join("data");
+    let started = std::time::Instant::now();
+    let (code, err) = silo_exits(
+        &[
+            "run",
+            "--manifest",
+            path.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--cache",
+            crate::support::shared_cache().to_str().unwrap(),
+        ],
+        &[("SILO_ADMIN_TOKEN", "a-good-token-0123456789")],
+        std::time::Duration::from_secs(30),
+    );
+    (code, err, started.elapsed())
+}
+
+/// A MariaDB server that accepts connections and never greets: start-up gives up after
+/// `connect-timeout-ms`, naming the backend, the address and the timeout.
+#[test]
+fn start_up_gives_up_on_a_mariadb_server_that_never_answers() {
+    let addr = silent_server();
+    let (code, err, took) = start_against_silent(
+        &format!("[backends.mysql]\nurl = \"mysql://root@{addr}/\""),
+        "[services.hello.stores.main]\nbackend = \"mysql\"\n",
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "services.hello.stores.main: unavailable: mariadb at {addr}: no answer within connect-timeout-ms = 500"
+        )),
+        "{err}"
+    );
+    // The timeout, plus the host's own start (a small component, compiled once per run).
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+}
+
+/// A Redis server that accepts connections and never answers: start-up gives up after
+/// `connect-timeout-ms` (it waited 10 s whatever the setting), naming the backend, the
+/// address and the timeout.
+#[test]
+fn start_up_gives_up_on_a_redis_server_that_never_answers() {
+    let addr = silent_server();
+    let (code, err, took) = start_against_silent(
+        &format!("[backends.redis]\nurl = \"redis://{addr}\""),
+        "[services.hello.kv.cache]\nbackend = \"redis\"\n",
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "services.hello.kv.cache: unavailable: redis at {addr}: no answer within connect-timeout-ms = 500"
+        )),
+        "{err}"
+    );
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+}

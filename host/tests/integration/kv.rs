@@ -6,17 +6,23 @@ use std::time::Duration;
 use crate::DEMO;
 use crate::support::TestHost;
 
-/// Sessions on Redis. (That two services' stores on one server cannot reach each other's
-/// keys, even as raw Redis connections, is the conformance suite's ACL test.)
-const ON_REDIS: &str = r#"[backends.redis]
+/// Sessions on Redis, under `prefix` (a run's own: see `shared::run_prefix`). (That two
+/// services' stores on one server cannot reach each other's keys, even as raw Redis
+/// connections, is the conformance suite's ACL test.)
+fn on_redis(prefix: &str) -> String {
+    format!(
+        r#"[backends.redis]
 url = "redis://127.0.0.1:6379"
+prefix = "{prefix}"
 
 [services.sessions]
-component = "{c:sessions}"
+component = "{{c:sessions}}"
 route = "/sessions"
 [services.sessions.kv.sessions]
 backend = "redis"
-"#;
+"#
+    )
+}
 
 pub fn redis_up() -> bool {
     crate::support::server_up("Redis", "127.0.0.1:6379")
@@ -110,7 +116,8 @@ async fn sessions_on_redis_survive_a_host_restart() {
     if !redis_up() {
         return;
     }
-    let h = TestHost::start(ON_REDIS).await;
+    let prefix = &crate::shared::run_prefix();
+    let h = TestHost::start(&on_redis(prefix)).await;
     sessions_behave(&h).await;
     let r = h.post("/sessions", r#"{"userId":"mine"}"#).await;
     let token = r.json()["token"].as_str().unwrap().to_string();
@@ -122,4 +129,6 @@ async fn sessions_on_redis_survive_a_host_restart() {
     let r =
         crate::support::request("DELETE", &h.http, &format!("/sessions/{token}"), None, &[]).await;
     assert_eq!(r.status, 204);
+    h.stop();
+    crate::shared::drop_redis(prefix, &[("sessions", "sessions")]).await;
 }

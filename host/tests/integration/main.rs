@@ -13,6 +13,7 @@ mod kv;
 mod postgres;
 mod sagas;
 mod sandbox;
+mod shared;
 mod support;
 
 /// The demo manifest, pointing at the built components.

@@ -2,16 +2,17 @@
 //! the host's tables beside a service's own, the demo's events and sagas with orders on
 //! PostgreSQL, and a server restart under load.
 //!
-//! Every database and role these tests make starts with `silotest_`; each test drops the
-//! ones it uses before it starts, so a failed run leaves nothing that changes the next.
+//! Every database, role, user and key these tests make is named under a prefix of the test's
+//! own run ([`run_prefix`]), so two runs on one server (two checkouts' `make test`) never
+//! meet; each test drops what it made, and nothing else.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use crate::shared::{admin, drop_pg, drop_polyglot, polyglot_manifest, run_prefix};
 use crate::support::{TestHost, write_manifest};
 
 const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-const PREFIX: &str = "silotest";
 
 /// Whether the server is up; a test that needs it says SKIPPED, or fails under
 /// `SILO_REQUIRE_BACKENDS=1`.
@@ -19,57 +20,8 @@ fn postgres_up() -> bool {
     crate::support::server_up("PostgreSQL", "127.0.0.1:5432")
 }
 
-async fn admin(db: &str) -> tokio_postgres::Client {
-    let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
-    let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .expect("admin connection to PostgreSQL");
-    tokio::spawn(conn);
-    c
-}
-
-/// Drops the test databases and roles of `services` (store `main`).
-async fn fresh(services: &[&str]) {
-    let c = admin("postgres").await;
-    for s in services {
-        let name = format!("{PREFIX}_{s}_main");
-        // One statement each: DROP DATABASE cannot run inside a multi-statement batch.
-        for s in [
-            format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
-            format!("DROP ROLE IF EXISTS \"{name}\""),
-        ] {
-            c.batch_execute(&s)
-                .await
-                .unwrap_or_else(|e| panic!("{s}: {e:?}"));
-        }
-    }
-}
-
-/// Drops the test databases and accounts of `services` (store `main`) on MariaDB.
-async fn fresh_mysql(services: &[&str]) {
-    use mysql_async::prelude::Queryable;
-    let url = "mysql://root@127.0.0.1:3306/";
-    let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(url).unwrap())
-        .await
-        .expect("admin connection to MariaDB");
-    for s in services {
-        let name = format!("{PREFIX}_{s}_main");
-        for q in [
-            format!("DROP DATABASE IF EXISTS `{name}`"),
-            format!("DROP DATABASE IF EXISTS `{name}_host`"),
-            format!("DROP USER IF EXISTS '{name}'@'%'"),
-            format!("DROP USER IF EXISTS '{name}_def'@'localhost'"),
-        ] {
-            c.query_drop(&q)
-                .await
-                .unwrap_or_else(|e| panic!("{q}: {e}"));
-        }
-    }
-    let _ = c.disconnect().await;
-}
-
-fn backend_section() -> String {
-    format!("[backends.postgres]\nurl = \"{ADMIN_URL}\"\nprefix = \"{PREFIX}\"\npool-size = 8\n")
+fn backend_section(prefix: &str) -> String {
+    format!("[backends.postgres]\nurl = \"{ADMIN_URL}\"\nprefix = \"{prefix}\"\npool-size = 8\n")
 }
 
 async fn sql(h: &TestHost, mount: &str, statement: &str) -> (u16, serde_json::Value) {
@@ -85,7 +37,7 @@ async fn services_on_one_postgres_server_cannot_see_each_other() {
     if !postgres_up() {
         return;
     }
-    fresh(&["alpha", "beta"]).await;
+    let prefix = &run_prefix();
     let manifest = format!(
         r#"
 [services.alpha]
@@ -103,7 +55,7 @@ subscribes = [{{ source = "alpha", topic = "Ping" }}]
 backend = "postgres"
 
 {}"#,
-        backend_section()
+        backend_section(prefix)
     );
     let h = TestHost::start(&manifest).await;
     let (s, b) = sql(&h, "beta", "CREATE TABLE beta_secret (v TEXT)").await;
@@ -136,24 +88,28 @@ backend = "postgres"
         .collect();
     assert!(names.contains(&"received".to_string()), "{names:?}");
     assert!(!names.iter().any(|n| n.contains("beta")), "{names:?}");
-    for attack in [
-        "SELECT * FROM beta_secret",
-        "SELECT * FROM silotest_beta_main.public.beta_secret",
-        "SELECT * FROM dblink('dbname=silotest_beta_main', 'SELECT v FROM beta_secret') AS t(v text)",
-        "SET ROLE postgres",
-        "SELECT set_config('role', 'silotest_beta_main', false)",
-        "SELECT pg_read_file('/etc/passwd')",
-        "CREATE EXTENSION dblink",
-        "COPY (SELECT 1) TO '/tmp/silo-leak'",
-        "ALTER TABLE silo_host._silo_inbox DISABLE ROW LEVEL SECURITY",
-        "DROP POLICY host_only ON silo_host._silo_inbox",
-        "INSERT INTO silo_host._silo_inbox VALUES ('forged', 'evt', 0)",
-        "UPDATE silo_host._silo_heads SET n = 0",
-        "DELETE FROM silo_host._silo_subscriptions",
-        "DROP TABLE silo_host._silo_outbox",
-        "CREATE TABLE silo_host.planted (x int)",
-        "COMMIT",
-    ] {
+    let attacks = [
+        "SELECT * FROM beta_secret".to_string(),
+        format!("SELECT * FROM {prefix}_beta_main.public.beta_secret"),
+        format!(
+            "SELECT * FROM dblink('dbname={prefix}_beta_main', 'SELECT v FROM beta_secret') AS t(v text)"
+        ),
+        "SET ROLE postgres".to_string(),
+        format!("SELECT set_config('role', '{prefix}_beta_main', false)"),
+        "SELECT pg_read_file('/etc/passwd')".to_string(),
+        "CREATE EXTENSION dblink".to_string(),
+        "COPY (SELECT 1) TO '/tmp/silo-leak'".to_string(),
+        "ALTER TABLE silo_host._silo_inbox DISABLE ROW LEVEL SECURITY".to_string(),
+        "DROP POLICY host_only ON silo_host._silo_inbox".to_string(),
+        "INSERT INTO silo_host._silo_inbox VALUES ('forged', 'evt', 0)".to_string(),
+        "UPDATE silo_host._silo_heads SET n = 0".to_string(),
+        "DELETE FROM silo_host._silo_subscriptions".to_string(),
+        "DROP TABLE silo_host._silo_outbox".to_string(),
+        "CREATE TABLE silo_host.planted (x int)".to_string(),
+        "COMMIT".to_string(),
+        "SELECT * FROM silo_host._silo_owner".to_string(),
+    ];
+    for attack in &attacks {
         let (s, b) = sql(&h, "alpha", attack).await;
         assert!(s == 400 || s == 403, "{attack}: {s} {b}");
     }
@@ -169,14 +125,14 @@ backend = "postgres"
         assert_eq!(b["rows"].as_array().unwrap().len(), 0, "{t}: {b}");
     }
     // … though the host's own rows are there and intact.
-    let c = admin(&format!("{PREFIX}_alpha_main")).await;
+    let c = admin(&format!("{prefix}_alpha_main")).await;
     let subs: i64 = c
         .query_one("SELECT count(*) FROM silo_host._silo_subscriptions", &[])
         .await
         .unwrap()
         .get(0);
     assert_eq!(subs, 1, "the subscription row survived every attack");
-    let c = admin(&format!("{PREFIX}_beta_main")).await;
+    let c = admin(&format!("{prefix}_beta_main")).await;
     let inbox: i64 = c
         .query_one("SELECT count(*) FROM silo_host._silo_inbox", &[])
         .await
@@ -186,7 +142,7 @@ backend = "postgres"
 
     // With alpha's own password, its role still cannot connect to beta's database.
     let secret = std::fs::read_to_string(h.data_dir().join("sql").join("postgres.secret")).unwrap();
-    let alpha = format!("{PREFIX}_alpha_main");
+    let alpha = format!("{prefix}_alpha_main");
     let password = {
         use sha2::Digest;
         hex::encode(sha2::Sha256::digest(format!(
@@ -203,7 +159,7 @@ backend = "postgres"
         c.query("SELECT * FROM beta_secret", &[]).await.is_err(),
         "no beta table in alpha's database"
     );
-    let other = format!("postgres://{alpha}:{password}@127.0.0.1:5432/{PREFIX}_beta_main");
+    let other = format!("postgres://{alpha}:{password}@127.0.0.1:5432/{prefix}_beta_main");
     let e = tokio_postgres::connect(&other, tokio_postgres::NoTls)
         .await
         .err()
@@ -214,7 +170,7 @@ backend = "postgres"
         "refused by the server for want of CONNECT: {e:?}"
     );
     h.stop();
-    fresh(&["alpha", "beta"]).await;
+    drop_pg(prefix, &["alpha", "beta"]).await;
 }
 
 /// The polyglot demo as `make run-polyglot` serves it (`silo-polyglot.toml`): the order saga
@@ -229,23 +185,8 @@ async fn the_polyglot_demo_runs_across_postgres_mariadb_and_redis() {
     {
         return;
     }
-    fresh(&["orders"]).await;
-    fresh_mysql(&["products"]).await;
-    let root = crate::support::repo_root();
-    let manifest = std::fs::read_to_string(root.join("silo-polyglot.toml"))
-        .expect("silo-polyglot.toml")
-        .replace(
-            "\"components/target/",
-            &format!("\"{}/components/target/", root.display()),
-        )
-        .replace(
-            "[backends.postgres]",
-            &format!("[backends.postgres]\nprefix = \"{PREFIX}\""),
-        )
-        .replace(
-            "[backends.mysql]",
-            &format!("[backends.mysql]\nprefix = \"{PREFIX}\""),
-        );
+    let prefix = &run_prefix();
+    let manifest = polyglot_manifest(prefix);
     assert!(
         manifest.contains("backend = \"mysql\""),
         "products on MariaDB"
@@ -337,14 +278,14 @@ async fn the_polyglot_demo_runs_across_postgres_mariadb_and_redis() {
         .unwrap();
         let reserved: Option<i64> = c
             .query_first(format!(
-                "SELECT count(*) FROM `{PREFIX}_products_main`.reservations WHERE state = 'reserved'"
+                "SELECT count(*) FROM `{prefix}_products_main`.reservations WHERE state = 'reserved'"
             ))
             .await
             .unwrap();
         assert_eq!(reserved, Some(1));
         let commands: Option<i64> = c
             .query_first(format!(
-                "SELECT count(*) FROM `{PREFIX}_products_main_host`._silo_commands"
+                "SELECT count(*) FROM `{prefix}_products_main_host`._silo_commands"
             ))
             .await
             .unwrap();
@@ -355,7 +296,7 @@ async fn the_polyglot_demo_runs_across_postgres_mariadb_and_redis() {
         let _ = c.disconnect().await;
     }
     // The saga log and the inbox are PostgreSQL rows.
-    let c = admin(&format!("{PREFIX}_orders_main")).await;
+    let c = admin(&format!("{prefix}_orders_main")).await;
     let sagas: i64 = c
         .query_one(
             "SELECT count(*) FROM silo_host._silo_sagas WHERE handled = 1",
@@ -375,42 +316,120 @@ async fn the_polyglot_demo_runs_across_postgres_mariadb_and_redis() {
         "UserCreated, ProductCreated, UserUpdated, ProductUpdated: {inbox}"
     );
     h.stop();
-    fresh(&["orders"]).await;
-    fresh_mysql(&["products"]).await;
+    drop_polyglot(prefix).await;
 }
 
-fn pg_ctl(action: &str) {
-    let version = std::fs::read_dir("/etc/postgresql")
-        .expect("/etc/postgresql")
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .next()
-        .expect("a PostgreSQL cluster");
-    let out = std::process::Command::new("pg_ctlcluster")
-        .args(["--skip-systemctl-redirect", &version, "main", action])
-        .args(if action == "stop" || action == "restart" {
-            vec!["-m", "fast"]
+/// A PostgreSQL server of one test's own: a cluster made with `initdb` in a temporary
+/// folder, on a free loopback port, trust auth for `postgres`. A test that stops and starts
+/// its server does it to this one, never to the machine's, which other runs share.
+struct PrivatePostgres {
+    bin: std::path::PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl PrivatePostgres {
+    /// Runs a PostgreSQL program as the `postgres` user when we are root (the server refuses
+    /// to run as root), else as ourselves.
+    fn run(&self, program: &str, args: &[&str]) -> Result<(), String> {
+        let path = self.bin.join(program);
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        let mut cmd = if root {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&path);
+            c
         } else {
-            vec![]
-        })
-        .output()
-        .expect("pg_ctlcluster");
-    assert!(
-        out.status.success(),
-        "pg_ctlcluster {action}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+            std::process::Command::new(&path)
+        };
+        let out = cmd
+            .args(args)
+            .output()
+            .map_err(|e| format!("{program}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{program} {args:?}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Makes the cluster and starts it.
+    fn start_new() -> Self {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("/usr/lib/postgresql")
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("bin"))
+            .find(|b| b.join("initdb").is_file())
+            .expect("PostgreSQL's initdb");
+        let dir = tempfile::tempdir().unwrap();
+        let _ = std::process::Command::new("chown")
+            .args(["postgres"])
+            .arg(dir.path())
+            .output();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let pg = Self { bin, dir, port };
+        let data = pg.data();
+        pg.run("initdb", &["-D", &data, "-A", "trust", "-U", "postgres"])
+            .unwrap();
+        pg.ctl("start");
+        pg
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    /// `pg_ctl start` or `stop` (fast), waiting for it.
+    fn ctl(&self, action: &str) {
+        self.try_ctl(action).unwrap();
+    }
+
+    fn try_ctl(&self, action: &str) -> Result<(), String> {
+        let data = self.data();
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("log").display().to_string();
+        match action {
+            "start" => self.run(
+                "pg_ctl",
+                &["-D", &data, "-o", &options, "-l", &log, "-w", "start"],
+            ),
+            _ => self.run("pg_ctl", &["-D", &data, "-m", "fast", "-w", action]),
+        }
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let data = self.data();
+        // Stopped already when a test failed while it was down: nothing to do then.
+        let _ = self.run("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]);
+    }
 }
 
 /// PostgreSQL stops and starts again while clients publish: requests fail fast with 503
 /// while it is down, succeed again on their own once it is back, and every event whose
-/// publish was answered 201 reaches the subscriber.
+/// publish was answered 201 reaches the subscriber. The server is the test's own
+/// ([`PrivatePostgres`]): restarting the machine's would break every other run on it.
 #[tokio::test]
 async fn a_postgres_restart_under_load_fails_fast_and_loses_no_event() {
     if !postgres_up() {
         return;
     }
-    fresh(&["pub"]).await;
+    let server = PrivatePostgres::start_new();
+    let prefix = &run_prefix();
     let manifest = format!(
         r#"
 [services.pub]
@@ -430,8 +449,12 @@ backoff-ms = 20
 max-backoff-ms = 200
 max-attempts = 1000
 
-{}"#,
-        backend_section()
+[backends.postgres]
+url = "postgres://postgres@127.0.0.1:{}/postgres"
+prefix = "{prefix}"
+pool-size = 8
+"#,
+        server.port
     );
     let (dir, path) = write_manifest(&manifest);
     let h = TestHost::start_in(dir, path).await;
@@ -457,9 +480,9 @@ max-attempts = 1000
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let down_at = Instant::now();
-    pg_ctl("stop");
+    server.ctl("stop");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    pg_ctl("start");
+    server.ctl("start");
     let up_at = Instant::now();
     // Load goes on until requests have succeeded again for a while.
     let mut recovered = None;
@@ -539,5 +562,5 @@ max-attempts = 1000
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     h.stop();
-    fresh(&["pub"]).await;
+    drop(server);
 }

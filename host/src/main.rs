@@ -602,6 +602,7 @@ fn run(
     ) {
         Ok(h) => Arc::new(h),
         Err(StartError::Manifest(e)) => return fail(2, e),
+        Err(StartError::OwnedElsewhere(lines)) => return owned_elsewhere(manifest_path, &lines),
         Err(StartError::Other(e)) => return fail(1, format!("{e:#}")),
     };
     let compiled = match host.compile(manifest_path, &manifest) {

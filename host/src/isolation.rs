@@ -938,7 +938,12 @@ async fn hammer(target: &Target, path: &str, clients: usize, until: Instant) -> 
         tasks.push(tokio::spawn(async move {
             let mut got = Vec::new();
             while Instant::now() < until {
-                got.push(target.send("GET", &path, None).await);
+                let answer = target.send("GET", &path, None).await;
+                if answer.0 == 503 && answer.1.contains("\"busy\"") {
+                    // Refused at once: ask again soon, not in a tight loop.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                got.push(answer);
             }
             got
         }));

@@ -29,13 +29,16 @@ pub struct Permits {
 
 /// One running instance's permit; returned when dropped.
 pub struct Permit {
-    _permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
     origin: Arc<str>,
     owner: Arc<Permits>,
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
+        // The instance's permit goes back first: an origin's count never falls below the
+        // permits it really holds, so no origin can slip past its share while one drops.
+        drop(self.permit.take());
         {
             let mut held = self.owner.held.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(n) = held.get_mut(&self.origin) {
@@ -121,7 +124,7 @@ impl Permits {
         let origin: Arc<str> = Arc::from(origin);
         *held.entry(origin.clone()).or_insert(0) += 1;
         Ok(Permit {
-            _permit: permit,
+            permit: Some(permit),
             origin,
             owner: self.clone(),
         })

@@ -1360,10 +1360,10 @@ mod tests {
             max_result_bytes: 1 << 20,
             ..limits()
         };
-        let args = vec!["1"; 17].join(", ");
-        let deep = vec!["1"; 101].join(" + ");
-        let compound = vec!["SELECT 1"; 51].join(" UNION ALL ");
-        let params = vec!["?"; 1001].join(", ");
+        let args = ["1"; 17].join(", ");
+        let deep = ["1"; 101].join(" + ");
+        let compound = ["SELECT 1"; 51].join(" UNION ALL ");
+        let params = ["?"; 1001].join(", ");
         let cases = [
             (
                 "SELECT randomblob(16000000)".to_string(),
@@ -1490,7 +1490,7 @@ mod tests {
         const BUDGET: Duration = Duration::from_millis(20);
         let many = format!(
             "SELECT {} AS n",
-            vec!["length(randomblob(900000))"; 60].join(" + ")
+            ["length(randomblob(900000))"; 60].join(" + ")
         );
         let endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c)";
         let statements = [

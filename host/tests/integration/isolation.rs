@@ -7,17 +7,20 @@ use silo::isolation::{CATALOGUE, Judge, SERVER_CATALOGUE, Servers, Target, Victi
 use crate::support::{TestHost, component, resolve, write_manifest};
 
 /// A host whose SQLite backend records its statement texts into `host-sql.jsonl` of the
-/// test's folder, and a target that can read them and the data folder.
+/// test's folder and whose log goes to `host.log` there, and a target that can read them,
+/// the data folder and the host's memory.
 async fn recording_host(manifest: &str) -> (TestHost, Target) {
     let (dir, path) = write_manifest(manifest);
     let record = dir.path().join("host-sql.jsonl");
-    let h = TestHost::start_with(
+    let log = dir.path().join("host.log");
+    let h = TestHost::start_logging(
         dir,
         path,
         &[("SILO_RECORD_HOST_SQL", record.to_str().unwrap())],
+        Some(&log),
     )
     .await;
-    let target = Target::local(&h.http, &h.data_dir(), &record);
+    let target = Target::local(&h.http, &h.data_dir(), &record).with_host(&log, h.pid());
     (h, target)
 }
 
@@ -30,6 +33,11 @@ async fn attack(name: &str) {
         .find(|a| a.name == name)
         .unwrap_or_else(|| panic!("no attack {name} in the catalogue"));
     let o = run_attack(&target, &victim, attack).await;
+    // The figures, as the demo prints them (`--nocapture` shows them).
+    eprintln!(
+        "{name}: {} (victim p99 {:?}, bound {:?}, quiet {:?})",
+        o.observed, o.victim_p99, o.bound, victim.baseline_p99
+    );
     assert!(o.blocked, "{name} got through: {}", o.observed);
     assert!(o.victim_correct, "{name}: the victim answered wrongly");
     assert!(
@@ -97,6 +105,10 @@ attacks! {
     memory_growth => "memory-growth",
     deep_recursion => "deep-recursion",
     flood_of_concurrent_requests => "request-flood",
+    // Fair sharing.
+    costly_sql_functions => "costly-function",
+    flood_the_hosts_log => "log-flood",
+    host_memory_through_http_fields => "host-fields",
 }
 
 /// The intruder reports exactly the attacks the catalogue judges by report.

@@ -2,7 +2,8 @@
 //!
 //! - `costly-function`: SQL statements whose cost is in one costly VDBE op (huge values,
 //!   quadratic searches, sorts), each timed on the monotonic clock: each must be refused or
-//!   interrupted within the intruder's `statement-ms` (50) plus [`SLACK_MS`].
+//!   interrupted within the intruder's `statement-ms` (50) plus [`SLACK_MS`]; the detail
+//!   says the worst overrun.
 //! - `log-flood`: 32 MiB to stdout and stderr as fast as it can; the runner judges how much
 //!   of it reached the host's log.
 //! - `host-fields`: `wasi:http` fields with 63 KiB values, created in a loop and kept; the
@@ -20,8 +21,11 @@ use super::{Findings, own};
 
 /// The intruder's `statement-ms` in `silo::isolation::manifest`.
 const BUDGET_MS: f64 = 50.0;
-/// How far past its budget a statement may stop and still count as interrupted in time.
-pub const SLACK_MS: f64 = 15.0;
+/// How far past its budget a statement may stop and still count as interrupted in time:
+/// generous, for a loaded 2-core machine where the host's thread waits for a core (quiet,
+/// the worst is a few ms; before the fix it was 120 ms for 60 calls in one expression and
+/// 17 s for one `instr`). The worst overrun is reported either way.
+pub const SLACK_MS: f64 = 100.0;
 
 /// Statements whose cost is in single costly ops, by what they try.
 const COSTLY: &[(&str, &str)] = &[

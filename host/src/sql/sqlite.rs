@@ -1539,8 +1539,10 @@ mod tests {
             worst.as_secs_f64() * 1e3,
             figures.join("\n")
         );
+        // Quiet, the worst is a few ms; the bound is for a loaded 2-core machine (before the
+        // fix: 150 ms for the straight-line sum, seconds for `instr`).
         assert!(
-            worst < Duration::from_millis(40),
+            worst < Duration::from_millis(100),
             "worst overrun {worst:?}:\n{}",
             figures.join("\n")
         );

@@ -264,3 +264,27 @@ async fn attacks_on_stores_on_shared_servers() {
     servers.remove().await.expect("removing the run's stores");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// What a log flood dropped is in `/metrics`: the intruder's 32 MiB, less what its budget
+/// let through (256 KiB and 64 KiB/s) and the newlines, counted under its name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_guest_output_is_counted_in_metrics() {
+    let dir = component("intruder").parent().unwrap().to_path_buf();
+    let (h, _target) = recording_host(&silo::isolation::manifest(&dir, None)).await;
+    let r = h.get("/intruder/flood/log").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let written = r.json()["written"].as_u64().unwrap();
+    let metrics = h.admin_get("/metrics", None).await.text();
+    let dropped: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("silo_guest_log_dropped_bytes_total{service=\"intruder\"} "))
+        .unwrap_or_else(|| panic!("no dropped-output series for intruder in:\n{metrics}"))
+        .parse()
+        .unwrap();
+    let budget =
+        silo::runtime::stdio::LOG_BURST_BYTES + silo::runtime::stdio::LOG_BYTES_PER_SEC * 5;
+    assert!(
+        dropped <= written && dropped + (1 << 20) >= written,
+        "{dropped} of {written} bytes dropped"
+    );
+}

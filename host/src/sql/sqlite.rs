@@ -975,6 +975,9 @@ impl SqlStore for SqliteStore {
         let r = reader.guest(|c| guest_query(c, limits, sql, params, true));
         reader.disarm();
         self.put_reader(reader);
+        // As after a write: the other requests of this thread run before the guest's next
+        // statement (a statement may have held the thread for its whole budget).
+        tokio::task::yield_now().await;
         match r? {
             Some(rows) => Ok(rows),
             // A statement that writes (INSERT … RETURNING) runs on the writer.

@@ -281,8 +281,8 @@ async fn dropped_guest_output_is_counted_in_metrics() {
         .unwrap_or_else(|| panic!("no dropped-output series for intruder in:\n{metrics}"))
         .parse()
         .unwrap();
-    let budget =
-        silo::runtime::stdio::LOG_BURST_BYTES + silo::runtime::stdio::LOG_BYTES_PER_SEC * 5;
+    // Let through: at most the burst and 64 KiB/s for the few seconds it took, and the
+    // newlines (neither kept nor cut): 1 MiB in all, at most.
     assert!(
         dropped <= written && dropped + (1 << 20) >= written,
         "{dropped} of {written} bytes dropped"

@@ -1496,7 +1496,13 @@ mod tests {
             ["length(randomblob(900000))"; 60].join(" + ")
         );
         let endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c)";
+        // 300 columns of 1 MB copies: straight-line, never checked by SQLite itself.
+        let copies = format!(
+            "SELECT {}",
+            ["length(upper(printf('%.*c', 1000000, 'x')))"; 300].join(", ")
+        );
         let statements = [
+            copies,
             format!("{endless} SELECT max(length(randomblob(900000))) FROM c"),
             format!("{endless} SELECT length(group_concat(hex(randomblob(1000)))) FROM c"),
             many,

@@ -11,8 +11,9 @@
 //! handler does.
 //!
 //! SQLite runs its progress handler only at jumps (loops), so a straight-line expression of
-//! many costly calls is never checked. Each function here, and `randomblob` and `hex` (the
-//! costliest producers of large values per byte: random bytes, and doubling any value),
+//! many costly calls is never checked. Each function here, and `randomblob`, `hex`, `upper`
+//! and `lower` (the costliest producers of large values per byte: random bytes, doubling
+//! any value, and copying one),
 //! refuses to start once the deadline has passed: such an expression stops at its first
 //! call of one of them past the deadline.
 //!
@@ -66,6 +67,10 @@ pub fn register(conn: &Connection, bounds: &Bounds) -> rusqlite::Result<()> {
     })?;
     let b = bounds.clone();
     conn.create_scalar_function("hex", 1, flags, move |ctx| hex(ctx, &b))?;
+    for (name, upper) in [("upper", true), ("lower", false)] {
+        let b = bounds.clone();
+        conn.create_scalar_function(name, 1, flags, move |ctx| case(ctx, &b, upper))?;
+    }
     // Not deterministic: every call draws anew.
     let b = bounds.clone();
     conn.create_scalar_function(
@@ -121,6 +126,18 @@ fn randomblob(ctx: &Context<'_>, bounds: &Bounds) -> rusqlite::Result<Vec<u8>> {
     let mut bytes = vec![0u8; n as usize];
     rand::fill(&mut bytes[..]);
     Ok(bytes)
+}
+
+/// `upper(X)` / `lower(X)`: X as text with its ASCII letters in one case; NULL for NULL.
+fn case(ctx: &Context<'_>, bounds: &Bounds, upper: bool) -> rusqlite::Result<Option<TextBytes>> {
+    check(bounds)?;
+    Ok(text_of(ctx.get_raw(0)).map(|t| {
+        TextBytes(if upper {
+            t.to_ascii_uppercase()
+        } else {
+            t.to_ascii_lowercase()
+        })
+    }))
 }
 
 /// `hex(X)`: the bytes of X (its text, for a number) as upper-case hex text; '' for NULL.
@@ -621,6 +638,13 @@ mod tests {
             "length(randomblob(' +7'))",
             "length(randomblob(3.9))",
             "typeof(randomblob(4))",
+            "upper('abcÉé1')",
+            "lower('ABCÉé1')",
+            "upper(NULL)",
+            "typeof(upper(x'6162'))",
+            "upper(x'6162')",
+            "lower(1.5e20)",
+            "upper(12)",
         ];
         for e in exprs {
             let q = format!("SELECT {e}, typeof({e})");

@@ -152,6 +152,7 @@ async fn handle(
             let _ = writeln!(out, "silo_services {}", routes.services().count());
             render_event_metrics(&host.events.subscriptions().await, &mut out);
             render_saga_metrics(&host, &mut out).await;
+            crate::runtime::stdio::render_metrics(&mut out);
             let mut resp = Response::new(full(Bytes::from(out)));
             resp.headers_mut().insert(
                 http::header::CONTENT_TYPE,

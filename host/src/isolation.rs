@@ -66,7 +66,26 @@ pub enum Judge {
     /// `SILO_RECORD_HOST_SQL`) to `POST /intruder/attack/host-statements`; the intruder sends
     /// each back as guest SQL, which must be `access-denied`.
     HostStatements,
+    /// `GET PATH` floods the guest's stdout and stderr and answers 200 `{"written": bytes}`
+    /// (at least 32 MiB); the host's log file ([`Target::host_log`]) may grow by at most
+    /// the service's log budget for the time it took (burst + rate × seconds, see
+    /// [`crate::runtime::stdio`]) plus [`LOG_SLACK`] for the host's own lines.
+    HostLog(&'static str),
+    /// `GET PATH` makes the host hold memory for the instance; the host's resident memory
+    /// (`VmRSS` of [`Target::host_pid`]), polled while it runs, may grow by at most
+    /// `max_mib`, and the answer must be a 503 with error `code` whose message contains
+    /// `says` (the cap that stopped it).
+    HostMemory {
+        path: &'static str,
+        max_mib: u64,
+        code: &'static str,
+        says: &'static str,
+    },
 }
+
+/// What the host's log may grow by during a log flood beyond the flooding service's budget:
+/// its own lines (the notice of what was dropped, other services').
+pub const LOG_SLACK: u64 = 64 << 10;
 
 /// One entry of the catalogue.
 #[derive(Debug, Clone, Copy)]
@@ -325,6 +344,27 @@ pub const CATALOGUE: &[Attack] = &[
             millis: 3000,
         },
     },
+    // Fair sharing: work that would cost the host more than the intruder's limits say.
+    Attack {
+        name: "costly-function",
+        expected: "costly SQL (huge values, LIKE, instr, sorts) stops near statement-ms",
+        judge: Judge::Report,
+    },
+    Attack {
+        name: "log-flood",
+        expected: "32 MiB to stdout/stderr: the host log grows by the service's log budget",
+        judge: Judge::HostLog("/intruder/flood/log"),
+    },
+    Attack {
+        name: "host-fields",
+        expected: "wasi:http fields in a loop: trap at the resource cap, host memory bounded",
+        judge: Judge::HostMemory {
+            path: "/intruder/flood/fields",
+            max_mib: 96,
+            code: "service_trapped",
+            says: "host resources",
+        },
+    },
 ];
 
 /// The intruder's store cap in [`manifest`].
@@ -532,6 +572,7 @@ deadline-ms = 1000
 memory-mb = 32
 concurrency = 4
 result-kb = 1024
+statement-ms = 50
 "#,
         users = c("users"),
         products = c("products"),
@@ -578,6 +619,10 @@ pub struct Target {
     pub data: Option<PathBuf>,
     /// The file the host records its SQL statement texts into (`SILO_RECORD_HOST_SQL`).
     pub host_sql: Option<PathBuf>,
+    /// The file the host writes its log to (its stderr).
+    pub host_log: Option<PathBuf>,
+    /// The host's process id, for its resident memory.
+    pub host_pid: Option<u32>,
 }
 
 impl Target {
@@ -587,7 +632,16 @@ impl Target {
             client: Client::builder(TokioExecutor::new()).build_http(),
             data: None,
             host_sql: None,
+            host_log: None,
+            host_pid: None,
         }
+    }
+
+    /// This target, with the host's log file and process id known to the runner.
+    pub fn with_host(mut self, log: &Path, pid: u32) -> Self {
+        self.host_log = Some(log.to_path_buf());
+        self.host_pid = Some(pid);
+        self
     }
 
     /// A target whose data folder and statement record the runner can read.
@@ -743,6 +797,17 @@ pub fn recorded_host_statements(path: &Path) -> Result<Vec<String>, String> {
         .collect()
 }
 
+/// The resident memory of process `pid` (`VmRSS` of `/proc/PID/status`), in bytes.
+pub fn resident_bytes(pid: u32) -> Result<u64, String> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kib| kib << 10)
+        .ok_or_else(|| format!("{path} has no VmRSS line"))
+}
+
 /// Bytes of a SQLite store on disk: the database and its write-ahead log.
 pub fn store_bytes(data: &Path, service: &str, store: &str) -> u64 {
     let db = data
@@ -810,6 +875,13 @@ async fn judge(target: &Target, attack: &Attack) -> (bool, String) {
                 .await;
             read_report(status, &text)
         }
+        Judge::HostLog(path) => judge_host_log(target, path).await,
+        Judge::HostMemory {
+            path,
+            max_mib,
+            code,
+            says,
+        } => judge_host_memory(target, path, max_mib, code, says).await,
         Judge::HostStops { path, code, says } => {
             let t = Instant::now();
             let (status, text) = target.send("GET", path, None).await;
@@ -1035,6 +1107,94 @@ async fn slow_bodies(http: &str, path: &str, clients: usize, until: Instant) -> 
     tokio::time::sleep_until(until.into()).await;
     drop(held);
     opened
+}
+
+/// [`Judge::HostLog`].
+async fn judge_host_log(target: &Target, path: &str) -> (bool, String) {
+    use crate::runtime::stdio::{LOG_BURST_BYTES, LOG_BYTES_PER_SEC, NOTICE_EVERY};
+    let Some(log) = target.host_log.clone() else {
+        return (false, "the runner cannot read the host's log".into());
+    };
+    let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let before = len(&log);
+    let start = Instant::now();
+    let (status, text) = target.send("GET", path, None).await;
+    // The guest's last line and the notice of what was dropped land after the answer.
+    tokio::time::sleep(NOTICE_EVERY + Duration::from_millis(500)).await;
+    let secs = start.elapsed().as_secs_f64();
+    let grew = len(&log).saturating_sub(before);
+    let bound = LOG_BURST_BYTES + (LOG_BYTES_PER_SEC as f64 * secs) as u64 + LOG_SLACK;
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let written = v["written"].as_u64().unwrap_or(0);
+    if status != 200 || written < 32 << 20 {
+        return (
+            false,
+            format!(
+                "the flood did not run: {status} {} (host log +{} KiB)",
+                short(&text),
+                grew >> 10
+            ),
+        );
+    }
+    (
+        grew <= bound,
+        format!(
+            "{} MiB written in {:.0} ms; host log +{} KiB of at most {} KiB",
+            written >> 20,
+            v["ms"].as_f64().unwrap_or(0.0),
+            grew >> 10,
+            bound >> 10
+        ),
+    )
+}
+
+/// [`Judge::HostMemory`].
+async fn judge_host_memory(
+    target: &Target,
+    path: &str,
+    max_mib: u64,
+    code: &str,
+    says: &str,
+) -> (bool, String) {
+    let Some(pid) = target.host_pid else {
+        return (false, "the runner does not know the host's process".into());
+    };
+    let before = match resident_bytes(pid) {
+        Ok(b) => b,
+        Err(e) => return (false, e),
+    };
+    let (stop, peak) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(before)),
+    );
+    let poller = {
+        let (stop, peak) = (stop.clone(), peak.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(b) = resident_bytes(pid) {
+                    peak.fetch_max(b, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let t = Instant::now();
+    let (status, text) = target.send("GET", path, None).await;
+    stop.store(true, Ordering::Relaxed);
+    let _ = poller.await;
+    let grew = peak.load(Ordering::Relaxed).saturating_sub(before);
+    let error = serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default();
+    let got = error["error"]["code"].as_str().unwrap_or_default();
+    let message = error["error"]["message"].as_str().unwrap_or(&text);
+    (
+        status == 503 && got == code && message.contains(says) && grew <= max_mib << 20,
+        format!(
+            "{status} {got} after {} ms: {}; host memory +{:.1} MiB of at most {max_mib} MiB",
+            t.elapsed().as_millis(),
+            short(message),
+            grew as f64 / f64::from(1 << 20)
+        ),
+    )
 }
 
 fn short(s: &str) -> String {

@@ -753,15 +753,22 @@ fn demo_isolation(components: &Path) -> ExitCode {
         return fail(1, e);
     }
     let exe = std::env::current_exe().expect("the silo binary");
+    // The host's log goes to a file the log-flood attack measures; guests' lines are in it.
+    let log = dir.join("host.log");
+    let stderr = match std::fs::File::create(&log) {
+        Ok(f) => f,
+        Err(e) => return fail(1, format!("{}: {e}", log.display())),
+    };
     let mut child = match std::process::Command::new(exe)
         .args(["run", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
         .arg("--manifest")
         .arg(&manifest)
         .arg("--data")
         .arg(dir.join("data"))
-        .env("SILO_LOG", "warn")
+        .env("SILO_LOG", "warn,silo::guest=info")
         .env("SILO_RECORD_HOST_SQL", dir.join("host-sql.jsonl"))
         .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
         .spawn()
     {
         Ok(c) => c,
@@ -788,9 +795,11 @@ fn demo_isolation(components: &Path) -> ExitCode {
         .enable_all()
         .build()
         .expect("building the runtime");
+    let pid = child.id();
     let outcomes = rt.block_on(async {
         let target =
-            silo::isolation::Target::local(&http, &dir.join("data"), &dir.join("host-sql.jsonl"));
+            silo::isolation::Target::local(&http, &dir.join("data"), &dir.join("host-sql.jsonl"))
+                .with_host(&log, pid);
         let victim = silo::isolation::Victim::prepare(&target).await?;
         let mut outcomes = Vec::new();
         for attack in attacks {

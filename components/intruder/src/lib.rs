@@ -40,6 +40,7 @@ use silo_sdk::{
     Router, Row, Service, SqlError, Subscriptions, Value, describe,
 };
 
+mod fair;
 mod share;
 
 struct Intruder;
@@ -65,6 +66,8 @@ impl Service for Intruder {
             .get("/intruder/exhaust/recursion", |_| {
                 Ok(Response::ok(&json!({ "depth": dig(0) })))
             })
+            .get("/intruder/flood/log", fair::log_flood)
+            .get("/intruder/flood/fields", fair::host_fields)
     }
 
     /// A subscription of its own, so its store holds an inbox too: every host table
@@ -127,6 +130,7 @@ const ATTACKS: &[(&str, Attack)] = &[
     ("mariadb-named-locks", mariadb_named_locks),
     ("mariadb-fill", mariadb_fill),
     ("redis-fill", redis_fill),
+    ("costly-function", fair::costly_function),
 ];
 
 fn attack_names() -> Vec<&'static str> {

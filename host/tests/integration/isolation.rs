@@ -7,17 +7,20 @@ use silo::isolation::{CATALOGUE, Judge, SERVER_CATALOGUE, Servers, Target, Victi
 use crate::support::{TestHost, component, resolve, write_manifest};
 
 /// A host whose SQLite backend records its statement texts into `host-sql.jsonl` of the
-/// test's folder, and a target that can read them and the data folder.
+/// test's folder and whose log goes to `host.log` there, and a target that can read them,
+/// the data folder and the host's memory.
 async fn recording_host(manifest: &str) -> (TestHost, Target) {
     let (dir, path) = write_manifest(manifest);
     let record = dir.path().join("host-sql.jsonl");
-    let h = TestHost::start_with(
+    let log = dir.path().join("host.log");
+    let h = TestHost::start_logging(
         dir,
         path,
         &[("SILO_RECORD_HOST_SQL", record.to_str().unwrap())],
+        Some(&log),
     )
     .await;
-    let target = Target::local(&h.http, &h.data_dir(), &record);
+    let target = Target::local(&h.http, &h.data_dir(), &record).with_host(&log, h.pid());
     (h, target)
 }
 
@@ -30,6 +33,11 @@ async fn attack(name: &str) {
         .find(|a| a.name == name)
         .unwrap_or_else(|| panic!("no attack {name} in the catalogue"));
     let o = run_attack(&target, &victim, attack).await;
+    // The figures, as the demo prints them (`--nocapture` shows them).
+    eprintln!(
+        "{name}: {} (victim p99 {:?}, bound {:?}, quiet {:?})",
+        o.observed, o.victim_p99, o.bound, victim.baseline_p99
+    );
     assert!(o.blocked, "{name} got through: {}", o.observed);
     assert!(o.victim_correct, "{name}: the victim answered wrongly");
     assert!(
@@ -102,6 +110,10 @@ attacks! {
     calls_whose_bodies_never_end => "slow-call-bodies",
     a_fan_out_of_calls => "call-fanout",
     request_bodies_that_never_end => "slow-bodies",
+    // Fair sharing.
+    costly_sql_functions => "costly-function",
+    flood_the_hosts_log => "log-flood",
+    host_memory_through_http_fields => "host-fields",
 }
 
 /// The intruder reports exactly the attacks the catalogue judges by report.
@@ -359,4 +371,28 @@ concurrency = 100
         "{stderr}"
     );
     assert!(!data.exists(), "a refused manifest created the data folder");
+}
+
+/// What a log flood dropped is in `/metrics`: the intruder's 32 MiB, less what its budget
+/// let through (256 KiB and 64 KiB/s) and the newlines, counted under its name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_guest_output_is_counted_in_metrics() {
+    let dir = component("intruder").parent().unwrap().to_path_buf();
+    let (h, _target) = recording_host(&silo::isolation::manifest(&dir, None)).await;
+    let r = h.get("/intruder/flood/log").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let written = r.json()["written"].as_u64().unwrap();
+    let metrics = h.admin_get("/metrics", None).await.text();
+    let dropped: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("silo_guest_log_dropped_bytes_total{service=\"intruder\"} "))
+        .unwrap_or_else(|| panic!("no dropped-output series for intruder in:\n{metrics}"))
+        .parse()
+        .unwrap();
+    // Let through: at most the burst and 64 KiB/s for the few seconds it took, and the
+    // newlines (neither kept nor cut): 1 MiB in all, at most.
+    assert!(
+        dropped <= written && dropped + (1 << 20) >= written,
+        "{dropped} of {written} bytes dropped"
+    );
 }

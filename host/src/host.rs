@@ -274,6 +274,19 @@ impl Host {
                 key: format!("services.{name}.component"),
                 message: format!("{e:#}"),
             })?;
+            if let Some(least) = crate::runtime::service::min_memory_mb(&service.component)
+                && spec.limits.memory_mb < least
+            {
+                return Err(ManifestError {
+                    file: path.to_path_buf(),
+                    key: format!("services.{name}.limits.memory-mb"),
+                    message: format!(
+                        "{} MiB is less than the component's initial linear memory: give at least {least}",
+                        spec.limits.memory_mb
+                    ),
+                }
+                .into());
+            }
             plans.push(Planned {
                 service,
                 spec,

@@ -174,6 +174,14 @@ async fn timed<T>(
     }
 }
 
+/// Checks that `url` is a Redis URL (`redis://[user:password@]host:port[/db]`), without
+/// connecting: the manifest's `[backends.redis] url` is refused at start-up otherwise.
+pub fn check_url(url: &str) -> Result<(), String> {
+    url.into_connection_info()
+        .map(|_| ())
+        .map_err(|e| format!("not a Redis URL (redis://[user:password@]host:port): {e}"))
+}
+
 impl RedisKv {
     /// Creates (or resets) the store's ACL user through `admin_url`, then connects as it.
     pub async fn open(

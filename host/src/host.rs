@@ -30,6 +30,7 @@ use crate::manifest::{Manifest, ManifestError, ServiceSpec};
 use crate::runtime::dispatch::{RouteTable, dispatch, json_error};
 use crate::runtime::engine::{build_engine, build_linker, start_epoch_ticker};
 use crate::runtime::migrations::migrate;
+use crate::runtime::refusals::JsonRefusals;
 use crate::runtime::service::Service;
 use crate::runtime::state::RequestState;
 use crate::sagas::{SagaEngine, SagaLog};
@@ -847,10 +848,13 @@ async fn accept_loop(
                 let Ok((stream, _)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
                 let host = host.clone();
+                let stream = JsonRefusals::new(stream);
+                let requests = stream.requests();
                 let conn = builder.serve_connection(
                     TokioIo::new(stream),
                     service_fn(move |req| {
                         let host = host.clone();
+                        requests.fetch_add(1, Ordering::AcqRel);
                         async move {
                             let routes = host.routes();
                             let resp = match routes.route(req.uri().path()) {

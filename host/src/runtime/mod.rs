@@ -7,6 +7,7 @@ pub mod dispatch;
 pub mod engine;
 pub mod metrics;
 pub mod migrations;
+pub mod refusals;
 pub mod service;
 pub mod state;
 pub mod stdio;

@@ -311,6 +311,29 @@ impl Host {
         Ok(plans)
     }
 
+    /// The checks of `plans` that need an instance and write nothing: each component's
+    /// migrations are read and must target only the stores its spec declares. `silo run`
+    /// runs them before the data folder is created; a failure names the service's `stores`.
+    pub async fn check(&self, path: &Path, plans: &[Planned]) -> Result<(), StartError> {
+        for plan in plans {
+            let name = &plan.service.name;
+            let steps = crate::runtime::migrations::read_migrations(&plan.service)
+                .await
+                .map_err(|e| ManifestError {
+                    file: path.to_path_buf(),
+                    key: format!("services.{name}.component"),
+                    message: format!("{e:#}"),
+                })?;
+            crate::runtime::migrations::by_store(name, steps, |s| plan.spec.stores.contains_key(s))
+                .map_err(|e| ManifestError {
+                    file: path.to_path_buf(),
+                    key: format!("services.{name}.stores"),
+                    message: format!("{e:#}: add it as `[services.{name}.stores.STORE]`"),
+                })?;
+        }
+        Ok(())
+    }
+
     /// Opens the planned services' stores, applies their migrations, records first versions,
     /// and starts routing to them.
     pub async fn open(&self, plans: Vec<Planned>) -> Result<(), StartError> {

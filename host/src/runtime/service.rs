@@ -98,6 +98,9 @@ impl Service {
             Some(_) => Some(CommandIndices::new(&instance_pre).with_context(|| {
                 format!("service `{name}`: its `{COMMAND_HANDLER}` export has the wrong shape")
             })?),
+            None if spec.commands.as_ref().is_some_and(|c| !c.is_empty()) => wasmtime::bail!(
+                "service `{name}` declares saga `commands` but does not export `{COMMAND_HANDLER}`"
+            ),
             None => None,
         };
         let saga_handler = match component.get_export_index(None, SAGA_HANDLER) {

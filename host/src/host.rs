@@ -32,6 +32,7 @@ use crate::runtime::dispatch::{RouteTable, dispatch, json_error};
 use crate::runtime::engine::{build_engine, build_linker, start_epoch_ticker};
 use crate::runtime::executor::Executors;
 use crate::runtime::migrations::migrate;
+use crate::runtime::refusals::JsonRefusals;
 use crate::runtime::service::{Service, ServiceRuntime};
 use crate::runtime::state::RequestState;
 use crate::sagas::{SagaEngine, SagaLog};
@@ -536,6 +537,19 @@ impl Host {
                 key: format!("services.{name}.component"),
                 message: format!("{e:#}"),
             })?;
+            if let Some(least) = crate::runtime::service::min_memory_mb(&service.component)
+                && spec.limits.memory_mb < least
+            {
+                return Err(ManifestError {
+                    file: path.to_path_buf(),
+                    key: format!("services.{name}.limits.memory-mb"),
+                    message: format!(
+                        "{} MiB is less than the component's initial linear memory: give at least {least}",
+                        spec.limits.memory_mb
+                    ),
+                }
+                .into());
+            }
             plans.push(Planned {
                 service,
                 spec,
@@ -561,6 +575,29 @@ impl Host {
             message,
         })?;
         Ok(plans)
+    }
+
+    /// The checks of `plans` that need an instance and write nothing: each component's
+    /// migrations are read and must target only the stores its spec declares. `silo run`
+    /// runs them before the data folder is created; a failure names the service's `stores`.
+    pub async fn check(&self, path: &Path, plans: &[Planned]) -> Result<(), StartError> {
+        for plan in plans {
+            let name = &plan.service.name;
+            let steps = crate::runtime::migrations::read_migrations(&plan.service)
+                .await
+                .map_err(|e| ManifestError {
+                    file: path.to_path_buf(),
+                    key: format!("services.{name}.component"),
+                    message: format!("{e:#}"),
+                })?;
+            crate::runtime::migrations::by_store(name, steps, |s| plan.spec.stores.contains_key(s))
+                .map_err(|e| ManifestError {
+                    file: path.to_path_buf(),
+                    key: format!("services.{name}.stores"),
+                    message: format!("{e:#}: add it as `[services.{name}.stores.STORE]`"),
+                })?;
+        }
+        Ok(())
     }
 
     /// Opens the planned services' stores, applies their migrations, records first versions,
@@ -1422,10 +1459,13 @@ async fn accept_loop(
                 let Ok((stream, _)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
                 let host = host.clone();
+                let stream = JsonRefusals::new(stream);
+                let requests = stream.requests();
                 let conn = builder.serve_connection(
                     TokioIo::new(stream),
                     service_fn(move |req| {
                         let host = host.clone();
+                        requests.fetch_add(1, Ordering::AcqRel);
                         async move {
                             let routes = host.routes();
                             let resp = match routes.route(req.uri().path()) {

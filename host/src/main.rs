@@ -611,6 +611,16 @@ fn run(
         Err(StartError::OwnedElsewhere(lines)) => return owned_elsewhere(manifest_path, &lines),
         Err(StartError::Other(e)) => return fail(1, format!("{e:#}")),
     };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("building the main runtime");
+    match rt.block_on(host.check(manifest_path, &compiled)) {
+        Ok(()) => {}
+        Err(StartError::Manifest(e)) => return fail(2, e),
+        Err(StartError::OwnedElsewhere(lines)) => return owned_elsewhere(manifest_path, &lines),
+        Err(StartError::Other(e)) => return fail(1, format!("{e:#}")),
+    }
     if let Err(e) = std::fs::create_dir_all(data) {
         return fail(1, format!("{}: {e}", data.display()));
     }
@@ -631,10 +641,6 @@ fn run(
             Err(e) => return fail(1, format!("admin token: {e}")),
         },
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("building the main runtime");
     if let Err(e) = rt.block_on(host.open(compiled)) {
         return match e {
             StartError::Manifest(e) => fail(2, e),

@@ -99,7 +99,8 @@ impl Service {
                 "service `{name}`: a core WebAssembly module, not a component: build it for `wasm32-wasip2` (or wrap it with `wasm-tools component new`)"
             );
         }
-        let component = Component::new(engine, bytes)
+        let component = component_binary(bytes)
+            .and_then(|binary| Component::new(engine, &binary))
             .with_context(|| format!("service `{name}`: not a valid WebAssembly component"))?;
         let instance_pre = linker
             .instantiate_pre(&component)
@@ -205,6 +206,41 @@ impl Service {
         arm(&mut store, deadline, chain);
         store
     }
+}
+
+/// `bytes` as a binary component, WebAssembly text compiled first. Whatever the file is (a
+/// system file named by mistake or on purpose), an error never shows its content: only
+/// what it is not, or the line and column where the text stops being WebAssembly.
+pub fn component_binary(bytes: &[u8]) -> wasmtime::Result<std::borrow::Cow<'_, [u8]>> {
+    match wat::Detect::from_bytes(bytes) {
+        wat::Detect::WasmBinary => Ok(std::borrow::Cow::Borrowed(bytes)),
+        wat::Detect::WasmText => wat::parse_bytes(bytes).map_err(|e| {
+            // The error's text quotes the offending line; keep only where it is.
+            let shown = e.to_string();
+            let at = shown
+                .lines()
+                .find_map(|l| l.trim_start().strip_prefix("--> "))
+                .and_then(|l| {
+                    let mut parts = l.rsplitn(3, ':');
+                    let column = parts.next()?.trim();
+                    let line = parts.next()?.trim();
+                    Some(format!(" at line {line}, column {column}"))
+                })
+                .unwrap_or_default();
+            wasmtime::format_err!("the file is WebAssembly text with an error{at}")
+        }),
+        wat::Detect::Unknown => wasmtime::bail!(
+            "the file is neither a binary component (which starts with `\\0asm`) nor WebAssembly text"
+        ),
+    }
+}
+
+/// The least `memory-mb` that component can start with: its largest initial linear
+/// memory, rounded up to whole MiB. `None` when wasmtime cannot tell (a component that
+/// imports core modules).
+pub fn min_memory_mb(component: &Component) -> Option<u64> {
+    let pages = component.resources_required()?.max_initial_memory_size?;
+    Some((pages * 65536).div_ceil(1 << 20))
 }
 
 /// Prepares `store` for its next request: the deadline (each epoch tick before it, the

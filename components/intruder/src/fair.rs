@@ -61,11 +61,11 @@ const COSTLY: &[(&str, &str)] = &[
     ),
     (
         "LIKE: 1 MB of text against the longest pattern allowed",
-        "SELECT (hex(zeroblob(499999)) || '1') LIKE ('%' || substr(hex(zeroblob(60)), 1, 97) || '1_') AS n",
+        "SELECT (hex(zeroblob(499999)) || '1') LIKE ('%' || substr(hex(zeroblob(600)), 1, 997) || '1_') AS n",
     ),
     (
         "GLOB: 1 MB of text against the longest pattern allowed",
-        "SELECT (hex(zeroblob(499999)) || '1') GLOB ('*' || substr(hex(zeroblob(60)), 1, 97) || '1?') AS n",
+        "SELECT (hex(zeroblob(499999)) || '1') GLOB ('*' || substr(hex(zeroblob(600)), 1, 997) || '1?') AS n",
     ),
     (
         "instr() of 0.5 MB in 1 MB that almost matches everywhere",

@@ -172,8 +172,8 @@ impl RunLimits {
 
     /// A guest's statement. Its values are at most its service's result cap (`result-kb`:
     /// a larger one could not be read back in one query anyway), clamped to
-    /// [`GUEST_MIN_LENGTH`]..=[`GUEST_MAX_LENGTH`]; `LIKE`/`GLOB` patterns at most 100
-    /// bytes (matching costs up to pattern × text); programs of at most 5000 VDBE ops
+    /// [`GUEST_MIN_LENGTH`]..=[`GUEST_MAX_LENGTH`]; `LIKE`/`GLOB` patterns at most 1000
+    /// bytes (a search text's worth; matching checks the deadline as it goes); programs of at most 5000 VDBE ops
     /// (SQLite checks the deadline only at jumps: this bounds the calls of one
     /// straight-line stretch).
     fn guest(max_result_bytes: usize) -> RunLimits {
@@ -183,7 +183,7 @@ impl RunLimits {
             expr_depth: 100,
             compound_select: 50,
             function_arg: 16,
-            like_pattern_length: 100,
+            like_pattern_length: 1000,
             variable_number: 1000,
             trigger_depth: 10,
             vdbe_op: 5_000,
@@ -1384,14 +1384,14 @@ mod tests {
                 "1048576 bytes",
             ),
             (
-                "SELECT 'a' LIKE printf('%.*c', 101, '%')".into(),
+                "SELECT 'a' LIKE printf('%.*c', 1001, '%')".into(),
                 "SQLITE_LIMIT_LIKE_PATTERN_LENGTH",
-                "100 bytes",
+                "1000 bytes",
             ),
             (
-                "SELECT 'a' GLOB printf('%.*c', 101, '*')".into(),
+                "SELECT 'a' GLOB printf('%.*c', 1001, '*')".into(),
                 "SQLITE_LIMIT_LIKE_PATTERN_LENGTH",
-                "100 bytes",
+                "1000 bytes",
             ),
             (
                 format!("SELECT max({args})"),

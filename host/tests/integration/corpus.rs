@@ -23,7 +23,9 @@ use crate::DEMO;
 use crate::support::{TestHost, component, repo_root, shared_cache, silo_bin};
 
 /// The longest a hostile request may wait for its answer.
-const ANSWER_WITHIN: Duration = Duration::from_secs(5);
+/// Longer than the host gives a client for its body, so a stalled body's 408 counts.
+const ANSWER_WITHIN: Duration =
+    Duration::from_secs(silo::runtime::dispatch::OUTSIDE_BODY_TIMEOUT.as_secs() + 3);
 
 fn corpus_dir(kind: &str) -> PathBuf {
     repo_root().join("host/tests/corpus").join(kind)

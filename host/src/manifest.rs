@@ -955,13 +955,13 @@ impl Manifest {
 
     /// Checks names, routes, calls and limits; errors are `(key, message)`.
     pub fn validate(&self) -> Result<(), (String, String)> {
-        if let Some(mb) = self.host.memory_mb {
-            if !(16..=1 << 24).contains(&mb) {
-                return Err((
-                    "host.memory-mb".into(),
-                    format!("{mb} is out of range 16..={}", 1u64 << 24),
-                ));
-            }
+        if let Some(mb) = self.host.memory_mb
+            && !(16..=1 << 24).contains(&mb)
+        {
+            return Err((
+                "host.memory-mb".into(),
+                format!("{mb} is out of range 16..={}", 1u64 << 24),
+            ));
         }
         self.host
             .pool_for(self.services.values(), HostSettings::service_threads())?;

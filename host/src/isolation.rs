@@ -44,7 +44,8 @@ pub enum Judge {
         millis: u64,
     },
     /// Two loops of `GET path` (the intruder using a callee) for `millis` while outside
-    /// clients keep asking the callee `callee`: no outside request may be refused `busy`.
+    /// clients keep asking the callee `callee`: at most 1% of the outside requests may be
+    /// refused `busy` (unprotected, most of them are).
     CalleeStaysOpen {
         path: &'static str,
         callee: &'static str,
@@ -927,8 +928,11 @@ async fn judge(target: &Target, attack: &Attack) -> (bool, String) {
             let attack = attack.await.unwrap_or_default();
             let busy = outside.iter().filter(|(s, _)| *s == 503).count();
             let seen: Vec<String> = attack.iter().map(|(_, t)| short(t)).take(1).collect();
+            // The quarter kept for others is a guarantee of 4 instances of 16: a client that
+            // sends its next request while its last instance is still finishing can, for a
+            // moment, want a fifth. Starved looks different: most requests refused.
             (
-                busy == 0 && !outside.is_empty(),
+                busy * 100 <= outside.len() && !outside.is_empty(),
                 format!(
                     "outside requests to the callee: {:?}; the intruder's: {:?} (e.g. {seen:?})",
                     tally(&outside),

@@ -78,6 +78,23 @@ pub struct HostSettings {
     pub memory_mb: Option<u64>,
 }
 
+/// Max-min fair shares of `total` for `demands`, in their order: a demand below an equal
+/// part gets all it asks, and what it leaves is split equally between the others, the same
+/// way. The host's memory budget is split so (`runtime::budget`).
+pub fn fair_shares(total: u64, demands: &[u64]) -> Vec<u64> {
+    let mut order: Vec<usize> = (0..demands.len()).collect();
+    order.sort_by_key(|&i| demands[i]);
+    let mut shares = vec![0; demands.len()];
+    let (mut left, mut n) = (total, demands.len() as u64);
+    for i in order {
+        let share = demands[i].min(left / n.max(1));
+        shares[i] = share;
+        left -= share;
+        n -= 1;
+    }
+    shares
+}
+
 /// The smallest instance pool a host builds.
 pub const MIN_INSTANCES: u32 = 2000;
 /// The largest instance pool a host builds (each slot reserves address space: two linear
@@ -965,6 +982,27 @@ impl Manifest {
         }
         self.host
             .pool_for(self.services.values(), HostSettings::service_threads())?;
+        if let Some(mb) = self.host.memory_mb {
+            // Every service must be able to run at least one instance at its full memory.
+            let demands: Vec<u64> = self
+                .services
+                .values()
+                .map(|s| s.limits.concurrency as u64 * s.limits.memory_mb)
+                .collect();
+            let shares = fair_shares(mb, &demands);
+            for ((name, spec), share) in self.services.iter().zip(shares) {
+                if share < spec.limits.memory_mb {
+                    return Err((
+                        "host.memory-mb".into(),
+                        format!(
+                            "{mb} MiB split between {} services leaves `{name}` {share} MiB, less than one instance of its `memory-mb = {}`: raise `memory-mb` or lower a service's `memory-mb` or `concurrency`",
+                            self.services.len(),
+                            spec.limits.memory_mb
+                        ),
+                    ));
+                }
+            }
+        }
         if let Some(pg) = &self.backends.postgres {
             if let Err(e) = pg.url.parse::<tokio_postgres::Config>() {
                 return Err(("backends.postgres.url".into(), e.to_string()));
@@ -1116,6 +1154,27 @@ mod tests {
 
     fn parse_err(text: &str) -> (String, String) {
         Manifest::parse(text).unwrap_err()
+    }
+
+    #[test]
+    fn fair_shares_give_small_demands_all_they_ask() {
+        assert_eq!(fair_shares(1000, &[5000, 200, 9000]), vec![400, 200, 400]);
+        assert_eq!(fair_shares(1000, &[100, 100]), vec![100, 100]);
+        assert_eq!(fair_shares(10, &[]), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn a_memory_budget_too_small_for_one_instance_of_a_service_is_refused() {
+        let (key, message) = parse_err(
+            "[host]\nmemory-mb = 100\n\
+             [services.a]\ncomponent = \"a.wasm\"\nroute = \"/a\"\n\
+             [services.b]\ncomponent = \"b.wasm\"\nroute = \"/b\"\n",
+        );
+        assert_eq!(key, "host.memory-mb");
+        assert!(
+            message.contains("100 MiB split between 2 services leaves `a` 50 MiB, less than one instance of its `memory-mb = 64`"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -13,6 +13,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::manifest::fair_shares;
+
 /// The budget of one host.
 pub struct MemoryBudget {
     total: u64,
@@ -81,14 +83,10 @@ impl MemoryBudget {
     /// Max-min fair shares: a service that declares less than an equal part gets all it
     /// declares, and what it leaves is split equally between the others, the same way.
     fn reshare(&self, services: &HashMap<String, (u64, Arc<ServiceMemory>)>) {
-        let mut demands: Vec<&(u64, Arc<ServiceMemory>)> = services.values().collect();
-        demands.sort_by_key(|(d, _)| *d);
-        let (mut left, mut n) = (self.total, demands.len() as u64);
-        for (demand, account) in demands {
-            let share = (*demand).min(left / n.max(1));
+        let accounts: Vec<&(u64, Arc<ServiceMemory>)> = services.values().collect();
+        let demands: Vec<u64> = accounts.iter().map(|(d, _)| *d).collect();
+        for ((_, account), share) in accounts.iter().zip(fair_shares(self.total, &demands)) {
             account.share.store(share, Ordering::Relaxed);
-            left -= share;
-            n -= 1;
         }
     }
 }

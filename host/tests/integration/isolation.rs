@@ -274,11 +274,11 @@ async fn attacks_on_stores_on_shared_servers() {
 /// its growth is), while another service keeps its own share and serves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_at_its_share_of_the_memory_budget_is_refused_and_others_serve() {
-    // 64 MiB for all guests: users declares far more than half, the hog 16 × 32 MiB, so
-    // each gets 32 MiB (max-min fair).
+    // 128 MiB for all guests: users declares far more than half, the hog 16 × 32 MiB, so
+    // each gets 64 MiB (max-min fair): two hog instances at their full 32 MiB.
     let h = TestHost::start(
         r#"[host]
-memory-mb = 64
+memory-mb = 128
 [services.users]
 component = "{c:users}"
 route = "/users"
@@ -329,7 +329,7 @@ deadline-ms = 3000
     }
     assert!(
         by_share > 0,
-        "12 instances of 32 MiB fit a 32 MiB share: the budget was not enforced"
+        "12 instances of 32 MiB fit a 64 MiB share: the budget was not enforced"
     );
     assert_eq!(served, 20);
 }

@@ -10,10 +10,15 @@
 # lookup through the real host with its store on SQLite, PostgreSQL and MariaDB, against the
 # same statements run natively with the same driver (rusqlite, tokio-postgres, mysql_async).
 #
-# Prints Markdown on stdout (progress goes to stderr) and writes it to target/bench/latest.md;
+# Prints Markdown on stdout (progress goes to stderr) and writes it to target/bench/latest.md
+# (target/bench/quick.md with BENCH_QUICK=1);
 # every wrk output and server log lands in target/bench/logs/.
 #
 # Settings (environment):
+#   BENCH_QUICK=1      a check of a few seconds, not a measurement: the lookup (its comparison
+#                      of silo's and the native answers included) and hello, one 1 s run at one
+#                      connection each, 50 products, no wasmtime serve, events, sagas, SQL
+#                      backends or in-process section (each setting below still wins)
 #   BENCH_SECONDS      length of one measured run, seconds            (10)
 #   BENCH_RUNS         runs per point; the median by rps is reported  (3)
 #   BENCH_CONCURRENCY  connection counts                              ("1 16 64")
@@ -43,6 +48,7 @@
 #   BENCH_SAGA_SECONDS   length of one fixed-rate run, seconds           (10)
 #   BENCH_SAGA_TIMEOUT   longest wait for the sagas to end or a host start, s (180)
 #   BENCH_SKIP_BACKENDS=1  leave out the SQL backends benchmark
+#   BENCH_SKIP_INSTANTIATE=1  leave out the in-process section (cargo bench)
 # Read by backend-bench itself (see `target/release/backend-bench --help`):
 #   BENCH_BACKENDS        backends measured: sqlite, postgres, mysql  ("sqlite,postgres,mysql")
 #   BENCH_POSTGRES_URL    PostgreSQL admin connection   (postgres://postgres@127.0.0.1:5432/postgres)
@@ -59,16 +65,31 @@ cd "$ROOT"
 export BENCH_BACKEND_PREFIX=${BENCH_BACKEND_PREFIX:-silobench$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')}
 export PATH="$HOME/.cargo/bin:$PATH"
 
-SECS=${BENCH_SECONDS:-10}
-RUNS=${BENCH_RUNS:-3}
-LEVELS=${BENCH_CONCURRENCY:-1 16 64}
-WARMUP=${BENCH_WARMUP:-2}
-PRODUCTS=${BENCH_PRODUCTS:-1000}
+QUICK=${BENCH_QUICK:-0}
+if [[ $QUICK == 1 ]]; then
+  SECS=${BENCH_SECONDS:-1}
+  RUNS=${BENCH_RUNS:-1}
+  LEVELS=${BENCH_CONCURRENCY:-1}
+  WARMUP=${BENCH_WARMUP:-0}
+  PRODUCTS=${BENCH_PRODUCTS:-50}
+  SKIP_WASMTIME=${BENCH_SKIP_WASMTIME:-1}
+  SKIP_EVENTS=${BENCH_SKIP_EVENTS:-1}
+  SKIP_SAGAS=${BENCH_SKIP_SAGAS:-1}
+  SKIP_BACKENDS=${BENCH_SKIP_BACKENDS:-1}
+  SKIP_INSTANTIATE=${BENCH_SKIP_INSTANTIATE:-1}
+else
+  SECS=${BENCH_SECONDS:-10}
+  RUNS=${BENCH_RUNS:-3}
+  LEVELS=${BENCH_CONCURRENCY:-1 16 64}
+  WARMUP=${BENCH_WARMUP:-2}
+  PRODUCTS=${BENCH_PRODUCTS:-1000}
+  SKIP_WASMTIME=${BENCH_SKIP_WASMTIME:-0}
+  SKIP_EVENTS=${BENCH_SKIP_EVENTS:-0}
+  SKIP_SAGAS=${BENCH_SKIP_SAGAS:-0}
+  SKIP_BACKENDS=${BENCH_SKIP_BACKENDS:-0}
+  SKIP_INSTANTIATE=${BENCH_SKIP_INSTANTIATE:-0}
+fi
 NEXT_PORT=${BENCH_PORT_BASE:-18080}
-SKIP_WASMTIME=${BENCH_SKIP_WASMTIME:-0}
-SKIP_EVENTS=${BENCH_SKIP_EVENTS:-0}
-SKIP_SAGAS=${BENCH_SKIP_SAGAS:-0}
-SKIP_BACKENDS=${BENCH_SKIP_BACKENDS:-0}
 WASMTIME_VERSION=48.0.8
 
 TOOLS=$ROOT/.bench-tools
@@ -79,8 +100,11 @@ COMPONENTS=$ROOT/components/target/wasm32-wasip2/release
 LUA=$ROOT/bench/wrk/bench.lua
 OUT_DIR=$ROOT/target/bench
 LOGS=$OUT_DIR/logs
-REPORT=$OUT_DIR/latest.md
-PARTIAL=$OUT_DIR/latest.md.partial
+# A quick run checks, it does not measure: it never replaces the last real report.
+REPORT_NAME=latest.md
+[[ $QUICK == 1 ]] && REPORT_NAME=quick.md
+REPORT=$OUT_DIR/$REPORT_NAME
+PARTIAL=$OUT_DIR/$REPORT_NAME.partial
 # The command as run: the BENCH_* settings given, then the script (`make bench` runs it bare).
 COMMAND=$(env | { grep '^BENCH_' || true; } | sort | sed -E 's/^([A-Z_]+)=(.*)$/\1="\2"/' | tr '\n' ' ')./scripts/bench.sh
 
@@ -353,6 +377,7 @@ busy=$((cpu_before >= 10))
 
 emit "# silo benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
 emit ""
+[[ $QUICK == 1 ]] && emit "- **Quick mode (BENCH_QUICK=1): a check that every step runs, not a measurement**"
 emit "- Command: \`$COMMAND\` (\`make bench\` runs \`./scripts/bench.sh\` after building)"
 emit "- Commit: $commit"
 emit "- Machine: $threads cores ($cpu), $mem GiB memory, Linux $(uname -r)"
@@ -524,6 +549,9 @@ fi
 
 # ---------------------------------------------------------------- instantiation
 
+if [[ $SKIP_INSTANTIATE == 1 ]]; then
+  say "in-process: left out (BENCH_SKIP_INSTANTIATE=1)"
+else
 emit "## Instantiation"
 emit ""
 # >>> INSTANTIATION BENCHMARK: the host's in-process measurements (host/benches/instantiate.rs):
@@ -535,6 +563,7 @@ out=$(cd "$ROOT" && timeout 900 cargo bench -q -p silo --bench instantiate 2>"$L
 emit "$out"
 # <<< INSTANTIATION BENCHMARK
 emit ""
+fi
 
 mv "$PARTIAL" "$REPORT"
-say "report written to target/bench/latest.md"
+say "report written to target/bench/$REPORT_NAME"

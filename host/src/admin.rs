@@ -22,6 +22,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::host::Host;
 use crate::runtime::dispatch::{full, json_error};
+use crate::runtime::refusals::JsonRefusals;
 
 /// Reads the admin token from `DATA/admin.token`, or writes a new random one there with
 /// mode 0600.
@@ -152,6 +153,7 @@ async fn handle(
             let _ = writeln!(out, "silo_services {}", routes.services().count());
             render_event_metrics(&host.events.subscriptions().await, &mut out);
             render_saga_metrics(&host, &mut out).await;
+            crate::runtime::stdio::render_metrics(&mut out);
             let mut resp = Response::new(full(Bytes::from(out)));
             resp.headers_mut().insert(
                 http::header::CONTENT_TYPE,
@@ -182,6 +184,20 @@ async fn handle(
             }
             let p = p.to_string();
             let segments: Vec<&str> = p.trim_end_matches('/').split('/').skip(2).collect();
+            // A service name becomes a folder and file name: anything else is refused here,
+            // before it reaches the history or the file system.
+            if let ["services", name, ..] = segments.as_slice()
+                && !crate::manifest::valid_name(name)
+            {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    &format!(
+                        "`{}` is not a service name (lowercase letters, digits and `-`, at most 63)",
+                        crate::manifest::one_line(name, 80)
+                    ),
+                );
+            }
             match (req.method().clone(), segments.as_slice()) {
                 (Method::GET, ["services"]) => json(StatusCode::OK, services_json(&host)),
                 (Method::GET, ["services", name]) => service_json(&host, name),
@@ -318,6 +334,18 @@ async fn handle(
 const MAX_COMPONENT_BYTES: usize = 64 << 20;
 
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<HyperOutgoingBody>> {
+    // A Content-Length over the limit is refused at once, not waited for.
+    let announced = hyper::body::Body::size_hint(req.body()).lower();
+    if announced > MAX_COMPONENT_BYTES as u64 {
+        return Err(json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            &format!(
+                "the component is {announced} bytes long; a deploy takes at most {} MiB",
+                MAX_COMPONENT_BYTES >> 20
+            ),
+        ));
+    }
     match http_body_util::Limited::new(req.into_body(), MAX_COMPONENT_BYTES)
         .collect()
         .await
@@ -559,9 +587,12 @@ pub async fn serve_admin(
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let (host, token) = (host.clone(), token.clone());
+                let stream = JsonRefusals::new(stream);
+                let requests = stream.requests();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         let (host, token) = (host.clone(), token.clone());
+                        requests.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                         async move { Ok::<_, std::convert::Infallible>(handle(host, token, req).await) }
                     });
                     let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;

@@ -26,15 +26,21 @@ use crate::calls::ServiceDirectory;
 use crate::deploy::{History, VersionRecord, now_secs};
 use crate::events::outbox::ensure_inbox;
 use crate::events::{EventRouter, LocalRouter, Outbox};
-use crate::manifest::{Manifest, ManifestError, ServiceSpec};
+use crate::manifest::{HostSettings, MIN_INSTANCES, Manifest, ManifestError, ServiceSpec};
+use crate::runtime::budget::MemoryBudget;
 use crate::runtime::dispatch::{RouteTable, dispatch, json_error};
 use crate::runtime::engine::{build_engine, build_linker, start_epoch_ticker};
+use crate::runtime::executor::Executors;
 use crate::runtime::migrations::migrate;
-use crate::runtime::service::Service;
+use crate::runtime::refusals::JsonRefusals;
+use crate::runtime::service::{Service, ServiceRuntime};
 use crate::runtime::state::RequestState;
 use crate::sagas::{SagaEngine, SagaLog};
 use crate::sql::StoreGrants;
 use crate::sql::runtime_config::{OwnedElsewhere, open_grants};
+
+/// How long an outside client has for its request line and headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long shutdown waits for in-flight requests before closing their connections.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -75,6 +81,12 @@ pub struct Host {
     saga_logs: std::sync::Mutex<std::collections::HashMap<String, Arc<SagaLog>>>,
     /// The shared servers of the manifest (`[backends]`).
     backends: std::sync::Mutex<crate::manifest::Backends>,
+    /// Each service's own threads.
+    executors: Executors,
+    /// Guest memory, shared between services.
+    memory: MemoryBudget,
+    /// Instances that may exist at once (the pooling allocator's slots).
+    pool: u32,
 }
 
 /// A service about to be opened: compiled and linked, not yet connected to its stores.
@@ -331,10 +343,64 @@ fn log_drift(
 }
 
 impl Host {
+    /// Where service `name` runs: its executor, and its account in the memory budget
+    /// (weighed by what `spec` declares).
+    fn runtime_for(&self, name: &str, spec: &ServiceSpec) -> std::io::Result<ServiceRuntime> {
+        let demand = (spec.limits.concurrency as u64 * spec.limits.memory_mb) << 20;
+        Ok(ServiceRuntime {
+            executor: self.executors.for_service(name)?,
+            memory: self.memory.register(name, demand),
+        })
+    }
+
+    /// The instance pool's size and the memory budget, for the admin API.
+    pub fn capacity(&self) -> (u32, u64) {
+        (self.pool, self.memory.total())
+    }
+
     /// Builds the engine and linker. Writes nothing to disk; compiled code goes to
     /// `cache_dir` when given.
     pub fn new(data_dir: &Path, cache_dir: Option<&Path>) -> wasmtime::Result<Self> {
-        let engine = build_engine(cache_dir)?;
+        Self::with_capacity(
+            data_dir,
+            cache_dir,
+            MIN_INSTANCES,
+            MemoryBudget::default_total(),
+        )
+    }
+
+    /// A host sized for `manifest`: its instance pool holds every service's concurrency,
+    /// its memory budget is `[host] memory-mb` (or half the machine's memory).
+    pub fn for_manifest(
+        data_dir: &Path,
+        cache_dir: Option<&Path>,
+        path: &Path,
+        manifest: &Manifest,
+    ) -> Result<Self, StartError> {
+        let pool = manifest
+            .host
+            .pool_for(manifest.services.values(), HostSettings::service_threads())
+            .map_err(|(key, message)| ManifestError {
+                file: path.to_path_buf(),
+                key,
+                message,
+            })?;
+        let memory = manifest
+            .host
+            .memory_mb
+            .map(|mb| mb << 20)
+            .unwrap_or_else(MemoryBudget::default_total);
+        Ok(Self::with_capacity(data_dir, cache_dir, pool, memory)?)
+    }
+
+    /// A host with an instance pool of `pool` and a guest memory budget of `memory` bytes.
+    pub fn with_capacity(
+        data_dir: &Path,
+        cache_dir: Option<&Path>,
+        pool: u32,
+        memory: u64,
+    ) -> wasmtime::Result<Self> {
+        let engine = build_engine(cache_dir, pool)?;
         let linker = build_linker(&engine)?;
         start_epoch_ticker(&engine);
         let routes: ServiceDirectory = Arc::new(ArcSwap::from_pointee(RouteTable::default()));
@@ -363,6 +429,9 @@ impl Host {
             sagas,
             saga_logs: Default::default(),
             backends: Default::default(),
+            executors: Executors::new(HostSettings::service_threads() as usize),
+            memory: MemoryBudget::new(memory),
+            pool,
         })
     }
 
@@ -460,12 +529,27 @@ impl Host {
                 StoreGrants::default(),
                 self.routes.clone(),
                 &commanded_by(&name, specs.iter()),
+                self.runtime_for(&name, &spec)
+                    .map_err(wasmtime::Error::from)?,
             )
             .map_err(|e| ManifestError {
                 file: path.to_path_buf(),
                 key: format!("services.{name}.component"),
                 message: format!("{e:#}"),
             })?;
+            if let Some(least) = crate::runtime::service::min_memory_mb(&service.component)
+                && spec.limits.memory_mb < least
+            {
+                return Err(ManifestError {
+                    file: path.to_path_buf(),
+                    key: format!("services.{name}.limits.memory-mb"),
+                    message: format!(
+                        "{} MiB is less than the component's initial linear memory: give at least {least}",
+                        spec.limits.memory_mb
+                    ),
+                }
+                .into());
+            }
             plans.push(Planned {
                 service,
                 spec,
@@ -480,6 +564,10 @@ impl Host {
                 .map(|p| (p.service.name.to_string(), p.spec.clone()))
                 .collect(),
             backends: manifest.backends.clone(),
+            host: HostSettings {
+                instances: Some(self.pool),
+                ..manifest.host.clone()
+            },
         };
         all.validate().map_err(|(key, message)| ManifestError {
             file: path.to_path_buf(),
@@ -487,6 +575,29 @@ impl Host {
             message,
         })?;
         Ok(plans)
+    }
+
+    /// The checks of `plans` that need an instance and write nothing: each component's
+    /// migrations are read and must target only the stores its spec declares. `silo run`
+    /// runs them before the data folder is created; a failure names the service's `stores`.
+    pub async fn check(&self, path: &Path, plans: &[Planned]) -> Result<(), StartError> {
+        for plan in plans {
+            let name = &plan.service.name;
+            let steps = crate::runtime::migrations::read_migrations(&plan.service)
+                .await
+                .map_err(|e| ManifestError {
+                    file: path.to_path_buf(),
+                    key: format!("services.{name}.component"),
+                    message: format!("{e:#}"),
+                })?;
+            crate::runtime::migrations::by_store(name, steps, |s| plan.spec.stores.contains_key(s))
+                .map_err(|e| ManifestError {
+                    file: path.to_path_buf(),
+                    key: format!("services.{name}.stores"),
+                    message: format!("{e:#}: add it as `[services.{name}.stores.STORE]`"),
+                })?;
+        }
+        Ok(())
     }
 
     /// Opens the planned services' stores, applies their migrations, records first versions,
@@ -803,6 +914,7 @@ impl Host {
             .save(name, &h)
             .map_err(|e| DeployError::Internal(e.to_string()))?;
         self.routes.rcu(|table| table.without(name));
+        self.memory.remove(name);
         tracing::info!(service = name, "service undeployed");
         Ok(())
     }
@@ -836,6 +948,11 @@ impl Host {
                 all
             }
         };
+        // Every service's concurrency must fit the pool this host was built with.
+        all.host = HostSettings {
+            instances: Some(self.pool),
+            memory_mb: None,
+        };
         all.services.insert(name.to_string(), spec.clone());
         all.validate()
             .map_err(|(key, message)| DeployError::Invalid(format!("{key}: {message}")))?;
@@ -859,6 +976,9 @@ impl Host {
                 self.routes.clone(),
             );
             let (name, spec, bytes) = (name.to_string(), spec.clone(), bytes.to_vec());
+            let runtime = self
+                .runtime_for(&name, &spec)
+                .map_err(|e| DeployError::Internal(format!("{e:#}")))?;
             move || {
                 crate::failpoint::delay("slow-compile");
                 Service::load(
@@ -870,6 +990,7 @@ impl Host {
                     StoreGrants::default(),
                     routes,
                     &commanded,
+                    runtime,
                 )
             }
         };
@@ -1327,16 +1448,24 @@ async fn accept_loop(
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder.keep_alive(true);
+    // A client has this long to send its request line and headers; its body then has
+    // `dispatch::OUTSIDE_BODY_TIMEOUT`. A connection that trickles bytes holds nothing.
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
                 let host = host.clone();
+                let stream = JsonRefusals::new(stream);
+                let requests = stream.requests();
                 let conn = builder.serve_connection(
                     TokioIo::new(stream),
                     service_fn(move |req| {
                         let host = host.clone();
+                        requests.fetch_add(1, Ordering::AcqRel);
                         async move {
                             let routes = host.routes();
                             let resp = match routes.route(req.uri().path()) {

@@ -36,11 +36,57 @@ pub enum Judge {
     /// Like `Report`, while the runner measures the intruder's store `store` on disk
     /// (database and write-ahead log) every few milliseconds: it must stay within `cap_mb`.
     ReportWithinCap { store: &'static str, cap_mb: u64 },
+    /// `clients` concurrent loops of `GET path` for `millis`: each request works within its
+    /// limits (answers 200, or 503 when the host stops it); what is judged is the victim.
+    Load {
+        path: &'static str,
+        clients: usize,
+        millis: u64,
+    },
+    /// Two loops of `GET path` (the intruder using a callee) for `millis` while outside
+    /// clients keep asking the callee `callee`: at most 1% of the outside requests may be
+    /// refused `busy` (unprotected, most of them are).
+    CalleeStaysOpen {
+        path: &'static str,
+        callee: &'static str,
+        millis: u64,
+    },
+    /// `clients` connections from outside send the headers and the start of a body to
+    /// `POST path` and never finish it, for `millis`, while other clients keep asking
+    /// `GET path`: none of those may be refused `busy`.
+    SlowBodies {
+        path: &'static str,
+        clients: usize,
+        millis: u64,
+    },
+    /// A subscriber's event lag (the `probe` service's copy of new users) quiet and while
+    /// the intruder's handler spends 900 ms on each of `slow` new users named `slow…`: its
+    /// p99 must stay within [`lag_bound`] of the quiet one.
+    EventLag { slow: usize },
     /// The runner sends every host statement text the host has run (recorded through
     /// `SILO_RECORD_HOST_SQL`) to `POST /intruder/attack/host-statements`; the intruder sends
     /// each back as guest SQL, which must be `access-denied`.
     HostStatements,
+    /// `GET PATH` floods the guest's stdout and stderr and answers 200 `{"written": bytes}`
+    /// (at least 32 MiB); the host's log file ([`Target::host_log`]) may grow by at most
+    /// the service's log budget for the time it took (burst + rate × seconds, see
+    /// [`crate::runtime::stdio`]) plus [`LOG_SLACK`] for the host's own lines.
+    HostLog(&'static str),
+    /// `GET PATH` makes the host hold memory for the instance; the host's resident memory
+    /// (`VmRSS` of [`Target::host_pid`]), polled while it runs, may grow by at most
+    /// `max_mib`, and the answer must be a 503 with error `code` whose message contains
+    /// `says` (the cap that stopped it).
+    HostMemory {
+        path: &'static str,
+        max_mib: u64,
+        code: &'static str,
+        says: &'static str,
+    },
 }
+
+/// What the host's log may grow by during a log flood beyond the flooding service's budget:
+/// its own lines (the notice of what was dropped, other services').
+pub const LOG_SLACK: u64 = 64 << 10;
 
 /// One entry of the catalogue.
 #[derive(Debug, Clone, Copy)]
@@ -258,6 +304,68 @@ pub const CATALOGUE: &[Attack] = &[
             cap_mb: 1,
         },
     },
+    Attack {
+        name: "slow-statements",
+        expected: "statements of the whole budget back to back slow only the intruder",
+        judge: Judge::Load {
+            path: "/intruder/exhaust/sql",
+            clients: 8,
+            millis: 3000,
+        },
+    },
+    Attack {
+        name: "slow-handler",
+        expected: "a slow event handler delays no other subscriber",
+        judge: Judge::EventLag { slow: 6 },
+    },
+    Attack {
+        name: "slow-call-bodies",
+        expected: "calls whose bodies never end hold none of the callee's instances",
+        judge: Judge::CalleeStaysOpen {
+            path: "/intruder/exhaust/slow-call-bodies?n=64",
+            callee: "/reference/countries",
+            millis: 3000,
+        },
+    },
+    Attack {
+        name: "call-fanout",
+        expected: "a caller gets its share of the callee's instances, no more",
+        judge: Judge::CalleeStaysOpen {
+            path: "/intruder/exhaust/fanout?n=64",
+            callee: "/reference/countries",
+            millis: 3000,
+        },
+    },
+    Attack {
+        name: "slow-bodies",
+        expected: "unfinished request bodies from outside hold no instance",
+        judge: Judge::SlowBodies {
+            path: "/reference/countries",
+            clients: 300,
+            millis: 3000,
+        },
+    },
+    // Fair sharing: work that would cost the host more than the intruder's limits say.
+    Attack {
+        name: "costly-function",
+        expected: "costly SQL (huge values, LIKE, instr, sorts) stops near statement-ms",
+        judge: Judge::Report,
+    },
+    Attack {
+        name: "log-flood",
+        expected: "32 MiB to stdout/stderr: the host log grows by the service's log budget",
+        judge: Judge::HostLog("/intruder/flood/log"),
+    },
+    Attack {
+        name: "host-fields",
+        expected: "wasi:http fields in a loop: trap at the resource cap, host memory bounded",
+        judge: Judge::HostMemory {
+            path: "/intruder/flood/fields",
+            max_mib: 96,
+            code: "service_trapped",
+            says: "host resources",
+        },
+    },
 ];
 
 /// The intruder's store cap in [`manifest`].
@@ -440,6 +548,14 @@ publishes = ["ProductCreated", "ProductUpdated"]
 component = "{reference}"
 route = "/reference"
 [services.reference.stores.main]
+[services.reference.limits]
+concurrency = 16
+
+[services.probe]
+component = "{probe}"
+route = "/probe"
+subscribes = [{{ source = "users", topic = "UserCreated" }}]
+[services.probe.stores.main]
 
 [services.intruder]
 component = "{intruder}"
@@ -457,10 +573,12 @@ deadline-ms = 1000
 memory-mb = 32
 concurrency = 4
 result-kb = 1024
+statement-ms = 50
 "#,
         users = c("users"),
         products = c("products"),
         reference = c("reference"),
+        probe = c("events_probe"),
         intruder = c("intruder"),
         cap = INTRUDER_STORE_MB,
     ) + &servers.map(Servers::manifest).unwrap_or_default()
@@ -502,6 +620,10 @@ pub struct Target {
     pub data: Option<PathBuf>,
     /// The file the host records its SQL statement texts into (`SILO_RECORD_HOST_SQL`).
     pub host_sql: Option<PathBuf>,
+    /// The file the host writes its log to (its stderr).
+    pub host_log: Option<PathBuf>,
+    /// The host's process id, for its resident memory.
+    pub host_pid: Option<u32>,
 }
 
 impl Target {
@@ -511,7 +633,16 @@ impl Target {
             client: Client::builder(TokioExecutor::new()).build_http(),
             data: None,
             host_sql: None,
+            host_log: None,
+            host_pid: None,
         }
+    }
+
+    /// This target, with the host's log file and process id known to the runner.
+    pub fn with_host(mut self, log: &Path, pid: u32) -> Self {
+        self.host_log = Some(log.to_path_buf());
+        self.host_pid = Some(pid);
+        self
     }
 
     /// A target whose data folder and statement record the runner can read.
@@ -667,6 +798,17 @@ pub fn recorded_host_statements(path: &Path) -> Result<Vec<String>, String> {
         .collect()
 }
 
+/// The resident memory of process `pid` (`VmRSS` of `/proc/PID/status`), in bytes.
+pub fn resident_bytes(pid: u32) -> Result<u64, String> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kib| kib << 10)
+        .ok_or_else(|| format!("{path} has no VmRSS line"))
+}
+
 /// Bytes of a SQLite store on disk: the database and its write-ahead log.
 pub fn store_bytes(data: &Path, service: &str, store: &str) -> u64 {
     let db = data
@@ -734,6 +876,13 @@ async fn judge(target: &Target, attack: &Attack) -> (bool, String) {
                 .await;
             read_report(status, &text)
         }
+        Judge::HostLog(path) => judge_host_log(target, path).await,
+        Judge::HostMemory {
+            path,
+            max_mib,
+            code,
+            says,
+        } => judge_host_memory(target, path, max_mib, code, says).await,
         Judge::HostStops { path, code, says } => {
             let t = Instant::now();
             let (status, text) = target.send("GET", path, None).await;
@@ -749,6 +898,74 @@ async fn judge(target: &Target, attack: &Attack) -> (bool, String) {
                 ),
             )
         }
+        Judge::Load {
+            path,
+            clients,
+            millis,
+        } => {
+            let until = Instant::now() + Duration::from_millis(millis);
+            let answers = hammer(target, path, clients, until).await;
+            let wrong = answers
+                .iter()
+                .filter(|(s, _)| *s != 200 && *s != 503)
+                .count();
+            (
+                wrong == 0 && !answers.is_empty(),
+                format!("{} requests: {:?}", answers.len(), tally(&answers)),
+            )
+        }
+        Judge::CalleeStaysOpen {
+            path,
+            callee,
+            millis,
+        } => {
+            let until = Instant::now() + Duration::from_millis(millis);
+            let attack = {
+                let target = target.clone();
+                tokio::spawn(async move { hammer(&target, path, 2, until).await })
+            };
+            let outside = hammer(target, callee, 2, until).await;
+            let attack = attack.await.unwrap_or_default();
+            let busy = outside.iter().filter(|(s, _)| *s == 503).count();
+            let seen: Vec<String> = attack.iter().map(|(_, t)| short(t)).take(1).collect();
+            // The quarter kept for others is a guarantee of 4 instances of 16: a client that
+            // sends its next request while its last instance is still finishing can, for a
+            // moment, want a fifth. Starved looks different: most requests refused.
+            (
+                busy * 100 <= outside.len() && !outside.is_empty(),
+                format!(
+                    "outside requests to the callee: {:?}; the intruder's: {:?} (e.g. {seen:?})",
+                    tally(&outside),
+                    tally(&attack)
+                ),
+            )
+        }
+        Judge::SlowBodies {
+            path,
+            clients,
+            millis,
+        } => {
+            let until = Instant::now() + Duration::from_millis(millis);
+            let holder = {
+                let http = target.http.clone();
+                tokio::spawn(async move { slow_bodies(&http, path, clients, until).await })
+            };
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let answers = hammer(target, path, 2, until).await;
+            let opened = holder.await.unwrap_or(0);
+            let busy = answers.iter().filter(|(s, _)| *s == 503).count();
+            (
+                busy == 0 && opened == clients && !answers.is_empty(),
+                format!(
+                    "{opened} unfinished bodies held; other clients' requests: {:?}",
+                    tally(&answers)
+                ),
+            )
+        }
+        Judge::EventLag { slow } => match event_lag(target, slow).await {
+            Ok(r) => r,
+            Err(e) => (false, e),
+        },
         Judge::Flood(path, n) => {
             let mut tasks = Vec::new();
             for _ in 0..n {
@@ -771,6 +988,217 @@ async fn judge(target: &Target, attack: &Attack) -> (bool, String) {
             )
         }
     }
+}
+
+/// Answers by status (and error code), as `{"200": n, "503 busy": n}`.
+fn tally(answers: &[(u16, String)]) -> std::collections::BTreeMap<String, usize> {
+    let mut t = std::collections::BTreeMap::new();
+    for (status, text) in answers {
+        let code = serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .and_then(|v| v["error"]["code"].as_str().map(str::to_string));
+        let key = match code {
+            Some(c) => format!("{status} {c}"),
+            None => status.to_string(),
+        };
+        *t.entry(key).or_insert(0) += 1;
+    }
+    t
+}
+
+/// `clients` loops of `GET path` until `until`; every answer.
+async fn hammer(target: &Target, path: &str, clients: usize, until: Instant) -> Vec<(u16, String)> {
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (target, path) = (target.clone(), path.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            while Instant::now() < until {
+                let answer = target.send("GET", &path, None).await;
+                if answer.0 == 503 && answer.1.contains("\"busy\"") {
+                    // Refused at once: ask again soon, not in a tight loop.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                got.push(answer);
+            }
+            got
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap_or_default());
+    }
+    all
+}
+
+/// How much a subscriber's lag may grow during an attack: five times its quiet p99, plus
+/// 300 ms for the scheduling of two busy cores.
+pub fn lag_bound(quiet_p99: Duration) -> Duration {
+    quiet_p99 * 5 + Duration::from_millis(300)
+}
+
+/// Creates a user named `name` and, unless `wait` is false, waits until the `probe`
+/// service has handled its `UserCreated`; the time from the user's creation to then.
+async fn user_lag(target: &Target, name: &str, wait: bool) -> Result<Duration, String> {
+    let email = format!("{name}-{}@example.com", rand::random::<u32>());
+    let body = format!(r#"{{"email":"{email}","name":"{name}"}}"#);
+    let (status, text) = target.send("POST", "/users", Some(&body)).await;
+    if status != 201 {
+        return Err(format!("creating user {name}: {status} {}", short(&text)));
+    }
+    let created = Instant::now();
+    if !wait {
+        return Ok(Duration::ZERO);
+    }
+    let id = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v["id"].as_str().map(str::to_string))
+        .ok_or("no id")?;
+    while created.elapsed() < Duration::from_secs(30) {
+        let (_, text) = target.send("GET", "/probe/received", None).await;
+        if text.contains(&id) {
+            return Ok(created.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Err(format!("user {name}'s event never reached the probe"))
+}
+
+async fn event_lag(target: &Target, slow: usize) -> Result<(bool, String), String> {
+    let mut quiet = Vec::new();
+    for i in 0..8 {
+        quiet.push(user_lag(target, &format!("quiet-{i}"), true).await?);
+    }
+    let quiet = p99(quiet);
+    for i in 0..slow {
+        user_lag(target, &format!("slow-{i}"), false).await?;
+    }
+    let mut loud = Vec::new();
+    for i in 0..10 {
+        loud.push(user_lag(target, &format!("loud-{i}"), true).await?);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let loud = p99(loud);
+    let bound = lag_bound(quiet);
+    Ok((
+        loud <= bound,
+        format!(
+            "probe's event lag p99 {:.1} ms quiet, {:.1} ms under attack (bound {:.1} ms)",
+            quiet.as_secs_f64() * 1e3,
+            loud.as_secs_f64() * 1e3,
+            bound.as_secs_f64() * 1e3
+        ),
+    ))
+}
+
+/// Opens `clients` connections that send headers and part of a body to `POST path` and
+/// stop; holds them until `until`.
+async fn slow_bodies(http: &str, path: &str, clients: usize, until: Instant) -> usize {
+    use tokio::io::AsyncWriteExt;
+    let mut held = Vec::new();
+    for _ in 0..clients {
+        let Ok(mut s) = tokio::net::TcpStream::connect(http).await else {
+            continue;
+        };
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: {http}\r\ncontent-type: application/json\r\ncontent-length: 1024\r\n\r\n{{\"partial\":"
+        );
+        if s.write_all(head.as_bytes()).await.is_ok() {
+            held.push(s);
+        }
+    }
+    let opened = held.len();
+    tokio::time::sleep_until(until.into()).await;
+    drop(held);
+    opened
+}
+
+/// [`Judge::HostLog`].
+async fn judge_host_log(target: &Target, path: &str) -> (bool, String) {
+    use crate::runtime::stdio::{LOG_BURST_BYTES, LOG_BYTES_PER_SEC, NOTICE_EVERY};
+    let Some(log) = target.host_log.clone() else {
+        return (false, "the runner cannot read the host's log".into());
+    };
+    let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let before = len(&log);
+    let start = Instant::now();
+    let (status, text) = target.send("GET", path, None).await;
+    // The guest's last line and the notice of what was dropped land after the answer.
+    tokio::time::sleep(NOTICE_EVERY + Duration::from_millis(500)).await;
+    let secs = start.elapsed().as_secs_f64();
+    let grew = len(&log).saturating_sub(before);
+    let bound = LOG_BURST_BYTES + (LOG_BYTES_PER_SEC as f64 * secs) as u64 + LOG_SLACK;
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let written = v["written"].as_u64().unwrap_or(0);
+    if status != 200 || written < 32 << 20 {
+        return (
+            false,
+            format!(
+                "the flood did not run: {status} {} (host log +{} KiB)",
+                short(&text),
+                grew >> 10
+            ),
+        );
+    }
+    (
+        grew <= bound,
+        format!(
+            "{} MiB written in {:.0} ms; host log +{} KiB of at most {} KiB",
+            written >> 20,
+            v["ms"].as_f64().unwrap_or(0.0),
+            grew >> 10,
+            bound >> 10
+        ),
+    )
+}
+
+/// [`Judge::HostMemory`].
+async fn judge_host_memory(
+    target: &Target,
+    path: &str,
+    max_mib: u64,
+    code: &str,
+    says: &str,
+) -> (bool, String) {
+    let Some(pid) = target.host_pid else {
+        return (false, "the runner does not know the host's process".into());
+    };
+    let before = match resident_bytes(pid) {
+        Ok(b) => b,
+        Err(e) => return (false, e),
+    };
+    let (stop, peak) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(before)),
+    );
+    let poller = {
+        let (stop, peak) = (stop.clone(), peak.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(b) = resident_bytes(pid) {
+                    peak.fetch_max(b, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let t = Instant::now();
+    let (status, text) = target.send("GET", path, None).await;
+    stop.store(true, Ordering::Relaxed);
+    let _ = poller.await;
+    let grew = peak.load(Ordering::Relaxed).saturating_sub(before);
+    let error = serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default();
+    let got = error["error"]["code"].as_str().unwrap_or_default();
+    let message = error["error"]["message"].as_str().unwrap_or(&text);
+    (
+        status == 503 && got == code && message.contains(says) && grew <= max_mib << 20,
+        format!(
+            "{status} {got} after {} ms: {}; host memory +{:.1} MiB of at most {max_mib} MiB",
+            t.elapsed().as_millis(),
+            short(message),
+            grew as f64 / f64::from(1 << 20)
+        ),
+    )
 }
 
 fn short(s: &str) -> String {

@@ -594,9 +594,16 @@ fn run(
     let cache_dir = cache
         .map(Path::to_path_buf)
         .unwrap_or_else(|| data.join("cache"));
-    let host = match Host::new(data, cache_dir.is_dir().then_some(cache_dir.as_path())) {
+    let host = match Host::for_manifest(
+        data,
+        cache_dir.is_dir().then_some(cache_dir.as_path()),
+        manifest_path,
+        &manifest,
+    ) {
         Ok(h) => Arc::new(h),
-        Err(e) => return fail(1, format!("{e:#}")),
+        Err(StartError::Manifest(e)) => return fail(2, e),
+        Err(StartError::OwnedElsewhere(lines)) => return owned_elsewhere(manifest_path, &lines),
+        Err(StartError::Other(e)) => return fail(1, format!("{e:#}")),
     };
     let compiled = match host.compile(manifest_path, &manifest) {
         Ok(c) => c,
@@ -604,6 +611,16 @@ fn run(
         Err(StartError::OwnedElsewhere(lines)) => return owned_elsewhere(manifest_path, &lines),
         Err(StartError::Other(e)) => return fail(1, format!("{e:#}")),
     };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("building the main runtime");
+    match rt.block_on(host.check(manifest_path, &compiled)) {
+        Ok(()) => {}
+        Err(StartError::Manifest(e)) => return fail(2, e),
+        Err(StartError::OwnedElsewhere(lines)) => return owned_elsewhere(manifest_path, &lines),
+        Err(StartError::Other(e)) => return fail(1, format!("{e:#}")),
+    }
     if let Err(e) = std::fs::create_dir_all(data) {
         return fail(1, format!("{}: {e}", data.display()));
     }
@@ -624,10 +641,6 @@ fn run(
             Err(e) => return fail(1, format!("admin token: {e}")),
         },
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("building the main runtime");
     if let Err(e) = rt.block_on(host.open(compiled)) {
         return match e {
             StartError::Manifest(e) => fail(2, e),
@@ -746,15 +759,22 @@ fn demo_isolation(components: &Path) -> ExitCode {
         return fail(1, e);
     }
     let exe = std::env::current_exe().expect("the silo binary");
+    // The host's log goes to a file the log-flood attack measures; guests' lines are in it.
+    let log = dir.join("host.log");
+    let stderr = match std::fs::File::create(&log) {
+        Ok(f) => f,
+        Err(e) => return fail(1, format!("{}: {e}", log.display())),
+    };
     let mut child = match std::process::Command::new(exe)
         .args(["run", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
         .arg("--manifest")
         .arg(&manifest)
         .arg("--data")
         .arg(dir.join("data"))
-        .env("SILO_LOG", "warn")
+        .env("SILO_LOG", "warn,silo::guest=info")
         .env("SILO_RECORD_HOST_SQL", dir.join("host-sql.jsonl"))
         .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
         .spawn()
     {
         Ok(c) => c,
@@ -781,9 +801,11 @@ fn demo_isolation(components: &Path) -> ExitCode {
         .enable_all()
         .build()
         .expect("building the runtime");
+    let pid = child.id();
     let outcomes = rt.block_on(async {
         let target =
-            silo::isolation::Target::local(&http, &dir.join("data"), &dir.join("host-sql.jsonl"));
+            silo::isolation::Target::local(&http, &dir.join("data"), &dir.join("host-sql.jsonl"))
+                .with_host(&log, pid);
         let victim = silo::isolation::Victim::prepare(&target).await?;
         let mut outcomes = Vec::new();
         for attack in attacks {

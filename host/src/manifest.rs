@@ -19,13 +19,35 @@ pub struct ManifestError {
 }
 
 impl fmt::Display for ManifestError {
+    /// One line, whatever the manifest held: control characters in keys and messages are
+    /// escaped and very long ones shortened.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = one_line(&self.file.display().to_string(), 512);
+        let message = one_line(&self.message, 1024);
         if self.key.is_empty() {
-            write!(f, "{}: {}", self.file.display(), self.message)
+            write!(f, "{file}: {message}")
         } else {
-            write!(f, "{}: {}: {}", self.file.display(), self.key, self.message)
+            write!(f, "{file}: {}: {message}", one_line(&self.key, 256))
         }
     }
+}
+
+/// `text` on one line: control characters escaped (`\n`, `\u{1b}`), and cut to `max`
+/// characters with `…` when longer.
+pub fn one_line(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl std::error::Error for ManifestError {}
@@ -39,6 +61,108 @@ pub struct Manifest {
     /// Shared database servers the host provisions services' stores on.
     #[serde(default)]
     pub backends: Backends,
+    /// `[host]`: what the host shares between all its services.
+    #[serde(default)]
+    pub host: HostSettings,
+}
+
+/// `[host]`: the resources every service shares, and how they are split.
+#[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HostSettings {
+    /// Instances that may exist at once, all services together (the instance pool). Unset:
+    /// sized to what the services declare, at least [`MIN_INSTANCES`].
+    pub instances: Option<u32>,
+    /// The budget of all guest linear memory, in MiB, split between services in proportion
+    /// to their `concurrency × memory-mb`. Unset: half the machine's memory.
+    pub memory_mb: Option<u64>,
+}
+
+/// Max-min fair shares of `total` for `demands`, in their order: a demand below an equal
+/// part gets all it asks, and what it leaves is split equally between the others, the same
+/// way. The host's memory budget is split so (`runtime::budget`).
+pub fn fair_shares(total: u64, demands: &[u64]) -> Vec<u64> {
+    let mut order: Vec<usize> = (0..demands.len()).collect();
+    order.sort_by_key(|&i| demands[i]);
+    let mut shares = vec![0; demands.len()];
+    let (mut left, mut n) = (total, demands.len() as u64);
+    for i in order {
+        let share = demands[i].min(left / n.max(1));
+        shares[i] = share;
+        left -= share;
+        n -= 1;
+    }
+    shares
+}
+
+/// The smallest instance pool a host builds.
+pub const MIN_INSTANCES: u32 = 2000;
+/// The largest instance pool a host builds (each slot reserves address space: two linear
+/// memories of up to 4 GiB and their guards, 8 TiB per thousand instances).
+pub const MAX_INSTANCES: u32 = 8000;
+/// Instances a default pool keeps free beyond what the manifest's services need, for
+/// services deployed later: four services of the default `concurrency`.
+pub const SPARE_INSTANCES: u64 = 1024;
+/// Warm instances a service may keep per thread of its executor (`instance-reuse` > 1).
+pub const WARM_PER_THREAD: u32 = 8;
+
+impl HostSettings {
+    /// Threads of each service's executor: the machine's cores, at most 4 (more threads per
+    /// service only multiply the threads the kernel shares the cores between).
+    pub fn service_threads() -> u32 {
+        std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1)
+            .clamp(1, 4)
+    }
+
+    /// The instance slots the services of `services` need together: each its `concurrency`,
+    /// plus its warm instances when it reuses them (`threads` threads per service).
+    pub fn slots_needed<'a>(services: impl Iterator<Item = &'a ServiceSpec>, threads: u32) -> u64 {
+        services
+            .map(|s| {
+                let warm = if s.limits.instance_reuse > 1 {
+                    WARM_PER_THREAD * threads
+                } else {
+                    0
+                };
+                s.limits.concurrency as u64 + warm as u64
+            })
+            .sum()
+    }
+
+    /// The pool to build for `services`: the declared `instances`, or what they need with
+    /// [`SPARE_INSTANCES`] to spare for deploys. Refused (key, message) when the declared pool cannot hold
+    /// every service's concurrency at once.
+    pub fn pool_for<'a>(
+        &self,
+        services: impl Iterator<Item = &'a ServiceSpec>,
+        threads: u32,
+    ) -> Result<u32, (String, String)> {
+        let needed = Self::slots_needed(services, threads);
+        match self.instances {
+            Some(n) if !(1..=MAX_INSTANCES).contains(&n) => Err((
+                "host.instances".into(),
+                format!("{n} is out of range 1..={MAX_INSTANCES}"),
+            )),
+            Some(n) if needed > n as u64 => Err((
+                "host.instances".into(),
+                format!(
+                    "the services' `concurrency` (with their warm instances) adds up to {needed} instances, more than the pool of {n}: raise `instances` or lower a service's `concurrency`"
+                ),
+            )),
+            Some(n) => Ok(n),
+            None if needed > MAX_INSTANCES as u64 => Err((
+                "host.instances".into(),
+                format!(
+                    "the services' `concurrency` (with their warm instances) adds up to {needed} instances, more than a host can hold ({MAX_INSTANCES}): lower a service's `concurrency`"
+                ),
+            )),
+            None => Ok(
+                (needed + SPARE_INSTANCES).clamp(MIN_INSTANCES as u64, MAX_INSTANCES as u64) as u32,
+            ),
+        }
+    }
 }
 
 /// `[backends]`: the host's own connections to shared servers.
@@ -396,6 +520,12 @@ pub fn routes_overlap(a: &str, b: &str) -> bool {
 }
 
 fn valid_route(route: &str) -> Result<(), String> {
+    if route.len() > MAX_ROUTE_LEN {
+        return Err(format!(
+            "is {} characters long; a route is at most {MAX_ROUTE_LEN}",
+            route.chars().count()
+        ));
+    }
     if !route.starts_with('/') {
         return Err(format!("`{route}` must start with `/`"));
     }
@@ -416,24 +546,260 @@ fn valid_route(route: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `value` of `key` within `lo..=hi`, or an error that gives the range.
+fn check_range(key: &str, value: u64, lo: u64, hi: u64) -> Result<(), (String, String)> {
+    if value < lo || value > hi {
+        return Err((
+            key.to_string(),
+            format!("{value} is out of range: give a number from {lo} to {hi}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The settings of `[backends.KIND]` other than its URL and prefix.
+fn check_server(kind: &str, server: &SqlServer) -> Result<(), (String, String)> {
+    check_range(
+        &format!("backends.{kind}.pool-size"),
+        server.pool_size as u64,
+        1,
+        1000,
+    )?;
+    check_range(
+        &format!("backends.{kind}.connect-timeout-ms"),
+        server.connect_timeout_ms,
+        1,
+        600_000,
+    )
+}
+
+/// The largest manifest file `silo run` reads.
+pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+
+/// The largest component file a manifest may name (as for a deploy).
+pub const MAX_COMPONENT_BYTES: u64 = 64 << 20;
+
+/// The largest `max-size-mb` of a store: 1 TiB.
+pub const MAX_STORE_MB: u64 = 1 << 20;
+
+/// The longest route prefix.
+pub const MAX_ROUTE_LEN: usize = 256;
+
+/// What TOML calls the type of `value`, for "expected a table, found an array".
+fn toml_type(value: &toml::Value) -> &'static str {
+    match value {
+        toml::Value::String(_) => "a string",
+        toml::Value::Integer(_) => "an integer",
+        toml::Value::Float(_) => "a float",
+        toml::Value::Boolean(_) => "a boolean",
+        toml::Value::Datetime(_) => "a date-time",
+        toml::Value::Array(_) => "an array",
+        toml::Value::Table(_) => "a table",
+    }
+}
+
+/// The positions of the manifest that hold tables (`*`: any key). serde would otherwise
+/// fill a table's fields from an array by position (`limits = [1, 1]`); these are refused
+/// first, naming the key.
+const TABLES: &[&[&str]] = &[
+    &["services"],
+    &["services", "*"],
+    &["services", "*", "stores"],
+    &["services", "*", "stores", "*"],
+    &["services", "*", "kv"],
+    &["services", "*", "kv", "*"],
+    &["services", "*", "events"],
+    &["services", "*", "sagas"],
+    &["services", "*", "limits"],
+    &["backends"],
+    &["backends", "*"],
+];
+
+/// Checks that every position of [`TABLES`] under `table` (at `path`) holds a table, and
+/// that each `subscribes` entry is one.
+fn check_tables(table: &toml::Table, path: &[&str]) -> Result<(), (String, String)> {
+    let dotted = |path: &[&str]| path.join(".");
+    for (key, value) in table {
+        let mut here = path.to_vec();
+        here.push(key);
+        let pattern_matches = |p: &&[&str]| {
+            p.len() == here.len() && p.iter().zip(&here).all(|(p, k)| *p == "*" || p == k)
+        };
+        let wants_table = TABLES.iter().any(pattern_matches);
+        match value {
+            toml::Value::Table(inner) => check_tables(inner, &here)?,
+            other if wants_table => {
+                let example = if here.len() == 1 {
+                    format!("[{}.NAME]", dotted(&here))
+                } else {
+                    format!("[{}]", dotted(&here))
+                };
+                return Err((
+                    dotted(&here),
+                    format!(
+                        "expected a table (`{example}` or `{{ … }}`), found {}",
+                        toml_type(other)
+                    ),
+                ));
+            }
+            toml::Value::Array(items)
+                if here.len() == 3 && here[0] == "services" && key == "subscribes" =>
+            {
+                for (i, item) in items.iter().enumerate() {
+                    if !item.is_table() {
+                        return Err((
+                            format!("{}[{i}]", dotted(&here)),
+                            format!(
+                                "expected a table (`{{ source = \"SERVICE\", topic = \"TOPIC\" }}`), found {}",
+                                toml_type(item)
+                            ),
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A serde error at `path` as `(key, message)`: an unknown field becomes the key itself.
+fn serde_error(path: String, message: String) -> (String, String) {
+    let path = if path == "." { String::new() } else { path };
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some((field, _)) = rest.split_once('`')
+    {
+        // The path already ends with the unknown key.
+        let key = if path.is_empty() {
+            field.to_string()
+        } else if path == field || path.ends_with(&format!(".{field}")) {
+            path
+        } else {
+            format!("{path}.{field}")
+        };
+        let known = rest
+            .split_once("expected one of ")
+            .or_else(|| rest.split_once("expected "))
+            .map(|(_, k)| format!(" (known keys: {k})"))
+            .unwrap_or_default();
+        return (key, format!("unknown key `{field}`{known}"));
+    }
+    if message.starts_with("missing field `") {
+        let field = message
+            .trim_start_matches("missing field `")
+            .trim_end_matches('`');
+        let key = if path.is_empty() {
+            field.to_string()
+        } else {
+            format!("{path}.{field}")
+        };
+        return (key, "is required".into());
+    }
+    // serde says `u64`/`u32`/`usize`; the manifest's reader wants to know what to write.
+    let message = message
+        .replace(
+            "unit variant, expected string only",
+            "not a string, expected a string",
+        )
+        .replace("expected a sequence", "expected an array")
+        .replace("expected u64", "expected a whole number, 0 or more")
+        .replace(
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        )
+        .replace("expected usize", "expected a whole number, 0 or more");
+    (path, message)
+}
+
+/// The line (1-based) of byte `offset` of `bytes`.
+fn line_of(bytes: &[u8], offset: usize) -> usize {
+    bytes[..offset.min(bytes.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
 impl Manifest {
-    /// Reads and validates the manifest at `path`.
+    /// Reads and validates the manifest at `path`, and checks that each component it names
+    /// is a regular file of at most [`MAX_COMPONENT_BYTES`] (its content is checked when it
+    /// is compiled, and never shown in an error).
     pub fn load(path: &Path) -> Result<Self, ManifestError> {
         let err = |key: &str, message: String| ManifestError {
             file: path.to_path_buf(),
             key: key.to_string(),
             message,
         };
-        let text =
-            std::fs::read_to_string(path).map_err(|e| err("", format!("cannot read: {e}")))?;
-        let mut manifest = Self::parse(&text).map_err(|(key, message)| err(&key, message))?;
+        let meta = std::fs::metadata(path)
+            .map_err(|e| err("", format!("cannot read the manifest: {e}")))?;
+        if meta.is_dir() {
+            return Err(err(
+                "",
+                "is a folder: give the manifest file (--manifest PATH/silo.toml)".into(),
+            ));
+        }
+        if !meta.is_file() {
+            return Err(err(
+                "",
+                "is not a regular file: give the manifest file (--manifest PATH/silo.toml)".into(),
+            ));
+        }
+        if meta.len() > MAX_MANIFEST_BYTES {
+            return Err(err(
+                "",
+                format!(
+                    "is {} bytes long; a manifest is at most {MAX_MANIFEST_BYTES}",
+                    meta.len()
+                ),
+            ));
+        }
+        let bytes =
+            std::fs::read(path).map_err(|e| err("", format!("cannot read the manifest: {e}")))?;
+        let text = std::str::from_utf8(&bytes).map_err(|e| {
+            err(
+                &format!("line {}", line_of(&bytes, e.valid_up_to())),
+                "is not UTF-8 text: a manifest is TOML, written in UTF-8".into(),
+            )
+        })?;
+        let mut manifest = Self::parse(text).map_err(|(key, message)| err(&key, message))?;
+        if manifest.services.is_empty() {
+            return Err(err(
+                "services",
+                "the manifest declares no service: add one as `[services.NAME]` with its `component` and `route`"
+                    .into(),
+            ));
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         for (name, svc) in &mut manifest.services {
+            let key = format!("services.{name}.component");
             let resolved = base.join(&svc.component);
-            if !resolved.is_file() {
+            let shown = resolved.display();
+            let meta = std::fs::metadata(&resolved).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    err(&key, format!("component file `{shown}` not found"))
+                }
+                _ => err(&key, format!("component file `{shown}`: {e}")),
+            })?;
+            if meta.is_dir() {
                 return Err(err(
-                    &format!("services.{name}.component"),
-                    format!("component file `{}` not found", resolved.display()),
+                    &key,
+                    format!("`{shown}` is a folder: name the component's .wasm file"),
+                ));
+            }
+            if !meta.is_file() {
+                return Err(err(
+                    &key,
+                    format!("`{shown}` is not a regular file: name the component's .wasm file"),
+                ));
+            }
+            if meta.len() > MAX_COMPONENT_BYTES {
+                return Err(err(
+                    &key,
+                    format!(
+                        "`{shown}` is {} bytes long; a component is at most {} MiB",
+                        meta.len(),
+                        MAX_COMPONENT_BYTES >> 20
+                    ),
                 ));
             }
             svc.component = resolved;
@@ -443,15 +809,25 @@ impl Manifest {
 
     /// Parses and validates manifest text; errors are `(key, message)`. Component paths are
     /// left as written (not checked on disk).
+    ///
+    /// Three passes: TOML syntax (errors name the line), the shape (a table where a table
+    /// belongs), then the fields with their types (errors name the key, as a dotted path),
+    /// and last [`Manifest::validate`].
     pub fn parse(text: &str) -> Result<Self, (String, String)> {
-        let manifest: Manifest = toml::from_str(text).map_err(|e| {
-            let msg = e.message().to_string();
+        let table: toml::Table = toml::from_str(text).map_err(|e| {
+            let msg = e.message().trim_end().replace('\n', " ");
             let line = e
                 .span()
-                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-            let key = line.map(|l| format!("line {l}")).unwrap_or_default();
-            (key, msg)
+                .map(|s| line_of(text.as_bytes(), s.start))
+                .unwrap_or(1);
+            (format!("line {line}"), msg)
         })?;
+        check_tables(&table, &[])?;
+        let manifest: Manifest = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
+                let path = e.path().to_string();
+                serde_error(path, e.into_inner().message().to_string())
+            })?;
         manifest.validate()?;
         Ok(manifest)
     }
@@ -522,6 +898,9 @@ impl Manifest {
                     "a service cannot be a participant of its own sagas".into(),
                 ));
             }
+            if svc.saga_participants[..i].contains(p) {
+                return Err((pkey, format!("`{p}` is listed twice")));
+            }
             match self.services.get(p) {
                 None => return Err((pkey, format!("no service `{p}` in this manifest"))),
                 Some(participant) if participant.event_store().is_none() => {
@@ -557,12 +936,7 @@ impl Manifest {
             ("max-backoff-ms", g.max_backoff_ms, g.backoff_ms, 86_400_000),
         ];
         for (k, v, lo, hi) in checks {
-            if v < lo || v > hi {
-                return Err((
-                    format!("{key}.sagas.{k}"),
-                    format!("{v} is out of range {lo}..={hi}"),
-                ));
-            }
+            check_range(&format!("{key}.sagas.{k}"), v, lo, hi)?;
         }
         let uses_events = !svc.publishes.is_empty()
             || !svc.subscribes.is_empty()
@@ -591,18 +965,44 @@ impl Manifest {
             ("batch", e.batch.into(), 1, 1_000),
         ];
         for (k, v, lo, hi) in checks {
-            if v < lo || v > hi {
-                return Err((
-                    format!("{ekey}.{k}"),
-                    format!("{v} is out of range {lo}..={hi}"),
-                ));
-            }
+            check_range(&format!("{ekey}.{k}"), v, lo, hi)?;
         }
         Ok(())
     }
 
     /// Checks names, routes, calls and limits; errors are `(key, message)`.
     pub fn validate(&self) -> Result<(), (String, String)> {
+        if let Some(mb) = self.host.memory_mb
+            && !(16..=1 << 24).contains(&mb)
+        {
+            return Err((
+                "host.memory-mb".into(),
+                format!("{mb} is out of range 16..={}", 1u64 << 24),
+            ));
+        }
+        self.host
+            .pool_for(self.services.values(), HostSettings::service_threads())?;
+        if let Some(mb) = self.host.memory_mb {
+            // Every service must be able to run at least one instance at its full memory.
+            let demands: Vec<u64> = self
+                .services
+                .values()
+                .map(|s| s.limits.concurrency as u64 * s.limits.memory_mb)
+                .collect();
+            let shares = fair_shares(mb, &demands);
+            for ((name, spec), share) in self.services.iter().zip(shares) {
+                if share < spec.limits.memory_mb {
+                    return Err((
+                        "host.memory-mb".into(),
+                        format!(
+                            "{mb} MiB split between {} services leaves `{name}` {share} MiB, less than one instance of its `memory-mb = {}`: raise `memory-mb` or lower a service's `memory-mb` or `concurrency`",
+                            self.services.len(),
+                            spec.limits.memory_mb
+                        ),
+                    ));
+                }
+            }
+        }
         if let Some(pg) = &self.backends.postgres {
             if let Err(e) = pg.url.parse::<tokio_postgres::Config>() {
                 return Err(("backends.postgres.url".into(), e.to_string()));
@@ -610,12 +1010,7 @@ impl Manifest {
             if let Err(e) = crate::sql::postgres::PgNames::new(&pg.prefix, "x", "y") {
                 return Err(("backends.postgres.prefix".into(), e.to_string()));
             }
-            if pg.pool_size == 0 || pg.pool_size > 1000 {
-                return Err((
-                    "backends.postgres.pool-size".into(),
-                    "must be 1 to 1000".into(),
-                ));
-            }
+            check_server("postgres", pg)?;
         }
         if let Some(my) = &self.backends.mysql {
             if let Err(e) = mysql_async::Opts::from_url(&my.url) {
@@ -624,12 +1019,12 @@ impl Manifest {
             if let Err(e) = crate::sql::mysql::MyNames::new(&my.prefix, "x", "y") {
                 return Err(("backends.mysql.prefix".into(), e.to_string()));
             }
-            if my.pool_size == 0 || my.pool_size > 1000 {
-                return Err((
-                    "backends.mysql.pool-size".into(),
-                    "must be 1 to 1000".into(),
-                ));
-            }
+            check_server("mysql", my)?;
+        }
+        if let Some(redis) = &self.backends.redis
+            && let Err(e) = crate::kv::redis::check_url(&redis.url)
+        {
+            return Err(("backends.redis.url".into(), e));
         }
         if let Some(redis) = &self.backends.redis
             && let Err(e) = crate::sql::server::check_prefix(&redis.prefix)
@@ -642,7 +1037,7 @@ impl Manifest {
             if !valid_name(name) {
                 return Err((
                     key,
-                    "a service name is lowercase letters, digits and `-` (no path separators or `..`)"
+                    "a service name is lowercase letters, digits and `-`, at most 63 characters (no path separators or `..`)"
                         .into(),
                 ));
             }
@@ -659,13 +1054,16 @@ impl Manifest {
                 if !valid_name(store) {
                     return Err((
                         skey,
-                        "a store name is lowercase letters, digits and `-` (no path separators or `..`)"
+                        "a store name is lowercase letters, digits and `-`, at most 63 characters (no path separators or `..`)"
                             .into(),
                     ));
                 }
-                if spec.max_size_mb == 0 {
-                    return Err((format!("{skey}.max-size-mb"), "must be at least 1".into()));
-                }
+                check_range(
+                    &format!("{skey}.max-size-mb"),
+                    spec.max_size_mb,
+                    1,
+                    MAX_STORE_MB,
+                )?;
                 if spec.backend == Backend::Postgres {
                     if self.backends.postgres.is_none() {
                         return Err((
@@ -700,13 +1098,16 @@ impl Manifest {
                 if !valid_name(store) {
                     return Err((
                         kkey,
-                        "a store name is lowercase letters, digits and `-` (no path separators or `..`)"
+                        "a store name is lowercase letters, digits and `-`, at most 63 characters (no path separators or `..`)"
                             .into(),
                     ));
                 }
-                if spec.max_size_mb == 0 {
-                    return Err((format!("{kkey}.max-size-mb"), "must be at least 1".into()));
-                }
+                check_range(
+                    &format!("{kkey}.max-size-mb"),
+                    spec.max_size_mb,
+                    1,
+                    MAX_STORE_MB,
+                )?;
                 if spec.backend == KvBackend::Redis && self.backends.redis.is_none() {
                     return Err((
                         format!("{kkey}.backend"),
@@ -721,6 +1122,9 @@ impl Manifest {
                 }
                 if !self.services.contains_key(callee) {
                     return Err((ckey, format!("no service `{callee}` in this manifest")));
+                }
+                if svc.calls[..i].contains(callee) {
+                    return Err((ckey, format!("`{callee}` is listed twice")));
                 }
             }
             self.validate_events(name, svc)?;
@@ -737,12 +1141,7 @@ impl Manifest {
                 ("call-timeout-ms", l.call_timeout_ms, 1, 3_600_000),
             ];
             for (k, v, lo, hi) in checks {
-                if v < lo || v > hi {
-                    return Err((
-                        format!("{lkey}.{k}"),
-                        format!("{v} is out of range {lo}..={hi}"),
-                    ));
-                }
+                check_range(&format!("{lkey}.{k}"), v, lo, hi)?;
             }
         }
         Ok(())
@@ -755,6 +1154,27 @@ mod tests {
 
     fn parse_err(text: &str) -> (String, String) {
         Manifest::parse(text).unwrap_err()
+    }
+
+    #[test]
+    fn fair_shares_give_small_demands_all_they_ask() {
+        assert_eq!(fair_shares(1000, &[5000, 200, 9000]), vec![400, 200, 400]);
+        assert_eq!(fair_shares(1000, &[100, 100]), vec![100, 100]);
+        assert_eq!(fair_shares(10, &[]), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn a_memory_budget_too_small_for_one_instance_of_a_service_is_refused() {
+        let (key, message) = parse_err(
+            "[host]\nmemory-mb = 100\n\
+             [services.a]\ncomponent = \"a.wasm\"\nroute = \"/a\"\n\
+             [services.b]\ncomponent = \"b.wasm\"\nroute = \"/b\"\n",
+        );
+        assert_eq!(key, "host.memory-mb");
+        assert!(
+            message.contains("100 MiB split between 2 services leaves `a` 50 MiB, less than one instance of its `memory-mb = 64`"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -773,12 +1193,111 @@ mod tests {
     fn unknown_keys_are_named() {
         let (key, msg) =
             parse_err("[services.users]\ncomponent = \"u.wasm\"\nroute = \"/u\"\ncolour = 1\n");
-        assert_eq!(key, "line 4");
-        assert!(msg.contains("colour"), "{msg}");
-        let (_, msg) = parse_err(
+        assert_eq!(key, "services.users.colour");
+        assert!(
+            msg.starts_with("unknown key `colour` (known keys: "),
+            "{msg}"
+        );
+        let (key, msg) = parse_err(
             "[services.users]\ncomponent = \"u.wasm\"\nroute = \"/u\"\n[services.users.limits]\ncpu = 1\n",
         );
-        assert!(msg.contains("cpu"), "{msg}");
+        assert_eq!(key, "services.users.limits.cpu");
+        assert!(msg.contains("`cpu`"), "{msg}");
+        let (key, _) = parse_err("colour = 1\n");
+        assert_eq!(key, "colour");
+    }
+
+    #[test]
+    fn a_table_is_never_filled_from_an_array() {
+        let svc = "[services.u]\ncomponent = \"u.wasm\"\nroute = \"/u\"\n";
+        let (key, msg) = parse_err(&format!("{svc}limits = [1, 1]\n"));
+        assert_eq!(key, "services.u.limits");
+        assert_eq!(
+            msg,
+            "expected a table (`[services.u.limits]` or `{ … }`), found an array"
+        );
+        let (key, _) = parse_err("[services]\nu = [\"u.wasm\", \"/u\"]\n");
+        assert_eq!(key, "services.u");
+        let (key, _) = parse_err(&format!("{svc}[services.u.stores]\nmain = \"sqlite\"\n"));
+        assert_eq!(key, "services.u.stores.main");
+        let (key, msg) = parse_err(&format!("{svc}subscribes = [\"a/B\"]\n"));
+        assert_eq!(key, "services.u.subscribes[0]");
+        assert!(msg.ends_with("found a string"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_types_name_the_key_and_the_type_wanted() {
+        let svc = "[services.u]\ncomponent = \"u.wasm\"\nroute = \"/u\"\n[services.u.limits]\n";
+        let (key, msg) = parse_err(&format!("{svc}memory-mb = \"64\"\n"));
+        assert_eq!(key, "services.u.limits.memory-mb");
+        assert!(msg.contains("expected a whole number, 0 or more"), "{msg}");
+        let (key, msg) = parse_err(&format!("{svc}memory-mb = -1\n"));
+        assert_eq!(key, "services.u.limits.memory-mb");
+        assert!(msg.contains("-1"), "{msg}");
+        let (key, msg) = parse_err(&format!("{svc}concurrency = 4294967296\n"));
+        assert_eq!(key, "services.u.limits.concurrency");
+        assert!(msg.contains("4294967295"), "{msg}");
+        let (key, _) = parse_err("[services.u]\nroute = \"/u\"\n");
+        assert_eq!(key, "services.u.component");
+        // TOML syntax: the line.
+        let (key, _) = parse_err(&format!("{svc}memory-mb = 99999999999999999999\n"));
+        assert_eq!(key, "line 5");
+    }
+
+    #[test]
+    fn numbers_are_range_checked_before_any_conversion() {
+        let svc = "[services.u]\ncomponent = \"u.wasm\"\nroute = \"/u\"\n";
+        // 17592186044417 MiB is 2^64 + 1 MiB in bytes: it must not wrap to 1 MiB.
+        let (key, msg) = parse_err(&format!(
+            "{svc}[services.u.stores.main]\nmax-size-mb = 17592186044417\n"
+        ));
+        assert_eq!(key, "services.u.stores.main.max-size-mb");
+        assert_eq!(
+            msg,
+            "17592186044417 is out of range: give a number from 1 to 1048576"
+        );
+        let (key, _) = parse_err(&format!("{svc}[services.u.kv.c]\nmax-size-mb = 0\n"));
+        assert_eq!(key, "services.u.kv.c.max-size-mb");
+        let (key, _) = parse_err(&format!(
+            "[backends.postgres]\nurl = \"postgres://p@127.0.0.1/p\"\nconnect-timeout-ms = 0\n{svc}"
+        ));
+        assert_eq!(key, "backends.postgres.connect-timeout-ms");
+        let (key, _) = parse_err(&format!("[backends.redis]\nurl = \"nope\"\n{svc}"));
+        assert_eq!(key, "backends.redis.url");
+    }
+
+    #[test]
+    fn lists_name_each_entry_once() {
+        let base = "[services.a]\ncomponent = \"a.wasm\"\nroute = \"/a\"\n[services.a.stores.main]\n[services.b]\ncomponent = \"b.wasm\"\nroute = \"/b\"\n[services.b.stores.main]\n";
+        let (key, msg) =
+            parse_err(&base.replace("route = \"/a\"", "route = \"/a\"\ncalls = [\"b\", \"b\"]"));
+        assert_eq!(key, "services.a.calls[1]");
+        assert_eq!(msg, "`b` is listed twice");
+        let (key, _) = parse_err(&base.replace(
+            "route = \"/a\"",
+            "route = \"/a\"\nsaga-participants = [\"b\", \"b\"]",
+        ));
+        assert_eq!(key, "services.a.saga-participants[1]");
+    }
+
+    #[test]
+    fn errors_are_one_line_whatever_the_manifest_holds() {
+        let e = ManifestError {
+            file: PathBuf::from("silo.toml"),
+            key: "services.a\nb".into(),
+            message: "x".repeat(5000),
+        };
+        let shown = e.to_string();
+        assert_eq!(shown.lines().count(), 1);
+        assert!(
+            shown.starts_with("silo.toml: services.a\\nb: xxx"),
+            "{shown}"
+        );
+        assert!(
+            shown.ends_with('…') && shown.len() < 1200,
+            "{}",
+            shown.len()
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde::Serialize;
 use silo_bench::{ServeArgs, error, json, serve};
 
 /// The lookup the products service makes, by default.
-const DEFAULT_SQL: &str = "SELECT id, name, price, stock FROM products WHERE id = ?1";
+const DEFAULT_SQL: &str = "SELECT id, name, price, stock, version FROM products WHERE id = ?1";
 
 /// Serves `GET /products/{id}` from a SQLite file, one connection per worker thread.
 #[derive(Debug, Parser)]
@@ -21,7 +21,7 @@ struct Cli {
     /// The products database (a copy of silo's `stores/products/main.db`).
     #[arg(long)]
     db: PathBuf,
-    /// The query: one `?1` parameter (the id), columns id, name, price, stock.
+    /// The query: one `?1` parameter (the id), columns id, name, price, stock, version.
     #[arg(long, default_value = DEFAULT_SQL)]
     sql: String,
     #[command(flatten)]
@@ -36,6 +36,8 @@ struct Product {
     name: String,
     price: i64,
     stock: i64,
+    /// 1 when created, plus one per update.
+    version: i64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -108,6 +110,7 @@ fn lookup(conn: &Connection, sql: &str, id: &str) -> rusqlite::Result<Option<Pro
             name: row.get(1)?,
             price: row.get(2)?,
             stock: row.get(3)?,
+            version: row.get(4)?,
         })
     })
     .optional()

@@ -40,6 +40,9 @@ use silo_sdk::{
     Router, Row, Service, SqlError, Subscriptions, Value, describe,
 };
 
+mod fair;
+mod share;
+
 struct Intruder;
 
 impl Service for Intruder {
@@ -53,16 +56,24 @@ impl Service for Intruder {
             .get("/intruder/trap/stale-transaction", stale_transaction)
             .get("/intruder/trap/double-drop", double_drop)
             .get("/intruder/exhaust/loop", |_| spin_forever())
+            .get("/intruder/exhaust/sql", share::sql_until_deadline)
+            .get(
+                "/intruder/exhaust/slow-call-bodies",
+                share::slow_call_bodies,
+            )
+            .get("/intruder/exhaust/fanout", share::fanout)
             .get("/intruder/exhaust/memory", |_| allocate_forever())
             .get("/intruder/exhaust/recursion", |_| {
                 Ok(Response::ok(&json!({ "depth": dig(0) })))
             })
+            .get("/intruder/flood/log", fair::log_flood)
+            .get("/intruder/flood/fields", fair::host_fields)
     }
 
     /// A subscription of its own, so its store holds an inbox too: every host table
     /// exists there to be attacked.
     fn subscriptions() -> Subscriptions {
-        Subscriptions::new().on("users", "UserCreated", |_event, _tx| Ok(()))
+        Subscriptions::new().on("users", "UserCreated", share::on_user_created)
     }
 
     fn migrations() -> Vec<Migration> {
@@ -119,6 +130,7 @@ const ATTACKS: &[(&str, Attack)] = &[
     ("mariadb-named-locks", mariadb_named_locks),
     ("mariadb-fill", mariadb_fill),
     ("redis-fill", redis_fill),
+    ("costly-function", fair::costly_function),
 ];
 
 fn attack_names() -> Vec<&'static str> {

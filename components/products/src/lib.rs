@@ -187,12 +187,27 @@ fn create(req: Request) -> Result<Response, ApiError> {
     Ok(Response::created(&product))
 }
 
+/// The longest search text `GET /products?q=` takes. The search is a `LIKE` pattern, and
+/// every backend bounds those (the host's SQLite stores at 1000 bytes): at most 200
+/// characters, each at most 4 bytes, or 2 once escaped, always fit.
+const MAX_QUERY_CHARS: usize = 200;
+
 /// `GET /products` lists everything; `?q=TEXT` keeps names containing TEXT,
-/// ignoring ASCII case (`%` and `_` in TEXT match themselves).
+/// ignoring ASCII case (`%` and `_` in TEXT match themselves). A TEXT longer than
+/// [`MAX_QUERY_CHARS`] is a 400.
 fn list(req: Request) -> Result<Response, ApiError> {
+    let q = req.query("q");
+    if let Some(q) = &q {
+        let chars = q.chars().count();
+        if chars > MAX_QUERY_CHARS {
+            return Err(ApiError::bad_request(format!(
+                "q is {chars} characters long: search with at most {MAX_QUERY_CHARS}"
+            )));
+        }
+    }
     let db = Db::open("main")?;
     let order = db.creation_order("seq");
-    let rows = match req.query("q") {
+    let rows = match q {
         Some(q) => db.query(
             &format!(
                 "SELECT {COLUMNS} FROM products WHERE lower(name) LIKE lower(?) ESCAPE '!' ORDER BY {order}"

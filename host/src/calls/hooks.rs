@@ -63,4 +63,20 @@ impl WasiHttpHooks for CallCtx {
             Ok((resp, io))
         })
     }
+
+    /// One chunk of an outgoing body waits in the host while the next is written: each
+    /// body a guest writes holds at most two chunks of host memory.
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        1
+    }
+
+    /// The largest write to an outgoing body (the default is 1 MiB): with
+    /// [`crate::runtime::state::MAX_RESOURCES`], it bounds the body bytes one instance can
+    /// make the host hold.
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        OUTGOING_BODY_CHUNK
+    }
 }
+
+/// The largest write to an outgoing body's stream, in bytes.
+pub const OUTGOING_BODY_CHUNK: usize = 64 << 10;

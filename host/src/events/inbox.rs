@@ -47,8 +47,25 @@ const SAVEPOINT: &str = "SAVEPOINT silo_event";
 const RELEASE: &str = "RELEASE silo_event";
 const UNDO: &str = "ROLLBACK TO silo_event";
 
-/// Delivers `events` (in order) to subscription `subscription` of `service`.
+/// Delivers `events` (in order) to subscription `subscription` of `service`, on the
+/// subscriber's own executor and under one of its permits: the router only waits.
 pub async fn deliver(
+    service: &Arc<Service>,
+    subscription: &str,
+    events: &[Arc<EventRecord>],
+) -> Result<Vec<Outcome>, Unavailable> {
+    let wait = Duration::from_millis(service.spec.limits.deadline_ms);
+    let (subscription, events) = (subscription.to_string(), events.to_vec());
+    service
+        .deliver(wait, move |s| async move {
+            deliver_here(&s, &subscription, &events).await
+        })
+        .await
+        .map_err(Unavailable)?
+}
+
+/// [`deliver`], on the calling thread.
+async fn deliver_here(
     service: &Arc<Service>,
     subscription: &str,
     events: &[Arc<EventRecord>],

@@ -380,6 +380,14 @@ async fn timed<T>(
     }
 }
 
+/// Checks that `url` is a Redis URL (`redis://[user:password@]host:port[/db]`), without
+/// connecting: the manifest's `[backends.redis] url` is refused at start-up otherwise.
+pub fn check_url(url: &str) -> Result<(), String> {
+    url.into_connection_info()
+        .map(|_| ())
+        .map_err(|e| format!("not a Redis URL (redis://[user:password@]host:port): {e}"))
+}
+
 impl RedisKv {
     /// Claims the store and creates (or resets) its ACL user through the admin URL, then
     /// connects as that user; all within `connect-timeout-ms`.

@@ -157,17 +157,6 @@ where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let Ok(permit) = service.permits.clone().try_acquire_owned() else {
-        service.metrics.rejected_busy.fetch_add(1, Relaxed);
-        return json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
-            &format!(
-                "service `{}` is at its concurrency limit ({})",
-                service.name, service.spec.limits.concurrency
-            ),
-        );
-    };
     let body_limit = (service.spec.limits.body_kb << 10) as usize;
     let declared = req
         .headers()
@@ -175,19 +164,72 @@ where
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > body_limit as u64) {
+        return too_large(service);
+    }
+    // The whole body (at most `body-kb`) first, within a short time: a client or a caller
+    // that never finishes its body holds no instance, and is cut off.
+    let (parts, body) = req.into_parts();
+    let read_for = match &origin {
+        Origin::External => OUTSIDE_BODY_TIMEOUT,
+        Origin::Call { .. } => CALL_BODY_TIMEOUT,
+    };
+    let body = match tokio::time::timeout(read_for, Limited::new(body, body_limit).collect()).await
+    {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return too_large(service);
+        }
+        Ok(Err(e)) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                &format!("the request body could not be read: {e}"),
+            );
+        }
+        Err(_) => {
+            service.metrics.timeouts.fetch_add(1, Relaxed);
+            return json_error(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                &format!(
+                    "the request body did not arrive within {} ms",
+                    read_for.as_millis()
+                ),
+            );
+        }
+    };
+    let who = match &origin {
+        Origin::External => super::permits::OUTSIDE,
+        Origin::Call { caller, .. } => caller,
+    };
+    let permit = match service.permits.try_acquire(who) {
+        Ok(p) => p,
+        Err(busy) => {
+            service.metrics.rejected_busy.fetch_add(1, Relaxed);
+            return json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                &busy.message(&service.name),
+            );
+        }
+    };
+    if service.memory.exhausted() {
+        service.metrics.rejected_busy.fetch_add(1, Relaxed);
         return json_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            &format!(
-                "the body is larger than {} KiB",
-                service.spec.limits.body_kb
-            ),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            &service.memory.refusal(),
         );
     }
-    let req = req.map(|body| {
-        Limited::new(body, body_limit)
-            .map_err(|_| wasmtime_wasi_http::Error::HttpRequestBodySize(None))
-    });
+    let req = Request::from_parts(
+        parts,
+        Full::new(body).map_err(
+            |never: std::convert::Infallible| -> wasmtime_wasi_http::Error { match never {} },
+        ),
+    );
 
     let (deadline, chain) = match origin {
         Origin::External => (service.deadline(), Arc::from([])),
@@ -195,38 +237,40 @@ where
             deadline, chain, ..
         } => (deadline.min(service.deadline()), chain),
     };
-    let warm = take_warm(service);
-    let (mut store, proxy, served) = match warm {
-        Some(w) => {
-            let mut store = w.store;
-            arm(&mut store, deadline, &chain);
-            (store, Some(w.proxy), w.served)
-        }
-        None => (service.new_store(deadline, &chain), None, 0),
-    };
     let (sender, receiver) = tokio::sync::oneshot::channel();
-    let prepared = (|| -> wasmtime::Result<_> {
-        let req = store
-            .data_mut()
-            .http()
-            .new_incoming_request(Scheme::Http, req)?;
-        let out = store.data_mut().http().new_response_outparam(sender)?;
-        Ok((req, out))
-    })();
-    let (req, out) = match prepared {
-        Ok(p) => p,
-        Err(e) => {
-            return json_error(StatusCode::BAD_REQUEST, "bad_request", &format!("{e:#}"));
-        }
-    };
-
+    // The instance runs on the service's own executor: whatever it computes or waits for
+    // there holds up no other service.
     let service2 = service.clone();
-    let task = tokio::spawn(async move {
+    let task = service.executor.spawn(async move {
         let _permit = permit;
+        let warm = take_warm(&service2);
+        let (mut store, proxy, served) = match warm {
+            Some(w) => {
+                let mut store = w.store;
+                arm(&mut store, deadline, &chain);
+                (store, Some(w.proxy), w.served)
+            }
+            None => (service2.new_store(deadline, &chain), None, 0),
+        };
+        let prepared = (|| -> wasmtime::Result<_> {
+            let req = store
+                .data_mut()
+                .http()
+                .new_incoming_request(Scheme::Http, req)?;
+            let out = store.data_mut().http().new_response_outparam(sender)?;
+            Ok((req, out))
+        })();
+        let (req, out) = match prepared {
+            Ok(p) => p,
+            Err(e) => return Err(Failure::Prepare(format!("{e:#}"))),
+        };
         tokio::time::timeout_at(deadline.into(), async move {
             let proxy = match proxy {
                 Some(p) => p,
-                None => service2.pre.instantiate_async(&mut store).await?,
+                None => match service2.pre.instantiate_async(&mut store).await {
+                    Ok(p) => p,
+                    Err(e) => return Err(store.data().limits.explain(e)),
+                },
             };
             let handled = proxy
                 .wasi_http_incoming_handler()
@@ -237,6 +281,7 @@ where
             Ok(())
         })
         .await
+        .map_err(Failure::Elapsed)
     });
 
     match receiver.await {
@@ -255,6 +300,30 @@ where
         // The guest never set a response: it trapped, ran out of time, or returned early.
         Err(_) => failure_response(service, task.await),
     }
+}
+
+/// How long an outside client has to send its whole body, once its headers are in.
+pub const OUTSIDE_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a calling service has to send its whole body (it is in the same process).
+pub const CALL_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn too_large(service: &Service) -> Response<HyperOutgoingBody> {
+    json_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        &format!(
+            "the body is larger than {} KiB",
+            service.spec.limits.body_kb
+        ),
+    )
+}
+
+/// Why the task that ran an instance ended without a response.
+enum Failure {
+    /// The request could not be handed to the instance.
+    Prepare(String),
+    /// The deadline passed.
+    Elapsed(tokio::time::error::Elapsed),
 }
 
 /// An instance kept for another request of the same service (`instance-reuse` > 1).
@@ -299,7 +368,7 @@ fn keep_warm(
         let entry = warm
             .entry(Arc::as_ptr(service) as usize)
             .or_insert_with(|| (Arc::downgrade(service), Vec::new()));
-        if entry.1.len() < 16 {
+        if entry.1.len() < crate::manifest::WARM_PER_THREAD as usize {
             entry.1.push(Warm {
                 store,
                 proxy,
@@ -309,10 +378,7 @@ fn keep_warm(
     });
 }
 
-type TaskResult = Result<
-    Result<Result<(), wasmtime::Error>, tokio::time::error::Elapsed>,
-    tokio::task::JoinError,
->;
+type TaskResult = Result<Result<Result<(), wasmtime::Error>, Failure>, tokio::task::JoinError>;
 
 fn failure_response(service: &Service, result: TaskResult) -> Response<HyperOutgoingBody> {
     let name = &service.name;
@@ -328,7 +394,8 @@ fn failure_response(service: &Service, result: TaskResult) -> Response<HyperOutg
         )
     };
     match result {
-        Ok(Err(_elapsed)) => deadline(service),
+        Ok(Err(Failure::Elapsed(_))) => deadline(service),
+        Ok(Err(Failure::Prepare(e))) => json_error(StatusCode::BAD_REQUEST, "bad_request", &e),
         Ok(Ok(Err(e)))
             if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) =>
         {

@@ -27,11 +27,16 @@ use crate::manifest::MAX_MEMORY_MB;
 /// How often the epoch advances: the granularity of CPU deadlines and of yields.
 pub const EPOCH_TICK: Duration = Duration::from_millis(2);
 
-/// Instances that may exist at once, across all services.
-pub const TOTAL_INSTANCES: u32 = 1000;
+/// Per component: core instances, memories and tables a component may have.
+const MAX_CORE_INSTANCES: u32 = 16;
+const MAX_MEMORIES: u32 = 2;
+const MAX_TABLES: u32 = 4;
 
-/// Builds the engine. `cache_dir`, when given, holds compiled code between runs.
-pub fn build_engine(cache_dir: Option<&Path>) -> wasmtime::Result<Engine> {
+/// Builds the engine with a pool of `instances` component instances (all services
+/// together; the host admits at most each service's `concurrency` of them, and the manifest
+/// is refused when those do not fit). `cache_dir`, when given, holds compiled code between
+/// runs.
+pub fn build_engine(cache_dir: Option<&Path>, instances: u32) -> wasmtime::Result<Engine> {
     let mut config = Config::new();
     config.epoch_interruption(true);
     config.wasm_component_model(true);
@@ -39,14 +44,17 @@ pub fn build_engine(cache_dir: Option<&Path>) -> wasmtime::Result<Engine> {
     config.async_stack_size(2 << 20);
 
     let mut pool = PoolingAllocationConfig::new();
-    pool.total_component_instances(TOTAL_INSTANCES);
-    pool.total_core_instances(TOTAL_INSTANCES * 2);
-    pool.total_memories(TOTAL_INSTANCES);
-    pool.total_tables(TOTAL_INSTANCES * 2);
-    pool.total_stacks(TOTAL_INSTANCES);
-    pool.max_memories_per_component(2);
-    pool.max_tables_per_component(4);
-    pool.max_core_instances_per_component(16);
+    // Component instances are the one count that binds: every other pool holds as many as
+    // `instances` components could use at their per-component maximum, so a service whose
+    // component has many core instances or memories cannot run another out of slots.
+    pool.total_component_instances(instances);
+    pool.total_core_instances(instances * MAX_CORE_INSTANCES);
+    pool.total_memories(instances * MAX_MEMORIES);
+    pool.total_tables(instances * MAX_TABLES);
+    pool.total_stacks(instances);
+    pool.max_memories_per_component(MAX_MEMORIES);
+    pool.max_tables_per_component(MAX_TABLES);
+    pool.max_core_instances_per_component(MAX_CORE_INSTANCES);
     pool.max_memory_size((MAX_MEMORY_MB << 20) as usize);
     pool.linear_memory_keep_resident(4 << 20);
     pool.table_keep_resident(64 << 10);

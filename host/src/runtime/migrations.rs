@@ -33,11 +33,13 @@ pub struct MigrationReport {
     pub applied: Vec<(String, u32)>,
 }
 
-/// Asks the component for its migrations (if it exports any) and applies pending ones.
-pub async fn migrate(service: &Service) -> wasmtime::Result<MigrationReport> {
+/// Asks the component for its migrations (if it exports any): an instance of its own, no
+/// store touched. Start-up reads them before the data folder is created, so a component
+/// whose steps target a store the manifest does not declare writes nothing.
+pub async fn read_migrations(service: &Service) -> wasmtime::Result<Vec<Migration>> {
     let name = &service.name;
     if service.component.get_export_index(None, EXPORT).is_none() {
-        return Ok(MigrationReport::default());
+        return Ok(Vec::new());
     }
     let indices = GuestIndices::new(service.pre.instance_pre())
         .with_context(|| format!("service `{name}`: its `{EXPORT}` export has the wrong shape"))?;
@@ -50,25 +52,31 @@ pub async fn migrate(service: &Service) -> wasmtime::Result<MigrationReport> {
         .await
         .with_context(|| format!("service `{name}`: instantiating to read its migrations"))?;
     let guest = indices.load(&mut store, &instance)?;
-    let steps = guest
+    guest
         .call_migrations(&mut store)
         .await
-        .with_context(|| format!("service `{name}`: its `migrations` function failed"))?;
-    drop(store);
+        .with_context(|| format!("service `{name}`: its `migrations` function failed"))
+}
 
+/// `steps` by store, checked: each store declared (`declared(store)`), versions strictly
+/// increasing from 1. Errors name the store.
+pub fn by_store(
+    name: &str,
+    steps: Vec<Migration>,
+    declared: impl Fn(&str) -> bool,
+) -> wasmtime::Result<BTreeMap<String, Vec<Migration>>> {
     let mut by_store: BTreeMap<String, Vec<Migration>> = BTreeMap::new();
     for step in steps {
         by_store.entry(step.store.clone()).or_default().push(step);
     }
-    let mut report = MigrationReport::default();
-    for (store_name, steps) in by_store {
-        let Some(store) = service.grants.get(&store_name) else {
+    for (store_name, steps) in &by_store {
+        if !declared(store_name) {
             bail!(
                 "service `{name}`: a migration targets store `{store_name}`, which the manifest does not declare"
             );
-        };
+        }
         let mut last = 0;
-        for s in &steps {
+        for s in steps {
             if s.version <= last {
                 bail!(
                     "service `{name}`: migrations of store `{store_name}` must have strictly increasing versions from 1 (found {} after {last})",
@@ -77,6 +85,22 @@ pub async fn migrate(service: &Service) -> wasmtime::Result<MigrationReport> {
             }
             last = s.version;
         }
+    }
+    Ok(by_store)
+}
+
+/// Asks the component for its migrations (if it exports any) and applies pending ones.
+pub async fn migrate(service: &Service) -> wasmtime::Result<MigrationReport> {
+    let name = &service.name;
+    let steps = read_migrations(service).await?;
+    let by_store = by_store(name, steps, |s| service.grants.get(s).is_some())?;
+    let mut report = MigrationReport::default();
+    for (store_name, steps) in by_store {
+        let Some(store) = service.grants.get(&store_name) else {
+            bail!(
+                "service `{name}`: a migration targets store `{store_name}`, which the manifest does not declare"
+            );
+        };
         for v in apply_store(store.as_ref(), &steps)
             .await
             .with_context(|| format!("service `{name}`, store `{store_name}`"))?

@@ -5,8 +5,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::budget::ServiceMemory;
+use super::executor::run_on;
+use super::permits::{DELIVERIES, Permits};
 use sha2::Digest;
-use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker};
 use wasmtime::error::Context;
 use wasmtime::{Engine, Store, StoreLimitsBuilder, UpdateDeadline};
@@ -39,8 +41,12 @@ pub struct Service {
     pub calls: Arc<[String]>,
     /// Where its calls find their targets.
     pub directory: ServiceDirectory,
-    /// One permit per instance that may run at once.
-    pub permits: Arc<Semaphore>,
+    /// One permit per instance that may run at once, shared fairly between origins.
+    pub permits: Arc<Permits>,
+    /// The threads its guest code runs on (requests, deliveries, commands), its own.
+    pub executor: tokio::runtime::Handle,
+    /// Its account in the host's memory budget.
+    pub memory: Arc<ServiceMemory>,
     pub metrics: Arc<ServiceMetrics>,
     /// Its `event-handler` export, if it has one.
     pub event_handler: Option<GuestIndices>,
@@ -58,6 +64,12 @@ pub struct Service {
     participants: Arc<[String]>,
     /// Its event store's name (where its outbox, inbox and saga log are), if it has one.
     event_store: Option<Arc<str>>,
+}
+
+/// Where a service runs, given by the host: its executor and its memory account.
+pub struct ServiceRuntime {
+    pub executor: tokio::runtime::Handle,
+    pub memory: Arc<ServiceMemory>,
 }
 
 impl Service {
@@ -79,6 +91,7 @@ impl Service {
         grants: StoreGrants,
         directory: ServiceDirectory,
         commanded_by: &[String],
+        runtime: ServiceRuntime,
     ) -> wasmtime::Result<Self> {
         let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)));
         if bytes.starts_with(b"\0asm\x01\0\0\0") {
@@ -86,7 +99,8 @@ impl Service {
                 "service `{name}`: a core WebAssembly module, not a component: build it for `wasm32-wasip2` (or wrap it with `wasm-tools component new`)"
             );
         }
-        let component = Component::new(engine, bytes)
+        let component = component_binary(bytes)
+            .and_then(|binary| Component::new(engine, &binary))
             .with_context(|| format!("service `{name}`: not a valid WebAssembly component"))?;
         let instance_pre = linker
             .instantiate_pre(&component)
@@ -110,7 +124,9 @@ impl Service {
             component,
             calls: spec.calls.iter().cloned().collect(),
             directory,
-            permits: Arc::new(Semaphore::new(spec.limits.concurrency as usize)),
+            permits: Permits::new(spec.limits.concurrency),
+            executor: runtime.executor,
+            memory: runtime.memory,
             metrics: Arc::new(ServiceMetrics::default()),
             event_handler,
             outbox: None,
@@ -155,7 +171,8 @@ impl Service {
                 .trap_on_grow_failure(false)
                 .build(),
             memory_bytes,
-        );
+        )
+        .charged_to(self.memory.clone());
         let sql = SqlCtx::new(
             self.grants.clone(),
             CallLimits {
@@ -191,6 +208,41 @@ impl Service {
     }
 }
 
+/// `bytes` as a binary component, WebAssembly text compiled first. Whatever the file is (a
+/// system file named by mistake or on purpose), an error never shows its content: only
+/// what it is not, or the line and column where the text stops being WebAssembly.
+pub fn component_binary(bytes: &[u8]) -> wasmtime::Result<std::borrow::Cow<'_, [u8]>> {
+    match wat::Detect::from_bytes(bytes) {
+        wat::Detect::WasmBinary => Ok(std::borrow::Cow::Borrowed(bytes)),
+        wat::Detect::WasmText => wat::parse_bytes(bytes).map_err(|e| {
+            // The error's text quotes the offending line; keep only where it is.
+            let shown = e.to_string();
+            let at = shown
+                .lines()
+                .find_map(|l| l.trim_start().strip_prefix("--> "))
+                .and_then(|l| {
+                    let mut parts = l.rsplitn(3, ':');
+                    let column = parts.next()?.trim();
+                    let line = parts.next()?.trim();
+                    Some(format!(" at line {line}, column {column}"))
+                })
+                .unwrap_or_default();
+            wasmtime::format_err!("the file is WebAssembly text with an error{at}")
+        }),
+        wat::Detect::Unknown => wasmtime::bail!(
+            "the file is neither a binary component (which starts with `\\0asm`) nor WebAssembly text"
+        ),
+    }
+}
+
+/// The least `memory-mb` that component can start with: its largest initial linear
+/// memory, rounded up to whole MiB. `None` when wasmtime cannot tell (a component that
+/// imports core modules).
+pub fn min_memory_mb(component: &Component) -> Option<u64> {
+    let pages = component.resources_required()?.max_initial_memory_size?;
+    Some((pages * 65536).div_ceil(1 << 20))
+}
+
 /// Prepares `store` for its next request: the deadline (each epoch tick before it, the
 /// guest yields so the other requests on this thread run; past it, the guest traps) and the
 /// call chain it is part of (`chain`: the services before this one).
@@ -211,4 +263,39 @@ pub fn arm(store: &mut Store<RequestState>, deadline: Instant, chain: &[Arc<str>
         }
     });
     store.set_epoch_deadline(1);
+}
+
+impl Service {
+    /// Runs one delivery of the host's (an event batch, a saga command or ending) on this
+    /// service's executor, under one of its permits like a request: the router and the saga
+    /// engine only wait for the outcome, so a slow handler holds up nothing but its service.
+    /// Gives up if no permit frees within `wait`.
+    pub async fn deliver<F, Fut>(
+        self: &Arc<Self>,
+        wait: Duration,
+        work: F,
+    ) -> Result<Fut::Output, String>
+    where
+        F: FnOnce(Arc<Service>) -> Fut,
+        Fut: std::future::Future + Send + 'static,
+        Fut::Output: Send + 'static,
+    {
+        let permit = tokio::time::timeout(wait, self.permits.acquire(DELIVERIES))
+            .await
+            .map_err(|_| {
+                format!(
+                    "service `{}` had no free instance within {} ms (all {} busy)",
+                    self.name,
+                    wait.as_millis(),
+                    self.spec.limits.concurrency
+                )
+            })?;
+        let work = work(self.clone());
+        run_on(&self.executor, &self.name, async move {
+            let _permit = permit;
+            work.await
+        })
+        .await
+        .map_err(|e| e.to_string())
+    }
 }

@@ -9,15 +9,26 @@
 
 use std::sync::Arc;
 
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{ResourceTable, ResourceTableError};
 use wasmtime::{ResourceLimiter, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi_http::{FieldMapError, WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use super::budget::ServiceMemory;
 use super::stdio::GuestLog;
 use crate::calls::CallCtx;
 use crate::sql::{SqlCtx, SqlCtxView, SqlError, SqlTransaction, SqlView, Transaction};
 use wasmtime::component::Resource;
+
+/// Host resources (handles: `wasi:http` fields, requests, bodies and streams, pollables,
+/// databases, transactions…) one instance may hold at once. Each lives in the host's
+/// memory, outside the instance's `memory-mb`; past the cap the instance traps.
+pub const MAX_RESOURCES: usize = 1024;
+/// Bytes one `wasi:http` `fields` resource a guest builds may hold (names and values, plus
+/// the host's own per-entry cost, as wasmtime-wasi-http counts them); past it the instance
+/// traps. Together with [`MAX_RESOURCES`] this bounds the header bytes one instance can make
+/// the host hold: 1024 × 64 KiB = 64 MiB.
+pub const MAX_FIELDS_BYTES: usize = 64 << 10;
 
 /// The `T` of every `Store<T>` silo creates.
 pub struct RequestState {
@@ -38,6 +49,11 @@ pub struct InstanceLimits {
     memory_bytes: usize,
     /// A `memory.grow` past the limit was refused.
     pub memory_refused: bool,
+    /// The service's account in the host's memory budget, and what this instance is charged.
+    account: Option<Arc<ServiceMemory>>,
+    charged: u64,
+    /// A `memory.grow` was refused because the service held its share of the host's budget.
+    share_refused: bool,
 }
 
 impl InstanceLimits {
@@ -46,17 +62,59 @@ impl InstanceLimits {
             limits,
             memory_bytes,
             memory_refused: false,
+            account: None,
+            charged: 0,
+            share_refused: false,
         }
     }
 
-    /// `error` with the reason added when the memory limit was what stopped the instance.
+    /// These limits, with every growth charged to `account` as well.
+    pub fn charged_to(mut self, account: Arc<ServiceMemory>) -> Self {
+        self.account = Some(account);
+        self
+    }
+
+    /// `error` with the reason added when a memory limit (the instance's, or its service's
+    /// share of the host's budget) was what stopped the instance, or said in the host's words
+    /// when it was a cap on host resources.
     pub fn explain(&self, error: wasmtime::Error) -> wasmtime::Error {
-        if self.memory_refused {
+        let cause = error.root_cause();
+        if self.share_refused {
+            let share = self.account.as_ref().map(|a| a.share() >> 20).unwrap_or(0);
+            error.context(MemoryLimitReached {
+                mib: share as usize,
+                of: "its service's share of the host's memory budget",
+            })
+        } else if matches!(
+            cause.downcast_ref::<ResourceTableError>(),
+            Some(ResourceTableError::Full)
+        ) {
+            wasmtime::format_err!(
+                "it holds {MAX_RESOURCES} host resources (handles), its cap per instance ({cause})"
+            )
+        } else if matches!(
+            cause.downcast_ref::<FieldMapError>(),
+            Some(FieldMapError::TotalSizeTooBig | FieldMapError::TooManyFields)
+        ) {
+            wasmtime::format_err!(
+                "a wasi:http fields resource grew past its cap of {} KiB ({cause})",
+                MAX_FIELDS_BYTES >> 10
+            )
+        } else if self.memory_refused {
             error.context(MemoryLimitReached {
                 mib: self.memory_bytes >> 20,
+                of: "its memory limit",
             })
         } else {
             error
+        }
+    }
+}
+
+impl Drop for InstanceLimits {
+    fn drop(&mut self) {
+        if let Some(account) = &self.account {
+            account.release(self.charged);
         }
     }
 }
@@ -65,11 +123,13 @@ impl InstanceLimits {
 #[derive(Debug)]
 pub struct MemoryLimitReached {
     pub mib: usize,
+    /// Which limit: the instance's own, or its service's share of the host's budget.
+    pub of: &'static str,
 }
 
 impl std::fmt::Display for MemoryLimitReached {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "it reached its memory limit of {} MiB", self.mib)
+        write!(f, "it reached {} of {} MiB", self.of, self.mib)
     }
 }
 
@@ -82,7 +142,18 @@ impl ResourceLimiter for InstanceLimits {
     ) -> wasmtime::Result<bool> {
         let allowed = self.limits.memory_growing(current, desired, maximum)?;
         self.memory_refused |= !allowed;
-        Ok(allowed)
+        if !allowed {
+            return Ok(false);
+        }
+        if let Some(account) = &self.account {
+            let delta = desired.saturating_sub(current) as u64;
+            if !account.charge(delta) {
+                self.share_refused = true;
+                return Ok(false);
+            }
+            self.charged += delta;
+        }
+        Ok(true)
     }
 
     fn table_growing(
@@ -117,10 +188,14 @@ impl RequestState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(MAX_FIELDS_BYTES);
         Self {
-            table: ResourceTable::new(),
+            table,
             wasi,
-            http: WasiHttpCtx::new(),
+            http,
             hooks: calls,
             sql,
             limits,

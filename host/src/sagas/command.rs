@@ -54,9 +54,27 @@ pub enum Delivery {
     Unavailable(String),
 }
 
-/// Delivers `command` to `participant`, giving its handler at most `timeout`.
+/// Delivers `command` to `participant`, giving its handler at most `timeout`, on the
+/// participant's own executor and under one of its permits: the saga engine only waits.
 /// `compensation` picks the failpoint that fires after the participant's commit.
 pub async fn deliver(
+    participant: &Arc<Service>,
+    command: &Command,
+    compensation: bool,
+    timeout: Duration,
+    duplicates: &Arc<AtomicU64>,
+) -> Delivery {
+    let (command, duplicates) = (command.clone(), duplicates.clone());
+    participant
+        .deliver(timeout, move |p| async move {
+            deliver_here(&p, &command, compensation, timeout, &duplicates).await
+        })
+        .await
+        .unwrap_or_else(Delivery::Transient)
+}
+
+/// [`deliver`], on the calling thread.
+async fn deliver_here(
     participant: &Arc<Service>,
     command: &Command,
     compensation: bool,

@@ -319,7 +319,7 @@ impl Worker {
     }
 
     /// Takes one action on saga `id` and records it.
-    async fn advance(&self, id: &str) -> Next {
+    async fn advance(self: &Arc<Self>, id: &str) -> Next {
         let saga = match self.log.load(id).await {
             Ok(Some(s)) => s,
             Ok(None) => return Next::Done,
@@ -338,7 +338,19 @@ impl Worker {
         };
         let settings = orchestrator.spec.sagas.clone();
         let r = if is_terminal(&saga.state) {
-            self.finish(&orchestrator, &saga, &settings).await
+            // The orchestrator's handler runs on its own executor, under one of its permits.
+            let wait = Duration::from_millis(orchestrator.spec.limits.deadline_ms);
+            let this = self.clone();
+            let (saga, settings) = (saga.clone(), settings.clone());
+            orchestrator
+                .deliver(wait, move |o| async move {
+                    this.finish(&o, &saga, &settings).await
+                })
+                .await
+                .unwrap_or_else(|why| {
+                    tracing::warn!(saga = id, "the saga's ending waits: {why}");
+                    Ok(Next::After(WAIT))
+                })
         } else if saga.state == "compensating" {
             self.compensate(&orchestrator, &saga, &settings).await
         } else {

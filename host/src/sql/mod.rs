@@ -20,6 +20,7 @@ pub mod postgres;
 pub mod runtime_config;
 pub mod server;
 pub mod sqlite;
+mod sqlite_bounded;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -7,17 +7,20 @@ use silo::isolation::{CATALOGUE, Judge, SERVER_CATALOGUE, Servers, Target, Victi
 use crate::support::{TestHost, component, resolve, write_manifest};
 
 /// A host whose SQLite backend records its statement texts into `host-sql.jsonl` of the
-/// test's folder, and a target that can read them and the data folder.
+/// test's folder and whose log goes to `host.log` there, and a target that can read them,
+/// the data folder and the host's memory.
 async fn recording_host(manifest: &str) -> (TestHost, Target) {
     let (dir, path) = write_manifest(manifest);
     let record = dir.path().join("host-sql.jsonl");
-    let h = TestHost::start_with(
+    let log = dir.path().join("host.log");
+    let h = TestHost::start_logging(
         dir,
         path,
         &[("SILO_RECORD_HOST_SQL", record.to_str().unwrap())],
+        Some(&log),
     )
     .await;
-    let target = Target::local(&h.http, &h.data_dir(), &record);
+    let target = Target::local(&h.http, &h.data_dir(), &record).with_host(&log, h.pid());
     (h, target)
 }
 
@@ -30,6 +33,11 @@ async fn attack(name: &str) {
         .find(|a| a.name == name)
         .unwrap_or_else(|| panic!("no attack {name} in the catalogue"));
     let o = run_attack(&target, &victim, attack).await;
+    // The figures, as the demo prints them (`--nocapture` shows them).
+    eprintln!(
+        "{name}: {} (victim p99 {:?}, bound {:?}, quiet {:?})",
+        o.observed, o.victim_p99, o.bound, victim.baseline_p99
+    );
     assert!(o.blocked, "{name} got through: {}", o.observed);
     assert!(o.victim_correct, "{name}: the victim answered wrongly");
     assert!(
@@ -97,6 +105,15 @@ attacks! {
     memory_growth => "memory-growth",
     deep_recursion => "deep-recursion",
     flood_of_concurrent_requests => "request-flood",
+    statements_of_the_whole_budget_back_to_back => "slow-statements",
+    a_slow_event_handler => "slow-handler",
+    calls_whose_bodies_never_end => "slow-call-bodies",
+    a_fan_out_of_calls => "call-fanout",
+    request_bodies_that_never_end => "slow-bodies",
+    // Fair sharing.
+    costly_sql_functions => "costly-function",
+    flood_the_hosts_log => "log-flood",
+    host_memory_through_http_fields => "host-fields",
 }
 
 /// The intruder reports exactly the attacks the catalogue judges by report.
@@ -251,4 +268,131 @@ async fn attacks_on_stores_on_shared_servers() {
     drop(h);
     servers.remove().await.expect("removing the run's stores");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The host's memory budget: a service whose instances hold its whole share is refused (or
+/// its growth is), while another service keeps its own share and serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_at_its_share_of_the_memory_budget_is_refused_and_others_serve() {
+    // 128 MiB for all guests: users declares far more than half, the hog 16 × 32 MiB, so
+    // each gets 64 MiB (max-min fair): two hog instances at their full 32 MiB.
+    let h = TestHost::start(
+        r#"[host]
+memory-mb = 128
+[services.users]
+component = "{c:users}"
+route = "/users"
+publishes = ["UserCreated", "UserUpdated"]
+[services.users.stores.main]
+[services.hog]
+component = "{c:intruder}"
+route = "/intruder"
+[services.hog.stores.main]
+[services.hog.limits]
+memory-mb = 32
+concurrency = 16
+deadline-ms = 3000
+"#,
+    )
+    .await;
+    let created = h
+        .post("/users", r#"{"email":"budget@example.com","name":"B"}"#)
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let id = created.json()["id"].as_str().unwrap().to_string();
+    let mut hogs = Vec::new();
+    // 12: outside clients' share of the hog's 16 instances.
+    for _ in 0..12 {
+        let addr = h.http.clone();
+        hogs.push(tokio::spawn(async move {
+            crate::support::request("GET", &addr, "/intruder/exhaust/memory", None, &[]).await
+        }));
+    }
+    // While the hog holds its share, users keeps serving from its own.
+    let mut served = 0;
+    for _ in 0..20 {
+        let r = h.get(&format!("/users/{id}")).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        served += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut by_share = 0;
+    for hog in hogs {
+        let r = hog.await.unwrap();
+        assert_eq!(r.status, 503, "{}", r.text());
+        let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+        if message.contains("share of the host's memory budget") {
+            by_share += 1;
+        } else {
+            assert!(message.contains("its memory limit of 32 MiB"), "{message}");
+        }
+    }
+    assert!(
+        by_share > 0,
+        "12 instances of 32 MiB fit a 64 MiB share: the budget was not enforced"
+    );
+    assert_eq!(served, 20);
+}
+
+/// A manifest whose services' concurrency cannot all run at once in the declared instance
+/// pool is refused before anything starts, naming the key.
+#[test]
+fn a_pool_too_small_for_the_services_concurrency_is_refused() {
+    let (dir, path) = crate::support::write_manifest(
+        r#"[host]
+instances = 300
+[services.users]
+component = "{c:users}"
+route = "/users"
+[services.users.stores.main]
+[services.products]
+component = "{c:products}"
+route = "/products"
+[services.products.stores.main]
+[services.products.limits]
+concurrency = 100
+"#,
+    );
+    let data = dir.path().join("data");
+    let (code, _, stderr) = crate::support::silo_cmd(&[
+        "run",
+        "--manifest",
+        path.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("host.instances: the services' `concurrency` (with their warm instances) adds up to 356 instances, more than the pool of 300"),
+        "{stderr}"
+    );
+    assert!(!data.exists(), "a refused manifest created the data folder");
+}
+
+/// What a log flood dropped is in `/metrics`: the intruder's 32 MiB, less what its budget
+/// let through (256 KiB and 64 KiB/s) and the newlines, counted under its name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_guest_output_is_counted_in_metrics() {
+    let dir = component("intruder").parent().unwrap().to_path_buf();
+    let (h, _target) = recording_host(&silo::isolation::manifest(&dir, None)).await;
+    let r = h.get("/intruder/flood/log").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let written = r.json()["written"].as_u64().unwrap();
+    let metrics = h.admin_get("/metrics", None).await.text();
+    let dropped: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("silo_guest_log_dropped_bytes_total{service=\"intruder\"} "))
+        .unwrap_or_else(|| panic!("no dropped-output series for intruder in:\n{metrics}"))
+        .parse()
+        .unwrap();
+    // Let through: at most the burst and 64 KiB/s for the few seconds it took, and the
+    // newlines (neither kept nor cut): 1 MiB in all, at most.
+    assert!(
+        dropped <= written && dropped + (1 << 20) >= written,
+        "{dropped} of {written} bytes dropped"
+    );
 }

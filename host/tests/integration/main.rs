@@ -4,6 +4,7 @@
 
 mod calls;
 mod cli;
+mod corpus;
 mod demo;
 mod deploy;
 mod events;

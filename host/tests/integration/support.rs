@@ -132,7 +132,22 @@ impl TestHost {
         manifest: PathBuf,
         env: &[(&str, &str)],
     ) -> TestHost {
+        Self::start_logging(dir, manifest, env, None).await
+    }
+
+    /// [`TestHost::start_with`], with the host's log (its stderr) written to `log` instead
+    /// of the test's stderr, so a test can measure it.
+    pub async fn start_logging(
+        dir: tempfile::TempDir,
+        manifest: PathBuf,
+        env: &[(&str, &str)],
+        log: Option<&Path>,
+    ) -> TestHost {
         let data = dir.path().join("data");
+        let stderr = match log {
+            Some(path) => Stdio::from(std::fs::File::create(path).expect("the host's log file")),
+            None => Stdio::inherit(),
+        };
         let mut child = Command::new(silo_bin())
             .args([
                 "run",
@@ -153,7 +168,7 @@ impl TestHost {
             .env("SILO_LOG", "info,wasmtime=warn")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("starting silo");
         let stdout = child.stdout.take().unwrap();
@@ -188,6 +203,11 @@ impl TestHost {
             dir,
             manifest,
         }
+    }
+
+    /// The host's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).expect("a running host")
     }
 
     pub fn data_dir(&self) -> PathBuf {

@@ -1,0 +1,3 @@
+(component
+  secret-text-line (import "x" (func))
+)

@@ -328,3 +328,32 @@ async fn raw_exchange(addr: &str, head: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// The manifests the README tells people to run (`make run`, `make run-polyglot`) are valid
+/// and name components the build makes: a scratch manifest committed over one of them once
+/// broke `make run` with every test still green.
+#[test]
+fn the_repos_own_manifests_load_and_name_built_components() {
+    for name in ["silo.toml", "silo-polyglot.toml"] {
+        let path = crate::support::repo_root().join(name);
+        let manifest = silo::manifest::Manifest::load(&path)
+            .unwrap_or_else(|e| panic!("{name} does not load: {e}"));
+        assert!(
+            manifest.services.contains_key("orders") && manifest.services.contains_key("users"),
+            "{name} is not the demo"
+        );
+        for (service, spec) in &manifest.services {
+            let component = path.parent().unwrap().join(&spec.component);
+            assert!(
+                component.is_file(),
+                "{name}: services.{service}.component names {}, which the build does not make",
+                component.display()
+            );
+            assert!(
+                component.starts_with(crate::support::repo_root()),
+                "{name}: services.{service}.component points outside the repository: {}",
+                component.display()
+            );
+        }
+    }
+}

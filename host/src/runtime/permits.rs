@@ -76,9 +76,16 @@ impl Busy {
                 origin,
                 held,
                 concurrency,
-            } => format!(
-                "{origin} hold their share of service `{service}`'s concurrency ({held} of {concurrency} instances; the rest is kept for others)"
-            ),
+            } => {
+                let who = if origin == OUTSIDE || origin == DELIVERIES {
+                    origin.clone()
+                } else {
+                    format!("calls from service `{origin}`")
+                };
+                format!(
+                    "{who} hold their share of service `{service}`'s concurrency ({held} of {concurrency} instances; the rest is kept for others)"
+                )
+            }
         }
     }
 }
@@ -176,6 +183,13 @@ mod tests {
                 held: 3,
                 concurrency: 4
             })
+        );
+        assert_eq!(
+            p.try_acquire("intruder")
+                .err()
+                .unwrap()
+                .message("reference"),
+            "calls from service `intruder` hold their share of service `reference`'s concurrency (3 of 4 instances; the rest is kept for others)"
         );
         let other = p.try_acquire(OUTSIDE).expect("the quarter kept for others");
         assert_eq!(

@@ -3,8 +3,9 @@
 //! Lifecycle, kept visible: link once ([`Host::new`]: engine, linker, epoch ticker), load and
 //! validate per service ([`Host::load_manifest`]: compile, link, open stores, migrate), then
 //! serve ([`serve`]) with one single-threaded tokio runtime per core, each accepting on its
-//! own `SO_REUSEPORT` socket of the same address, so a request is parsed, dispatched and
-//! answered on one thread without cross-core hand-offs.
+//! own `SO_REUSEPORT` socket of the same address and parsing requests there; each request's
+//! instance then runs on its service's own executor (`runtime::executor`), so no service's
+//! guest code runs on a thread another service needs.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

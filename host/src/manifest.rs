@@ -469,9 +469,9 @@ pub struct Limits {
     pub concurrency: u32,
     /// Largest result one query may return, in KiB.
     pub result_kb: u64,
-    /// Longest one SQL statement may run, in milliseconds (an embedded store runs on the
-    /// request's worker thread, so this also bounds how long one statement can hold up the
-    /// other requests on that thread).
+    /// Longest one SQL statement may run, in milliseconds (an embedded store runs on a
+    /// thread of the service's own executor, so this also bounds how long one statement can
+    /// hold up the service's other requests there; other services have their own threads).
     pub statement_ms: u64,
     /// Requests one instance serves before it is discarded (1: a fresh instance for every
     /// request, the safe default; more trades isolation between requests for speed).

@@ -60,8 +60,8 @@ pub enum SqlError {
 
 /// The per-call budget a backend enforces: the request's deadline, the longest one statement
 /// may run (a runaway query is interrupted at whichever comes first; an embedded backend
-/// runs on the request's thread, so this is also the longest one statement can hold up the
-/// other requests sharing it), and the largest result it may build.
+/// runs on a thread of the service's own executor, so this is also the longest one statement
+/// can hold up its service's other requests there), and the largest result it may build.
 #[derive(Debug, Clone, Copy)]
 pub struct CallLimits {
     pub deadline: Instant,

@@ -1,32 +1,12 @@
 //! The command line and the admin endpoint: exit statuses, messages, tokens, metrics.
 
 use crate::DEMO;
-use crate::support::{TestHost, silo_cmd, write_manifest};
+use crate::support::{TestHost, expect_refused_start, silo_cmd, write_manifest};
 
 /// Runs `silo run` on `manifest` and expects exit status 2 with a message naming the file
 /// and `key`, and no data folder written.
 fn expect_invalid(manifest: &str, key: &str) {
-    let (dir, path) = write_manifest(manifest);
-    let data = dir.path().join("data");
-    let (code, _out, err) = silo_cmd(&[
-        "run",
-        "--manifest",
-        path.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--admin",
-        "127.0.0.1:0",
-    ]);
-    assert_eq!(code, 2, "manifest {manifest:?}: stderr {err}");
-    assert_eq!(err.lines().count(), 1, "one line expected: {err}");
-    assert!(err.contains("silo.toml"), "file not named: {err}");
-    assert!(err.contains(key), "key `{key}` not named: {err}");
-    assert!(
-        !data.exists(),
-        "an invalid manifest must not touch the data folder"
-    );
+    expect_refused_start(manifest, key, &[]);
 }
 
 #[test]
@@ -455,39 +435,11 @@ fn start_up_gives_up_on_a_postgres_server_that_never_answers() {
     );
 }
 
-/// `silo run` on `manifest`: expects exit status 2 and one line naming the file, the key
-/// and every one of `needles`, with no data folder written.
-fn expect_refused_component(manifest: &str, key: &str, needles: &[&str]) {
-    let (dir, path) = write_manifest(manifest);
-    let data = dir.path().join("data");
-    let (code, _, err) = silo_cmd(&[
-        "run",
-        "--manifest",
-        path.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--admin",
-        "127.0.0.1:0",
-    ]);
-    assert_eq!(code, 2, "{err}");
-    assert_eq!(err.lines().count(), 1, "one line expected: {err}");
-    assert!(err.contains("silo.toml") && err.contains(key), "{err}");
-    for needle in needles {
-        assert!(err.contains(needle), "`{needle}` not in: {err}");
-    }
-    assert!(
-        !data.exists(),
-        "a refused component must not touch the data folder"
-    );
-}
-
 #[test]
 fn components_whose_exports_do_not_fit_the_manifest_exit_2_at_start() {
     // The HTTP export has the wrong type: without the check it would load and answer
     // every request with a 503.
-    expect_refused_component(
+    expect_refused_start(
         "[services.bad]\ncomponent = \"{c:wrong-http}\"\nroute = \"/bad\"\n",
         "services.bad.component",
         &[
@@ -497,7 +449,7 @@ fn components_whose_exports_do_not_fit_the_manifest_exit_2_at_start() {
     );
     // hello.wasm as the demo's products: a saga participant without a command handler.
     let demo_with_hello_products = crate::DEMO.replace("{c:products}", "{c:hello}");
-    expect_refused_component(
+    expect_refused_start(
         &demo_with_hello_products,
         "services.products.component",
         &[
@@ -507,7 +459,7 @@ fn components_whose_exports_do_not_fit_the_manifest_exit_2_at_start() {
         ],
     );
     // A participant listed by an orchestrator, with no `commands` of its own.
-    expect_refused_component(
+    expect_refused_start(
         &crate::DEMO
             .replace("commands = [\"charge\", \"refund\"]\n", "")
             .replace("{c:payments}", "{c:hello}"),
@@ -515,7 +467,7 @@ fn components_whose_exports_do_not_fit_the_manifest_exit_2_at_start() {
         &["which a saga participant needs: `orders` lists `payments` in `saga-participants`"],
     );
     // An orchestrator without a saga handler.
-    expect_refused_component(
+    expect_refused_start(
         "[services.o]\ncomponent = \"{c:hello}\"\nroute = \"/o\"\nsaga-participants = [\"p\"]\n[services.o.stores.main]\n\
          [services.p]\ncomponent = \"{c:products}\"\nroute = \"/p\"\n[services.p.stores.main]\n",
         "services.o.component",

@@ -338,7 +338,7 @@ deadline-ms = 3000
 /// pool is refused before anything starts, naming the key.
 #[test]
 fn a_pool_too_small_for_the_services_concurrency_is_refused() {
-    let (dir, path) = crate::support::write_manifest(
+    crate::support::expect_refused_start(
         r#"[host]
 instances = 300
 [services.users]
@@ -352,25 +352,11 @@ route = "/products"
 [services.products.limits]
 concurrency = 100
 "#,
+        "host.instances",
+        &[
+            "the services' `concurrency` (with their warm instances) adds up to 356 instances, more than the pool of 300",
+        ],
     );
-    let data = dir.path().join("data");
-    let (code, _, stderr) = crate::support::silo_cmd(&[
-        "run",
-        "--manifest",
-        path.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--admin",
-        "127.0.0.1:0",
-    ]);
-    assert_eq!(code, 2, "{stderr}");
-    assert!(
-        stderr.contains("host.instances: the services' `concurrency` (with their warm instances) adds up to 356 instances, more than the pool of 300"),
-        "{stderr}"
-    );
-    assert!(!data.exists(), "a refused manifest created the data folder");
 }
 
 /// What a log flood dropped is in `/metrics`: the intruder's 32 MiB, less what its budget

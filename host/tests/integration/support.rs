@@ -395,6 +395,35 @@ async fn try_request_bytes(
     Ok(Resp { status, body })
 }
 
+/// Runs `silo run` on `manifest` and expects exit status 2 with one line on stderr naming
+/// the file, `key` and every one of `needles`, and no data folder written.
+pub fn expect_refused_start(manifest: &str, key: &str, needles: &[&str]) {
+    let (dir, path) = write_manifest(manifest);
+    let data = dir.path().join("data");
+    let (code, _, err) = silo_cmd(&[
+        "run",
+        "--manifest",
+        path.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, 2, "manifest {manifest:?}: stderr {err}");
+    assert_eq!(err.lines().count(), 1, "one line expected: {err}");
+    assert!(err.contains("silo.toml"), "file not named: {err}");
+    assert!(err.contains(key), "key `{key}` not named: {err}");
+    for needle in needles {
+        assert!(err.contains(needle), "`{needle}` not in: {err}");
+    }
+    assert!(
+        !data.exists(),
+        "a refused manifest or component must not touch the data folder"
+    );
+}
+
 /// Runs the `silo` binary with `args` and returns (status, stdout, stderr).
 pub fn silo_cmd(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(silo_bin()).args(args).output().unwrap();

@@ -24,7 +24,9 @@
 //! Code map: [`manifest`] (what a service declares), [`runtime`] (engine, per-request
 //! state, dispatch, migrations), [`sql`] (the store capability and its backends), [`calls`] (host-routed calls between services),
 //! [`kv`] (the key-value capability and its backends), [`events`] (outbox, router, inbox), [`sagas`] (saga log, engine, participants' commands),
-//! [`host`] (start-up, listeners, shutdown), [`admin`] (health, metrics, admin API).
+//! [`host`] (start-up, listeners, deploys, shutdown), [`admin`] (health, metrics, admin API,
+//! one file per resource); at the bottom, [`names`] (names and URLs of shared servers, checked
+//! without a connection) and [`secrets`] (the host's private secret files).
 
 pub mod admin;
 pub mod bindings;
@@ -36,6 +38,8 @@ pub mod host;
 pub mod isolation;
 pub mod kv;
 pub mod manifest;
+pub mod names;
 pub mod runtime;
 pub mod sagas;
+pub mod secrets;
 pub mod sql;

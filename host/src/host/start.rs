@@ -1,0 +1,401 @@
+//! Start-up: what each service serves, compiling and checking it, opening its stores,
+//! migrating them, and wiring its events and sagas.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use wasmtime::error::Context;
+
+use super::{Host, StartError, commanded_by};
+use crate::deploy::{History, VersionRecord, now_secs};
+use crate::events::Outbox;
+use crate::events::outbox::ensure_inbox;
+use crate::manifest::{HostSettings, Manifest, ManifestError, ServiceSpec};
+use crate::runtime::dispatch::RouteTable;
+use crate::runtime::migrations::migrate;
+use crate::runtime::service::Service;
+use crate::sagas::SagaLog;
+use crate::sql::StoreGrants;
+use crate::sql::runtime_config::{OwnedElsewhere, open_grants};
+
+/// A service about to be opened: compiled and linked, not yet connected to its stores.
+pub struct Planned {
+    service: Service,
+    spec: ServiceSpec,
+    bytes: Vec<u8>,
+    /// Its version in the history; `None` for a manifest component never recorded.
+    version: Option<u32>,
+}
+
+/// Logs, at start-up, where what serves differs from the manifest.
+fn log_drift(
+    name: &str,
+    manifest_digest: Option<&str>,
+    recorded: Option<&crate::deploy::ServiceHistory>,
+    manifest_is_new: bool,
+) {
+    if let Some(message) = crate::deploy::drift(name, manifest_digest, recorded, manifest_is_new) {
+        tracing::warn!(service = name, "{message}");
+    }
+}
+
+impl Host {
+    /// Compiles and links every service of the manifest, then opens their stores and applies
+    /// their migrations.
+    pub async fn load_manifest(&self, path: &Path, manifest: &Manifest) -> Result<(), StartError> {
+        let plans = self.compile(path, manifest)?;
+        self.open(plans).await
+    }
+
+    /// Decides what each service serves (its active deployed version if the data folder has
+    /// one, else the manifest's component), then compiles and links it: the checks that
+    /// write nothing. A bad component fails here, naming the service's `component` key.
+    pub fn compile(&self, path: &Path, manifest: &Manifest) -> Result<Vec<Planned>, StartError> {
+        *self.manifest_path.lock().expect("manifest path") = Some(path.to_path_buf());
+        let history = History::new(&self.data_dir);
+        let io = |e: std::io::Error| {
+            StartError::Other(wasmtime::format_err!("{}: {e}", self.data_dir.display()))
+        };
+        let mut names: std::collections::BTreeSet<String> =
+            manifest.services.keys().cloned().collect();
+        names.extend(history.services().map_err(io)?);
+        let mut plans = Vec::new();
+        let mut chosen = Vec::new();
+        for name in names {
+            let recorded = history.load(&name).map_err(io)?;
+            let from_manifest = match manifest.services.get(&name) {
+                Some(spec) => {
+                    let bytes = std::fs::read(&spec.component).map_err(|e| ManifestError {
+                        file: path.to_path_buf(),
+                        key: format!("services.{name}.component"),
+                        message: format!("cannot read `{}`: {e}", spec.component.display()),
+                    })?;
+                    Some((spec, bytes))
+                }
+                None => None,
+            };
+            // The manifest's component is new if the history never loaded these bytes from
+            // the manifest (and they are not what serves already): then it is deployed as a
+            // new version. Otherwise the history's active version serves (a deploy made
+            // since the manifest was last changed). Either way a difference is logged.
+            let active = recorded.as_ref().and_then(|h| h.active_record());
+            let manifest_digest = from_manifest
+                .as_ref()
+                .map(|(_, bytes)| crate::deploy::digest_of(bytes));
+            let manifest_is_new = match (&manifest_digest, &recorded) {
+                (Some(digest), Some(h)) => {
+                    h.versions
+                        .iter()
+                        .rev()
+                        .find(|r| r.origin == "manifest")
+                        .is_none_or(|r| &r.digest != digest)
+                        && active.is_none_or(|a| &a.digest != digest)
+                }
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            log_drift(
+                &name,
+                manifest_digest.as_deref(),
+                recorded.as_ref(),
+                manifest_is_new,
+            );
+            let (spec, bytes, version) = match (from_manifest, recorded) {
+                (Some((spec, bytes)), _) if manifest_is_new => (spec.clone(), bytes, None),
+                (_, Some(h)) if h.active.is_none() => continue, // undeployed: stays down
+                (from_manifest, Some(h)) => {
+                    let rec = h.active_record().ok_or_else(|| {
+                        io(std::io::Error::other(format!(
+                            "history of `{name}` names a missing version"
+                        )))
+                    })?;
+                    let bytes = history.read_component(&rec.digest).map_err(io)?;
+                    let mut spec = from_manifest
+                        .map(|(s, _)| s.clone())
+                        .unwrap_or_else(|| rec.spec.clone());
+                    spec.component = PathBuf::from(&rec.digest);
+                    (spec, bytes, Some(rec.version))
+                }
+                (_, None) => continue,
+            };
+            chosen.push((name, spec, bytes, version));
+        }
+        let specs: std::collections::BTreeMap<String, ServiceSpec> = chosen
+            .iter()
+            .map(|(name, spec, _, _)| (name.clone(), spec.clone()))
+            .collect();
+        for (name, spec, bytes, version) in chosen {
+            let service = Service::load(
+                &self.engine,
+                &self.linker,
+                &name,
+                &spec,
+                &bytes,
+                StoreGrants::default(),
+                self.routes.clone(),
+                &commanded_by(&name, specs.iter()),
+                self.runtime_for(&name, &spec)
+                    .map_err(wasmtime::Error::from)?,
+            )
+            .map_err(|e| ManifestError {
+                file: path.to_path_buf(),
+                key: format!("services.{name}.component"),
+                message: format!("{e:#}"),
+            })?;
+            if let Some(least) = crate::runtime::service::min_memory_mb(&service.component)
+                && spec.limits.memory_mb < least
+            {
+                return Err(ManifestError {
+                    file: path.to_path_buf(),
+                    key: format!("services.{name}.limits.memory-mb"),
+                    message: format!(
+                        "{} MiB is less than the component's initial linear memory: give at least {least}",
+                        spec.limits.memory_mb
+                    ),
+                }
+                .into());
+            }
+            plans.push(Planned {
+                service,
+                spec,
+                bytes,
+                version,
+            });
+        }
+        *self.backends.lock().expect("backends") = manifest.backends.clone();
+        let all = Manifest {
+            services: plans
+                .iter()
+                .map(|p| (p.service.name.to_string(), p.spec.clone()))
+                .collect(),
+            backends: manifest.backends.clone(),
+            host: HostSettings {
+                instances: Some(self.pool),
+                ..manifest.host.clone()
+            },
+        };
+        all.validate().map_err(|(key, message)| ManifestError {
+            file: path.to_path_buf(),
+            key,
+            message,
+        })?;
+        Ok(plans)
+    }
+
+    /// The checks of `plans` that need an instance and write nothing: each component's
+    /// migrations are read and must target only the stores its spec declares. `silo run`
+    /// runs them before the data folder is created; a failure names the service's `stores`.
+    pub async fn check(&self, path: &Path, plans: &[Planned]) -> Result<(), StartError> {
+        for plan in plans {
+            let name = &plan.service.name;
+            let steps = crate::runtime::migrations::read_migrations(&plan.service)
+                .await
+                .map_err(|e| ManifestError {
+                    file: path.to_path_buf(),
+                    key: format!("services.{name}.component"),
+                    message: format!("{e:#}"),
+                })?;
+            crate::runtime::migrations::by_store(name, steps, |s| plan.spec.stores.contains_key(s))
+                .map_err(|e| ManifestError {
+                    file: path.to_path_buf(),
+                    key: format!("services.{name}.stores"),
+                    message: format!("{e:#}: add it as `[services.{name}.stores.STORE]`"),
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Opens the planned services' stores, applies their migrations, records first versions,
+    /// and starts routing to them.
+    pub async fn open(&self, plans: Vec<Planned>) -> Result<(), StartError> {
+        let history = History::new(&self.data_dir);
+        let mut services = Vec::new();
+        for plan in plans {
+            let Planned {
+                mut service,
+                spec,
+                bytes,
+                version,
+            } = plan;
+            service.grants =
+                open_grants(&self.data_dir, &service.name, &spec, None, &self.backends())
+                    .await
+                    .map_err(|e| match e.downcast::<OwnedElsewhere>() {
+                        Ok(OwnedElsewhere(lines)) => StartError::OwnedElsewhere(lines),
+                        Err(e) => StartError::Other(e),
+                    })?;
+            let report = migrate(&service).await?;
+            self.prepare_events(&mut service).await?;
+            for (store, v) in &report.applied {
+                tracing::info!(service = %service.name, store, version = v, "migration applied");
+            }
+            service.version = match version {
+                Some(v) => v,
+                None => self
+                    .record(&history, &service.name, &bytes, &spec, "manifest")
+                    .map_err(|e| wasmtime::format_err!("recording `{}`: {e}", service.name))?,
+            };
+            tracing::info!(service = %service.name, version = service.version, route = %service.spec.route, digest = %service.digest, "service loaded");
+            services.push(Arc::new(service));
+        }
+        self.routes.store(Arc::new(RouteTable::new(services)));
+        // Every outbox first: a subscriber registers with its source's outbox.
+        let routes = self.routes();
+        for service in routes.services() {
+            self.start_outbox(service);
+        }
+        for service in routes.services() {
+            self.register_subscriptions(service).await?;
+        }
+        self.ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Creates the event tables a service needs in its event store (outbox if it
+    /// publishes, inbox if it subscribes) and gives it its outbox: the one already open
+    /// for it when the store is the same (a new version of a running service), else a new one.
+    pub(super) async fn prepare_events(&self, service: &mut Service) -> wasmtime::Result<()> {
+        let spec = &service.spec;
+        let Some(store_name) = spec.event_store() else {
+            return Ok(());
+        };
+        let participant = service.command_handler.is_some();
+        if spec.publishes.is_empty()
+            && spec.subscribes.is_empty()
+            && spec.saga_participants.is_empty()
+            && !participant
+        {
+            return Ok(());
+        }
+        let name = service.name.clone();
+        let store = service.grants.get(store_name).cloned().ok_or_else(|| {
+            wasmtime::format_err!("service `{name}`: event store `{store_name}` is not open")
+        })?;
+        if !spec.subscribes.is_empty() {
+            ensure_inbox(store.as_ref())
+                .await
+                .with_context(|| format!("service `{name}`: creating its inbox"))?;
+        }
+        if participant {
+            crate::sagas::command::ensure_inbox(store.as_ref())
+                .await
+                .with_context(|| format!("service `{name}`: creating its command inbox"))?;
+        }
+        if !spec.saga_participants.is_empty() {
+            let existing = self
+                .saga_logs
+                .lock()
+                .expect("saga logs")
+                .get(&*name)
+                .cloned();
+            service.saga_log = Some(match existing {
+                Some(l) if Arc::ptr_eq(&l.store, &store) => l,
+                _ => SagaLog::open(&name, store.clone())
+                    .await
+                    .with_context(|| format!("service `{name}`: creating its saga log"))?,
+            });
+        }
+        if spec.publishes.is_empty() {
+            return Ok(());
+        }
+        let existing = self.outboxes.lock().expect("outboxes").get(&*name).cloned();
+        service.outbox = Some(match existing {
+            Some(o) if Arc::ptr_eq(&o.store, &store) => o,
+            _ => Outbox::open(&name, store)
+                .await
+                .with_context(|| format!("service `{name}`: creating its outbox"))?,
+        });
+        Ok(())
+    }
+
+    /// Starts relaying a routed service's outbox (if it publishes) and running its sagas
+    /// (if it starts any).
+    pub(super) fn start_outbox(&self, service: &Service) {
+        if let Some(log) = &service.saga_log {
+            install(&self.saga_logs, &service.name, log, |l| &l.retired);
+            self.sagas.attach(log.clone());
+        }
+        if let Some(outbox) = &service.outbox {
+            install(&self.outboxes, &service.name, outbox, |o| &o.retired);
+            self.events.attach(outbox.clone());
+        }
+    }
+
+    /// Registers a routed service's subscriptions with its sources' outboxes (and drops
+    /// the ones it no longer declares).
+    pub(super) async fn register_subscriptions(&self, service: &Service) -> wasmtime::Result<()> {
+        let outboxes: Vec<Arc<Outbox>> = self
+            .outboxes
+            .lock()
+            .expect("outboxes")
+            .values()
+            .cloned()
+            .collect();
+        for outbox in outboxes {
+            let topics: Vec<String> = service
+                .spec
+                .subscribes
+                .iter()
+                .filter(|s| *s.source == *outbox.source)
+                .map(|s| s.topic.clone())
+                .collect();
+            let dropped = outbox
+                .sync_subscriber(&service.name, &topics)
+                .await
+                .with_context(|| {
+                    format!(
+                        "registering `{}`'s subscriptions with `{}`",
+                        service.name, outbox.source
+                    )
+                })?;
+            if dropped > 0 {
+                tracing::warn!(subscriber = %service.name, source = %outbox.source, dropped, "subscriptions removed with their pending events");
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores `bytes` and appends a new active version to the service's history.
+    pub(super) fn record(
+        &self,
+        history: &History,
+        name: &str,
+        bytes: &[u8],
+        spec: &ServiceSpec,
+        origin: &str,
+    ) -> std::io::Result<u32> {
+        let digest = history.store_component(bytes)?;
+        let mut h = history.load(name)?.unwrap_or_default();
+        let version = h.next_version();
+        let mut spec = spec.clone();
+        spec.component = PathBuf::from(&digest);
+        h.versions.push(VersionRecord {
+            version,
+            digest,
+            deployed_at: now_secs(),
+            origin: origin.into(),
+            spec,
+        });
+        h.active = Some(version);
+        history.save(name, &h)?;
+        Ok(version)
+    }
+}
+
+/// Makes `item` the one registered for service `name`; the one it replaces (a new version
+/// of the service opened a different store) is marked retired, so its worker stops.
+fn install<T>(
+    registry: &std::sync::Mutex<std::collections::HashMap<String, Arc<T>>>,
+    name: &str,
+    item: &Arc<T>,
+    retired: impl Fn(&T) -> &AtomicBool,
+) {
+    let replaced = registry
+        .lock()
+        .expect("registry lock")
+        .insert(name.to_string(), item.clone());
+    if let Some(old) = replaced.filter(|o| !Arc::ptr_eq(o, item)) {
+        retired(&old).store(true, Ordering::Release);
+    }
+}

@@ -1,0 +1,168 @@
+//! `silo run`: checks the manifest, binds the ports, opens the stores and serves until SIGINT
+//! or SIGTERM; nothing is written before every check has passed.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use silo::host::{Host, Listeners, ShutdownSignal, StartError, serve_workers};
+use silo::manifest::Manifest;
+
+use crate::fail;
+use crate::remote::given_admin_token;
+
+/// The shortest admin token `silo run` accepts.
+const MIN_ADMIN_TOKEN: usize = 16;
+
+/// The admin token `silo run` serves with, if one was given: refused when it is shorter
+/// than [`MIN_ADMIN_TOKEN`] (an empty token would otherwise mean "no authentication").
+fn run_admin_token(flag: Option<String>) -> Result<Option<String>, String> {
+    match given_admin_token(flag) {
+        None => Ok(None),
+        Some((t, from)) if t.chars().count() < MIN_ADMIN_TOKEN => Err(format!(
+            "{from}: the admin token is {} characters long; give one of at least {MIN_ADMIN_TOKEN} (e.g. `openssl rand -hex 32`), or leave {from} out to use the generated DATA/admin.token",
+            t.chars().count()
+        )),
+        Some((t, _)) => Ok(Some(t)),
+    }
+}
+
+/// Stores another data folder owns: exit status 2, one line per store naming the manifest
+/// and the store's key.
+fn owned_elsewhere(manifest: &Path, lines: &[String]) -> ExitCode {
+    for line in lines {
+        eprintln!("silo: {}: {line}", manifest.display());
+    }
+    ExitCode::from(2)
+}
+
+pub(crate) fn run(
+    manifest_path: &Path,
+    listen: SocketAddr,
+    admin: SocketAddr,
+    data: &Path,
+    cache: Option<&Path>,
+    admin_token: Option<String>,
+    threads: Option<usize>,
+) -> ExitCode {
+    // Validate before touching anything: a bad token or manifest changes nothing on disk.
+    let admin_token = match run_admin_token(admin_token) {
+        Ok(t) => t,
+        Err(e) => return fail(2, e),
+    };
+    let manifest = match Manifest::load(manifest_path) {
+        Ok(m) => m,
+        Err(e) => return fail(2, e),
+    };
+    // The ports next, before any store is opened or the data folder written: a port in use
+    // (another host's included) is refused with nothing changed.
+    let threads = threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let listeners = match Listeners::bind(listen, admin, threads) {
+        Ok(l) => l,
+        Err(e) => return fail(2, e),
+    };
+    // Absolute from here on: the code cache refuses relative folders, and the paths end up
+    // in logs and the admin API.
+    let data = &match std::path::absolute(data) {
+        Ok(d) => d,
+        Err(e) => return fail(2, format!("{}: {e}", data.display())),
+    };
+    let cache = match cache.map(std::path::absolute).transpose() {
+        Ok(c) => c,
+        Err(e) => return fail(2, format!("--cache: {e}")),
+    };
+    let cache = cache.as_deref();
+    // The compiled-code cache is used only once it exists, so a start that fails leaves a
+    // new data folder unwritten; a successful start creates it for the next one.
+    let cache_dir = cache
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| data.join("cache"));
+    let host = match Host::for_manifest(
+        data,
+        cache_dir.is_dir().then_some(cache_dir.as_path()),
+        manifest_path,
+        &manifest,
+    ) {
+        Ok(h) => Arc::new(h),
+        Err(StartError::Manifest(e)) => return fail(2, e),
+        Err(StartError::OwnedElsewhere(lines)) => return owned_elsewhere(manifest_path, &lines),
+        Err(StartError::Other(e)) => return fail(1, format!("{e:#}")),
+    };
+    let compiled = match host.compile(manifest_path, &manifest) {
+        Ok(c) => c,
+        Err(StartError::Manifest(e)) => return fail(2, e),
+        Err(StartError::OwnedElsewhere(lines)) => return owned_elsewhere(manifest_path, &lines),
+        Err(StartError::Other(e)) => return fail(1, format!("{e:#}")),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("building the main runtime");
+    match rt.block_on(host.check(manifest_path, &compiled)) {
+        Ok(()) => {}
+        Err(StartError::Manifest(e)) => return fail(2, e),
+        Err(StartError::OwnedElsewhere(lines)) => return owned_elsewhere(manifest_path, &lines),
+        Err(StartError::Other(e)) => return fail(1, format!("{e:#}")),
+    }
+    if let Err(e) = std::fs::create_dir_all(data) {
+        return fail(1, format!("{}: {e}", data.display()));
+    }
+    let lock = match std::fs::File::create(data.join("silo.lock")) {
+        Ok(f) => f,
+        Err(e) => return fail(1, format!("{}: {e}", data.display())),
+    };
+    if lock.try_lock().is_err() {
+        return fail(
+            1,
+            format!("another silo is serving the data folder {}", data.display()),
+        );
+    }
+    let token = match admin_token {
+        Some(t) => t,
+        None => match silo::admin::load_or_create_token(data) {
+            Ok(t) => t,
+            Err(e) => return fail(1, format!("admin token: {e}")),
+        },
+    };
+    if let Err(e) = rt.block_on(host.open(compiled)) {
+        return match e {
+            StartError::Manifest(e) => fail(2, e),
+            StartError::OwnedElsewhere(lines) => owned_elsewhere(manifest_path, &lines),
+            StartError::Other(e) => fail(1, format!("{e:#}")),
+        };
+    }
+    let _ = std::fs::create_dir_all(&cache_dir);
+    let signals = match rt.block_on(async { ShutdownSignal::install() }) {
+        Ok(s) => s,
+        Err(e) => return fail(1, format!("installing signal handlers: {e}")),
+    };
+    let http_addr = listeners.http[0].local_addr().expect("bound address");
+    let admin_addr = listeners.admin.local_addr().expect("bound address");
+    println!("silo: serving http://{http_addr} (admin http://{admin_addr})");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let workers = serve_workers(host.clone(), listeners.http, stopped.clone());
+    rt.block_on(async {
+        let admin = tokio::spawn(silo::admin::serve_admin(
+            host.clone(),
+            listeners.admin,
+            token,
+            stopped,
+        ));
+        signals.wait().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        host.begin_shutdown();
+        let _ = stop.send(true);
+        let _ = admin.await;
+    });
+    for w in workers {
+        let _ = w.join();
+    }
+    tracing::info!("stopped");
+    drop(lock);
+    ExitCode::SUCCESS
+}

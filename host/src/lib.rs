@@ -38,4 +38,5 @@ pub mod kv;
 pub mod manifest;
 pub mod runtime;
 pub mod sagas;
+pub mod secrets;
 pub mod sql;

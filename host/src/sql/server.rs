@@ -48,6 +48,55 @@ pub fn store_name(
     Ok(name)
 }
 
+/// The name of a PostgreSQL store's database and login role: `PREFIX_SERVICE_STORE`, within
+/// PostgreSQL's 63 bytes.
+pub fn postgres_database(prefix: &str, service: &str, store: &str) -> Result<String, SqlError> {
+    store_name(prefix, service, store, 63, "PostgreSQL's names are 63")
+}
+
+/// The name of a MariaDB store's database and login user: `PREFIX_SERVICE_STORE`, within
+/// MariaDB's 64 bytes less the host database's `_host`.
+pub fn mysql_database(prefix: &str, service: &str, store: &str) -> Result<String, SqlError> {
+    // `PREFIX_SERVICE_STORE` is unambiguous read from the right (service and store
+    // names have no `_`), but the host database and definer append `_host` and `_def`:
+    // store `host` of service `b` under prefix `silo_a` would be database
+    // `silo_a_b_host`, the host database of store `b` of service `a` under prefix `silo`
+    // (two hosts sharing a server). Those two store names are reserved here instead.
+    if matches!(store, "host" | "def") {
+        return Err(SqlError::Other(format!(
+            "a MariaDB store cannot be named `{store}`: its database or user would be another store's `_{store}`"
+        )));
+    }
+    store_name(
+        prefix,
+        service,
+        store,
+        59,
+        "MariaDB's names are 64, and the host database adds `_host`",
+    )
+}
+
+/// Checks the names store `store` of `service` gets on the PostgreSQL server under
+/// `prefix` (for the manifest's checks).
+pub fn check_postgres_names(prefix: &str, service: &str, store: &str) -> Result<(), String> {
+    postgres_database(prefix, service, store)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// Checks the names store `store` of `service` gets on the MariaDB server under `prefix`
+/// (for the manifest's checks).
+pub fn check_mysql_names(prefix: &str, service: &str, store: &str) -> Result<(), String> {
+    mysql_database(prefix, service, store)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// Checks a `prefix` of `[backends.*]` (for the manifest's checks): see [`check_prefix`].
+pub fn check_server_prefix(prefix: &str) -> Result<(), String> {
+    check_prefix(prefix).map_err(|e| e.to_string())
+}
+
 /// A secret for `purpose` (a password, a key) on database `db`, derived from the host's
 /// secret file, so a restarted host finds the same ones.
 pub fn derive(secret: &str, purpose: &str, db: &str) -> String {

@@ -456,6 +456,7 @@ async fn guest_run(
     rows: bool,
 ) -> Result<Outcome, SqlError> {
     let max = limits.max_result_bytes;
+    let sql: &str = &portable::translate(sql);
     bounded(
         shared,
         conn,

@@ -60,8 +60,9 @@ pub(super) fn check_guest(sql: &str) -> Result<(), SqlError> {
 }
 
 
-/// A guest statement rewritten for PostgreSQL (`?` → `$n`).
+/// A guest statement rewritten for PostgreSQL (`?` → `$n`, and the portable forms of
+/// [`portable`]).
 pub(super) fn guest_sql(sql: &str) -> Result<String, SqlError> {
     check_guest(sql)?;
-    Ok(text::placeholders(sql).0)
+    Ok(text::placeholders(&portable::translate(sql)).0)
 }

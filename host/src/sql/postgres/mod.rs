@@ -373,7 +373,7 @@ async fn guest_batch(client: &Object, limits: &CallLimits, sql: &str) -> Result<
     }
     for p in pieces {
         // One statement per message: the server refuses a second one the split missed.
-        let p = p.to_string();
+        let p = portable::translate(p).into_owned();
         run(client, limits.statement_deadline(), async {
             client.execute(&p, &[]).await.map_err(map_err).map(|_| ())
         })

@@ -304,8 +304,10 @@ pub struct PortableForms {
     /// The type of a column `INTEGER PRIMARY KEY [AUTOINCREMENT]`: an integer key the
     /// server assigns when an insert gives none (SQLite's rowid alias). `PRIMARY KEY` stays.
     pub auto_key: &'static str,
-    /// The column added to every other new table, so that `ORDER BY rowid` lists its rows
-    /// in the order they were created, as on SQLite.
+    /// The column added to a new table keyed by anything else (a text id), so that `ORDER BY
+    /// rowid` lists its rows in the order they were created, as on SQLite. A table without
+    /// a primary key, or with a server-assigned column of its own, gets none (where the
+    /// column is not invisible, `SELECT *` would show it on tables that never asked).
     pub rowid_column: &'static str,
     /// Type names, portable (upper case) and the server's.
     pub types: &'static [(&'static str, &'static str)],
@@ -434,6 +436,13 @@ pub fn portable_ddl<'a>(sql: &'a str, forms: &PortableForms) -> std::borrow::Cow
         let Some(open) = (words[table]..ps.len()).find(|&i| ps[i] == Piece::Open) else {
             return Cow::Borrowed(sql);
         };
+        // `CREATE TABLE t AS SELECT …` (or `LIKE`) has no column definitions.
+        if ps[words[table]..open]
+            .iter()
+            .any(|p| ["AS", "SELECT", "LIKE"].iter().any(|w| is_word(p, w)))
+        {
+            return Cow::Borrowed(sql);
+        }
         // The column definitions: runs of pieces at depth 1, split by commas.
         let mut depth = 0usize;
         let mut close = None;
@@ -459,14 +468,21 @@ pub fn portable_ddl<'a>(sql: &'a str, forms: &PortableForms) -> std::borrow::Cow
         let without_rowid = ps[close..].iter().any(|p| is_word(p, "WITHOUT"));
         let mut has_rowid = false;
         let mut auto_key = false;
+        let mut keyed = false;
         for def in &defs {
             let Some(&name) = def.first() else { continue };
+            keyed |= def.iter().any(|&i| is_word(&ps[i], "PRIMARY"));
             if ["CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK", "FOREIGN"]
                 .iter()
                 .any(|w| is_word(&ps[name], w))
             {
                 continue;
             }
+            has_rowid |= def.iter().any(|&i| {
+                ["AUTO_INCREMENT", "IDENTITY", "SERIAL", "BIGSERIAL", "SMALLSERIAL"]
+                    .iter()
+                    .any(|w| is_word(&ps[i], w))
+            });
             has_rowid |= matches!(ps[name], Piece::Word(w)
                 if w.trim_matches(['"', '`']).eq_ignore_ascii_case("rowid"));
             let Some(&ty) = def.get(1) else { continue };
@@ -489,7 +505,7 @@ pub fn portable_ddl<'a>(sql: &'a str, forms: &PortableForms) -> std::borrow::Cow
                 }
             }
         }
-        if !(has_rowid || auto_key || without_rowid) {
+        if !(has_rowid || auto_key || without_rowid) && keyed {
             append_at = Some(close);
         }
     } else if head(0, "ALTER") && head(1, "TABLE") {

@@ -7,8 +7,9 @@
 //! - type names: `INTEGER`/`INT` are `BIGINT` (SQLite's integers have 64 bits), `REAL` is
 //!   `DOUBLE`, `BLOB` is `LONGBLOB`; a `TEXT` primary key is `VARCHAR(255)` (MariaDB keys no
 //!   `TEXT`; `UNIQUE` on `TEXT` it does take);
-//! - every other new table gets an invisible column `rowid` (`AUTO_INCREMENT`), so that
-//!   `ORDER BY rowid` lists rows in the order they were created, as on SQLite.
+//! - a new table keyed by anything else (a text id) gets an invisible column `rowid`
+//!   (`AUTO_INCREMENT`), so that `ORDER BY rowid` lists its rows in the order they were
+//!   created, as on SQLite (`SELECT *` and an `INSERT` without a column list do not see it).
 
 use std::borrow::Cow;
 
@@ -72,7 +73,9 @@ mod tests {
         for sql in [
             "SELECT CAST(x AS INTEGER) FROM t ORDER BY rowid",
             "INSERT INTO t (a) VALUES ('it\\'s INTEGER PRIMARY KEY')",
-            "CREATE TABLE t (`rowid` BIGINT, a TEXT)",
+            "CREATE TABLE t (`rowid` BIGINT, a VARCHAR(9) PRIMARY KEY)",
+            "CREATE TABLE t (a BIGINT, b LONGTEXT)",
+            "CREATE TABLE t (id BIGINT AUTO_INCREMENT PRIMARY KEY, b LONGTEXT)",
         ] {
             assert_eq!(translate(sql), sql);
         }

@@ -5,9 +5,10 @@
 //!   DEFAULT AS IDENTITY PRIMARY KEY`;
 //! - type names: `INTEGER`/`INT` are `BIGINT` (SQLite's integers have 64 bits), `REAL` is
 //!   `DOUBLE PRECISION`, `BLOB` is `BYTEA`;
-//! - every other new table gets a column `rowid BIGINT GENERATED ALWAYS AS IDENTITY`, so that
-//!   `ORDER BY rowid` lists rows in the order they were created, as on SQLite (a `SELECT *`
-//!   shows it, and an `INSERT` must name its columns).
+//! - a new table keyed by anything else (a text id) gets a column `rowid BIGINT GENERATED
+//!   ALWAYS AS IDENTITY`, so that `ORDER BY rowid` lists its rows in the order they were
+//!   created, as on SQLite. PostgreSQL has no invisible columns: `SELECT *` shows it, so a
+//!   table without a primary key, which asked for no order, does not get one.
 
 use std::borrow::Cow;
 
@@ -81,17 +82,19 @@ mod tests {
     #[test]
     fn literals_names_checks_and_other_statements_are_left_alone() {
         for sql in [
+            "CREATE TABLE cols (a BIGINT, b TEXT, c DOUBLE PRECISION)",
             "SELECT CAST(x AS INTEGER) FROM t ORDER BY rowid",
             "INSERT INTO t (a) VALUES ('INTEGER PRIMARY KEY')",
             "CREATE INDEX t_a ON t (a)",
-            "CREATE TABLE t (rowid BIGINT, a TEXT)",
+            "CREATE TABLE t (rowid BIGINT, a TEXT PRIMARY KEY)",
             "CREATE TABLE t AS SELECT 1",
+            "CREATE TABLE t AS SELECT count(*) AS n, max(x PRIMARY) FROM u",
         ] {
             assert_eq!(translate(sql), sql);
         }
         assert_eq!(
-            translate("CREATE TABLE t (\"INTEGER\" TEXT DEFAULT 'INTEGER', c INTEGER CHECK (CAST(c AS INTEGER) > 0))"),
-            "CREATE TABLE t (\"INTEGER\" TEXT DEFAULT 'INTEGER', c BIGINT CHECK (CAST(c AS INTEGER) > 0), rowid BIGINT GENERATED ALWAYS AS IDENTITY)"
+            translate("CREATE TABLE t (\"INTEGER\" TEXT DEFAULT 'INTEGER', c INTEGER CHECK (CAST(c AS INTEGER) > 0), PRIMARY KEY (c))"),
+            "CREATE TABLE t (\"INTEGER\" TEXT DEFAULT 'INTEGER', c BIGINT CHECK (CAST(c AS INTEGER) > 0), PRIMARY KEY (c), rowid BIGINT GENERATED ALWAYS AS IDENTITY)"
         );
     }
 }

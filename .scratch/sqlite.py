@@ -1,0 +1,12 @@
+import sys; sys.path.insert(0,'/work/wt-sql/.scratch')
+from split import *
+L=load('sqlite.rs')
+import os; os.makedirs('sqlite',exist_ok=True)
+mod=take(L,[(1,34),(51,126),(650,727),(782,1122)])
+lim=take(L,[(127,562)])
+auth=take(L,[(35,49),(564,648),(729,781)])
+tests=tests_body(L,1123,1800)
+open('sqlite/mod.rs','w').write('\n'.join(mod)+'\n\nmod authorizer;\nmod bounded;\nmod limits;\n#[cfg(test)]\nmod tests;\n')
+open('sqlite/limits.rs','w').write('//! What bounds one SQLite connection: run-time limits per statement, the write-ahead log\n//! budget, and the guarded connection whose hooks read them.\n\n'+'\n'.join(pubify(lim))+'\n')
+open('sqlite/authorizer.rs','w').write('//! What a guest statement may touch on its own SQLite store: the authorizer, and the checks\n//! of statement text made before SQLite sees it.\n\n'+'\n'.join(pubify(auth))+'\n')
+open('sqlite/tests.rs','w').write('//! Unit tests of the SQLite backend.\n\n'+'\n'.join(tests)+'\n')

@@ -479,9 +479,15 @@ pub fn portable_ddl<'a>(sql: &'a str, forms: &PortableForms) -> std::borrow::Cow
                 continue;
             }
             has_rowid |= def.iter().any(|&i| {
-                ["AUTO_INCREMENT", "IDENTITY", "SERIAL", "BIGSERIAL", "SMALLSERIAL"]
-                    .iter()
-                    .any(|w| is_word(&ps[i], w))
+                [
+                    "AUTO_INCREMENT",
+                    "IDENTITY",
+                    "SERIAL",
+                    "BIGSERIAL",
+                    "SMALLSERIAL",
+                ]
+                .iter()
+                .any(|w| is_word(&ps[i], w))
             });
             has_rowid |= matches!(ps[name], Piece::Word(w)
                 if w.trim_matches(['"', '`']).eq_ignore_ascii_case("rowid"));
@@ -513,7 +519,11 @@ pub fn portable_ddl<'a>(sql: &'a str, forms: &PortableForms) -> std::borrow::Cow
         let Some(add) = (2..words.len()).find(|&n| head(n, "ADD")) else {
             return Cow::Borrowed(sql);
         };
-        let ty = if head(add + 1, "COLUMN") { add + 3 } else { add + 2 };
+        let ty = if head(add + 1, "COLUMN") {
+            add + 3
+        } else {
+            add + 2
+        };
         if let Some(&i) = words.get(ty)
             && let Some(t) = type_name(&ps[i], false, forms)
         {

@@ -69,10 +69,7 @@ pub(super) fn check_guest(sql: &str) -> Result<(), SqlError> {
             "executable comments (`/*! … */`) are not accepted".into(),
         ));
     }
-    if let Some(f) = NAMED_LOCK_FUNCTIONS
-        .iter()
-        .find(|f| text::has_word(sql, f))
-    {
+    if let Some(f) = NAMED_LOCK_FUNCTIONS.iter().find(|f| text::has_word(sql, f)) {
         return Err(SqlError::AccessDenied(format!(
             "`{f}`: the server's named locks are shared by every service on it"
         )));

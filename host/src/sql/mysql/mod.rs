@@ -44,12 +44,14 @@ use mysql_async::prelude::*;
 use mysql_async::{Conn, Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, Statement};
 use sha2::Digest;
 
-use super::server::{Owner, SizeCap, derive, reads_or_frees};
+use self::guard::commits_implicitly;
 use self::guard::{check_guest, check_guest_in_tx, reads_only};
 use self::host_sql::{host_sql, is_host_savepoint};
+use self::provision::admin_opts;
 pub use self::provision::{deprovision, provision};
-use self::transaction::{MyTransaction, host_call, open_tx};
-use self::values::{decode, params_of};
+use self::transaction::open_tx;
+use self::values::{decode, params_of, to_my};
+use super::server::{Owner, SizeCap, derive, reads_or_frees};
 use super::{
     CallLimits, ExecResult, RowSet, SqlError, SqlStore, SqlTransaction, Value, value_size,
 };
@@ -106,12 +108,10 @@ fn unavailable(e: impl std::fmt::Display) -> SqlError {
 /// How many parameters a host statement may have (`silo_exec`'s slots).
 const HOST_PARAMS: usize = 16;
 
-
 /// What every session of a store starts with (and gets back after each reset): strict
 /// types, and no silent cut of a recursive query (the statement budget bounds it).
 const SESSION_SETUP: &str = "SET SESSION sql_mode = 'STRICT_ALL_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION,NO_AUTO_CREATE_USER', \
      max_recursive_iterations = 4294967295, character_set_results = 'utf8mb4'";
-
 
 /// What a store shares between its transactions.
 struct Shared {
@@ -305,9 +305,6 @@ impl Shared {
     }
 }
 
-
-}
-
 /// Maps a driver error to what the guest may see.
 fn map_err(e: mysql_async::Error) -> SqlError {
     use mysql_async::Error as E;
@@ -499,7 +496,6 @@ fn exec_result(o: &Outcome) -> ExecResult {
     }
 }
 
-
 #[async_trait]
 impl SqlStore for MyStore {
     fn backend(&self) -> &'static str {
@@ -566,8 +562,8 @@ mod guard;
 mod host_sql;
 mod portable;
 mod provision;
+#[cfg(test)]
+mod tests;
 mod text;
 mod transaction;
 mod values;
-#[cfg(test)]
-mod tests;

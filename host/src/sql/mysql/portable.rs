@@ -51,7 +51,9 @@ mod tests {
     #[test]
     fn an_integer_primary_key_is_assigned_by_the_server_unless_checked() {
         assert_eq!(
-            translate("CREATE TABLE seen (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT, n REAL, b BLOB)"),
+            translate(
+                "CREATE TABLE seen (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT, n REAL, b BLOB)"
+            ),
             "CREATE TABLE seen (seq BIGINT AUTO_INCREMENT PRIMARY KEY , id TEXT, n DOUBLE, b LONGBLOB)"
         );
         assert_eq!(

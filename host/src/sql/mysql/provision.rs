@@ -102,7 +102,6 @@ pub(super) const HOST_SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS {h}._silo_conn (conn_id BIGINT UNSIGNED PRIMARY KEY, salt CHAR(32) NOT NULL) ENGINE=MEMORY",
 ];
 
-
 /// A database name as a `GRANT … ON db.*` pattern matches it literally: there `_` and `%`
 /// are wildcards (`silo_p_ovision` would match `silo_provision`).
 pub(super) fn grant_db(db: &str) -> String {
@@ -199,7 +198,10 @@ pub(super) async fn recorded_owner(
     }
 }
 
-pub(super) async fn recorded_owner_row(c: &mut Conn, names: &MyNames) -> Result<Option<Owner>, SqlError> {
+pub(super) async fn recorded_owner_row(
+    c: &mut Conn,
+    names: &MyNames,
+) -> Result<Option<Owner>, SqlError> {
     let got: Result<Option<(String, String, String)>, _> = c
         .query_first(format!(
             "SELECT owner_id, folder, machine FROM {}._silo_owner WHERE id = 1",

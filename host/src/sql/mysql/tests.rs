@@ -1,9 +1,7 @@
 //! Unit tests of the MariaDB backend.
 
-use super::guard::commits_implicitly;
 use super::provision::grant_db;
 use super::*;
-
 
 /// Store `host` of service `b` under prefix `silo_a` would have been database
 /// `silo_a_b_host`: the host database of store `b` of service `a` under prefix `silo`.

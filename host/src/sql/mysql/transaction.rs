@@ -115,23 +115,22 @@ pub(super) async fn open_tx(
     })
 }
 
-
 /// A transaction: holds one pooled connection until it ends. Dropping the connection
 /// returns it to the pool, which resets it (rolling back whatever is open).
 pub(super) struct MyTransaction {
-    conn: Option<Conn>,
-    shared: Arc<Shared>,
+    pub(super) conn: Option<Conn>,
+    pub(super) shared: Arc<Shared>,
     /// Whether it holds the writer row (re-taken after a schema change committed early).
-    writer: bool,
+    pub(super) writer: bool,
     /// The server rolled the whole transaction back (a deadlock): what follows would run
     /// outside any transaction, so every statement and `commit` fail.
-    aborted: bool,
+    pub(super) aborted: bool,
     /// What the store measured when it began (for its size cap).
-    began: Option<u64>,
+    pub(super) began: Option<u64>,
 }
 
 impl MyTransaction {
-    fn conn(&mut self) -> Result<&mut Conn, SqlError> {
+    pub(super) fn conn(&mut self) -> Result<&mut Conn, SqlError> {
         if self.aborted {
             return Err(SqlError::BadQuery(
                 "the transaction was rolled back by the server (a deadlock): roll it back and retry".into(),
@@ -144,7 +143,7 @@ impl MyTransaction {
 
     /// After a failed statement: is the transaction still open? (MariaDB undoes only the
     /// failed statement, except on a deadlock, where the whole transaction is gone.)
-    async fn note<T>(&mut self, r: Result<T, SqlError>) -> Result<T, SqlError> {
+    pub(super) async fn note<T>(&mut self, r: Result<T, SqlError>) -> Result<T, SqlError> {
         if r.is_err()
             && !self.aborted
             && let Some(c) = self.conn.as_mut()
@@ -159,7 +158,7 @@ impl MyTransaction {
         r
     }
 
-    async fn finish(&mut self, sql: &str) -> Result<(), SqlError> {
+    pub(super) async fn finish(&mut self, sql: &str) -> Result<(), SqlError> {
         if self.aborted && sql == "COMMIT" {
             self.conn.take();
             return Err(SqlError::BadQuery(
@@ -189,7 +188,7 @@ impl MyTransaction {
 
     /// After a schema change committed the transaction: open a new one (and take the
     /// writer again), so what follows is still inside a transaction.
-    async fn reopen(&mut self) -> Result<(), SqlError> {
+    pub(super) async fn reopen(&mut self) -> Result<(), SqlError> {
         let shared = self.shared.clone();
         let writer = self.writer;
         let c = self.conn()?;

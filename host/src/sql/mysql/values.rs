@@ -91,3 +91,4 @@ pub(super) fn decode(col: &mysql_async::Column, v: mysql_async::Value) -> Value 
             Value::Text(t)
         }
     }
+}

@@ -28,7 +28,6 @@ pub(super) const DENIED_HEADS: &[&str] = &[
     "VACUUM",
 ];
 
-
 /// What a guest may not send (checked before the text reaches the server).
 pub(super) fn check_guest(sql: &str) -> Result<(), SqlError> {
     let head = text::first_word(sql);
@@ -58,7 +57,6 @@ pub(super) fn check_guest(sql: &str) -> Result<(), SqlError> {
     }
     Ok(())
 }
-
 
 /// A guest statement rewritten for PostgreSQL (`?` → `$n`, and the portable forms of
 /// [`portable`]).

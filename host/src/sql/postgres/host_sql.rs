@@ -29,5 +29,4 @@ mod tests {
         );
         assert!(host_sql("CREATE TABLE IF NOT EXISTS main._silo_inbox (x)").is_none());
     }
-
 }

@@ -45,18 +45,17 @@ use sha2::Digest;
 use tokio_postgres::types::{Format, IsNull, Kind, ToSql, Type};
 use tokio_postgres::{NoTls, Statement};
 
-use super::server::{Owner, SizeCap, derive, reads_or_frees};
 use self::guard::{check_guest, guest_sql};
 use self::host_sql::host_sql;
-use self::pool::{CANCEL_GRACE, Object, PgConn, PgManager, Pool};
+use self::pool::{CANCEL_GRACE, Object, PgManager, Pool};
+use self::provision::{admin_config, connect_admin};
 pub use self::provision::{deprovision, provision};
-use self::provision::{HOST_SCHEMA, HOST_TABLES};
-use self::transaction::{CLOSE_GATE, HostOut, OPEN_GATE, PgTransaction, host_in_tx};
-use self::values::{Param, Raw, decode, kind};
+use self::transaction::PgTransaction;
+use self::values::{Param, Raw, decode};
+use super::server::{Owner, SizeCap, derive, reads_or_frees};
 use super::{
     CallLimits, ExecResult, RowSet, SqlError, SqlStore, SqlTransaction, Value, value_size,
 };
-
 
 /// Settings of the PostgreSQL backend (`[backends.postgres]`).
 #[derive(Debug, Clone)]
@@ -90,11 +89,9 @@ fn ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
-
 fn unavailable(e: impl std::fmt::Display) -> SqlError {
     SqlError::Unavailable(format!("postgres: {e}"))
 }
-
 
 /// One PostgreSQL store.
 pub struct PgStore {
@@ -199,7 +196,6 @@ impl PgStore {
         })
     }
 }
-
 
 /// Maps a driver error to what the guest may see.
 fn map_err(e: tokio_postgres::Error) -> SqlError {
@@ -365,7 +361,6 @@ async fn guest_execute(
     .await
 }
 
-
 async fn guest_batch(client: &Object, limits: &CallLimits, sql: &str) -> Result<(), SqlError> {
     let pieces = text::split(sql);
     for p in &pieces {
@@ -393,7 +388,6 @@ fn reads_only(sql: &str) -> bool {
         "SELECT" | "SHOW" | "VALUES" | "TABLE"
     ) && !sql.to_ascii_uppercase().contains("FOR UPDATE")
 }
-
 
 /// The host's budget for its own statements.
 fn host_deadline() -> Instant {
@@ -552,8 +546,8 @@ mod host_sql;
 mod pool;
 mod portable;
 mod provision;
+#[cfg(test)]
+mod tests;
 mod text;
 mod transaction;
 mod values;
-#[cfg(test)]
-mod tests;

@@ -16,7 +16,7 @@ pub struct PgConn {
     pid: i32,
     /// Set once its process was terminated or its state is unknown: it never goes back to
     /// the pool (the pool's recycling refuses it).
-    broken: AtomicBool,
+    pub(super) broken: AtomicBool,
     admin: Arc<tokio_postgres::Config>,
 }
 
@@ -32,7 +32,7 @@ impl PgConn {
     /// Ends this connection's server process through an administrative connection (a
     /// statement that traps its cancel runs on, and keeps its locks, until then), waiting
     /// up to a few seconds for it to be gone. The connection is discarded either way.
-    async fn terminate(&self) {
+    pub(super) async fn terminate(&self) {
         self.broken.store(true, Ordering::Release);
         let pid = self.pid;
         let admin = self.admin.clone();
@@ -63,7 +63,7 @@ impl PgConn {
 
     /// Cancels what runs on this connection; if it has not stopped within
     /// [`CANCEL_GRACE`] (the connection does not answer), terminates its process.
-    async fn cancel_or_terminate(&self) {
+    pub(super) async fn cancel_or_terminate(&self) {
         let _ = self.cancel_token().cancel_query(NoTls).await;
         // Answered (even with an error: the cancel aborted the transaction) = it stopped.
         if tokio::time::timeout(CANCEL_GRACE, self.simple_query("SELECT 1"))
@@ -77,8 +77,8 @@ impl PgConn {
 
 /// Makes [`PgConn`]s: a connection as deadpool-postgres makes it, plus its process id.
 pub(super) struct PgManager {
-    inner: deadpool_postgres::Manager,
-    admin: Arc<tokio_postgres::Config>,
+    pub(super) inner: deadpool_postgres::Manager,
+    pub(super) admin: Arc<tokio_postgres::Config>,
 }
 
 impl deadpool::managed::Manager for PgManager {

@@ -61,31 +61,30 @@ pub(super) async fn host_in_tx(
     Ok(out)
 }
 
-
 /// A transaction (or a lease of a connection for one statement outside any): holds one
 /// pooled connection until it ends.
 pub(super) struct PgTransaction {
-    client: Option<Object>,
-    key: Arc<str>,
+    pub(super) client: Option<Object>,
+    pub(super) key: Arc<str>,
     /// A transaction was (or may have been) begun on the connection: it goes back to the
     /// pool only after a clean rollback.
-    in_tx: bool,
+    pub(super) in_tx: bool,
     /// The store's size cap, what the store measured when this began, and whether it ran
     /// a statement that makes room (for a full store, which then vacuums after it).
-    cap: Option<Arc<SizeCap>>,
-    began: Option<u64>,
-    freed: bool,
-    pool: Pool,
+    pub(super) cap: Option<Arc<SizeCap>>,
+    pub(super) began: Option<u64>,
+    pub(super) freed: bool,
+    pub(super) pool: Pool,
     /// A statement failed and the server aborted the transaction: `commit` rolls back and
     /// says so (PostgreSQL itself would answer a COMMIT of it with a silent ROLLBACK).
-    aborted: bool,
+    pub(super) aborted: bool,
     /// A statement was sent and its answer not yet taken: if the transaction is dropped
     /// now (its request was), that statement may still be running on the server.
-    busy: bool,
+    pub(super) busy: bool,
 }
 
 impl PgTransaction {
-    fn client(&self) -> Result<&Object, SqlError> {
+    pub(super) fn client(&self) -> Result<&Object, SqlError> {
         self.client
             .as_ref()
             .ok_or_else(|| SqlError::InvalidHandle("the transaction is finished".into()))
@@ -93,7 +92,7 @@ impl PgTransaction {
 
     /// After a failed statement: is the transaction still usable? (A statement refused
     /// before it reached the server leaves it so; one the server ran does not.)
-    async fn note<T>(&mut self, r: Result<T, SqlError>) -> Result<T, SqlError> {
+    pub(super) async fn note<T>(&mut self, r: Result<T, SqlError>) -> Result<T, SqlError> {
         self.busy = false;
         if r.is_err()
             && !self.aborted
@@ -107,7 +106,7 @@ impl PgTransaction {
 
     /// Refuses a guest statement that could grow a store that is full (measuring it first
     /// if the last measurement is stale or near the cap); reads and what makes room pass.
-    async fn room(&mut self, sql: &str, params: &[Value]) -> Result<(), SqlError> {
+    pub(super) async fn room(&mut self, sql: &str, params: &[Value]) -> Result<(), SqlError> {
         let Some(cap) = self.cap.clone() else {
             return Ok(());
         };
@@ -137,7 +136,7 @@ impl PgTransaction {
     /// Before a commit: a transaction that took the store past its cap (and grew it) is
     /// rolled back instead. A store that was full and had room made vacuums, so the room
     /// made by a `DELETE` counts (dropping or truncating frees at once).
-    async fn check_cap_at_commit(&mut self) -> Result<(), SqlError> {
+    pub(super) async fn check_cap_at_commit(&mut self) -> Result<(), SqlError> {
         let Some(cap) = self.cap.clone() else {
             return Ok(());
         };
@@ -154,7 +153,7 @@ impl PgTransaction {
         Ok(())
     }
 
-    async fn finish(&mut self, sql: &str) -> Result<(), SqlError> {
+    pub(super) async fn finish(&mut self, sql: &str) -> Result<(), SqlError> {
         let c = self
             .client
             .take()

@@ -5,7 +5,7 @@ use super::*;
 
 /// A value bound as a parameter of whatever type the server inferred for it.
 #[derive(Debug)]
-pub(super) struct Param<'a>(&'a Value);
+pub(super) struct Param<'a>(pub(super) &'a Value);
 
 pub(super) fn is_text_type(ty: &Type) -> bool {
     matches!(
@@ -16,7 +16,7 @@ pub(super) fn is_text_type(ty: &Type) -> bool {
 
 impl Param<'_> {
     /// The text form, for types bound in text format (the server parses it).
-    fn text(&self) -> Option<String> {
+    pub(super) fn text(&self) -> Option<String> {
         match self.0 {
             Value::Integer(i) => Some(i.to_string()),
             Value::Real(f) => Some(f.to_string()),
@@ -25,7 +25,7 @@ impl Param<'_> {
         }
     }
 
-    fn binary(&self, ty: &Type) -> bool {
+    pub(super) fn binary(&self, ty: &Type) -> bool {
         match (self.0, ty) {
             (Value::Null, _) => true,
             (Value::Blob(_), _) => true,
@@ -102,7 +102,7 @@ pub(super) fn kind(v: &Value) -> &'static str {
 }
 
 /// A column value as the server sent it (binary format), decoded by [`decode`].
-pub(super) struct Raw<'a>(Option<&'a [u8]>);
+pub(super) struct Raw<'a>(pub(super) Option<&'a [u8]>);
 
 impl<'a> tokio_postgres::types::FromSql<'a> for Raw<'a> {
     fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, BoxError> {

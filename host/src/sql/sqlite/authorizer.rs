@@ -1,9 +1,7 @@
 //! What a guest statement may touch on its own SQLite store: the authorizer, and the checks
 //! of statement text made before SQLite sees it.
 
-use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
-
-use super::{HOST_MARK, HOST_TABLE_PREFIX, SqlError};
+use super::*;
 
 /// PRAGMAs a guest may run, and only without a value (they read, never change).
 pub(super) const READ_ONLY_PRAGMAS: &[&str] = &[

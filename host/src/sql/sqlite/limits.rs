@@ -1,17 +1,7 @@
 //! What bounds one SQLite connection: run-time limits per statement, the write-ahead log
 //! budget, and the guarded connection whose hooks read them.
 
-use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
-
-use rusqlite::limits::Limit;
-use rusqlite::{Connection, OpenFlags, config::DbConfig};
-
-use super::bounded::Bounds;
-use super::{SqlError, SqliteConfig, authorize, epoch, instant_to_nanos, map_err};
-
+use super::*;
 
 /// How many VDBE ops run between two checks of the deadline. One op can be one costly
 /// function call (up to the length limit's worth of work), so the check is frequent: a
@@ -26,15 +16,15 @@ pub(super) const PROGRESS_OPS: i32 = 4;
 /// `group_concat`, a row), the pattern limit the work of one `LIKE`/`GLOB`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct RunLimits {
-    length: i32,
-    sql_length: i32,
-    expr_depth: i32,
-    compound_select: i32,
-    function_arg: i32,
-    like_pattern_length: i32,
-    variable_number: i32,
-    trigger_depth: i32,
-    vdbe_op: i32,
+    pub(super) length: i32,
+    pub(super) sql_length: i32,
+    pub(super) expr_depth: i32,
+    pub(super) compound_select: i32,
+    pub(super) function_arg: i32,
+    pub(super) like_pattern_length: i32,
+    pub(super) variable_number: i32,
+    pub(super) trigger_depth: i32,
+    pub(super) vdbe_op: i32,
 }
 
 /// The smallest length limit a guest gets whatever its result cap: room for any value the
@@ -46,7 +36,7 @@ pub const GUEST_MAX_LENGTH: usize = 16 << 20;
 impl RunLimits {
     /// The host's statements: values up to 16 MiB (its largest are 1 MiB event payloads
     /// and saga step payloads).
-    const HOST: RunLimits = RunLimits {
+    pub(super) const HOST: RunLimits = RunLimits {
         length: 16 << 20,
         sql_length: 1 << 20,
         expr_depth: 200,
@@ -64,7 +54,7 @@ impl RunLimits {
     /// bytes (a search text's worth; matching checks the deadline as it goes); programs of at most 5000 VDBE ops
     /// (SQLite checks the deadline only at jumps: this bounds the calls of one
     /// straight-line stretch).
-    fn guest(max_result_bytes: usize) -> RunLimits {
+    pub(super) fn guest(max_result_bytes: usize) -> RunLimits {
         RunLimits {
             length: max_result_bytes.clamp(GUEST_MIN_LENGTH, GUEST_MAX_LENGTH) as i32,
             sql_length: 1 << 20,
@@ -78,7 +68,7 @@ impl RunLimits {
         }
     }
 
-    fn apply(&self, conn: &Connection) {
+    pub(super) fn apply(&self, conn: &Connection) {
         // `set_limit` fails only for an unknown limit: these all exist.
         for (limit, value) in [
             (Limit::SQLITE_LIMIT_LENGTH, self.length),
@@ -99,7 +89,7 @@ impl RunLimits {
     }
 
     /// The limits in force on `conn`.
-    fn of(conn: &Connection) -> RunLimits {
+    pub(super) fn of(conn: &Connection) -> RunLimits {
         let get = |l| conn.limit(l).unwrap_or(-1);
         RunLimits {
             length: get(Limit::SQLITE_LIMIT_LENGTH),
@@ -116,7 +106,7 @@ impl RunLimits {
 
     /// A limit error SQLite reports, as the guest sees it: `limit-exceeded` naming the
     /// limit and its value. `None` for any other error.
-    fn explain(&self, message: &str) -> Option<String> {
+    pub(super) fn explain(&self, message: &str) -> Option<String> {
         let m = message.to_ascii_lowercase();
         let (what, name, value) = if m.contains("statement too long") {
             (
@@ -207,22 +197,22 @@ impl RunLimits {
 /// transaction's frames (≤ 3M/8) ≤ M, and a checkpoint only copies pages the database
 /// already counts.
 pub(super) struct WalBudget {
-    wal: PathBuf,
-    bytes: u64,
-    cache_bytes: u64,
+    pub(super) wal: PathBuf,
+    pub(super) bytes: u64,
+    pub(super) cache_bytes: u64,
     /// A guest statement ran on the writer since the transaction began.
-    guest_wrote: AtomicBool,
+    pub(super) guest_wrote: AtomicBool,
     /// The last statement or commit was stopped by the budget.
-    full: AtomicBool,
+    pub(super) full: AtomicBool,
 }
 
 impl WalBudget {
-    fn wal_len(&self) -> u64 {
+    pub(super) fn wal_len(&self) -> u64 {
         std::fs::metadata(&self.wal).map(|m| m.len()).unwrap_or(0)
     }
 
     /// True (and `full` set) if the log has no room for another page cache.
-    fn exhausted(&self) -> bool {
+    pub(super) fn exhausted(&self) -> bool {
         let over = self.wal_len() + self.cache_bytes > self.bytes;
         if over {
             self.full.store(true, Ordering::Relaxed);
@@ -240,19 +230,19 @@ pub(super) enum Role {
 
 /// A connection with the switches its hooks read.
 pub(super) struct GuardedConn {
-    conn: Connection,
+    pub(super) conn: Connection,
     /// True only while the host runs its own statement.
-    privileged: Arc<AtomicBool>,
+    pub(super) privileged: Arc<AtomicBool>,
     /// Nanoseconds since [`epoch`] after which the progress handler interrupts.
-    deadline: Arc<AtomicU64>,
+    pub(super) deadline: Arc<AtomicU64>,
     /// The writer's log budget (none on readers, which never write).
-    wal: Option<Arc<WalBudget>>,
+    pub(super) wal: Option<Arc<WalBudget>>,
     /// What the bounded string functions read: the deadline and the limits in force.
-    bounds: Bounds,
+    pub(super) bounds: Bounds,
 }
 
 impl GuardedConn {
-    fn open(path: &Path, config: &SqliteConfig, role: Role) -> Result<Self, SqlError> {
+    pub(super) fn open(path: &Path, config: &SqliteConfig, role: Role) -> Result<Self, SqlError> {
         // No SQLITE_OPEN_URI: the path is a plain file name, never `file:…?vfs=…`.
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
@@ -348,7 +338,7 @@ impl GuardedConn {
     }
 
     /// Puts `limits` in force on the connection and for its bounded functions.
-    fn set_limits(&self, limits: RunLimits) {
+    pub(super) fn set_limits(&self, limits: RunLimits) {
         limits.apply(&self.conn);
         self.bounds
             .length
@@ -359,7 +349,7 @@ impl GuardedConn {
     }
 
     /// Prepares a guest statement: its time budget and the guest's run-time limits.
-    fn arm(&self, limits: &CallLimits) {
+    pub(super) fn arm(&self, limits: &CallLimits) {
         self.deadline.store(
             instant_to_nanos(limits.statement_deadline()),
             Ordering::Relaxed,
@@ -368,13 +358,13 @@ impl GuardedConn {
     }
 
     /// After a guest statement: no deadline, the host's limits back.
-    fn disarm(&self) {
+    pub(super) fn disarm(&self) {
         self.deadline.store(u64::MAX, Ordering::Relaxed);
         self.set_limits(RunLimits::HOST);
     }
 
     /// Runs `f` with the host's privileges (its own tables reachable), then drops them.
-    fn privileged<R>(&self, f: impl FnOnce(&Connection) -> R) -> R {
+    pub(super) fn privileged<R>(&self, f: impl FnOnce(&Connection) -> R) -> R {
         self.privileged.store(true, Ordering::Relaxed);
         let r = f(&self.conn);
         self.privileged.store(false, Ordering::Relaxed);
@@ -384,7 +374,10 @@ impl GuardedConn {
     /// Runs a guest statement on this connection: unprivileged, and on the writer counted
     /// as a write for the log budget, which the commit hook then checks (once per commit,
     /// not per statement: no file system call on the statement path).
-    fn guest<R>(&self, f: impl FnOnce(&Connection) -> Result<R, SqlError>) -> Result<R, SqlError> {
+    pub(super) fn guest<R>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, SqlError>,
+    ) -> Result<R, SqlError> {
         if let Some(w) = &self.wal {
             w.guest_wrote.store(true, Ordering::Relaxed);
         }
@@ -401,7 +394,7 @@ impl GuardedConn {
     }
 
     /// Forgets whether a guest wrote: a transaction (or a statement outside one) begins.
-    fn new_transaction(&self) {
+    pub(super) fn new_transaction(&self) {
         if let Some(w) = &self.wal {
             w.guest_wrote.store(false, Ordering::Relaxed);
             w.full.store(false, Ordering::Relaxed);
@@ -411,7 +404,7 @@ impl GuardedConn {
     /// Ends the open transaction with `COMMIT` or `ROLLBACK`. A COMMIT the log budget
     /// refused (the commit hook turned it into a rollback) reads as a full store; any
     /// other failed COMMIT is rolled back so the writer is clean.
-    fn end(&self, sql: &str) -> Result<(), SqlError> {
+    pub(super) fn end(&self, sql: &str) -> Result<(), SqlError> {
         let r = self.privileged(|c| c.execute_batch(sql)).map_err(map_err);
         let full = self
             .wal
@@ -431,7 +424,7 @@ impl GuardedConn {
     /// that still use it make this a no-op; the next commit tries again). For the default
     /// 1 GiB store that is 32 MiB, past SQLite's own checkpoint at 1000 pages: only small
     /// stores pay for it.
-    fn trim_wal(&self) {
+    pub(super) fn trim_wal(&self) {
         if let Some(w) = &self.wal
             && w.wal_len() > w.bytes / 8
         {

@@ -26,7 +26,7 @@ use rusqlite::{Connection, OpenFlags, config::DbConfig};
 
 use self::authorizer::{authorize, deny_host_names_in_schema, precheck};
 use self::bounded::Bounds;
-use self::limits::{GuardedConn, Role, RunLimits, WalBudget, wal_full};
+use self::limits::{GuardedConn, Role};
 use super::{
     CallLimits, ExecResult, RowSet, SqlError, SqlStore, SqlTransaction, Value, value_size,
 };

@@ -457,8 +457,7 @@ async fn result_size_is_capped() {
 
 fn capped(bytes: u64) -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
-    let s =
-        SqliteStore::open(&dir.path().join("s.db"), SqliteConfig { max_bytes: bytes }).unwrap();
+    let s = SqliteStore::open(&dir.path().join("s.db"), SqliteConfig { max_bytes: bytes }).unwrap();
     (dir, s)
 }
 

@@ -306,4 +306,3 @@ async fn ids(c: Ck<'_>, s: &dyn SqlStore, table: &str) -> Vec<i64> {
         })
         .collect()
 }
-

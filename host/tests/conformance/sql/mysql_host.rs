@@ -1,6 +1,7 @@
 //! MariaDB only: the host's statements through `silo_exec`, and what the store's own login
 //! cannot do with them.
 
+use super::backends::MYSQL;
 use super::*;
 
 /// MariaDB only: the host's statements come back as their callers expect (RETURNING rows,

@@ -574,10 +574,7 @@ fn list(req: Request) -> Result<Response, ApiError> {
             &format!("SELECT {COLUMNS} FROM orders WHERE user_id = ? ORDER BY rowid"),
             &[&user_id],
         )?,
-        None => db.query(
-            &format!("SELECT {COLUMNS} FROM orders ORDER BY rowid"),
-            &[],
-        )?,
+        None => db.query(&format!("SELECT {COLUMNS} FROM orders ORDER BY rowid"), &[])?,
     };
     let orders = rows
         .iter()

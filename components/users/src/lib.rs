@@ -112,7 +112,8 @@ fn create(req: Request) -> Result<Response, ApiError> {
 }
 
 fn list(_req: Request) -> Result<Response, ApiError> {
-    let rows = Db::open("main")?.query(&format!("SELECT {COLUMNS} FROM users ORDER BY rowid"), &[])?;
+    let rows =
+        Db::open("main")?.query(&format!("SELECT {COLUMNS} FROM users ORDER BY rowid"), &[])?;
     let users = rows
         .iter()
         .map(User::from_row)

@@ -587,6 +587,25 @@ mod tests {
         assert_ne!(derive("s", "key", "a"), derive("s", "password", "a"));
     }
 
+    /// What the manifest's checks call: the same limits as the backends' own names.
+    #[test]
+    fn manifest_name_checks_follow_the_backends() {
+        assert!(check_postgres_names("silo", "a", "main").is_ok());
+        let long = "s".repeat(55);
+        assert!(check_postgres_names("silo", &long, "b").is_ok());
+        let e = check_mysql_names("silo", &long, "b").unwrap_err();
+        assert!(e.contains("longer than 59 bytes"), "{e}");
+        let e = check_mysql_names("silo", "a", "host").unwrap_err();
+        assert!(e.contains("cannot be named `host`"), "{e}");
+        assert!(check_postgres_names("silo", "a", "host").is_ok());
+        let e = check_server_prefix("Silo").unwrap_err();
+        assert!(e.contains("a lowercase letter"), "{e}");
+        assert_eq!(
+            postgres_database("p", "svc", "main").unwrap(),
+            mysql_database("p", "svc", "main").unwrap()
+        );
+    }
+
     /// `PREFIX_SERVICE_STORE` read from the right gives back store, service and prefix
     /// (neither name has a `_`), so two different stores never share a name, whichever
     /// prefixes two hosts on one server use; `-` in names stays as it is (no mapping that

@@ -54,28 +54,6 @@ impl Service for Products {
                 stock INTEGER NOT NULL CHECK (stock >= 0),
                 version INTEGER NOT NULL DEFAULT 1
             )",
-            )
-            .on(
-                "postgres",
-                "CREATE TABLE products (
-                id TEXT PRIMARY KEY,
-                name TEXT NOT NULL,
-                price BIGINT NOT NULL CHECK (price >= 0),
-                stock BIGINT NOT NULL CHECK (stock >= 0),
-                version BIGINT NOT NULL DEFAULT 1,
-                seq BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE
-            )",
-            )
-            .on(
-                "mysql",
-                "CREATE TABLE products (
-                id VARCHAR(64) PRIMARY KEY,
-                name TEXT NOT NULL,
-                price BIGINT NOT NULL CHECK (price >= 0),
-                stock BIGINT NOT NULL CHECK (stock >= 0),
-                version BIGINT NOT NULL DEFAULT 1,
-                seq BIGINT NOT NULL AUTO_INCREMENT UNIQUE
-            )",
             ),
             Migration::new(
                 "main",
@@ -86,15 +64,6 @@ impl Service for Products {
                     product_id TEXT NOT NULL,
                     quantity INTEGER NOT NULL CHECK (quantity > 0),
                     state TEXT NOT NULL CHECK (state IN ('reserved', 'released'))
-                )",
-            )
-            .on(
-                "mysql",
-                "CREATE TABLE reservations (
-                    order_id VARCHAR(64) PRIMARY KEY,
-                    product_id VARCHAR(64) NOT NULL,
-                    quantity BIGINT NOT NULL CHECK (quantity > 0),
-                    state VARCHAR(16) NOT NULL CHECK (state IN ('reserved', 'released'))
                 )",
             ),
         ]
@@ -206,15 +175,14 @@ fn list(req: Request) -> Result<Response, ApiError> {
         }
     }
     let db = Db::open("main")?;
-    let order = db.creation_order("seq");
     let rows = match q {
         Some(q) => db.query(
             &format!(
-                "SELECT {COLUMNS} FROM products WHERE lower(name) LIKE lower(?) ESCAPE '!' ORDER BY {order}"
+                "SELECT {COLUMNS} FROM products WHERE lower(name) LIKE lower(?) ESCAPE '!' ORDER BY rowid"
             ),
             &[&format!("%{}%", escape_like(&q))],
         )?,
-        None => db.query(&format!("SELECT {COLUMNS} FROM products ORDER BY {order}"), &[])?,
+        None => db.query(&format!("SELECT {COLUMNS} FROM products ORDER BY rowid"), &[])?,
     };
     let products = rows
         .iter()

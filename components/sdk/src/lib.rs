@@ -271,42 +271,6 @@ impl Migration {
             statements: statements.into(),
         }
     }
-
-    /// The same step in another dialect: when the step's store is served by `backend`
-    /// (`postgres`, …), these `statements` replace the default ones. For the schema
-    /// differences between engines, such as an auto-increment key:
-    ///
-    /// ```no_run
-    /// # use silo_sdk::Migration;
-    /// Migration::new("main", 1, "events seen",
-    ///     "CREATE TABLE seen (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL)")
-    ///     .on("postgres",
-    ///     "CREATE TABLE seen (seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id TEXT NOT NULL)");
-    /// ```
-    ///
-    /// The host records the checksum of the statements it applied, so a store keeps the
-    /// dialect it was created with.
-    pub fn on(mut self, backend: &str, statements: impl Into<String>) -> Self {
-        if store_backend(&self.store).as_deref() == Some(backend) {
-            self.statements = statements.into();
-        }
-        self
-    }
-}
-
-/// The engine serving store `store`, asked once per instance.
-fn store_backend(store: &str) -> Option<String> {
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-    thread_local! {
-        static SEEN: RefCell<HashMap<String, Option<String>>> = RefCell::new(HashMap::new());
-    }
-    SEEN.with(|seen| {
-        seen.borrow_mut()
-            .entry(store.to_string())
-            .or_insert_with(|| Db::open(store).ok().map(|db| db.backend()))
-            .clone()
-    })
 }
 
 /// A fresh random id: `prefix`, `_`, then 16 hex digits (64 random bits from

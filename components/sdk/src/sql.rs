@@ -291,22 +291,10 @@ impl Db {
     }
 
     /// The engine serving this store, as the manifest names it (`sqlite`, `postgres`, …).
-    /// Statements in the common subset (placeholders `?`, `INSERT … RETURNING`,
-    /// `ON CONFLICT`, the usual types) need not ask; schema steps often do, and
-    /// [`crate::Migration::on`] asks for them.
+    /// A service need not ask: the portable SQL every backend accepts (README, "SQL")
+    /// covers schemas too.
     pub fn backend(&self) -> String {
         self.inner.backend()
-    }
-
-    /// The column that orders a table's rows by creation, for `ORDER BY`: SQLite's implicit
-    /// `rowid`, or on a database server `server_column` (an identity or auto-increment
-    /// column a migration step added there, such as `seq`).
-    pub fn creation_order<'a>(&self, server_column: &'a str) -> &'a str {
-        if self.backend() == "sqlite" {
-            "rowid"
-        } else {
-            server_column
-        }
     }
 
     /// Runs a statement that returns rows.

@@ -14,13 +14,10 @@
 
 pub mod host;
 pub mod mysql;
-mod mytext;
-mod pgtext;
 pub mod postgres;
 pub mod runtime_config;
 pub mod server;
 pub mod sqlite;
-mod sqlite_bounded;
 
 use std::collections::HashMap;
 use std::sync::Arc;

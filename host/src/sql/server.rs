@@ -48,6 +48,55 @@ pub fn store_name(
     Ok(name)
 }
 
+/// The name of a PostgreSQL store's database and login role: `PREFIX_SERVICE_STORE`, within
+/// PostgreSQL's 63 bytes.
+pub fn postgres_database(prefix: &str, service: &str, store: &str) -> Result<String, SqlError> {
+    store_name(prefix, service, store, 63, "PostgreSQL's names are 63")
+}
+
+/// The name of a MariaDB store's database and login user: `PREFIX_SERVICE_STORE`, within
+/// MariaDB's 64 bytes less the host database's `_host`.
+pub fn mysql_database(prefix: &str, service: &str, store: &str) -> Result<String, SqlError> {
+    // `PREFIX_SERVICE_STORE` is unambiguous read from the right (service and store
+    // names have no `_`), but the host database and definer append `_host` and `_def`:
+    // store `host` of service `b` under prefix `silo_a` would be database
+    // `silo_a_b_host`, the host database of store `b` of service `a` under prefix `silo`
+    // (two hosts sharing a server). Those two store names are reserved here instead.
+    if matches!(store, "host" | "def") {
+        return Err(SqlError::Other(format!(
+            "a MariaDB store cannot be named `{store}`: its database or user would be another store's `_{store}`"
+        )));
+    }
+    store_name(
+        prefix,
+        service,
+        store,
+        59,
+        "MariaDB's names are 64, and the host database adds `_host`",
+    )
+}
+
+/// Checks the names store `store` of `service` gets on the PostgreSQL server under
+/// `prefix` (for the manifest's checks).
+pub fn check_postgres_names(prefix: &str, service: &str, store: &str) -> Result<(), String> {
+    postgres_database(prefix, service, store)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// Checks the names store `store` of `service` gets on the MariaDB server under `prefix`
+/// (for the manifest's checks).
+pub fn check_mysql_names(prefix: &str, service: &str, store: &str) -> Result<(), String> {
+    mysql_database(prefix, service, store)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// Checks a `prefix` of `[backends.*]` (for the manifest's checks): see [`check_prefix`].
+pub fn check_server_prefix(prefix: &str) -> Result<(), String> {
+    check_prefix(prefix).map_err(|e| e.to_string())
+}
+
 /// A secret for `purpose` (a password, a key) on database `db`, derived from the host's
 /// secret file, so a restarted host finds the same ones.
 pub fn derive(secret: &str, purpose: &str, db: &str) -> String {
@@ -248,6 +297,279 @@ pub fn reads_or_frees(head: &str) -> bool {
     )
 }
 
+/// How a database server spells the few forms of the portable SQL silo accepts from guests
+/// (what differs by engine in the demo services' schemas). Each server backend has one, in
+/// its `portable.rs`; [`portable_ddl`] applies it.
+pub struct PortableForms {
+    /// The type of a column `INTEGER PRIMARY KEY [AUTOINCREMENT]`: an integer key the
+    /// server assigns when an insert gives none (SQLite's rowid alias). `PRIMARY KEY` stays.
+    pub auto_key: &'static str,
+    /// The column added to a new table keyed by anything else (a text id), so that `ORDER BY
+    /// rowid` lists its rows in the order they were created, as on SQLite. A table without
+    /// a primary key, or with a server-assigned column of its own, gets none (where the
+    /// column is not invisible, `SELECT *` would show it on tables that never asked).
+    pub rowid_column: &'static str,
+    /// Type names, portable (upper case) and the server's.
+    pub types: &'static [(&'static str, &'static str)],
+    /// The type of a `TEXT` column that is the primary key, where the server cannot make
+    /// one of `TEXT`.
+    pub key_text: Option<&'static str>,
+    /// Whether an auto-assigned key may have a `CHECK` of its own (if not, such a column
+    /// keeps a plain integer type: the check pins its values anyway).
+    pub auto_key_checked: bool,
+    /// Whether `\` escapes a character in a string literal.
+    pub backslash_escapes: bool,
+}
+
+/// A piece of statement text, as [`portable_ddl`] sees it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Piece<'a> {
+    /// A keyword or a name, quoted or not.
+    Word(&'a str),
+    Open,
+    Close,
+    Comma,
+    /// Whitespace, a comment, a literal, any other character.
+    Other(&'a str),
+}
+
+/// `sql` cut into [`Piece`]s.
+fn pieces(sql: &str, backslash_escapes: bool) -> Vec<Piece<'_>> {
+    let b = sql.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let start = i;
+        let c = b[i];
+        let piece = match c {
+            b'(' => {
+                i += 1;
+                Piece::Open
+            }
+            b')' => {
+                i += 1;
+                Piece::Close
+            }
+            b',' => {
+                i += 1;
+                Piece::Comma
+            }
+            b'\'' | b'"' | b'`' => {
+                i += 1;
+                while i < b.len() {
+                    if backslash_escapes && c == b'\'' && b[i] == b'\\' {
+                        i += 2;
+                    } else if b[i] == c {
+                        i += 1;
+                        // A doubled quote is one quote inside.
+                        if i < b.len() && b[i] == c {
+                            i += 1;
+                        } else {
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+                let text = &sql[start..i.min(b.len())];
+                // A quoted name is a word (that never equals a keyword); a literal is not.
+                if c == b'\'' {
+                    Piece::Other(text)
+                } else {
+                    Piece::Word(text)
+                }
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+                Piece::Other(&sql[start..i])
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i = sql[i + 2..].find("*/").map_or(b.len(), |e| i + 2 + e + 2);
+                Piece::Other(&sql[start..i])
+            }
+            c if c.is_ascii_alphanumeric() || c == b'_' || c == b'$' => {
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$')
+                {
+                    i += 1;
+                }
+                Piece::Word(&sql[start..i])
+            }
+            _ => {
+                i += sql[i..].chars().next().map_or(1, char::len_utf8);
+                Piece::Other(&sql[start..i])
+            }
+        };
+        out.push(piece);
+    }
+    out
+}
+
+fn is_word(p: &Piece<'_>, word: &str) -> bool {
+    matches!(p, Piece::Word(w) if w.eq_ignore_ascii_case(word))
+}
+
+/// A guest statement with the portable forms of `forms` in its schema changes spelled as
+/// the server spells them: in `CREATE TABLE`, each column's type name (and an auto-assigned
+/// `INTEGER PRIMARY KEY`), plus a creation-order `rowid` column; in `ALTER TABLE … ADD
+/// [COLUMN]`, the new column's type name. Every other statement is left as it is.
+pub fn portable_ddl<'a>(sql: &'a str, forms: &PortableForms) -> std::borrow::Cow<'a, str> {
+    use std::borrow::Cow;
+    let mut ps = pieces(sql, forms.backslash_escapes);
+    let words: Vec<usize> = (0..ps.len())
+        .filter(|&i| matches!(ps[i], Piece::Word(_)))
+        .collect();
+    let word = |n: usize| words.get(n).map(|&i| ps[i]);
+    let head = |n: usize, w: &str| word(n).is_some_and(|p| is_word(&p, w));
+    // Replacement texts, by piece index.
+    let mut replaced: Vec<(usize, String)> = Vec::new();
+    let mut append_at: Option<usize> = None;
+    if head(0, "CREATE") {
+        let table = if head(1, "TABLE") {
+            1
+        } else if (head(1, "TEMP") || head(1, "TEMPORARY")) && head(2, "TABLE") {
+            2
+        } else {
+            return Cow::Borrowed(sql);
+        };
+        let Some(open) = (words[table]..ps.len()).find(|&i| ps[i] == Piece::Open) else {
+            return Cow::Borrowed(sql);
+        };
+        // `CREATE TABLE t AS SELECT …` (or `LIKE`) has no column definitions.
+        if ps[words[table]..open]
+            .iter()
+            .any(|p| ["AS", "SELECT", "LIKE"].iter().any(|w| is_word(p, w)))
+        {
+            return Cow::Borrowed(sql);
+        }
+        // The column definitions: runs of pieces at depth 1, split by commas.
+        let mut depth = 0usize;
+        let mut close = None;
+        let mut defs: Vec<Vec<usize>> = vec![Vec::new()];
+        for (i, p) in ps.iter().enumerate().skip(open) {
+            match p {
+                Piece::Open => depth += 1,
+                Piece::Close => {
+                    depth -= 1;
+                    if depth == 0 {
+                        close = Some(i);
+                        break;
+                    }
+                }
+                Piece::Comma if depth == 1 => defs.push(Vec::new()),
+                Piece::Word(_) if depth == 1 => defs.last_mut().expect("one").push(i),
+                _ => {}
+            }
+        }
+        let Some(close) = close else {
+            return Cow::Borrowed(sql);
+        };
+        let without_rowid = ps[close..].iter().any(|p| is_word(p, "WITHOUT"));
+        let mut has_rowid = false;
+        let mut auto_key = false;
+        let mut keyed = false;
+        for def in &defs {
+            let Some(&name) = def.first() else { continue };
+            keyed |= def.iter().any(|&i| is_word(&ps[i], "PRIMARY"));
+            if ["CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK", "FOREIGN"]
+                .iter()
+                .any(|w| is_word(&ps[name], w))
+            {
+                continue;
+            }
+            has_rowid |= def.iter().any(|&i| {
+                [
+                    "AUTO_INCREMENT",
+                    "IDENTITY",
+                    "SERIAL",
+                    "BIGSERIAL",
+                    "SMALLSERIAL",
+                ]
+                .iter()
+                .any(|w| is_word(&ps[i], w))
+            });
+            has_rowid |= matches!(ps[name], Piece::Word(w)
+                if w.trim_matches(['"', '`']).eq_ignore_ascii_case("rowid"));
+            let Some(&ty) = def.get(1) else { continue };
+            let has = |w: &str| def.iter().any(|&i| is_word(&ps[i], w));
+            if is_word(&ps[ty], "INTEGER")
+                && has("PRIMARY")
+                && (forms.auto_key_checked || !has("CHECK"))
+            {
+                replaced.push((ty, forms.auto_key.to_string()));
+                for &i in def {
+                    if is_word(&ps[i], "AUTOINCREMENT") {
+                        replaced.push((i, String::new()));
+                    }
+                }
+                auto_key = true;
+            } else {
+                auto_key |= is_word(&ps[ty], "INTEGER") && has("PRIMARY");
+                if let Some(t) = type_name(&ps[ty], has("PRIMARY"), forms) {
+                    replaced.push((ty, t));
+                }
+            }
+        }
+        if !(has_rowid || auto_key || without_rowid) && keyed {
+            append_at = Some(close);
+        }
+    } else if head(0, "ALTER") && head(1, "TABLE") {
+        // ALTER TABLE name ADD [COLUMN] column TYPE …
+        let Some(add) = (2..words.len()).find(|&n| head(n, "ADD")) else {
+            return Cow::Borrowed(sql);
+        };
+        let ty = if head(add + 1, "COLUMN") {
+            add + 3
+        } else {
+            add + 2
+        };
+        if let Some(&i) = words.get(ty)
+            && let Some(t) = type_name(&ps[i], false, forms)
+        {
+            replaced.push((i, t));
+        }
+    } else {
+        return Cow::Borrowed(sql);
+    }
+    if replaced.is_empty() && append_at.is_none() {
+        return Cow::Borrowed(sql);
+    }
+    let mut out = String::with_capacity(sql.len() + 64);
+    replaced.sort_by_key(|(i, _)| *i);
+    let mut next = replaced.iter().peekable();
+    for (i, p) in ps.drain(..).enumerate() {
+        if append_at == Some(i) {
+            out.push_str(", ");
+            out.push_str(forms.rowid_column);
+        }
+        if let Some((_, with)) = next.next_if(|(at, _)| *at == i) {
+            out.push_str(with);
+            continue;
+        }
+        out.push_str(match p {
+            Piece::Word(w) | Piece::Other(w) => w,
+            Piece::Open => "(",
+            Piece::Close => ")",
+            Piece::Comma => ",",
+        });
+    }
+    Cow::Owned(out)
+}
+
+/// The server's name of a column type, if it is not the portable one.
+fn type_name(p: &Piece<'_>, key: bool, forms: &PortableForms) -> Option<String> {
+    let Piece::Word(w) = p else { return None };
+    if key && w.eq_ignore_ascii_case("TEXT") {
+        return forms.key_text.map(str::to_string);
+    }
+    forms
+        .types
+        .iter()
+        .find(|(portable, _)| w.eq_ignore_ascii_case(portable))
+        .map(|(_, server)| (*server).to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,6 +585,25 @@ mod tests {
         assert!(store_name("1x", "a", "b", 63, "x").is_err());
         assert!(store_name("silo", &"s".repeat(60), "b", 63, "x").is_err());
         assert_ne!(derive("s", "key", "a"), derive("s", "password", "a"));
+    }
+
+    /// What the manifest's checks call: the same limits as the backends' own names.
+    #[test]
+    fn manifest_name_checks_follow_the_backends() {
+        assert!(check_postgres_names("silo", "a", "main").is_ok());
+        let long = "s".repeat(55);
+        assert!(check_postgres_names("silo", &long, "b").is_ok());
+        let e = check_mysql_names("silo", &long, "b").unwrap_err();
+        assert!(e.contains("longer than 59 bytes"), "{e}");
+        let e = check_mysql_names("silo", "a", "host").unwrap_err();
+        assert!(e.contains("cannot be named `host`"), "{e}");
+        assert!(check_postgres_names("silo", "a", "host").is_ok());
+        let e = check_server_prefix("Silo").unwrap_err();
+        assert!(e.contains("a lowercase letter"), "{e}");
+        assert_eq!(
+            postgres_database("p", "svc", "main").unwrap(),
+            mysql_database("p", "svc", "main").unwrap()
+        );
     }
 
     /// `PREFIX_SERVICE_STORE` read from the right gives back store, service and prefix

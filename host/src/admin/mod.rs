@@ -35,7 +35,7 @@ mod services;
 
 /// Moved to [`crate::secrets`], the floor the backends may import; kept here for the callers
 /// of the old path.
-pub use crate::secrets::private_secret;
+use crate::secrets::private_secret;
 pub use client::{admin_get, admin_request};
 pub use services::services_json;
 

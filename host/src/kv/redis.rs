@@ -297,7 +297,7 @@ pub fn password(data_dir: &Path, user: &str) -> std::io::Result<String> {
 
 /// The host's Redis secret (`DATA/kv/redis.secret`, made on first use).
 fn secret(data_dir: &Path) -> std::io::Result<String> {
-    crate::admin::private_secret(&data_dir.join("kv").join("redis.secret"))
+    crate::secrets::private_secret(&data_dir.join("kv").join("redis.secret"))
 }
 
 fn derive_password(secret: &str, user: &str) -> String {
@@ -378,14 +378,6 @@ async fn timed<T>(
             "redis: no answer before the request's deadline".into(),
         )),
     }
-}
-
-/// Checks that `url` is a Redis URL (`redis://[user:password@]host:port[/db]`), without
-/// connecting: the manifest's `[backends.redis] url` is refused at start-up otherwise.
-pub fn check_url(url: &str) -> Result<(), String> {
-    url.into_connection_info()
-        .map(|_| ())
-        .map_err(|e| format!("not a Redis URL (redis://[user:password@]host:port): {e}"))
 }
 
 impl RedisKv {

@@ -9,92 +9,21 @@ use std::time::{Duration, Instant};
 use sha2::Digest;
 
 use super::SqlError;
+use crate::names;
 
-/// Checks a `prefix` of `[backends.*]`: a lowercase letter, then lowercase letters, digits
-/// and `_` (never `-` or `:`, which separate the parts of Redis names).
+/// Checks a `prefix` of `[backends.*]` ([`crate::names::check_prefix`], as a store error).
 pub fn check_prefix(prefix: &str) -> Result<(), SqlError> {
-    let prefix_ok = !prefix.is_empty()
-        && prefix.starts_with(|c: char| c.is_ascii_lowercase())
-        && prefix
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if prefix_ok {
-        Ok(())
-    } else {
-        Err(SqlError::Other(format!(
-            "prefix `{prefix}`: a lowercase letter, then lowercase letters, digits and `_`"
-        )))
-    }
+    names::check_prefix(prefix).map_err(SqlError::Other)
 }
 
-/// `PREFIX_SERVICE_STORE`, the name of a store's database and login on a server, checked
-/// against the server's limit (`max_len` bytes; `why` says where the limit comes from).
-/// Service and store names are already `[a-z0-9-]` (the manifest checks them) and never
-/// contain `_`, so distinct stores get distinct names.
-pub fn store_name(
-    prefix: &str,
-    service: &str,
-    store: &str,
-    max_len: usize,
-    why: &str,
-) -> Result<String, SqlError> {
-    check_prefix(prefix)?;
-    let name = format!("{prefix}_{service}_{store}");
-    if name.len() > max_len {
-        return Err(SqlError::Other(format!(
-            "`{name}` is longer than {max_len} bytes ({why}): shorten the service or store name"
-        )));
-    }
-    Ok(name)
-}
-
-/// The name of a PostgreSQL store's database and login role: `PREFIX_SERVICE_STORE`, within
-/// PostgreSQL's 63 bytes.
+/// The name of a PostgreSQL store's database and login role ([`crate::names::postgres_database`]).
 pub fn postgres_database(prefix: &str, service: &str, store: &str) -> Result<String, SqlError> {
-    store_name(prefix, service, store, 63, "PostgreSQL's names are 63")
+    names::postgres_database(prefix, service, store).map_err(SqlError::Other)
 }
 
-/// The name of a MariaDB store's database and login user: `PREFIX_SERVICE_STORE`, within
-/// MariaDB's 64 bytes less the host database's `_host`.
+/// The name of a MariaDB store's database and login user ([`crate::names::mariadb_database`]).
 pub fn mysql_database(prefix: &str, service: &str, store: &str) -> Result<String, SqlError> {
-    // `PREFIX_SERVICE_STORE` is unambiguous read from the right (service and store
-    // names have no `_`), but the host database and definer append `_host` and `_def`:
-    // store `host` of service `b` under prefix `silo_a` would be database
-    // `silo_a_b_host`, the host database of store `b` of service `a` under prefix `silo`
-    // (two hosts sharing a server). Those two store names are reserved here instead.
-    if matches!(store, "host" | "def") {
-        return Err(SqlError::Other(format!(
-            "a MariaDB store cannot be named `{store}`: its database or user would be another store's `_{store}`"
-        )));
-    }
-    store_name(
-        prefix,
-        service,
-        store,
-        59,
-        "MariaDB's names are 64, and the host database adds `_host`",
-    )
-}
-
-/// Checks the names store `store` of `service` gets on the PostgreSQL server under
-/// `prefix` (for the manifest's checks).
-pub fn check_postgres_names(prefix: &str, service: &str, store: &str) -> Result<(), String> {
-    postgres_database(prefix, service, store)
-        .map(drop)
-        .map_err(|e| e.to_string())
-}
-
-/// Checks the names store `store` of `service` gets on the MariaDB server under `prefix`
-/// (for the manifest's checks).
-pub fn check_mysql_names(prefix: &str, service: &str, store: &str) -> Result<(), String> {
-    mysql_database(prefix, service, store)
-        .map(drop)
-        .map_err(|e| e.to_string())
-}
-
-/// Checks a `prefix` of `[backends.*]` (for the manifest's checks): see [`check_prefix`].
-pub fn check_server_prefix(prefix: &str) -> Result<(), String> {
-    check_prefix(prefix).map_err(|e| e.to_string())
+    names::mariadb_database(prefix, service, store).map_err(SqlError::Other)
 }
 
 /// A secret for `purpose` (a password, a key) on database `db`, derived from the host's
@@ -587,19 +516,10 @@ mod tests {
         assert_ne!(derive("s", "key", "a"), derive("s", "password", "a"));
     }
 
-    /// What the manifest's checks call: the same limits as the backends' own names.
+    /// PostgreSQL and MariaDB give a store the same name, so one store's objects on each
+    /// server are easy to find.
     #[test]
-    fn manifest_name_checks_follow_the_backends() {
-        assert!(check_postgres_names("silo", "a", "main").is_ok());
-        let long = "s".repeat(55);
-        assert!(check_postgres_names("silo", &long, "b").is_ok());
-        let e = check_mysql_names("silo", &long, "b").unwrap_err();
-        assert!(e.contains("longer than 59 bytes"), "{e}");
-        let e = check_mysql_names("silo", "a", "host").unwrap_err();
-        assert!(e.contains("cannot be named `host`"), "{e}");
-        assert!(check_postgres_names("silo", "a", "host").is_ok());
-        let e = check_server_prefix("Silo").unwrap_err();
-        assert!(e.contains("a lowercase letter"), "{e}");
+    fn both_servers_name_a_store_alike() {
         assert_eq!(
             postgres_database("p", "svc", "main").unwrap(),
             mysql_database("p", "svc", "main").unwrap()

@@ -514,7 +514,7 @@ async fn my_drop(name: &str) {
 /// leaked would have (the strongest a guest can be).
 async fn my_login(dir: &std::path::Path, name: &str) -> mysql_async::Conn {
     use sha2::Digest;
-    let secret = silo::admin::private_secret(&dir.join("sql").join("mysql.secret")).unwrap();
+    let secret = silo::secrets::private_secret(&dir.join("sql").join("mysql.secret")).unwrap();
     let password = hex::encode(sha2::Sha256::digest(format!("{secret}:password:{name}")));
     let url = format!("mysql://{name}:{password}@127.0.0.1:3306/{name}");
     mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap())

@@ -96,7 +96,7 @@ pub(super) async fn mysql_host_path(s: &Store, data_dir: &std::path::Path, name:
     assert_eq!(sagas.columns, ["rid", "id"], "{c}");
 
     // The store's login itself: no host table, no token.
-    let secret = silo::admin::private_secret(&data_dir.join("sql").join("mysql.secret")).unwrap();
+    let secret = silo::secrets::private_secret(&data_dir.join("sql").join("mysql.secret")).unwrap();
     let password = hex::encode(sha2::Sha256::digest(format!("{secret}:password:{name}")));
     let url = format!("mysql://{name}:{password}@127.0.0.1:3306/{name}");
     let mut g = mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap())

@@ -15,8 +15,8 @@ use async_trait::async_trait;
 
 use super::{InstanceError, Recipient};
 use crate::bindings::exports::silo::service::command_handler::{Command, Reply};
-use crate::bindings::silo::service::sagas::SagaStatus;
 use crate::bindings::silo::service::events::Event;
+use crate::bindings::silo::service::sagas::SagaStatus;
 use crate::sql::{SqlError, SqlTransaction};
 
 /// The exports that take a lent transaction.

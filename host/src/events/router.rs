@@ -98,11 +98,6 @@ pub struct DeadLetter {
 /// with what the admin API shows of it.
 #[async_trait]
 pub trait EventRouter: Transport<Outbox> {
-    /// Starts relaying `outbox`'s committed events: [`Transport::attach`], callable where
-    /// only this trait is in scope.
-    fn attach(&self, outbox: Arc<Outbox>) {
-        Transport::attach(self, outbox);
-    }
     /// Every subscription with its backlog and delivery figures.
     async fn subscriptions(&self) -> Vec<SubscriptionStats>;
     /// Every dead letter.

@@ -20,9 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::bindings::exports::silo::service::command_handler::{Command, Reply};
 use crate::delivery::lend::{Call, Unlent, call_lent};
-use crate::delivery::{
-    Export, InstanceError, Lent, Recipient, host_limits, now_ms, run_on,
-};
+use crate::delivery::{Export, InstanceError, Lent, Recipient, host_limits, now_ms, run_on};
 use crate::sql::{SqlError, SqlStore, SqlTransaction, Value};
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS main._silo_commands (

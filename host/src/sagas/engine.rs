@@ -649,7 +649,11 @@ impl Runner {
     ) -> Result<Next, crate::sql::SqlError> {
         self.shared.retried(&self.log.service);
         self.log.record(&saga.id, Some((idx, change)), None).await?;
-        Ok(Next::After(backoff(attempts, s.backoff_ms, s.max_backoff_ms)))
+        Ok(Next::After(backoff(
+            attempts,
+            s.backoff_ms,
+            s.max_backoff_ms,
+        )))
     }
 
     /// Tells the orchestrator the saga ended, in the transaction that marks it handled.

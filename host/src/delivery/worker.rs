@@ -75,3 +75,79 @@ pub async fn run<S: Schedule>(mut schedule: S) {
 pub fn earliest(wake: &mut Option<Instant>, at: Instant) {
     *wake = Some(wake.map_or(at, |w| w.min(at)));
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    /// Items due after a delay each; the log retires once all were delivered.
+    struct Delays {
+        notify: Arc<Notify>,
+        retired: Arc<AtomicBool>,
+        waiting: Vec<(u32, Instant)>,
+        delivered: Vec<u32>,
+        loads: u32,
+    }
+
+    #[async_trait]
+    impl Schedule for Delays {
+        type Done = u32;
+        fn notify(&self) -> Arc<Notify> {
+            self.notify.clone()
+        }
+        fn retired(&self) -> bool {
+            self.retired.load(Ordering::Acquire)
+        }
+        async fn load(&mut self) -> bool {
+            self.loads += 1;
+            true
+        }
+        fn dispatch(&mut self, tasks: &mut JoinSet<u32>) -> Option<Instant> {
+            let now = Instant::now();
+            let mut wake = None;
+            for (item, at) in std::mem::take(&mut self.waiting) {
+                if at <= now {
+                    tasks.spawn(async move { item });
+                } else {
+                    earliest(&mut wake, at);
+                    self.waiting.push((item, at));
+                }
+            }
+            wake
+        }
+        fn apply(&mut self, done: u32) {
+            self.delivered.push(done);
+            if self.delivered.len() == 2 {
+                self.retired.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn delivers_what_falls_due_and_stops_when_retired() {
+        let now = Instant::now();
+        let schedule = Delays {
+            notify: Arc::new(Notify::new()),
+            retired: Arc::new(AtomicBool::new(false)),
+            // Due well before the idle second: the worker must wake for them.
+            waiting: vec![(2, now + Duration::from_millis(60)), (1, now)],
+            delivered: Vec::new(),
+            loads: 0,
+        };
+        tokio::time::timeout(Duration::from_millis(900), run(schedule))
+            .await
+            .expect("the worker delivers both and stops before its idle wake-up");
+    }
+
+    #[test]
+    fn earliest_keeps_the_first() {
+        let now = Instant::now();
+        let mut wake = None;
+        earliest(&mut wake, now + Duration::from_secs(2));
+        earliest(&mut wake, now + Duration::from_secs(1));
+        earliest(&mut wake, now + Duration::from_secs(3));
+        assert_eq!(wake, Some(now + Duration::from_secs(1)));
+    }
+}

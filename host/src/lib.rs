@@ -31,6 +31,7 @@
 pub mod admin;
 pub mod bindings;
 pub mod calls;
+pub mod delivery;
 pub mod deploy;
 pub mod events;
 pub mod failpoint;

@@ -12,14 +12,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::Store;
-
-use super::outbox::{EventRecord, host_limits};
-use super::{now_ms, rfc3339_ms};
-use crate::bindings::exports::silo::service::event_handler::Guest;
+use super::outbox::EventRecord;
+use super::rfc3339_ms;
 use crate::bindings::silo::service::events::Event;
-use crate::runtime::service::{Service, arm};
-use crate::runtime::state::RequestState;
+use crate::delivery::lend::{Call, Savepoint, Unlent, call_lent};
+use crate::delivery::{
+    Export, Instance, InstanceError, Lent, Recipient, host_limits, now_ms, run_on,
+};
 use crate::sql::{SqlError, SqlTransaction, Value};
 
 /// The longest a batch keeps the subscriber's writer before it commits what it has.
@@ -43,43 +42,38 @@ pub enum Outcome {
 #[derive(Debug, Clone)]
 pub struct Unavailable(pub String);
 
-const SAVEPOINT: &str = "SAVEPOINT silo_event";
-const RELEASE: &str = "RELEASE silo_event";
-const UNDO: &str = "ROLLBACK TO silo_event";
-
 /// Delivers `events` (in order) to subscription `subscription` of `service`, on the
 /// subscriber's own executor and under one of its permits: the router only waits.
 pub async fn deliver(
-    service: &Arc<Service>,
+    service: &Arc<dyn Recipient>,
     subscription: &str,
     events: &[Arc<EventRecord>],
 ) -> Result<Vec<Outcome>, Unavailable> {
-    let wait = Duration::from_millis(service.spec.limits.deadline_ms);
+    let wait = Duration::from_millis(service.spec().limits.deadline_ms);
     let (subscription, events) = (subscription.to_string(), events.to_vec());
-    service
-        .deliver(wait, move |s| async move {
-            deliver_here(&s, &subscription, &events).await
-        })
-        .await
-        .map_err(Unavailable)?
+    run_on(service, wait, move |s| async move {
+        deliver_here(&*s, &subscription, &events).await
+    })
+    .await
+    .map_err(Unavailable)?
 }
 
 /// [`deliver`], on the calling thread.
 async fn deliver_here(
-    service: &Arc<Service>,
+    service: &dyn Recipient,
     subscription: &str,
     events: &[Arc<EventRecord>],
 ) -> Result<Vec<Outcome>, Unavailable> {
-    let name = &service.name;
-    let Some(indices) = &service.event_handler else {
+    let name = service.name();
+    if !service.exports(Export::EventHandler) {
         return Err(Unavailable(format!(
             "service `{name}` does not export `silo:service/event-handler`"
         )));
-    };
-    let Some(store_name) = service.spec.event_store() else {
+    }
+    let Some(store_name) = service.spec().event_store() else {
         return Err(Unavailable(format!("service `{name}` has no event store")));
     };
-    let Some(db) = service.grants.get(store_name) else {
+    let Some(db) = service.store(store_name) else {
         return Err(Unavailable(format!(
             "service `{name}`: store `{store_name}` is not open"
         )));
@@ -89,7 +83,7 @@ async fn deliver_here(
         .await
         .map_err(|e| Unavailable(format!("opening the inbox transaction: {e}")))?;
     let started = Instant::now();
-    let mut instance: Option<(Store<RequestState>, Guest)> = None;
+    let mut instance: Option<Box<dyn Instance>> = None;
     let mut outcomes = Vec::with_capacity(events.len());
     let mut woken = Vec::new();
     for (i, event) in events.iter().enumerate() {
@@ -97,16 +91,8 @@ async fn deliver_here(
             outcomes.push(Outcome::Skipped);
             continue;
         }
-        let (outcome, returned) = handle_one(
-            service,
-            indices,
-            store_name,
-            subscription,
-            event,
-            tx,
-            &mut instance,
-        )
-        .await;
+        let (outcome, returned) =
+            handle_one(service, store_name, subscription, event, tx, &mut instance).await;
         tx = match returned {
             Ok(tx) => tx,
             Err(e) => {
@@ -118,8 +104,8 @@ async fn deliver_here(
                     .collect());
             }
         };
-        if let Some((store, _)) = &mut instance {
-            woken.extend(store.data_mut().sql.take_published());
+        if let Some(instance) = &mut instance {
+            woken.extend(instance.take_published());
         }
         outcomes.push(outcome);
     }
@@ -152,58 +138,49 @@ async fn deliver_here(
     Ok(outcomes)
 }
 
+/// Records `event` in the subscription's inbox; `false`: it was there already (handled
+/// before).
+async fn record_received(
+    tx: &mut Box<dyn SqlTransaction>,
+    subscription: &str,
+    event: &EventRecord,
+) -> Result<bool, SqlError> {
+    tx.execute_host(
+        "INSERT INTO main._silo_inbox (subscription, event_id, received_ms) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        &[
+            Value::Text(subscription.into()),
+            Value::Text(event.id.clone()),
+            Value::Integer(now_ms()),
+        ],
+    )
+    .await
+    .map(|r| r.rows_affected > 0)
+}
+
 /// One event inside the batch's transaction. Returns its outcome and the transaction (or
 /// the backend error that lost it).
 async fn handle_one(
-    service: &Arc<Service>,
-    indices: &crate::bindings::exports::silo::service::event_handler::GuestIndices,
+    service: &dyn Recipient,
     store_name: &str,
     subscription: &str,
     event: &EventRecord,
     mut tx: Box<dyn SqlTransaction>,
-    instance: &mut Option<(Store<RequestState>, Guest)>,
+    instance: &mut Option<Box<dyn Instance>>,
 ) -> (Outcome, Result<Box<dyn SqlTransaction>, SqlError>) {
-    if let Err(e) = tx.execute_host(SAVEPOINT, &[]).await {
+    if let Err(e) = Savepoint::EVENT.open(&mut tx).await {
         return (Outcome::Failed(e.to_string()), Err(e));
     }
-    let recorded = tx
-        .execute_host(
-            "INSERT INTO main._silo_inbox (subscription, event_id, received_ms) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-            &[
-                Value::Text(subscription.into()),
-                Value::Text(event.id.clone()),
-                Value::Integer(now_ms()),
-            ],
-        )
-        .await;
-    match recorded {
+    match record_received(&mut tx, subscription, event).await {
         Err(e) => return (Outcome::Failed(e.to_string()), Err(e)),
-        Ok(r) if r.rows_affected == 0 => {
-            return match tx.execute_host(RELEASE, &[]).await {
-                Ok(_) => (Outcome::Duplicate, Ok(tx)),
+        Ok(false) => {
+            return match Savepoint::EVENT.release(&mut tx).await {
+                Ok(()) => (Outcome::Duplicate, Ok(tx)),
                 Err(e) => (Outcome::Failed(e.to_string()), Err(e)),
             };
         }
-        Ok(_) => {}
+        Ok(true) => {}
     }
-    let deadline = Instant::now() + Duration::from_millis(service.spec.limits.deadline_ms);
-    if instance.is_none() {
-        match instantiate(service, indices, deadline).await {
-            Ok(i) => *instance = Some(i),
-            Err(e) => {
-                return undo(tx, format!("instantiating `{}`: {e:#}", service.name)).await;
-            }
-        }
-    }
-    let Some((store, guest)) = instance.as_mut() else {
-        return undo(tx, "no instance".into()).await;
-    };
-    arm(store, deadline, &[]);
-    let handle = match store.data_mut().lend_tx(store_name, tx) {
-        Ok(h) => h,
-        Err(e) => return (Outcome::Failed(e.to_string()), Err(e)),
-    };
-    let rep = handle.rep();
+    let deadline = Instant::now() + Duration::from_millis(service.spec().limits.deadline_ms);
     let wit = Event {
         id: event.id.clone(),
         source: event.source.to_string(),
@@ -214,39 +191,32 @@ async fn handle_one(
         content_type: event.content_type.clone(),
         data: event.data.clone(),
     };
-    let result = guest.call_handle(&mut *store, &wit, handle).await;
-    let tx = match store.data_mut().take_back_tx(rep) {
-        Ok(tx) => tx,
-        Err(e) => return (Outcome::Failed(e.to_string()), Err(e)),
-    };
-    match result {
-        Ok(Ok(())) => {
-            let mut tx = tx;
-            match tx.execute_host(RELEASE, &[]).await {
-                Ok(_) => (Outcome::Handled { latency_ms: 0 }, Ok(tx)),
-                Err(e) => (Outcome::Failed(e.to_string()), Err(e)),
-            }
+    let call = Call::Event(wit);
+    let lent = call_lent(
+        service,
+        instance,
+        Export::EventHandler,
+        store_name,
+        &call,
+        tx,
+        deadline,
+    )
+    .await;
+    match lent {
+        Err(Unlent::Lost(e)) => (Outcome::Failed(e.to_string()), Err(e)),
+        Err(Unlent::NoInstance(InstanceError::Instantiate(e) | InstanceError::Export(e), tx)) => {
+            undo(tx, format!("instantiating `{}`: {e}", service.name())).await
         }
-        Ok(Err(message)) => undo(tx, format!("the handler failed: {message}")).await,
-        Err(trap) => {
-            *instance = None;
-            service
-                .metrics
-                .traps
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            undo(tx, format!("the handler trapped: {}", trap.root_cause())).await
+        Ok((Lent::Returned(_), mut tx)) => match Savepoint::EVENT.release(&mut tx).await {
+            Ok(()) => (Outcome::Handled { latency_ms: 0 }, Ok(tx)),
+            Err(e) => (Outcome::Failed(e.to_string()), Err(e)),
+        },
+        Ok((Lent::Failed(message), tx)) => undo(tx, format!("the handler failed: {message}")).await,
+        Ok((Lent::Trapped { root_cause, .. }, tx)) => {
+            service.count_trap();
+            undo(tx, format!("the handler trapped: {root_cause}")).await
         }
     }
-}
-
-async fn instantiate(
-    service: &Arc<Service>,
-    indices: &crate::bindings::exports::silo::service::event_handler::GuestIndices,
-    deadline: Instant,
-) -> wasmtime::Result<(Store<RequestState>, Guest)> {
-    let (mut store, instance) = service.instance(deadline).await?;
-    let guest = indices.load(&mut store, &instance)?;
-    Ok((store, guest))
 }
 
 /// Rolls the event's savepoint back: it leaves no trace, the rest of the batch goes on.
@@ -254,13 +224,8 @@ async fn undo(
     mut tx: Box<dyn SqlTransaction>,
     why: String,
 ) -> (Outcome, Result<Box<dyn SqlTransaction>, SqlError>) {
-    let undone = async {
-        tx.execute_host(UNDO, &[]).await?;
-        tx.execute_host(RELEASE, &[]).await
-    }
-    .await;
-    match undone {
-        Ok(_) => (Outcome::Failed(why), Ok(tx)),
+    match Savepoint::EVENT.undo(&mut tx).await {
+        Ok(()) => (Outcome::Failed(why), Ok(tx)),
         Err(e) => (Outcome::Failed(why), Err(e)),
     }
 }

@@ -33,7 +33,6 @@ pub mod outbox;
 pub mod router;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use wasmtime::component::Resource;
 
@@ -64,13 +63,7 @@ pub fn subscription_id(subscriber: &str, source: &str, topic: &str) -> String {
     format!("{subscriber}:{source}/{topic}")
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use crate::delivery::now_ms;
 
 /// `ms` since the Unix epoch as RFC 3339 UTC with milliseconds (`2026-11-26T08:15:00.123Z`).
 pub fn rfc3339_ms(ms: i64) -> String {

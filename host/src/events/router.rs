@@ -1,10 +1,11 @@
 //! The event router: what moves committed outbox rows to subscribers.
 //!
-//! [`EventRouter`] is the seam. [`LocalRouter`], the embedded default, delivers in this
-//! process, with one task per outbox on the host's events thread; a transport across hosts
-//! (NATS JetStream) implements the same trait by relaying outbox rows to a stream and
+//! [`EventRouter`] is the seam: a [`Transport`] of outboxes plus the figures the admin API
+//! shows. [`LocalRouter`], the embedded default, delivers in this process, with one worker
+//! ([`crate::delivery::worker`]) per outbox on the host's events thread; a transport across
+//! hosts (NATS JetStream) implements the same trait by relaying outbox rows to a stream and
 //! running [`super::inbox::deliver`] on the consuming host, without touching services, the
-//! outbox or the inbox.
+//! outbox or the inbox (see [`crate::delivery`]).
 //!
 //! Scheduling, per outbox: delivery rows are loaded in sequence order (a page at a time) into
 //! per-subscription queues, one queue per key. Only the head of a key's queue is ever in
@@ -27,11 +28,16 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::Serialize;
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use super::inbox::{self, Outcome};
 use super::outbox::{EventRecord, Outbox, Registered, Settle};
-use crate::calls::ServiceDirectory;
+use crate::delivery::worker::{self, Schedule, earliest};
+use crate::delivery::{
+    AfterFailure, Directory, Recipient, Transport, backoff, give_up, now_ms, percentiles,
+    record_latency,
+};
 use crate::manifest::{ServiceSpec, Subscription};
 
 /// Rows loaded per page, and the in-memory backlog below which the next page loads.
@@ -39,8 +45,6 @@ const PAGE: usize = 2048;
 const LOW_WATER: usize = 512;
 /// How long a subscription whose subscriber cannot take events now waits before trying again.
 const PARK: Duration = Duration::from_millis(500);
-/// Latencies kept per subscription for the p50/p99 (the most recent ones).
-const LATENCY_WINDOW: usize = 4096;
 
 /// One subscription's state, as `/admin/events` and `/metrics` show it.
 #[derive(Debug, Clone, Serialize)]
@@ -90,12 +94,10 @@ pub struct DeadLetter {
     pub dead_at: String,
 }
 
-/// Moves committed events from outboxes to subscribers.
+/// Moves committed events from outboxes to subscribers: the [`Transport`] of outboxes,
+/// with what the admin API shows of it.
 #[async_trait]
-pub trait EventRouter: Send + Sync {
-    /// Starts relaying `outbox`'s committed events (at start-up, and when a deploy opened a
-    /// new outbox). Attaching the same outbox twice does nothing.
-    fn attach(&self, outbox: Arc<Outbox>);
+pub trait EventRouter: Transport<Outbox> {
     /// Every subscription with its backlog and delivery figures.
     async fn subscriptions(&self) -> Vec<SubscriptionStats>;
     /// Every dead letter.
@@ -119,7 +121,7 @@ type CounterMap = Arc<Mutex<HashMap<Arc<str>, Counters>>>;
 
 /// The embedded router.
 pub struct LocalRouter {
-    directory: ServiceDirectory,
+    directory: Arc<dyn Directory>,
     attached: Mutex<Vec<Arc<Outbox>>>,
     counters: CounterMap,
     runtime: tokio::runtime::Handle,
@@ -127,7 +129,7 @@ pub struct LocalRouter {
 
 impl LocalRouter {
     /// A router delivering to the services of `directory`, its tasks on `runtime`.
-    pub fn new(directory: ServiceDirectory, runtime: tokio::runtime::Handle) -> Self {
+    pub fn new(directory: Arc<dyn Directory>, runtime: tokio::runtime::Handle) -> Self {
         Self {
             directory,
             attached: Mutex::new(Vec::new()),
@@ -147,8 +149,7 @@ impl LocalRouter {
     }
 }
 
-#[async_trait]
-impl EventRouter for LocalRouter {
+impl Transport<Outbox> for LocalRouter {
     fn attach(&self, outbox: Arc<Outbox>) {
         let mut attached = self.attached.lock().expect("router lock");
         if attached.iter().any(|o| Arc::ptr_eq(o, &outbox)) {
@@ -156,7 +157,7 @@ impl EventRouter for LocalRouter {
         }
         attached.retain(|o| !o.retired.load(Ordering::Acquire));
         attached.push(outbox.clone());
-        let worker = Worker {
+        let worker = OutboxSchedule {
             outbox,
             directory: self.directory.clone(),
             counters: self.counters.clone(),
@@ -164,12 +165,15 @@ impl EventRouter for LocalRouter {
             loaded_upto: 0,
             more: true,
         };
-        self.runtime.spawn(worker.run());
+        self.runtime.spawn(worker::run(worker));
     }
+}
 
+#[async_trait]
+impl EventRouter for LocalRouter {
     async fn subscriptions(&self) -> Vec<SubscriptionStats> {
         let mut out = Vec::new();
-        let now = super::now_ms();
+        let now = now_ms();
         for outbox in self.outboxes() {
             let backlog = outbox.backlog().await.unwrap_or_default();
             let dead = outbox.dead_letter_counts().await.unwrap_or_default();
@@ -229,17 +233,6 @@ impl EventRouter for LocalRouter {
     }
 }
 
-/// p50 and p99 of `window`.
-pub fn percentiles(window: &VecDeque<u64>) -> (Option<u64>, Option<u64>) {
-    if window.is_empty() {
-        return (None, None);
-    }
-    let mut v: Vec<u64> = window.iter().copied().collect();
-    v.sort_unstable();
-    let at = |q: f64| v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1];
-    (Some(at(0.50)), Some(at(0.99)))
-}
-
 /// A delivery waiting in memory.
 struct Pending {
     attempts: u32,
@@ -271,7 +264,7 @@ impl SubQueue {
             if let Some(&t) = self.retry_at.get(key)
                 && t > now
             {
-                *wake = Some(wake.map_or(t, |w| w.min(t)));
+                earliest(wake, t);
                 continue;
             }
             heads.push((head.attempts, head.event.clone()));
@@ -297,54 +290,55 @@ struct BatchDone {
     refused: u64,
 }
 
-/// The task relaying one outbox.
-struct Worker {
+/// The schedule of one outbox's worker.
+struct OutboxSchedule {
     outbox: Arc<Outbox>,
-    directory: ServiceDirectory,
+    directory: Arc<dyn Directory>,
     counters: CounterMap,
     queues: HashMap<Arc<str>, SubQueue>,
     loaded_upto: i64,
     more: bool,
 }
 
-impl Worker {
-    async fn run(mut self) {
-        let mut tasks: JoinSet<BatchDone> = JoinSet::new();
-        let mut need_load = true;
-        loop {
-            if self.outbox.retired.load(Ordering::Acquire) && tasks.is_empty() {
-                return;
-            }
-            let backlog: usize = self.queues.values().map(|q| q.len).sum();
-            if need_load || (self.more && backlog < LOW_WATER) {
-                match self.load().await {
-                    Ok(()) => need_load = false,
-                    Err(e) => {
-                        tracing::warn!(source = %self.outbox.source, "loading the outbox: {e}");
-                        tokio::time::sleep(PARK).await;
-                        continue;
-                    }
-                }
-            }
-            let wake = self.dispatch(&mut tasks);
-            let sleep = tokio::time::sleep_until(
-                wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(1))
-                    .into(),
-            );
-            tokio::select! {
-                _ = self.outbox.notify.notified() => need_load = true,
-                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                    if let Ok(done) = done {
-                        self.apply(done);
-                    }
-                }
-                _ = sleep => {}
+#[async_trait]
+impl Schedule for OutboxSchedule {
+    type Done = BatchDone;
+
+    fn notify(&self) -> Arc<Notify> {
+        self.outbox.notify.clone()
+    }
+
+    fn retired(&self) -> bool {
+        self.outbox.retired.load(Ordering::Acquire)
+    }
+
+    fn wants_load(&self) -> bool {
+        let backlog: usize = self.queues.values().map(|q| q.len).sum();
+        self.more && backlog < LOW_WATER
+    }
+
+    async fn load(&mut self) -> bool {
+        match self.load_page().await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(source = %self.outbox.source, "loading the outbox: {e}");
+                false
             }
         }
     }
 
+    fn dispatch(&mut self, tasks: &mut JoinSet<BatchDone>) -> Option<Instant> {
+        self.start_batches(tasks)
+    }
+
+    fn apply(&mut self, done: BatchDone) {
+        self.take_in(done);
+    }
+}
+
+impl OutboxSchedule {
     /// Loads the next page of delivery rows into the queues.
-    async fn load(&mut self) -> Result<(), crate::sql::SqlError> {
+    async fn load_page(&mut self) -> Result<(), crate::sql::SqlError> {
         let mut rows = self.outbox.load(self.loaded_upto, PAGE).await?;
         let full = rows.len() == PAGE;
         if full && let Some(last) = rows.last().map(|r| r.event.seq) {
@@ -376,19 +370,18 @@ impl Worker {
 
     /// Starts a batch for every subscription that has ready events; returns when the next
     /// backoff or park ends.
-    fn dispatch(&mut self, tasks: &mut JoinSet<BatchDone>) -> Option<Instant> {
+    fn start_batches(&mut self, tasks: &mut JoinSet<BatchDone>) -> Option<Instant> {
         let now = Instant::now();
         let mut wake: Option<Instant> = None;
         let registered = self.outbox.subscriptions();
-        let routes = self.directory.load_full();
-        let publisher = routes.by_name(&self.outbox.source).cloned();
+        let publisher = self.directory.recipient(&self.outbox.source);
         for (id, q) in self.queues.iter_mut() {
             if q.in_flight || q.len == 0 {
                 continue;
             }
             if let Some(t) = q.parked_until {
                 if t > now {
-                    wake = Some(wake.map_or(t, |w| w.min(t)));
+                    earliest(&mut wake, t);
                     continue;
                 }
                 q.parked_until = None;
@@ -400,10 +393,10 @@ impl Worker {
                 source: self.outbox.source.to_string(),
                 topic: reg.topic.clone(),
             };
-            let service = routes
-                .by_name(&reg.subscriber)
-                .filter(|s| s.spec.subscribes.contains(&wanted))
-                .cloned();
+            let service = self
+                .directory
+                .recipient(&reg.subscriber)
+                .filter(|s| s.spec().subscribes.contains(&wanted));
             let (Some(service), Some(publisher)) = (service, publisher.clone()) else {
                 let why = if publisher.is_none() {
                     format!("the publisher `{}` is not deployed", self.outbox.source)
@@ -420,10 +413,10 @@ impl Worker {
                     .or_default()
                     .stalled = Some(why);
                 q.parked_until = Some(now + PARK);
-                wake = Some(wake.map_or(now + PARK, |w| w.min(now + PARK)));
+                earliest(&mut wake, now + PARK);
                 continue;
             };
-            let settings = service.spec.events.clone();
+            let settings = service.spec().events.clone();
             let batch = q.ready(now, settings.batch as usize, &mut wake);
             if batch.is_empty() {
                 continue;
@@ -441,7 +434,7 @@ impl Worker {
     }
 
     /// Takes a finished batch into the queues and counters.
-    fn apply(&mut self, done: BatchDone) {
+    fn take_in(&mut self, done: BatchDone) {
         let now = Instant::now();
         let mut counters = self.counters.lock().expect("counters");
         let c = counters.entry(done.subscription.clone()).or_default();
@@ -460,10 +453,7 @@ impl Worker {
             match outcome {
                 Some(Outcome::Handled { latency_ms }) => {
                     c.delivered += 1;
-                    if c.latencies.len() == LATENCY_WINDOW {
-                        c.latencies.pop_front();
-                    }
-                    c.latencies.push_back(latency_ms);
+                    record_latency(&mut c.latencies, latency_ms);
                 }
                 Some(Outcome::Duplicate) => c.duplicates += 1,
                 _ => {}
@@ -496,15 +486,6 @@ impl Worker {
             }
         }
     }
-}
-
-/// Exponential backoff with "equal jitter": half the doubled delay, plus up to the other half.
-pub fn backoff(attempts: u32, base_ms: u64, max_ms: u64) -> Duration {
-    let exp = base_ms
-        .saturating_mul(1u64 << attempts.saturating_sub(1).min(30))
-        .min(max_ms);
-    let half = exp / 2;
-    Duration::from_millis(half + rand::random_range(0..=half.max(1)))
 }
 
 /// Why the host will not deliver `event` from `source` (deployed now as `publisher`) on
@@ -545,12 +526,12 @@ pub fn admit(
 /// Delivers one batch and records the outcome in the outbox.
 async fn deliver_batch(
     outbox: Arc<Outbox>,
-    publisher: Arc<crate::runtime::service::Service>,
-    service: Arc<crate::runtime::service::Service>,
+    publisher: Arc<dyn Recipient>,
+    service: Arc<dyn Recipient>,
     reg: Registered,
     batch: Vec<(u32, Arc<EventRecord>)>,
 ) -> BatchDone {
-    let settings = &service.spec.events;
+    let settings = &service.spec().events;
     let backoff = (settings.backoff_ms, settings.max_backoff_ms);
     let stalled = |why: String| BatchDone {
         subscription: reg.id.clone(),
@@ -564,7 +545,7 @@ async fn deliver_batch(
     let mut refused = Vec::new();
     let mut batch = batch;
     batch.retain(|(attempts, event)| {
-        match admit(&outbox.source, &publisher.spec, &service.spec, &reg, event) {
+        match admit(&outbox.source, publisher.spec(), service.spec(), &reg, event) {
             Ok(()) => true,
             Err(why) => {
                 tracing::warn!(subscription = %reg.id, event = %event.id, "event NOT DELIVERED, moved to the dead letters: {why}");
@@ -611,11 +592,12 @@ async fn deliver_batch(
             Outcome::Failed(error) => {
                 let attempts = attempts + 1;
                 let error = error.chars().take(2000).collect();
-                Some(if attempts >= settings.max_attempts {
-                    tracing::warn!(subscription = %reg.id, event = %event.id, attempts, "event moved to the dead letters: {error}");
-                    Settle::Dead { attempts, error }
-                } else {
-                    Settle::Retry { attempts, error }
+                Some(match give_up(attempts, settings.max_attempts) {
+                    AfterFailure::GiveUp => {
+                        tracing::warn!(subscription = %reg.id, event = %event.id, attempts, "event moved to the dead letters: {error}");
+                        Settle::Dead { attempts, error }
+                    }
+                    AfterFailure::Retry => Settle::Retry { attempts, error },
                 })
             }
             Outcome::Skipped => None,
@@ -646,18 +628,6 @@ async fn deliver_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_within_bounds() {
-        for attempts in 1..40 {
-            let d = backoff(attempts, 100, 30_000).as_millis() as u64;
-            let exp = (100u64 << (attempts - 1).min(30)).min(30_000);
-            assert!(
-                d >= exp / 2 && d <= exp,
-                "attempt {attempts}: {d} ms vs {exp}"
-            );
-        }
-    }
 
     /// Each check of [`admit`] on its own: a row whose only fault is the one checked.
     #[test]
@@ -713,12 +683,5 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("`sub` does not declare"), "{e}");
-    }
-
-    #[test]
-    fn percentiles_of_a_window() {
-        let w: VecDeque<u64> = (1..=100).collect();
-        assert_eq!(percentiles(&w), (Some(50), Some(99)));
-        assert_eq!(percentiles(&VecDeque::new()), (None, None));
     }
 }

@@ -11,6 +11,7 @@ pub mod exports;
 pub mod metrics;
 pub mod migrations;
 pub mod permits;
+pub mod recipient;
 pub mod refusals;
 pub mod service;
 pub mod state;

@@ -19,10 +19,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::bindings::exports::silo::service::command_handler::{Command, Reply};
-use crate::events::now_ms;
-use crate::events::outbox::host_limits;
-use crate::runtime::service::{Service, arm};
-use crate::sql::{SqlError, SqlStore, Value};
+use crate::delivery::lend::{Call, Unlent, call_lent};
+use crate::delivery::{Export, InstanceError, Lent, Recipient, host_limits, now_ms, run_on};
+use crate::sql::{SqlError, SqlStore, SqlTransaction, Value};
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS main._silo_commands (
     command_id TEXT PRIMARY KEY,
@@ -58,31 +57,30 @@ pub enum Delivery {
 /// participant's own executor and under one of its permits: the saga engine only waits.
 /// `compensation` picks the failpoint that fires after the participant's commit.
 pub async fn deliver(
-    participant: &Arc<Service>,
+    participant: &Arc<dyn Recipient>,
     command: &Command,
     compensation: bool,
     timeout: Duration,
     duplicates: &Arc<AtomicU64>,
 ) -> Delivery {
     let (command, duplicates) = (command.clone(), duplicates.clone());
-    participant
-        .deliver(timeout, move |p| async move {
-            deliver_here(&p, &command, compensation, timeout, &duplicates).await
-        })
-        .await
-        .unwrap_or_else(Delivery::Transient)
+    run_on(participant, timeout, move |p| async move {
+        deliver_here(&*p, &command, compensation, timeout, &duplicates).await
+    })
+    .await
+    .unwrap_or_else(Delivery::Transient)
 }
 
 /// [`deliver`], on the calling thread.
 async fn deliver_here(
-    participant: &Arc<Service>,
+    participant: &dyn Recipient,
     command: &Command,
     compensation: bool,
     timeout: Duration,
     duplicates: &AtomicU64,
 ) -> Delivery {
-    let name = &participant.name;
-    if !participant.spec.accepts_command(&command.name) {
+    let name = participant.name();
+    if !participant.spec().accepts_command(&command.name) {
         return Delivery::Refused(format!(
             "service `{name}` does not take the {} `{}`: its manifest entry's `commands` does not list it",
             if compensation {
@@ -93,15 +91,15 @@ async fn deliver_here(
             command.name
         ));
     }
-    let Some(indices) = &participant.command_handler else {
+    if !participant.exports(Export::CommandHandler) {
         return Delivery::Unavailable(format!(
             "service `{name}` does not export `silo:service/command-handler`"
         ));
-    };
-    let Some(store_name) = participant.spec.event_store() else {
+    }
+    let Some(store_name) = participant.spec().event_store() else {
         return Delivery::Unavailable(format!("service `{name}` has no event store"));
     };
-    let Some(db) = participant.grants.get(store_name) else {
+    let Some(db) = participant.store(store_name) else {
         return Delivery::Unavailable(format!(
             "service `{name}`: store `{store_name}` is not open"
         ));
@@ -110,35 +108,26 @@ async fn deliver_here(
         Ok(tx) => tx,
         Err(e) => return Delivery::Transient(format!("opening the command transaction: {e}")),
     };
-    let seen = tx
-        .query_host(
-            "SELECT ok, data, reason, source FROM main._silo_commands WHERE command_id = ?",
-            &[Value::Text(command.id.clone())],
-        )
-        .await;
-    match seen {
+    match recorded_reply(&mut tx, command).await {
         Err(e) => return Delivery::Transient(e.to_string()),
-        Ok(rows) => {
-            if let Some(r) = rows.rows.first() {
-                if !matches!(r.get(3), Some(Value::Text(s)) if *s == command.source) {
-                    // Saga ids are random: another orchestrator's id in this one's log is a
-                    // forged row, fishing for the reply recorded for the other.
-                    return Delivery::Refused(format!(
-                        "command `{}` was applied here for another orchestrator",
-                        command.id
-                    ));
-                }
-                duplicates.fetch_add(1, Ordering::Relaxed);
-                return match (r.first(), r.get(1), r.get(2)) {
-                    (Some(Value::Integer(1)), Some(Value::Blob(d)), _) => {
-                        Delivery::Success(d.clone())
-                    }
-                    (Some(Value::Integer(1)), ..) => Delivery::Success(Vec::new()),
-                    (_, _, Some(Value::Text(why))) => Delivery::Refused(why.clone()),
-                    _ => Delivery::Refused(String::new()),
-                };
+        Ok(Some(r)) => {
+            if !matches!(r.get(3), Some(Value::Text(s)) if *s == command.source) {
+                // Saga ids are random: another orchestrator's id in this one's log is a
+                // forged row, fishing for the reply recorded for the other.
+                return Delivery::Refused(format!(
+                    "command `{}` was applied here for another orchestrator",
+                    command.id
+                ));
             }
+            duplicates.fetch_add(1, Ordering::Relaxed);
+            return match (r.first(), r.get(1), r.get(2)) {
+                (Some(Value::Integer(1)), Some(Value::Blob(d)), _) => Delivery::Success(d.clone()),
+                (Some(Value::Integer(1)), ..) => Delivery::Success(Vec::new()),
+                (_, _, Some(Value::Text(why))) => Delivery::Refused(why.clone()),
+                _ => Delivery::Refused(String::new()),
+            };
         }
+        Ok(None) => {}
     }
     let undone;
     let command = if compensation {
@@ -156,33 +145,38 @@ async fn deliver_here(
         command
     };
     let deadline =
-        Instant::now() + timeout.min(Duration::from_millis(participant.spec.limits.deadline_ms));
-    let (mut store, instance) = match participant.instance(deadline).await {
-        Ok(i) => i,
-        Err(e) => return Delivery::Transient(format!("instantiating `{name}`: {e:#}")),
-    };
-    let guest = match indices.load(&mut store, &instance) {
-        Ok(g) => g,
-        Err(e) => return Delivery::Transient(format!("`{name}`: {e:#}")),
-    };
-    arm(&mut store, deadline, &[]);
-    let handle = match store.data_mut().lend_tx(store_name, tx) {
-        Ok(h) => h,
-        Err(e) => return Delivery::Transient(e.to_string()),
-    };
-    let rep = handle.rep();
-    let result = guest.call_handle(&mut store, command, handle).await;
-    let mut tx = match store.data_mut().take_back_tx(rep) {
-        Ok(tx) => tx,
-        Err(e) => return Delivery::Transient(e.to_string()),
-    };
-    let reply = match result {
-        Ok(Ok(reply)) => reply,
-        Ok(Err(message)) => return Delivery::Transient(format!("the handler failed: {message}")),
-        Err(trap) => {
-            participant.metrics.traps.fetch_add(1, Ordering::Relaxed);
-            return Delivery::Transient(format!("the handler trapped: {}", trap.root_cause()));
+        Instant::now() + timeout.min(Duration::from_millis(participant.spec().limits.deadline_ms));
+    let call = Call::Command(command.clone());
+    let mut instance = None;
+    let lent = call_lent(
+        participant,
+        &mut instance,
+        Export::CommandHandler,
+        store_name,
+        &call,
+        tx,
+        deadline,
+    )
+    .await;
+    let (reply, mut tx) = match lent {
+        Ok((Lent::Returned(Some(reply)), tx)) => (reply, tx),
+        Ok((Lent::Returned(None), _)) => {
+            return Delivery::Transient("the handler returned no reply".into());
         }
+        Ok((Lent::Failed(message), _)) => {
+            return Delivery::Transient(format!("the handler failed: {message}"));
+        }
+        Ok((Lent::Trapped { root_cause, .. }, _)) => {
+            participant.count_trap();
+            return Delivery::Transient(format!("the handler trapped: {root_cause}"));
+        }
+        Err(Unlent::NoInstance(InstanceError::Instantiate(e), _)) => {
+            return Delivery::Transient(format!("instantiating `{name}`: {e}"));
+        }
+        Err(Unlent::NoInstance(InstanceError::Export(e), _)) => {
+            return Delivery::Transient(format!("`{name}`: {e}"));
+        }
+        Err(Unlent::Lost(e)) => return Delivery::Transient(e.to_string()),
     };
     let (ok, data, reason, outcome) = match reply {
         Reply::Success(d) => (1, Value::Blob(d.clone()), Value::Null, Delivery::Success(d)),
@@ -193,21 +187,7 @@ async fn deliver_here(
             Delivery::Refused(why),
         ),
     };
-    let recorded = tx
-        .execute_host(
-            "INSERT INTO main._silo_commands (command_id, saga_id, source, ok, data, reason, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            &[
-                Value::Text(command.id.clone()),
-                Value::Text(command.saga_id.clone()),
-                Value::Text(command.source.clone()),
-                Value::Integer(ok),
-                data,
-                reason,
-                Value::Integer(now_ms()),
-            ],
-        )
-        .await;
-    if let Err(e) = recorded {
+    if let Err(e) = record_reply(&mut tx, command, ok, data, reason).await {
         return Delivery::Transient(format!("recording the reply: {e}"));
     }
     if let Err(e) = tx.commit().await {
@@ -218,17 +198,58 @@ async fn deliver_here(
     } else {
         "after-command-commit"
     });
-    for n in store.data_mut().sql.take_published() {
-        n.notify_one();
+    if let Some(instance) = &mut instance {
+        for n in instance.take_published() {
+            n.notify_one();
+        }
     }
     outcome
+}
+
+/// The reply recorded for `command` (`ok`, `data`, `reason`, `source`), if it was applied
+/// here before.
+async fn recorded_reply(
+    tx: &mut Box<dyn SqlTransaction>,
+    command: &Command,
+) -> Result<Option<Vec<Value>>, SqlError> {
+    let rows = tx
+        .query_host(
+            "SELECT ok, data, reason, source FROM main._silo_commands WHERE command_id = ?",
+            &[Value::Text(command.id.clone())],
+        )
+        .await?;
+    Ok(rows.rows.into_iter().next())
+}
+
+/// Records `command`'s reply in the transaction that applied it.
+async fn record_reply(
+    tx: &mut Box<dyn SqlTransaction>,
+    command: &Command,
+    ok: i64,
+    data: Value,
+    reason: Value,
+) -> Result<(), SqlError> {
+    tx.execute_host(
+        "INSERT INTO main._silo_commands (command_id, saga_id, source, ok, data, reason, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        &[
+            Value::Text(command.id.clone()),
+            Value::Text(command.saga_id.clone()),
+            Value::Text(command.source.clone()),
+            Value::Integer(ok),
+            data,
+            reason,
+            Value::Integer(now_ms()),
+        ],
+    )
+    .await
+    .map(|_| ())
 }
 
 /// The success data recorded here for the command that compensation `undo` undoes (same
 /// saga and step, same orchestrator). A compensation of a command this store never applied
 /// successfully for that orchestrator is refused.
 async fn applied_here(
-    tx: &mut Box<dyn crate::sql::SqlTransaction>,
+    tx: &mut Box<dyn SqlTransaction>,
     undo: &Command,
 ) -> Result<Vec<u8>, Delivery> {
     let Some(step) = undo.id.strip_suffix("/undo") else {

@@ -1,5 +1,6 @@
-//! Running sagas: one worker task per orchestrator's saga log, on the host's background
-//! thread, advancing each open saga one recorded action at a time.
+//! Running sagas: one worker ([`crate::delivery::worker`]) per orchestrator's saga log, on
+//! the host's background thread, advancing each open saga one recorded action at a time.
+//! The engine is the embedded [`Transport`] of saga logs.
 //!
 //! Every action is: read the saga from the log, do one thing (send one command, or tell the
 //! orchestrator the saga ended), record the result in the log. A crash between "do" and
@@ -11,16 +12,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use serde::Serialize;
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use super::command::{self, Delivery};
 use super::log::{SagaLog, SagaRow, StepChange, StepRow, is_terminal};
 use crate::bindings::exports::silo::service::command_handler::Command;
-use crate::calls::ServiceDirectory;
-use crate::events::outbox::host_limits;
+use crate::delivery::lend::{Call, Unlent, call_lent};
+use crate::delivery::worker::{self, Schedule, earliest};
+use crate::delivery::{
+    AfterFailure, Directory, Export, InstanceError, Lent, Recipient, Transport, backoff, give_up,
+    host_limits, now_ms, percentiles, record_latency, run_on,
+};
 use crate::manifest::SagaSettings;
-use crate::runtime::service::{Service, arm};
 
 /// Sagas of one orchestrator advanced at once.
 const CONCURRENCY: usize = 64;
@@ -71,11 +77,7 @@ impl Shared {
 
     fn ended(&self, service: &Arc<str>, latency_ms: u64) {
         let mut all = self.latencies.lock().expect("saga counters");
-        let window = all.entry(service.clone()).or_default();
-        if window.len() == 4096 {
-            window.pop_front();
-        }
-        window.push_back(latency_ms);
+        record_latency(all.entry(service.clone()).or_default(), latency_ms);
     }
 
     fn retried(&self, service: &Arc<str>) {
@@ -99,14 +101,14 @@ impl Shared {
 
 /// Runs the sagas of every attached saga log.
 pub struct SagaEngine {
-    directory: ServiceDirectory,
+    directory: Arc<dyn Directory>,
     runtime: tokio::runtime::Handle,
     logs: Mutex<Vec<Arc<SagaLog>>>,
     shared: Arc<Shared>,
 }
 
 impl SagaEngine {
-    pub fn new(directory: ServiceDirectory, runtime: tokio::runtime::Handle) -> Self {
+    pub fn new(directory: Arc<dyn Directory>, runtime: tokio::runtime::Handle) -> Self {
         Self {
             directory,
             runtime,
@@ -123,12 +125,17 @@ impl SagaEngine {
         }
         logs.retain(|l| !l.retired.load(Ordering::Acquire));
         logs.push(log.clone());
-        let worker = Worker {
+        let runner = Runner {
             log,
             directory: self.directory.clone(),
             shared: self.shared.clone(),
         };
-        self.runtime.spawn(worker.run());
+        self.runtime.spawn(worker::run(LogSchedule {
+            runner: Arc::new(runner),
+            due: HashMap::new(),
+            in_flight: HashSet::new(),
+            loaded_upto: 0,
+        }));
     }
 
     fn logs(&self) -> Vec<Arc<SagaLog>> {
@@ -185,7 +192,7 @@ impl SagaEngine {
                 .lock()
                 .expect("saga counters")
                 .get(&log.service)
-                .map(crate::events::router::percentiles)
+                .map(percentiles)
                 .unwrap_or((None, None));
             out.push(SagaStats {
                 service: log.service.to_string(),
@@ -226,96 +233,112 @@ enum Next {
     Done,
 }
 
-struct Worker {
+impl Transport<SagaLog> for SagaEngine {
+    fn attach(&self, log: Arc<SagaLog>) {
+        SagaEngine::attach(self, log);
+    }
+}
+
+/// What one saga log's sagas need to advance.
+struct Runner {
     log: Arc<SagaLog>,
-    directory: ServiceDirectory,
+    directory: Arc<dyn Directory>,
     shared: Arc<Shared>,
 }
 
-impl Worker {
-    async fn run(self) {
-        let this = Arc::new(self);
-        let mut due: HashMap<String, Instant> = HashMap::new();
-        let mut in_flight: HashSet<String> = HashSet::new();
-        let mut tasks: JoinSet<(String, Next)> = JoinSet::new();
-        let mut need_load = true;
-        // Position in the log of the newest saga loaded: a wake-up loads only newer ones
-        // (the ones already known stay in `due` until they are done).
-        let mut loaded_upto = 0i64;
-        loop {
-            if this.log.retired.load(Ordering::Acquire) && tasks.is_empty() {
-                return;
+/// The schedule of one saga log's worker: when each open saga is due, and which are in
+/// flight (one action per saga at a time).
+struct LogSchedule {
+    runner: Arc<Runner>,
+    due: HashMap<String, Instant>,
+    in_flight: HashSet<String>,
+    /// Position in the log of the newest saga loaded: a wake-up loads only newer ones
+    /// (the ones already known stay in `due` until they are done).
+    loaded_upto: i64,
+}
+
+#[async_trait]
+impl Schedule for LogSchedule {
+    type Done = (String, Next);
+
+    fn notify(&self) -> Arc<Notify> {
+        self.runner.log.notify.clone()
+    }
+
+    fn retired(&self) -> bool {
+        self.runner.log.retired.load(Ordering::Acquire)
+    }
+
+    async fn load(&mut self) -> bool {
+        match self.runner.log.open_ids(self.loaded_upto).await {
+            Ok(ids) => {
+                let now = Instant::now();
+                for (pos, id) in ids {
+                    self.loaded_upto = self.loaded_upto.max(pos);
+                    self.due.entry(id).or_insert(now);
+                }
+                true
             }
-            if need_load {
-                match this.log.open_ids(loaded_upto).await {
-                    Ok(ids) => {
-                        let now = Instant::now();
-                        for (pos, id) in ids {
-                            loaded_upto = loaded_upto.max(pos);
-                            due.entry(id).or_insert(now);
-                        }
-                        need_load = false;
-                    }
-                    Err(e) => {
-                        tracing::warn!(service = %this.log.service, "reading the saga log: {e}");
-                        tokio::time::sleep(WAIT).await;
-                        continue;
-                    }
-                }
-            }
-            let now = Instant::now();
-            let mut wake: Option<Instant> = None;
-            if in_flight.len() < CONCURRENCY {
-                // The longest-waiting first, so no saga is passed over while others cycle.
-                let mut ready: Vec<(Instant, &String)> = Vec::new();
-                for (id, at) in &due {
-                    if in_flight.contains(id) {
-                        continue;
-                    }
-                    if *at <= now {
-                        ready.push((*at, id));
-                    } else {
-                        wake = Some(wake.map_or(*at, |w| w.min(*at)));
-                    }
-                }
-                ready.sort_unstable();
-                let start: Vec<String> = ready
-                    .into_iter()
-                    .take(CONCURRENCY - in_flight.len())
-                    .map(|(_, id)| id.clone())
-                    .collect();
-                for id in start {
-                    in_flight.insert(id.clone());
-                    let this = this.clone();
-                    tasks.spawn(async move {
-                        let next = this.advance(&id).await;
-                        (id, next)
-                    });
-                }
-            }
-            let sleep = tokio::time::sleep_until(
-                wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(1))
-                    .into(),
-            );
-            tokio::select! {
-                _ = this.log.notify.notified() => need_load = true,
-                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                    if let Ok((id, next)) = done {
-                        in_flight.remove(&id);
-                        match next {
-                            Next::Now => { due.insert(id, Instant::now()); }
-                            Next::After(d) => { due.insert(id, Instant::now() + d); }
-                            Next::Done => { due.remove(&id); }
-                        }
-                    }
-                }
-                _ = sleep => {}
+            Err(e) => {
+                tracing::warn!(service = %self.runner.log.service, "reading the saga log: {e}");
+                false
             }
         }
     }
 
-    fn service(&self, name: &str) -> Option<Arc<Service>> {
-        self.directory.load().by_name(name).cloned()
+    fn dispatch(&mut self, tasks: &mut JoinSet<(String, Next)>) -> Option<Instant> {
+        let now = Instant::now();
+        let mut wake: Option<Instant> = None;
+        if self.in_flight.len() < CONCURRENCY {
+            // The longest-waiting first, so no saga is passed over while others cycle.
+            let mut ready: Vec<(Instant, &String)> = Vec::new();
+            for (id, at) in &self.due {
+                if self.in_flight.contains(id) {
+                    continue;
+                }
+                if *at <= now {
+                    ready.push((*at, id));
+                } else {
+                    earliest(&mut wake, *at);
+                }
+            }
+            ready.sort_unstable();
+            let start: Vec<String> = ready
+                .into_iter()
+                .take(CONCURRENCY - self.in_flight.len())
+                .map(|(_, id)| id.clone())
+                .collect();
+            for id in start {
+                self.in_flight.insert(id.clone());
+                let runner = self.runner.clone();
+                tasks.spawn(async move {
+                    let next = runner.advance(&id).await;
+                    (id, next)
+                });
+            }
+        }
+        wake
+    }
+
+    fn apply(&mut self, (id, next): (String, Next)) {
+        self.in_flight.remove(&id);
+        match next {
+            Next::Now => {
+                self.due.insert(id, Instant::now());
+            }
+            Next::After(d) => {
+                self.due.insert(id, Instant::now() + d);
+            }
+            Next::Done => {
+                self.due.remove(&id);
+            }
+        }
+    }
+}
+
+impl Runner {
+    fn service(&self, name: &str) -> Option<Arc<dyn Recipient>> {
+        self.directory.recipient(name)
     }
 
     /// Takes one action on saga `id` and records it.
@@ -336,25 +359,24 @@ impl Worker {
         let Some(orchestrator) = self.service(&self.log.service) else {
             return Next::After(WAIT);
         };
-        let settings = orchestrator.spec.sagas.clone();
+        let settings = orchestrator.spec().sagas.clone();
         let r = if is_terminal(&saga.state) {
             // The orchestrator's handler runs on its own executor, under one of its permits.
-            let wait = Duration::from_millis(orchestrator.spec.limits.deadline_ms);
+            let wait = Duration::from_millis(orchestrator.spec().limits.deadline_ms);
             let this = self.clone();
             let (saga, settings) = (saga.clone(), settings.clone());
-            orchestrator
-                .deliver(wait, move |o| async move {
-                    this.finish(&o, &saga, &settings).await
-                })
-                .await
-                .unwrap_or_else(|why| {
-                    tracing::warn!(saga = id, "the saga's ending waits: {why}");
-                    Ok(Next::After(WAIT))
-                })
+            run_on(&orchestrator, wait, move |o| async move {
+                this.finish(&*o, &saga, &settings).await
+            })
+            .await
+            .unwrap_or_else(|why| {
+                tracing::warn!(saga = id, "the saga's ending waits: {why}");
+                Ok(Next::After(WAIT))
+            })
         } else if saga.state == "compensating" {
-            self.compensate(&orchestrator, &saga, &settings).await
+            self.compensate(&*orchestrator, &saga, &settings).await
         } else {
-            self.step(&orchestrator, &saga, &settings).await
+            self.step(&*orchestrator, &saga, &settings).await
         };
         r.unwrap_or_else(|e| {
             tracing::warn!(saga = id, "recording the saga: {e}");
@@ -389,8 +411,8 @@ impl Worker {
     /// logged and counted; the caller records it and sends nothing.
     fn check(
         &self,
-        orchestrator: &Service,
-        participant: Option<&Service>,
+        orchestrator: &dyn Recipient,
+        participant: Option<&dyn Recipient>,
         saga: &SagaRow,
         step: &StepRow,
         compensation: bool,
@@ -401,11 +423,11 @@ impl Worker {
             step.command.as_str()
         };
         super::check_step(
-            &orchestrator.name,
-            &orchestrator.spec.saga_participants,
+            orchestrator.name(),
+            &orchestrator.spec().saga_participants,
             &step.name,
             &step.service,
-            participant.map(|p| &p.spec),
+            participant.map(|p| p.spec()),
             name,
             compensation,
         )
@@ -419,7 +441,7 @@ impl Worker {
     /// Runs the first pending step (or completes the saga).
     async fn step(
         &self,
-        orchestrator: &Service,
+        orchestrator: &dyn Recipient,
         saga: &SagaRow,
         s: &SagaSettings,
     ) -> Result<Next, crate::sql::SqlError> {
@@ -451,7 +473,7 @@ impl Worker {
             return Ok(Next::After(WAIT));
         };
         let cmd = self.command(saga, step.idx, false);
-        let dups = self.shared.duplicates_of(&participant.name);
+        let dups = self.shared.duplicates_of(participant.name());
         let timeout = Duration::from_millis(s.step_timeout_ms);
         let attempts = step.attempts + 1;
         let refuse = |why: String| {
@@ -491,7 +513,9 @@ impl Worker {
                     .await?;
                 Ok(Next::Now)
             }
-            Delivery::Transient(err) if attempts >= s.max_attempts => {
+            Delivery::Transient(err)
+                if give_up(attempts, s.max_attempts) == AfterFailure::GiveUp =>
+            {
                 let (change, reason) = refuse(format!("gave up after {attempts} attempts: {err}"));
                 self.log
                     .record(
@@ -517,7 +541,7 @@ impl Worker {
     /// Undoes the last succeeded step (or ends the saga as compensated).
     async fn compensate(
         &self,
-        orchestrator: &Service,
+        orchestrator: &dyn Recipient,
         saga: &SagaRow,
         s: &SagaSettings,
     ) -> Result<Next, crate::sql::SqlError> {
@@ -565,7 +589,7 @@ impl Worker {
             return Ok(Next::After(WAIT));
         };
         let cmd = self.command(saga, step.idx, true);
-        let dups = self.shared.duplicates_of(&participant.name);
+        let dups = self.shared.duplicates_of(participant.name());
         let timeout = Duration::from_millis(s.step_timeout_ms);
         let attempts = step.comp_attempts + 1;
         let err = match command::deliver(&participant, &cmd, true, timeout, &dups).await {
@@ -584,7 +608,7 @@ impl Worker {
             Delivery::Refused(why) => format!("refused: {why}"),
             Delivery::Transient(err) => err,
         };
-        if attempts >= s.compensation_attempts {
+        if give_up(attempts, s.compensation_attempts) == AfterFailure::GiveUp {
             let reason = format!(
                 "compensation `{}` of step `{}` failed {attempts} times: {err}",
                 cmd.name, step.name
@@ -625,7 +649,7 @@ impl Worker {
     ) -> Result<Next, crate::sql::SqlError> {
         self.shared.retried(&self.log.service);
         self.log.record(&saga.id, Some((idx, change)), None).await?;
-        Ok(Next::After(crate::events::router::backoff(
+        Ok(Next::After(backoff(
             attempts,
             s.backoff_ms,
             s.max_backoff_ms,
@@ -635,59 +659,60 @@ impl Worker {
     /// Tells the orchestrator the saga ended, in the transaction that marks it handled.
     async fn finish(
         &self,
-        orchestrator: &Arc<Service>,
+        orchestrator: &dyn Recipient,
         saga: &SagaRow,
         s: &SagaSettings,
     ) -> Result<Next, crate::sql::SqlError> {
-        let retry = Next::After(crate::events::router::backoff(
-            1,
-            s.backoff_ms,
-            s.max_backoff_ms,
-        ));
+        let retry = Next::After(backoff(1, s.backoff_ms, s.max_backoff_ms));
         let mut tx = self.log.store.begin(&host_limits()).await?;
-        let Some(indices) = &orchestrator.saga_handler else {
+        if !orchestrator.exports(Export::SagaHandler) {
             self.log.mark_handled(&mut tx, &saga.id).await?;
             tx.commit().await?;
             return Ok(Next::Done);
-        };
-        let Some(store_name) = orchestrator.spec.event_store() else {
+        }
+        let Some(store_name) = orchestrator.spec().event_store() else {
             return Ok(Next::After(WAIT));
         };
-        let deadline = Instant::now() + Duration::from_millis(orchestrator.spec.limits.deadline_ms);
-        let (mut store, instance) = match orchestrator.instance(deadline).await {
-            Ok(i) => i,
-            Err(e) => {
-                tracing::warn!(saga = %saga.id, "instantiating `{}`: {e:#}", orchestrator.name);
+        let deadline =
+            Instant::now() + Duration::from_millis(orchestrator.spec().limits.deadline_ms);
+        let mut instance = None;
+        let call = Call::Finished(saga.status());
+        let lent = call_lent(
+            orchestrator,
+            &mut instance,
+            Export::SagaHandler,
+            store_name,
+            &call,
+            tx,
+            deadline,
+        )
+        .await;
+        let (lent, mut tx) = match lent {
+            Ok(r) => r,
+            Err(Unlent::NoInstance(InstanceError::Instantiate(e), _)) => {
+                tracing::warn!(saga = %saga.id, "instantiating `{}`: {e}", orchestrator.name());
                 return Ok(retry);
             }
+            Err(Unlent::NoInstance(InstanceError::Export(_), _)) => return Ok(retry),
+            Err(Unlent::Lost(e)) => return Err(e),
         };
-        let Ok(guest) = indices.load(&mut store, &instance) else {
-            return Ok(retry);
-        };
-        arm(&mut store, deadline, &[]);
-        let handle = store.data_mut().lend_tx(store_name, tx)?;
-        let rep = handle.rep();
-        let result = guest
-            .call_finished(&mut store, &saga.status(), handle)
-            .await;
-        let mut tx = store.data_mut().take_back_tx(rep)?;
-        match result {
-            Ok(Ok(())) => {
+        match lent {
+            Lent::Returned(_) => {
                 self.log.mark_handled(&mut tx, &saga.id).await?;
                 tx.commit().await?;
-                let latency = (crate::events::now_ms() - saga.created_ms).max(0) as u64;
+                let latency = (now_ms() - saga.created_ms).max(0) as u64;
                 self.shared.ended(&self.log.service, latency);
-                for n in store.data_mut().sql.take_published() {
+                for n in instance.iter_mut().flat_map(|i| i.take_published()) {
                     n.notify_one();
                 }
                 Ok(Next::Done)
             }
-            Ok(Err(message)) => {
+            Lent::Failed(message) => {
                 tracing::warn!(saga = %saga.id, "the saga handler failed: {message}");
                 Ok(retry)
             }
-            Err(trap) => {
-                tracing::warn!(saga = %saga.id, "the saga handler trapped: {trap:#}");
+            Lent::Trapped { full, .. } => {
+                tracing::warn!(saga = %saga.id, "the saga handler trapped: {full}");
                 Ok(retry)
             }
         }

@@ -20,7 +20,8 @@ use crate::bindings::exports::silo::service::event_handler::Guest;
 use crate::bindings::silo::service::events::Event;
 use crate::runtime::service::{Service, arm};
 use crate::runtime::state::RequestState;
-use crate::sql::{SqlError, SqlTransaction, Value};
+use crate::sql::host_tables::HostTables;
+use crate::sql::{SqlError, SqlTransaction};
 
 /// The longest a batch keeps the subscriber's writer before it commits what it has.
 const BATCH_TIME: Duration = Duration::from_millis(50);
@@ -42,10 +43,6 @@ pub enum Outcome {
 /// Why a whole batch could not be tried (nothing counted against its events).
 #[derive(Debug, Clone)]
 pub struct Unavailable(pub String);
-
-const SAVEPOINT: &str = "SAVEPOINT silo_event";
-const RELEASE: &str = "RELEASE silo_event";
-const UNDO: &str = "ROLLBACK TO silo_event";
 
 /// Delivers `events` (in order) to subscription `subscription` of `service`, on the
 /// subscriber's own executor and under one of its permits: the router only waits.
@@ -163,40 +160,46 @@ async fn handle_one(
     mut tx: Box<dyn SqlTransaction>,
     instance: &mut Option<(Store<RequestState>, Guest)>,
 ) -> (Outcome, Result<Box<dyn SqlTransaction>, SqlError>) {
-    if let Err(e) = tx.execute_host(SAVEPOINT, &[]).await {
+    let tables = match service.grants.get(store_name) {
+        Some(db) => HostTables::of(db.as_ref()),
+        None => Err(SqlError::Other(format!("store `{store_name}` is not open"))),
+    };
+    let tables = match tables {
+        Ok(t) => t,
+        Err(e) => return (Outcome::Failed(e.to_string()), Err(e)),
+    };
+    if let Err(e) = tables.savepoint(tx.as_mut()).await {
         return (Outcome::Failed(e.to_string()), Err(e));
     }
-    let recorded = tx
-        .execute_host(
-            "INSERT INTO main._silo_inbox (subscription, event_id, received_ms) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-            &[
-                Value::Text(subscription.into()),
-                Value::Text(event.id.clone()),
-                Value::Integer(now_ms()),
-            ],
-        )
+    let recorded = tables
+        .record_inbox(tx.as_mut(), subscription, &event.id, now_ms())
         .await;
     match recorded {
         Err(e) => return (Outcome::Failed(e.to_string()), Err(e)),
-        Ok(r) if r.rows_affected == 0 => {
-            return match tx.execute_host(RELEASE, &[]).await {
-                Ok(_) => (Outcome::Duplicate, Ok(tx)),
+        Ok(false) => {
+            return match tables.release(tx.as_mut()).await {
+                Ok(()) => (Outcome::Duplicate, Ok(tx)),
                 Err(e) => (Outcome::Failed(e.to_string()), Err(e)),
             };
         }
-        Ok(_) => {}
+        Ok(true) => {}
     }
     let deadline = Instant::now() + Duration::from_millis(service.spec.limits.deadline_ms);
     if instance.is_none() {
         match instantiate(service, indices, deadline).await {
             Ok(i) => *instance = Some(i),
             Err(e) => {
-                return undo(tx, format!("instantiating `{}`: {e:#}", service.name)).await;
+                return undo(
+                    &tables,
+                    tx,
+                    format!("instantiating `{}`: {e:#}", service.name),
+                )
+                .await;
             }
         }
     }
     let Some((store, guest)) = instance.as_mut() else {
-        return undo(tx, "no instance".into()).await;
+        return undo(&tables, tx, "no instance".into()).await;
     };
     arm(store, deadline, &[]);
     let handle = match store.data_mut().lend_tx(store_name, tx) {
@@ -222,19 +225,24 @@ async fn handle_one(
     match result {
         Ok(Ok(())) => {
             let mut tx = tx;
-            match tx.execute_host(RELEASE, &[]).await {
-                Ok(_) => (Outcome::Handled { latency_ms: 0 }, Ok(tx)),
+            match tables.release(tx.as_mut()).await {
+                Ok(()) => (Outcome::Handled { latency_ms: 0 }, Ok(tx)),
                 Err(e) => (Outcome::Failed(e.to_string()), Err(e)),
             }
         }
-        Ok(Err(message)) => undo(tx, format!("the handler failed: {message}")).await,
+        Ok(Err(message)) => undo(&tables, tx, format!("the handler failed: {message}")).await,
         Err(trap) => {
             *instance = None;
             service
                 .metrics
                 .traps
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            undo(tx, format!("the handler trapped: {}", trap.root_cause())).await
+            undo(
+                &tables,
+                tx,
+                format!("the handler trapped: {}", trap.root_cause()),
+            )
+            .await
         }
     }
 }
@@ -251,12 +259,13 @@ async fn instantiate(
 
 /// Rolls the event's savepoint back: it leaves no trace, the rest of the batch goes on.
 async fn undo(
+    tables: &HostTables,
     mut tx: Box<dyn SqlTransaction>,
     why: String,
 ) -> (Outcome, Result<Box<dyn SqlTransaction>, SqlError>) {
     let undone = async {
-        tx.execute_host(UNDO, &[]).await?;
-        tx.execute_host(RELEASE, &[]).await
+        tables.rollback_to(tx.as_mut()).await?;
+        tables.release(tx.as_mut()).await
     }
     .await;
     match undone {

@@ -118,99 +118,12 @@ fn unavailable(e: impl std::fmt::Display) -> SqlError {
 /// How many parameters a host statement may have (`silo_exec`'s slots).
 const HOST_PARAMS: usize = 16;
 
-/// The host's tables, as MariaDB spells them (`{h}` is the host database). They hold the
-/// same columns as the SQLite forms in the modules that use them.
+/// The backend's own tables in the host database (`{h}`), beside the host's tables of
+/// `host_tables`: the writer row every writing transaction locks, and the parts of the
+/// token `silo_exec` checks.
 const HOST_SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS {h}._silo_migrations (
-        version BIGINT PRIMARY KEY,
-        description TEXT NOT NULL,
-        checksum TEXT NOT NULL,
-        applied_at VARCHAR(40) NOT NULL DEFAULT (DATE_FORMAT(UTC_TIMESTAMP(3), '%Y-%m-%dT%H:%i:%s.%fZ'))
-    ) ENGINE=InnoDB",
-    "CREATE TABLE IF NOT EXISTS {h}._silo_heads (log VARCHAR(64) PRIMARY KEY, n BIGINT NOT NULL) ENGINE=InnoDB",
-    "INSERT INTO {h}._silo_heads (log, n) VALUES ('outbox', 0), ('sagas', 0) ON DUPLICATE KEY UPDATE log = log",
     "CREATE TABLE IF NOT EXISTS {h}._silo_writer (id TINYINT PRIMARY KEY) ENGINE=InnoDB",
     "INSERT INTO {h}._silo_writer (id) VALUES (1) ON DUPLICATE KEY UPDATE id = id",
-    "CREATE TABLE IF NOT EXISTS {h}._silo_outbox (
-        seq BIGINT AUTO_INCREMENT PRIMARY KEY,
-        id TEXT NOT NULL,
-        topic TEXT NOT NULL,
-        `key` TEXT NOT NULL,
-        time_ms BIGINT NOT NULL,
-        content_type TEXT NOT NULL,
-        data LONGBLOB NOT NULL
-    ) ENGINE=InnoDB",
-    "CREATE TABLE IF NOT EXISTS {h}._silo_subscriptions (
-        subscription VARCHAR(500) PRIMARY KEY,
-        subscriber TEXT NOT NULL,
-        topic TEXT NOT NULL,
-        created_ms BIGINT NOT NULL
-    ) ENGINE=InnoDB",
-    "CREATE TABLE IF NOT EXISTS {h}._silo_deliveries (
-        subscription VARCHAR(500) NOT NULL,
-        seq BIGINT NOT NULL,
-        attempts BIGINT NOT NULL DEFAULT 0,
-        last_error TEXT,
-        PRIMARY KEY (subscription, seq),
-        INDEX _silo_deliveries_seq (seq)
-    ) ENGINE=InnoDB",
-    "CREATE TABLE IF NOT EXISTS {h}._silo_dead_letters (
-        id VARCHAR(255) PRIMARY KEY,
-        subscription TEXT NOT NULL,
-        subscriber TEXT NOT NULL,
-        event_id TEXT NOT NULL,
-        seq BIGINT NOT NULL,
-        topic TEXT NOT NULL,
-        `key` TEXT NOT NULL,
-        time_ms BIGINT NOT NULL,
-        content_type TEXT NOT NULL,
-        data LONGBLOB NOT NULL,
-        attempts BIGINT NOT NULL,
-        last_error TEXT NOT NULL,
-        dead_ms BIGINT NOT NULL
-    ) ENGINE=InnoDB",
-    "CREATE TABLE IF NOT EXISTS {h}._silo_inbox (
-        subscription VARCHAR(500) NOT NULL,
-        event_id VARCHAR(255) NOT NULL,
-        received_ms BIGINT NOT NULL,
-        PRIMARY KEY (subscription, event_id)
-    ) ENGINE=InnoDB",
-    "CREATE TABLE IF NOT EXISTS {h}._silo_commands (
-        command_id VARCHAR(255) PRIMARY KEY,
-        saga_id TEXT NOT NULL,
-        source TEXT NOT NULL,
-        ok BIGINT NOT NULL,
-        data LONGBLOB,
-        reason TEXT,
-        received_ms BIGINT NOT NULL
-    ) ENGINE=InnoDB",
-    "CREATE TABLE IF NOT EXISTS {h}._silo_sagas (
-        rid BIGINT AUTO_INCREMENT UNIQUE,
-        id VARCHAR(255) PRIMARY KEY,
-        kind TEXT NOT NULL,
-        `key` TEXT NOT NULL,
-        state VARCHAR(64) NOT NULL,
-        reason TEXT,
-        handled BIGINT NOT NULL DEFAULT 0,
-        created_ms BIGINT NOT NULL,
-        updated_ms BIGINT NOT NULL,
-        INDEX _silo_sagas_open (handled, state)
-    ) ENGINE=InnoDB",
-    "CREATE TABLE IF NOT EXISTS {h}._silo_saga_steps (
-        saga_id VARCHAR(255) NOT NULL,
-        idx BIGINT NOT NULL,
-        name TEXT NOT NULL,
-        service TEXT NOT NULL,
-        command TEXT NOT NULL,
-        payload LONGBLOB NOT NULL,
-        compensation TEXT,
-        state TEXT NOT NULL,
-        attempts BIGINT NOT NULL DEFAULT 0,
-        comp_attempts BIGINT NOT NULL DEFAULT 0,
-        result LONGBLOB,
-        detail TEXT,
-        PRIMARY KEY (saga_id, idx)
-    ) ENGINE=InnoDB",
     // The token's parts: the master (only the definer reads it) and a salt per connection
     // (MEMORY: emptied by a server restart, so a reused connection id gets a new salt).
     "CREATE TABLE IF NOT EXISTS {h}._silo_key (id TINYINT PRIMARY KEY, master VARCHAR(64) NOT NULL) ENGINE=InnoDB",
@@ -439,7 +352,14 @@ pub async fn provision(
             grant_db(&names.host_db)
         ),
     ];
-    script.extend(HOST_SCHEMA.iter().map(|s| s.replace("{h}", &h)));
+    let host_tables = super::host_tables::create_statements("mysql");
+    script.extend(
+        host_tables
+            .iter()
+            .map(String::as_str)
+            .chain(HOST_SCHEMA.iter().copied())
+            .map(|s| s.replace("{h}", &h)),
+    );
     script.push(format!(
         "INSERT INTO {h}._silo_key (id, master) VALUES (1, {m}) ON DUPLICATE KEY UPDATE master = {m}",
         m = lit(&master)
@@ -1158,125 +1078,6 @@ fn exec_result(o: &Outcome) -> ExecResult {
 // ---------------------------------------------------------------------------------------
 // Host statements.
 
-/// Rewrites a host statement (portable form: `main._silo_x`, `?`, `rowid`, a `key` column,
-/// `ON CONFLICT DO NOTHING`) for MariaDB and binds its parameters: integers, reals and
-/// NULLs are written into the text, texts and blobs stay parameters (texts as
-/// `CONVERT(? USING utf8mb4)`: `silo_exec` passes every parameter as bytes). Host DDL is
-/// applied at provisioning, so it becomes `None`.
-fn host_sql(
-    sql: &str,
-    host_db: &str,
-    params: &[Value],
-) -> Result<Option<(String, Vec<Value>)>, SqlError> {
-    let head = sql.trim_start();
-    if head.starts_with("CREATE TABLE IF NOT EXISTS main._silo_")
-        || head.starts_with("CREATE INDEX IF NOT EXISTS main._silo_")
-    {
-        return Ok(None);
-    }
-    let h = ident(host_db);
-    let pieces = mytext::pieces(sql);
-    let mut out = String::with_capacity(sql.len() + 32);
-    let mut binds = Vec::new();
-    let mut next = 0;
-    let mut first_column: Option<String> = None;
-    let mut after_table = false;
-    let mut i = 0;
-    while i < pieces.len() {
-        let (p, text) = &pieces[i];
-        match p {
-            mytext::Piece::Word(w)
-                if *w == "main" && pieces.get(i + 1).is_some_and(|(_, t)| *t == ".") =>
-            {
-                out.push_str(&h);
-                out.push('.');
-                i += 2;
-                after_table = true;
-                continue;
-            }
-            mytext::Piece::Word(w) if w.eq_ignore_ascii_case("rowid") => out.push_str("rid"),
-            mytext::Piece::Word(w) if w.eq_ignore_ascii_case("key") => {
-                if after_table && first_column.is_none() {
-                    first_column = Some("`key`".into());
-                }
-                out.push_str("`key`");
-            }
-            mytext::Piece::Word(w)
-                if w.eq_ignore_ascii_case("ON")
-                    && mytext::leading_words(&sql_rest(&pieces[i..]), 4)
-                        == ["ON", "CONFLICT", "DO", "NOTHING"] =>
-            {
-                let col = first_column.clone().ok_or_else(|| {
-                    SqlError::Other("ON CONFLICT DO NOTHING needs a column list".into())
-                })?;
-                out.push_str(&format!("ON DUPLICATE KEY UPDATE {col} = {col}"));
-                // Skip the four words and what lies between them.
-                let mut words = 0;
-                while i < pieces.len() && words < 4 {
-                    if matches!(pieces[i].0, mytext::Piece::Word(_)) {
-                        words += 1;
-                    }
-                    i += 1;
-                }
-                continue;
-            }
-            mytext::Piece::Word(w) => {
-                if after_table && first_column.is_none() && out.trim_end().ends_with('(') {
-                    first_column = Some((*w).to_string());
-                }
-                if w.eq_ignore_ascii_case("VALUES") || w.eq_ignore_ascii_case("SELECT") {
-                    after_table = false;
-                }
-                out.push_str(text);
-            }
-            mytext::Piece::Placeholder => {
-                let v = params.get(next).ok_or_else(|| {
-                    SqlError::Other("a host statement has more placeholders than parameters".into())
-                })?;
-                next += 1;
-                match v {
-                    Value::Null => out.push_str("NULL"),
-                    Value::Integer(n) => out.push_str(&n.to_string()),
-                    Value::Real(f) if f.is_finite() => out.push_str(&format!("{f:e}")),
-                    Value::Real(_) => {
-                        return Err(SqlError::Other(
-                            "a host statement bound a non-finite real".into(),
-                        ));
-                    }
-                    Value::Text(_) => {
-                        out.push_str("CONVERT(? USING utf8mb4)");
-                        binds.push(v.clone());
-                    }
-                    Value::Blob(_) => {
-                        out.push('?');
-                        binds.push(v.clone());
-                    }
-                }
-            }
-            mytext::Piece::Semicolon => out.push(';'),
-            mytext::Piece::Other(t) => out.push_str(t),
-            mytext::Piece::Executable => out.push_str(text),
-        }
-        i += 1;
-    }
-    if next != params.len() {
-        return Err(SqlError::Other(format!(
-            "a host statement has {next} placeholders, {} parameters were given",
-            params.len()
-        )));
-    }
-    if binds.len() > HOST_PARAMS {
-        return Err(SqlError::Other(format!(
-            "a host statement binds more than {HOST_PARAMS} texts and blobs"
-        )));
-    }
-    Ok(Some((out, binds)))
-}
-
-fn sql_rest(pieces: &[(mytext::Piece<'_>, &str)]) -> String {
-    pieces.iter().take(16).map(|(_, t)| *t).collect()
-}
-
 /// True for the host's own savepoint statements (no gate needed).
 fn is_host_savepoint(sql: &str) -> bool {
     let head = sql.trim_start();
@@ -1292,13 +1093,12 @@ async fn host_call(
     sql: &str,
     params: &[Value],
 ) -> Result<Outcome, SqlError> {
-    let Some((q, binds)) = host_sql(sql, &shared.names.host_db, params)? else {
-        return Ok(Outcome {
-            rows: None,
-            affected: 0,
-            last_insert_id: None,
-        });
-    };
+    if params.len() > HOST_PARAMS {
+        return Err(SqlError::Other(format!(
+            "a host statement binds more than {HOST_PARAMS} parameters"
+        )));
+    }
+    let (q, binds) = (sql, params);
     let call = format!(
         "CALL {}.silo_exec(?, ?, ?{})",
         ident(&shared.names.host_db),
@@ -1310,7 +1110,7 @@ async fn host_call(
         let tok = shared.token(conn, fresh).await?;
         let mut args = vec![
             mysql_async::Value::Bytes(tok.as_bytes().to_vec()),
-            mysql_async::Value::Bytes(q.clone().into_bytes()),
+            mysql_async::Value::Bytes(q.as_bytes().to_vec()),
             mysql_async::Value::Int(binds.len() as i64),
         ];
         args.extend(binds.iter().map(to_my));
@@ -1334,7 +1134,7 @@ async fn host_call(
 // The store and its transactions.
 
 /// Reads the writer row: while the transaction lives it is the store's only writer.
-const LOCK_WRITER: &str = "SELECT id FROM main._silo_writer WHERE id = 1 FOR UPDATE";
+const LOCK_WRITER: &str = "SELECT id FROM _silo_writer WHERE id = 1 FOR UPDATE";
 
 async fn open_tx(
     shared: &Arc<Shared>,
@@ -1670,61 +1470,6 @@ impl SqlTransaction for MyTransaction {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rewrite(sql: &str, params: &[Value]) -> String {
-        host_sql(sql, "silo_s_m_host", params).unwrap().unwrap().0
-    }
-
-    #[test]
-    fn host_statements_are_rewritten() {
-        assert_eq!(
-            rewrite(
-                "SELECT rowid, id FROM main._silo_sagas WHERE rowid > ? AND x = ? LIMIT ?",
-                &[
-                    Value::Integer(5),
-                    Value::Text("a".into()),
-                    Value::Integer(10)
-                ]
-            ),
-            "SELECT rid, id FROM `silo_s_m_host`._silo_sagas WHERE rid > 5 AND x = CONVERT(? USING utf8mb4) LIMIT 10"
-        );
-        assert_eq!(
-            rewrite(
-                "INSERT INTO main._silo_inbox (subscription, event_id, received_ms) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                &[
-                    Value::Text("s".into()),
-                    Value::Text("e".into()),
-                    Value::Integer(1)
-                ]
-            ),
-            "INSERT INTO `silo_s_m_host`._silo_inbox (subscription, event_id, received_ms) VALUES (CONVERT(? USING utf8mb4), CONVERT(? USING utf8mb4), 1) ON DUPLICATE KEY UPDATE subscription = subscription"
-        );
-        let (q, binds) = host_sql(
-            "INSERT INTO main._silo_outbox (id, topic, key, time_ms, content_type, data) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq",
-            "h",
-            &[
-                Value::Text("i".into()),
-                Value::Text("t".into()),
-                Value::Text("k".into()),
-                Value::Integer(-3),
-                Value::Null,
-                Value::Blob(vec![1]),
-            ],
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!(
-            q,
-            "INSERT INTO `h`._silo_outbox (id, topic, `key`, time_ms, content_type, data) VALUES (CONVERT(? USING utf8mb4), CONVERT(? USING utf8mb4), CONVERT(? USING utf8mb4), -3, NULL, ?) RETURNING seq"
-        );
-        assert_eq!(binds.len(), 4);
-        assert!(
-            host_sql("CREATE TABLE IF NOT EXISTS main._silo_inbox (x)", "h", &[])
-                .unwrap()
-                .is_none()
-        );
-        assert!(host_sql("SELECT ?", "h", &[]).is_err());
-    }
 
     /// Store `host` of service `b` under prefix `silo_a` would have been database
     /// `silo_a_b_host`: the host database of store `b` of service `a` under prefix `silo`.

@@ -15,6 +15,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use silo::sql::host_tables::{self, HostTables, NewEvent};
 use silo::sql::sqlite::{SqliteConfig, SqliteStore};
 use silo::sql::{CallLimits, ExecResult, RowSet, SqlError, SqlStore, SqlTransaction, Value};
 
@@ -35,25 +36,13 @@ pub struct Dialect {
     /// The host's outbox table as a guest statement would name it; it must have the
     /// outbox's columns (`id, topic, key, time_ms, content_type, data`).
     pub host_table: &'static str,
-    /// Host statements (portable form) that make sure the outbox exists, run through
-    /// `execute_host` in a transaction before the battery's host row is inserted.
-    pub host_setup: &'static [&'static str],
+    /// The host's outbox table as a host statement in the backend's own dialect names it.
+    pub host_name: &'static str,
     /// True if a statement that fails inside a transaction aborts it (PostgreSQL without
     /// per-statement savepoints): later statements fail and so must `commit`, and nothing
     /// of it persists. False if only the failed statement is undone (SQLite).
     pub failed_statement_aborts_transaction: bool,
 }
-
-/// The outbox as silo's event router creates it (host/src/events/outbox.rs).
-const OUTBOX_DDL: &str = "CREATE TABLE IF NOT EXISTS main._silo_outbox (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        id TEXT NOT NULL,
-        topic TEXT NOT NULL,
-        key TEXT NOT NULL,
-        time_ms INTEGER NOT NULL,
-        content_type TEXT NOT NULL,
-        data BLOB NOT NULL
-    )";
 
 pub const SQLITE: Dialect = Dialect {
     name: "sqlite",
@@ -64,7 +53,7 @@ pub const SQLITE: Dialect = Dialect {
     sleep_sql: "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) \
                 SELECT count(*) FROM c",
     host_table: "_silo_outbox",
-    host_setup: &[OUTBOX_DDL],
+    host_name: "main._silo_outbox",
     failed_statement_aborts_transaction: false,
 };
 
@@ -1143,8 +1132,7 @@ async fn host_table_is_out_of_reach(c: Ck<'_>, s: &Store) {
     let d = c.d;
     let s = &**s;
     let ht = d.host_table;
-    let host_insert = "INSERT INTO main._silo_outbox (id, topic, key, time_ms, content_type, data) \
-                       VALUES (?, ?, ?, ?, ?, ?)";
+    let tables = HostTables::of(s).unwrap();
     let row = |id: &str, topic: &str| {
         vec![
             text(id),
@@ -1156,16 +1144,24 @@ async fn host_table_is_out_of_reach(c: Ck<'_>, s: &Store) {
         ]
     };
     let mut tx = begin(c, s).await;
-    for sql in d.host_setup {
-        tx.execute_host(sql, &[])
-            .await
-            .unwrap_or_else(|e| panic!("{c}: host setup `{sql}`: {e:?}"));
-    }
-    tx.execute_host(host_insert, &row("host-1", "host-topic"))
+    tables
+        .create(tx.as_mut(), &[&host_tables::OUTBOX], &[])
+        .await
+        .unwrap_or_else(|e| panic!("{c}: host setup: {e:?}"));
+    let event = NewEvent {
+        id: "host-1",
+        topic: "host-topic",
+        key: "k",
+        time_ms: 1,
+        content_type: "application/octet-stream",
+        data: &[1, 2, 3],
+    };
+    tables
+        .append_event(tx.as_mut(), &event)
         .await
         .unwrap_or_else(|e| panic!("{c}: host insert: {e:?}"));
     tx.commit().await.unwrap();
-    let host_view = "SELECT id, topic, data FROM main._silo_outbox ORDER BY id";
+    let host_view = &format!("SELECT id, topic, data FROM {} ORDER BY id", d.host_name);
     let want = [vec![
         text("host-1"),
         text("host-topic"),
@@ -1283,7 +1279,7 @@ async fn host_table_is_out_of_reach(c: Ck<'_>, s: &Store) {
         .unwrap_or_else(|e| panic!("{c}: query_host after the attempts: {e:?}"));
     assert_rows(c, "the host's table is unchanged", &after, &want);
     let n = s
-        .query_host("SELECT count(*) FROM main._silo_outbox", &[])
+        .query_host(&format!("SELECT count(*) FROM {}", d.host_name), &[])
         .await
         .unwrap_or_else(|e| panic!("{c}: query_host count: {e:?}"));
     assert_eq!(scalar(c, "host count", &n), 1, "{c}: host rows");
@@ -1505,8 +1501,8 @@ pub const POSTGRES: Dialect = Dialect {
     blob_type: "BYTEA",
     sleep_sql: "SELECT pg_sleep(30)",
     host_table: "silo_host._silo_outbox",
-    // Provisioning made the host's tables.
-    host_setup: &[],
+    // Host statements run inside the host database's `silo_exec`.
+    host_name: "_silo_outbox",
     failed_statement_aborts_transaction: true,
 };
 
@@ -1565,8 +1561,8 @@ pub const MYSQL: Dialect = Dialect {
     sleep_sql: "SELECT SLEEP(30)",
     // The host database's name has the run's prefix: see `mysql_conformance`.
     host_table: "PREFIX_conformance_main_host._silo_outbox",
-    // Provisioning made the host's tables.
-    host_setup: &[],
+    // Host statements run inside the host database's `silo_exec`.
+    host_name: "_silo_outbox",
     // InnoDB undoes only the failed statement (a deadlock aside, which the backend
     // reports as a rolled-back transaction).
     failed_statement_aborts_transaction: false,
@@ -1632,47 +1628,36 @@ async fn mysql_host_path(s: &Store, data_dir: &std::path::Path, name: &str) {
         d: &MYSQL,
         check: "host_path",
     };
+    let tables = HostTables::of(&**s).unwrap();
     let mut tx = begin(c, &**s).await;
-    tx.execute_host("SAVEPOINT silo_event", &[]).await.unwrap();
-    let inbox = "INSERT INTO main._silo_inbox (subscription, event_id, received_ms) VALUES (?, ?, ?) ON CONFLICT DO NOTHING";
-    let args = [text("sub"), text("ev-1"), int(5)];
-    assert_eq!(
-        tx.execute_host(inbox, &args).await.unwrap().rows_affected,
-        1,
+    let t = tx.as_mut();
+    tables.savepoint(t).await.unwrap();
+    assert!(
+        tables.record_inbox(t, "sub", "ev-1", 5).await.unwrap(),
         "{c}: new"
     );
-    assert_eq!(
-        tx.execute_host(inbox, &args).await.unwrap().rows_affected,
-        0,
+    assert!(
+        !tables.record_inbox(t, "sub", "ev-1", 5).await.unwrap(),
         "{c}: duplicate"
     );
-    tx.execute_host("RELEASE silo_event", &[]).await.unwrap();
-    tx.execute_host("SAVEPOINT silo_event", &[]).await.unwrap();
-    let seq = tx
-        .query_host(
-            "INSERT INTO main._silo_outbox (id, topic, key, time_ms, content_type, data) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq",
-            &[text("e2"), text("t"), text("k"), int(1), text("x"), Value::Blob(vec![0, 255])],
-        )
-        .await
-        .unwrap();
-    assert!(
-        matches!(seq.rows.as_slice(), [r] if matches!(r.as_slice(), [Value::Integer(_)])),
-        "{c}: {}",
-        show_rows(&seq)
-    );
-    tx.execute_host("ROLLBACK TO silo_event", &[])
-        .await
-        .unwrap();
-    tx.execute_host("RELEASE silo_event", &[]).await.unwrap();
-    let heads = tx
-        .execute_host(
-            "UPDATE main._silo_heads SET n = n + 1 WHERE log = ?",
-            &[text("outbox")],
-        )
-        .await
-        .unwrap();
-    assert_eq!(heads.rows_affected, 1, "{c}: heads");
-    tx.execute_host("CREATE TABLE IF NOT EXISTS main._silo_migrations (x)", &[])
+    tables.release(t).await.unwrap();
+    tables.savepoint(t).await.unwrap();
+    let event = NewEvent {
+        id: "e2",
+        topic: "t",
+        key: "k",
+        time_ms: 1,
+        content_type: "x",
+        data: &[0, 255],
+    };
+    let seq = tables.append_event(t, &event).await.unwrap();
+    assert!(seq > 0, "{c}: seq {seq}");
+    tables.add_delivery(t, "sub", seq).await.unwrap();
+    tables.rollback_to(t).await.unwrap();
+    tables.release(t).await.unwrap();
+    tables.lock_log(t, "outbox").await.unwrap();
+    tables
+        .create(t, &[&host_tables::MIGRATIONS], &[])
         .await
         .unwrap();
     tx.execute_batch(
@@ -1681,36 +1666,29 @@ async fn mysql_host_path(s: &Store, data_dir: &std::path::Path, name: &str) {
     )
     .await
     .unwrap();
-    tx.execute_host(
-        "INSERT INTO main._silo_migrations (version, description, checksum) VALUES (?, ?, ?)",
-        &[int(1), text("first"), text("sum")],
-    )
-    .await
-    .unwrap();
+    tables
+        .record_migration(tx.as_mut(), 1, "first", "sum")
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
-    let m = s
-        .query_host("SELECT version, checksum FROM main._silo_migrations", &[])
-        .await
-        .unwrap();
-    assert_rows(c, "migration recorded", &m, &[vec![int(1), text("sum")]]);
-    let n = s
-        .query_host("SELECT count(*) FROM main._silo_inbox", &[])
-        .await
-        .unwrap();
-    assert_eq!(scalar(c, "inbox", &n), 1, "{c}");
-    let n = s
-        .query_host(
-            "SELECT count(*) FROM main._silo_outbox WHERE id = ?",
-            &[text("e2")],
-        )
-        .await
-        .unwrap();
-    assert_eq!(scalar(c, "rolled-back outbox row", &n), 0, "{c}");
-    let sagas = s
-        .query_host("SELECT rowid, id FROM main._silo_sagas WHERE handled = 0 AND rowid > ? ORDER BY rowid LIMIT ?", &[int(0), int(10)])
-        .await
-        .unwrap();
-    assert_eq!(sagas.columns, ["rid", "id"], "{c}");
+    let mut tx = begin(c, &**s).await;
+    let m = tables.applied_migrations(tx.as_mut()).await.unwrap();
+    assert_eq!(m, [(1, "sum".to_string())], "{c}: migration recorded");
+    assert!(
+        !tables
+            .record_inbox(tx.as_mut(), "sub", "ev-1", 6)
+            .await
+            .unwrap(),
+        "{c}: the inbox row was committed"
+    );
+    tx.rollback().await.unwrap();
+    let pending = tables.pending_deliveries(&**s, 0, 10).await.unwrap();
+    assert!(
+        pending.is_empty(),
+        "{c}: rolled-back outbox row: {pending:?}"
+    );
+    let sagas = tables.open_sagas(&**s, 0).await.unwrap();
+    assert!(sagas.is_empty(), "{c}: {sagas:?}");
 
     // The store's login itself: no host table, no token.
     let secret = silo::admin::private_secret(&data_dir.join("sql").join("mysql.secret")).unwrap();

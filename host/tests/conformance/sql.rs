@@ -1501,8 +1501,8 @@ pub const POSTGRES: Dialect = Dialect {
     blob_type: "BYTEA",
     sleep_sql: "SELECT pg_sleep(30)",
     host_table: "silo_host._silo_outbox",
-    // Host statements run inside the host database's `silo_exec`.
-    host_name: "_silo_outbox",
+    // Provisioning made the host's tables, in schema `silo_host`.
+    host_name: "silo_host._silo_outbox",
     failed_statement_aborts_transaction: true,
 };
 

@@ -284,7 +284,7 @@ async fn operations(backend: &str, s: &dyn SqlStore) {
     assert!(seqs[0] < seqs[1], "{backend}: {seqs:?}");
     assert_eq!(
         t.subscriptions(s).await.unwrap(),
-        [sub.clone()],
+        std::slice::from_ref(&sub),
         "{backend}"
     );
     let pending = t.pending_deliveries(s, 0, 10).await.unwrap();

@@ -106,36 +106,3 @@ pub async fn call_lent(
     }
     Ok((lent, tx))
 }
-
-/// A savepoint of the host's inside a lent transaction: one per event of a batch, so a
-/// failing event leaves no trace and the others still commit.
-pub struct Savepoint {
-    open: &'static str,
-    release: &'static str,
-    undo: &'static str,
-}
-
-impl Savepoint {
-    /// The savepoint around each event of an inbox batch.
-    pub const EVENT: Savepoint = Savepoint {
-        open: "SAVEPOINT silo_event",
-        release: "RELEASE silo_event",
-        undo: "ROLLBACK TO silo_event",
-    };
-
-    /// Opens it.
-    pub async fn open(&self, tx: &mut Box<dyn SqlTransaction>) -> Result<(), SqlError> {
-        tx.execute_host(self.open, &[]).await.map(|_| ())
-    }
-
-    /// Keeps what was done since it opened.
-    pub async fn release(&self, tx: &mut Box<dyn SqlTransaction>) -> Result<(), SqlError> {
-        tx.execute_host(self.release, &[]).await.map(|_| ())
-    }
-
-    /// Discards what was done since it opened, and closes it.
-    pub async fn undo(&self, tx: &mut Box<dyn SqlTransaction>) -> Result<(), SqlError> {
-        tx.execute_host(self.undo, &[]).await?;
-        tx.execute_host(self.release, &[]).await.map(|_| ())
-    }
-}

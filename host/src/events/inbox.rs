@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 use super::outbox::EventRecord;
 use super::rfc3339_ms;
 use crate::bindings::silo::service::events::Event;
-use crate::delivery::lend::{Call, Savepoint, Unlent, call_lent};
+use crate::delivery::lend::{Call, Unlent, call_lent};
 use crate::delivery::{
     Export, Instance, InstanceError, Lent, Recipient, host_limits, now_ms, run_on,
 };
-use crate::sql::{SqlError, SqlTransaction, Value};
+use crate::sql::host_tables::HostTables;
+use crate::sql::{SqlError, SqlTransaction};
 
 /// The longest a batch keeps the subscriber's writer before it commits what it has.
 const BATCH_TIME: Duration = Duration::from_millis(50);
@@ -138,25 +139,6 @@ async fn deliver_here(
     Ok(outcomes)
 }
 
-/// Records `event` in the subscription's inbox; `false`: it was there already (handled
-/// before).
-async fn record_received(
-    tx: &mut Box<dyn SqlTransaction>,
-    subscription: &str,
-    event: &EventRecord,
-) -> Result<bool, SqlError> {
-    tx.execute_host(
-        "INSERT INTO main._silo_inbox (subscription, event_id, received_ms) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-        &[
-            Value::Text(subscription.into()),
-            Value::Text(event.id.clone()),
-            Value::Integer(now_ms()),
-        ],
-    )
-    .await
-    .map(|r| r.rows_affected > 0)
-}
-
 /// One event inside the batch's transaction. Returns its outcome and the transaction (or
 /// the backend error that lost it).
 async fn handle_one(
@@ -167,13 +149,24 @@ async fn handle_one(
     mut tx: Box<dyn SqlTransaction>,
     instance: &mut Option<Box<dyn Instance>>,
 ) -> (Outcome, Result<Box<dyn SqlTransaction>, SqlError>) {
-    if let Err(e) = Savepoint::EVENT.open(&mut tx).await {
+    let tables = match service.store(store_name) {
+        Some(db) => HostTables::of(db.as_ref()),
+        None => Err(SqlError::Other(format!("store `{store_name}` is not open"))),
+    };
+    let tables = match tables {
+        Ok(t) => t,
+        Err(e) => return (Outcome::Failed(e.to_string()), Err(e)),
+    };
+    if let Err(e) = tables.savepoint(tx.as_mut()).await {
         return (Outcome::Failed(e.to_string()), Err(e));
     }
-    match record_received(&mut tx, subscription, event).await {
+    let recorded = tables
+        .record_inbox(tx.as_mut(), subscription, &event.id, now_ms())
+        .await;
+    match recorded {
         Err(e) => return (Outcome::Failed(e.to_string()), Err(e)),
         Ok(false) => {
-            return match Savepoint::EVENT.release(&mut tx).await {
+            return match tables.release(tx.as_mut()).await {
                 Ok(()) => (Outcome::Duplicate, Ok(tx)),
                 Err(e) => (Outcome::Failed(e.to_string()), Err(e)),
             };
@@ -205,26 +198,32 @@ async fn handle_one(
     match lent {
         Err(Unlent::Lost(e)) => (Outcome::Failed(e.to_string()), Err(e)),
         Err(Unlent::NoInstance(InstanceError::Instantiate(e) | InstanceError::Export(e), tx)) => {
-            undo(tx, format!("instantiating `{}`: {e}", service.name())).await
+            undo(&tables, tx, format!("instantiating `{}`: {e}", service.name())).await
         }
-        Ok((Lent::Returned(_), mut tx)) => match Savepoint::EVENT.release(&mut tx).await {
+        Ok((Lent::Returned(_), mut tx)) => match tables.release(tx.as_mut()).await {
             Ok(()) => (Outcome::Handled { latency_ms: 0 }, Ok(tx)),
             Err(e) => (Outcome::Failed(e.to_string()), Err(e)),
         },
-        Ok((Lent::Failed(message), tx)) => undo(tx, format!("the handler failed: {message}")).await,
+        Ok((Lent::Failed(message), tx)) => undo(&tables, tx, format!("the handler failed: {message}")).await,
         Ok((Lent::Trapped { root_cause, .. }, tx)) => {
             service.count_trap();
-            undo(tx, format!("the handler trapped: {root_cause}")).await
+            undo(&tables, tx, format!("the handler trapped: {root_cause}")).await
         }
     }
 }
 
 /// Rolls the event's savepoint back: it leaves no trace, the rest of the batch goes on.
 async fn undo(
+    tables: &HostTables,
     mut tx: Box<dyn SqlTransaction>,
     why: String,
 ) -> (Outcome, Result<Box<dyn SqlTransaction>, SqlError>) {
-    match Savepoint::EVENT.undo(&mut tx).await {
+    let undone = async {
+        tables.rollback_to(tx.as_mut()).await?;
+        tables.release(tx.as_mut()).await
+    }
+    .await;
+    match undone {
         Ok(()) => (Outcome::Failed(why), Ok(tx)),
         Err(e) => (Outcome::Failed(why), Err(e)),
     }

@@ -15,16 +15,10 @@ use wasmtime::error::Context;
 
 use super::service::Service;
 use crate::bindings::exports::silo::service::migrations::{GuestIndices, Migration};
-use crate::sql::{CallLimits, SqlStore, Value};
+use crate::sql::host_tables::{self as tables, HostTables};
+use crate::sql::{CallLimits, SqlStore};
 
 const EXPORT: &str = "silo:service/migrations@0.1.0";
-
-const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS main._silo_migrations (
-    version INTEGER PRIMARY KEY,
-    description TEXT NOT NULL,
-    checksum TEXT NOT NULL,
-    applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-)";
 
 /// What applying a service's migrations did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -123,18 +117,15 @@ pub async fn apply_store(store: &dyn SqlStore, steps: &[Migration]) -> wasmtime:
         statement_budget: Duration::from_secs(300),
         max_result_bytes: usize::MAX,
     };
+    let tables = HostTables::of(store)?;
     let mut tx = store.begin(&limits).await?;
-    tx.execute_host(CREATE_TABLE, &[]).await?;
-    let done = tx
-        .query_host("SELECT version, checksum FROM main._silo_migrations", &[])
+    tables
+        .create(tx.as_mut(), &[&tables::MIGRATIONS], &[])
         .await?;
-    let recorded: BTreeMap<i64, String> = done
-        .rows
+    let recorded: BTreeMap<i64, String> = tables
+        .applied_migrations(tx.as_mut())
+        .await?
         .into_iter()
-        .filter_map(|row| match (row.first(), row.get(1)) {
-            (Some(Value::Integer(v)), Some(Value::Text(c))) => Some((*v, c.clone())),
-            _ => None,
-        })
         .collect();
     let mut applied = Vec::new();
     for step in steps {
@@ -152,15 +143,9 @@ pub async fn apply_store(store: &dyn SqlStore, steps: &[Migration]) -> wasmtime:
         tx.execute_batch(&limits, &step.statements)
             .await
             .with_context(|| format!("migration {} ({}) failed", step.version, step.description))?;
-        tx.execute_host(
-            "INSERT INTO main._silo_migrations (version, description, checksum) VALUES (?, ?, ?)",
-            &[
-                Value::Integer(step.version.into()),
-                Value::Text(step.description.clone()),
-                Value::Text(sum),
-            ],
-        )
-        .await?;
+        tables
+            .record_migration(tx.as_mut(), step.version, &step.description, &sum)
+            .await?;
         applied.push(step.version);
     }
     tx.commit().await?;
@@ -170,6 +155,7 @@ pub async fn apply_store(store: &dyn SqlStore, steps: &[Migration]) -> wasmtime:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sql::Value;
     use crate::sql::sqlite::{SqliteConfig, SqliteStore};
 
     fn step(version: u32, statements: &str) -> Migration {

@@ -21,23 +21,14 @@ use std::time::{Duration, Instant};
 use crate::bindings::exports::silo::service::command_handler::{Command, Reply};
 use crate::delivery::lend::{Call, Unlent, call_lent};
 use crate::delivery::{Export, InstanceError, Lent, Recipient, host_limits, now_ms, run_on};
-use crate::sql::{SqlError, SqlStore, SqlTransaction, Value};
-
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS main._silo_commands (
-    command_id TEXT PRIMARY KEY,
-    saga_id TEXT NOT NULL,
-    source TEXT NOT NULL,
-    ok INTEGER NOT NULL,
-    data BLOB,
-    reason TEXT,
-    received_ms INTEGER NOT NULL
-)";
+use crate::sql::host_tables::{self as tables, HostTables, NewCommandReply};
+use crate::sql::{SqlError, SqlStore};
 
 /// Creates the command inbox in a participant's event store.
 pub async fn ensure_inbox(store: &dyn SqlStore) -> Result<(), SqlError> {
-    let mut tx = store.begin(&host_limits()).await?;
-    tx.execute_host(SCHEMA, &[]).await?;
-    tx.commit().await
+    HostTables::of(store)?
+        .create_in(store, &[&tables::COMMANDS], &[])
+        .await
 }
 
 /// What became of one delivery of a command.
@@ -104,14 +95,18 @@ async fn deliver_here(
             "service `{name}`: store `{store_name}` is not open"
         ));
     };
+    let tables = match HostTables::of(db.as_ref()) {
+        Ok(t) => t,
+        Err(e) => return Delivery::Transient(e.to_string()),
+    };
     let mut tx = match db.begin(&host_limits()).await {
         Ok(tx) => tx,
         Err(e) => return Delivery::Transient(format!("opening the command transaction: {e}")),
     };
-    match recorded_reply(&mut tx, command).await {
+    match tables.command_reply(tx.as_mut(), &command.id).await {
         Err(e) => return Delivery::Transient(e.to_string()),
         Ok(Some(r)) => {
-            if !matches!(r.get(3), Some(Value::Text(s)) if *s == command.source) {
+            if r.source.as_deref() != Some(command.source.as_str()) {
                 // Saga ids are random: another orchestrator's id in this one's log is a
                 // forged row, fishing for the reply recorded for the other.
                 return Delivery::Refused(format!(
@@ -120,18 +115,16 @@ async fn deliver_here(
                 ));
             }
             duplicates.fetch_add(1, Ordering::Relaxed);
-            return match (r.first(), r.get(1), r.get(2)) {
-                (Some(Value::Integer(1)), Some(Value::Blob(d)), _) => Delivery::Success(d.clone()),
-                (Some(Value::Integer(1)), ..) => Delivery::Success(Vec::new()),
-                (_, _, Some(Value::Text(why))) => Delivery::Refused(why.clone()),
-                _ => Delivery::Refused(String::new()),
+            return match r {
+                r if r.ok == Some(1) => Delivery::Success(r.data.unwrap_or_default()),
+                r => Delivery::Refused(r.reason.unwrap_or_default()),
             };
         }
         Ok(None) => {}
     }
     let undone;
     let command = if compensation {
-        match applied_here(&mut tx, command).await {
+        match applied_here(&tables, &mut tx, command).await {
             Ok(data) => {
                 undone = Command {
                     succeeded_with: Some(data),
@@ -179,15 +172,20 @@ async fn deliver_here(
         Err(Unlent::Lost(e)) => return Delivery::Transient(e.to_string()),
     };
     let (ok, data, reason, outcome) = match reply {
-        Reply::Success(d) => (1, Value::Blob(d.clone()), Value::Null, Delivery::Success(d)),
-        Reply::Failure(why) => (
-            0,
-            Value::Null,
-            Value::Text(why.clone()),
-            Delivery::Refused(why),
-        ),
+        Reply::Success(d) => (true, Some(d.clone()), None, Delivery::Success(d)),
+        Reply::Failure(why) => (false, None, Some(why.clone()), Delivery::Refused(why)),
     };
-    if let Err(e) = record_reply(&mut tx, command, ok, data, reason).await {
+    let row = NewCommandReply {
+        command_id: &command.id,
+        saga_id: &command.saga_id,
+        source: &command.source,
+        ok,
+        data,
+        reason,
+        received_ms: now_ms(),
+    };
+    let recorded = tables.record_command(tx.as_mut(), row).await;
+    if let Err(e) = recorded {
         return Delivery::Transient(format!("recording the reply: {e}"));
     }
     if let Err(e) = tx.commit().await {
@@ -206,50 +204,12 @@ async fn deliver_here(
     outcome
 }
 
-/// The reply recorded for `command` (`ok`, `data`, `reason`, `source`), if it was applied
-/// here before.
-async fn recorded_reply(
-    tx: &mut Box<dyn SqlTransaction>,
-    command: &Command,
-) -> Result<Option<Vec<Value>>, SqlError> {
-    let rows = tx
-        .query_host(
-            "SELECT ok, data, reason, source FROM main._silo_commands WHERE command_id = ?",
-            &[Value::Text(command.id.clone())],
-        )
-        .await?;
-    Ok(rows.rows.into_iter().next())
-}
-
-/// Records `command`'s reply in the transaction that applied it.
-async fn record_reply(
-    tx: &mut Box<dyn SqlTransaction>,
-    command: &Command,
-    ok: i64,
-    data: Value,
-    reason: Value,
-) -> Result<(), SqlError> {
-    tx.execute_host(
-        "INSERT INTO main._silo_commands (command_id, saga_id, source, ok, data, reason, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        &[
-            Value::Text(command.id.clone()),
-            Value::Text(command.saga_id.clone()),
-            Value::Text(command.source.clone()),
-            Value::Integer(ok),
-            data,
-            reason,
-            Value::Integer(now_ms()),
-        ],
-    )
-    .await
-    .map(|_| ())
-}
-
 /// The success data recorded here for the command that compensation `undo` undoes (same
 /// saga and step, same orchestrator). A compensation of a command this store never applied
 /// successfully for that orchestrator is refused.
 async fn applied_here(
-    tx: &mut Box<dyn SqlTransaction>,
+    tables: &HostTables,
+    tx: &mut Box<dyn crate::sql::SqlTransaction>,
     undo: &Command,
 ) -> Result<Vec<u8>, Delivery> {
     let Some(step) = undo.id.strip_suffix("/undo") else {
@@ -258,21 +218,13 @@ async fn applied_here(
             undo.id
         )));
     };
-    let rows = tx
-        .query_host(
-            "SELECT ok, data, source FROM main._silo_commands WHERE command_id = ?",
-            &[Value::Text(format!("{step}/do"))],
-        )
+    let done = tables
+        .command_reply(tx.as_mut(), &format!("{step}/do"))
         .await
         .map_err(|e| Delivery::Transient(e.to_string()))?;
-    match rows.rows.first().map(|r| (r.first(), r.get(1), r.get(2))) {
-        Some((Some(Value::Integer(1)), data, Some(Value::Text(source))))
-            if *source == undo.source =>
-        {
-            Ok(match data {
-                Some(Value::Blob(d)) => d.clone(),
-                _ => Vec::new(),
-            })
+    match done {
+        Some(r) if r.ok == Some(1) && r.source.as_deref() == Some(undo.source.as_str()) => {
+            Ok(r.data.unwrap_or_default())
         }
         _ => Err(Delivery::Refused(format!(
             "compensation `{}`: no command `{step}/do` of `{}` succeeded here",

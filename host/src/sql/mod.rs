@@ -13,6 +13,7 @@
 //! missing name look the same to the guest.
 
 pub mod host;
+pub mod host_tables;
 pub mod mysql;
 pub mod postgres;
 pub mod runtime_config;
@@ -99,6 +100,7 @@ pub trait SqlStore: Send + Sync + 'static {
     async fn begin(&self, limits: &CallLimits) -> Result<Box<dyn SqlTransaction>, SqlError>;
     /// Runs a read of the host's own (the event router's outbox scans) that may read the
     /// host-owned `_silo_*` tables, outside any transaction and without taking the writer.
+    /// Host statements are in the backend's own dialect, written by `host_tables`.
     async fn query_host(&self, sql: &str, params: &[Value]) -> Result<RowSet, SqlError>;
 }
 
@@ -119,8 +121,9 @@ pub trait SqlTransaction: Send + 'static {
     ) -> Result<ExecResult, SqlError>;
     /// Runs guest-level statements (checked like any guest statement) without parameters.
     async fn execute_batch(&mut self, limits: &CallLimits, sql: &str) -> Result<(), SqlError>;
-    /// Runs a statement of the host's own (migrations, and later outbox and inbox rows) that
-    /// may touch the host-owned `_silo_*` tables no guest statement can reach.
+    /// Runs a statement of the host's own, in the backend's own dialect (`host_tables`
+    /// writes them), that may touch the host-owned `_silo_*` tables no guest statement can
+    /// reach.
     async fn execute_host(&mut self, sql: &str, params: &[Value]) -> Result<ExecResult, SqlError>;
     /// Same as [`SqlTransaction::execute_host`] for a statement returning rows.
     async fn query_host(&mut self, sql: &str, params: &[Value]) -> Result<RowSet, SqlError>;

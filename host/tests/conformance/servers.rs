@@ -303,17 +303,17 @@ async fn postgres_host_sequences_are_out_of_reach() {
     let dir = tempfile::tempdir().unwrap();
     let store = pg_store(&prefix, "seqs", 2, dir.path()).await;
     let l = normal();
-    let insert = "INSERT INTO main._silo_outbox (id, topic, key, time_ms, content_type, data) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq";
-    let row = |id: &str| {
-        vec![
-            Value::Text(id.into()),
-            Value::Text("T".into()),
-            Value::Text("k".into()),
-            Value::Integer(1),
-            Value::Text("x".into()),
-            Value::Blob(vec![1]),
-        ]
-    };
+    let tables = silo::sql::host_tables::HostTables::of(&store).unwrap();
+    fn row(id: &str) -> silo::sql::host_tables::NewEvent<'_> {
+        silo::sql::host_tables::NewEvent {
+            id,
+            topic: "T",
+            key: "k",
+            time_ms: 1,
+            content_type: "x",
+            data: &[1],
+        }
+    }
     let attacks = [
         "SELECT nextval('silo_host._silo_outbox_seq_seq')",
         "SELECT nextval('silo_host._silo_sagas_rid_seq')",
@@ -326,11 +326,9 @@ async fn postgres_host_sequences_are_out_of_reach() {
     for (n, attack) in attacks.iter().enumerate() {
         let mut tx = store.begin(&l).await.unwrap();
         // A host insert first, so the session has used the sequence (`lastval`).
-        let seq = tx.query_host(insert, &row(&format!("e{n}"))).await.unwrap();
-        assert!(
-            matches!(first(&seq), Value::Integer(_)),
-            "the host's insert drew a seq"
-        );
+        let id = format!("e{n}");
+        let seq = tables.append_event(tx.as_mut(), &row(&id)).await.unwrap();
+        assert!(seq > 0, "the host's insert drew a seq");
         let e = tx
             .query(&l, attack, &[])
             .await

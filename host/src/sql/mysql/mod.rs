@@ -46,7 +46,6 @@ use sha2::Digest;
 
 use self::guard::commits_implicitly;
 use self::guard::{check_guest, check_guest_in_tx, reads_only};
-use self::host_sql::{host_sql, is_host_savepoint};
 use self::provision::admin_opts;
 pub use self::provision::{deprovision, provision};
 use self::transaction::open_tx;
@@ -559,7 +558,6 @@ impl SqlStore for MyStore {
 }
 
 mod guard;
-mod host_sql;
 mod portable;
 mod provision;
 #[cfg(test)]

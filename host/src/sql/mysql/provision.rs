@@ -3,99 +3,12 @@
 
 use super::*;
 
-/// The host's tables, as MariaDB spells them (`{h}` is the host database). They hold the
-/// same columns as the SQLite forms in the modules that use them.
+/// The backend's own tables in the host database (`{h}`), beside the host's tables of
+/// `host_tables`: the writer row every writing transaction locks, and the parts of the
+/// token `silo_exec` checks.
 pub(super) const HOST_SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS {h}._silo_migrations (
-        version BIGINT PRIMARY KEY,
-        description TEXT NOT NULL,
-        checksum TEXT NOT NULL,
-        applied_at VARCHAR(40) NOT NULL DEFAULT (DATE_FORMAT(UTC_TIMESTAMP(3), '%Y-%m-%dT%H:%i:%s.%fZ'))
-    ) ENGINE=InnoDB",
-    "CREATE TABLE IF NOT EXISTS {h}._silo_heads (log VARCHAR(64) PRIMARY KEY, n BIGINT NOT NULL) ENGINE=InnoDB",
-    "INSERT INTO {h}._silo_heads (log, n) VALUES ('outbox', 0), ('sagas', 0) ON DUPLICATE KEY UPDATE log = log",
     "CREATE TABLE IF NOT EXISTS {h}._silo_writer (id TINYINT PRIMARY KEY) ENGINE=InnoDB",
     "INSERT INTO {h}._silo_writer (id) VALUES (1) ON DUPLICATE KEY UPDATE id = id",
-    "CREATE TABLE IF NOT EXISTS {h}._silo_outbox (
-        seq BIGINT AUTO_INCREMENT PRIMARY KEY,
-        id TEXT NOT NULL,
-        topic TEXT NOT NULL,
-        `key` TEXT NOT NULL,
-        time_ms BIGINT NOT NULL,
-        content_type TEXT NOT NULL,
-        data LONGBLOB NOT NULL
-    ) ENGINE=InnoDB",
-    "CREATE TABLE IF NOT EXISTS {h}._silo_subscriptions (
-        subscription VARCHAR(500) PRIMARY KEY,
-        subscriber TEXT NOT NULL,
-        topic TEXT NOT NULL,
-        created_ms BIGINT NOT NULL
-    ) ENGINE=InnoDB",
-    "CREATE TABLE IF NOT EXISTS {h}._silo_deliveries (
-        subscription VARCHAR(500) NOT NULL,
-        seq BIGINT NOT NULL,
-        attempts BIGINT NOT NULL DEFAULT 0,
-        last_error TEXT,
-        PRIMARY KEY (subscription, seq),
-        INDEX _silo_deliveries_seq (seq)
-    ) ENGINE=InnoDB",
-    "CREATE TABLE IF NOT EXISTS {h}._silo_dead_letters (
-        id VARCHAR(255) PRIMARY KEY,
-        subscription TEXT NOT NULL,
-        subscriber TEXT NOT NULL,
-        event_id TEXT NOT NULL,
-        seq BIGINT NOT NULL,
-        topic TEXT NOT NULL,
-        `key` TEXT NOT NULL,
-        time_ms BIGINT NOT NULL,
-        content_type TEXT NOT NULL,
-        data LONGBLOB NOT NULL,
-        attempts BIGINT NOT NULL,
-        last_error TEXT NOT NULL,
-        dead_ms BIGINT NOT NULL
-    ) ENGINE=InnoDB",
-    "CREATE TABLE IF NOT EXISTS {h}._silo_inbox (
-        subscription VARCHAR(500) NOT NULL,
-        event_id VARCHAR(255) NOT NULL,
-        received_ms BIGINT NOT NULL,
-        PRIMARY KEY (subscription, event_id)
-    ) ENGINE=InnoDB",
-    "CREATE TABLE IF NOT EXISTS {h}._silo_commands (
-        command_id VARCHAR(255) PRIMARY KEY,
-        saga_id TEXT NOT NULL,
-        source TEXT NOT NULL,
-        ok BIGINT NOT NULL,
-        data LONGBLOB,
-        reason TEXT,
-        received_ms BIGINT NOT NULL
-    ) ENGINE=InnoDB",
-    "CREATE TABLE IF NOT EXISTS {h}._silo_sagas (
-        rid BIGINT AUTO_INCREMENT UNIQUE,
-        id VARCHAR(255) PRIMARY KEY,
-        kind TEXT NOT NULL,
-        `key` TEXT NOT NULL,
-        state VARCHAR(64) NOT NULL,
-        reason TEXT,
-        handled BIGINT NOT NULL DEFAULT 0,
-        created_ms BIGINT NOT NULL,
-        updated_ms BIGINT NOT NULL,
-        INDEX _silo_sagas_open (handled, state)
-    ) ENGINE=InnoDB",
-    "CREATE TABLE IF NOT EXISTS {h}._silo_saga_steps (
-        saga_id VARCHAR(255) NOT NULL,
-        idx BIGINT NOT NULL,
-        name TEXT NOT NULL,
-        service TEXT NOT NULL,
-        command TEXT NOT NULL,
-        payload LONGBLOB NOT NULL,
-        compensation TEXT,
-        state TEXT NOT NULL,
-        attempts BIGINT NOT NULL DEFAULT 0,
-        comp_attempts BIGINT NOT NULL DEFAULT 0,
-        result LONGBLOB,
-        detail TEXT,
-        PRIMARY KEY (saga_id, idx)
-    ) ENGINE=InnoDB",
     // The token's parts: the master (only the definer reads it) and a salt per connection
     // (MEMORY: emptied by a server restart, so a reused connection id gets a new salt).
     "CREATE TABLE IF NOT EXISTS {h}._silo_key (id TINYINT PRIMARY KEY, master VARCHAR(64) NOT NULL) ENGINE=InnoDB",
@@ -322,7 +235,14 @@ pub async fn provision(
             grant_db(&names.host_db)
         ),
     ];
-    script.extend(HOST_SCHEMA.iter().map(|s| s.replace("{h}", &h)));
+    let host_tables = crate::sql::host_tables::create_statements("mysql");
+    script.extend(
+        host_tables
+            .iter()
+            .map(String::as_str)
+            .chain(HOST_SCHEMA.iter().copied())
+            .map(|s| s.replace("{h}", &h)),
+    );
     script.push(format!(
         "INSERT INTO {h}._silo_key (id, master) VALUES (1, {m}) ON DUPLICATE KEY UPDATE master = {m}",
         m = lit(&master)

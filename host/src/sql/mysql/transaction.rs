@@ -10,13 +10,12 @@ pub(super) async fn host_call(
     sql: &str,
     params: &[Value],
 ) -> Result<Outcome, SqlError> {
-    let Some((q, binds)) = host_sql(sql, &shared.names.host_db, params)? else {
-        return Ok(Outcome {
-            rows: None,
-            affected: 0,
-            last_insert_id: None,
-        });
-    };
+    if params.len() > HOST_PARAMS {
+        return Err(SqlError::Other(format!(
+            "a host statement binds more than {HOST_PARAMS} parameters"
+        )));
+    }
+    let (q, binds) = (sql, params);
     let call = format!(
         "CALL {}.silo_exec(?, ?, ?{})",
         ident(&shared.names.host_db),
@@ -28,7 +27,7 @@ pub(super) async fn host_call(
         let tok = shared.token(conn, fresh).await?;
         let mut args = vec![
             mysql_async::Value::Bytes(tok.as_bytes().to_vec()),
-            mysql_async::Value::Bytes(q.clone().into_bytes()),
+            mysql_async::Value::Bytes(q.as_bytes().to_vec()),
             mysql_async::Value::Int(binds.len() as i64),
         ];
         args.extend(binds.iter().map(to_my));
@@ -48,11 +47,19 @@ pub(super) async fn host_call(
     }
 }
 
+/// True for the host's own savepoint statements (no gate needed).
+pub(super) fn is_host_savepoint(sql: &str) -> bool {
+    let head = sql.trim_start();
+    head.starts_with("SAVEPOINT ")
+        || head.starts_with("RELEASE ")
+        || head.starts_with("ROLLBACK TO ")
+}
+
 // ---------------------------------------------------------------------------------------
 // The store and its transactions.
 
 /// Reads the writer row: while the transaction lives it is the store's only writer.
-pub(super) const LOCK_WRITER: &str = "SELECT id FROM main._silo_writer WHERE id = 1 FOR UPDATE";
+pub(super) const LOCK_WRITER: &str = "SELECT id FROM _silo_writer WHERE id = 1 FOR UPDATE";
 
 pub(super) async fn open_tx(
     shared: &Arc<Shared>,

@@ -46,7 +46,6 @@ use tokio_postgres::types::{Format, IsNull, Kind, ToSql, Type};
 use tokio_postgres::{NoTls, Statement};
 
 use self::guard::{check_guest, guest_sql};
-use self::host_sql::host_sql;
 use self::pool::{CANCEL_GRACE, Object, PgManager, Pool};
 use self::provision::{admin_config, connect_admin};
 pub use self::provision::{deprovision, provision};
@@ -542,7 +541,6 @@ impl PgStore {
 }
 
 mod guard;
-mod host_sql;
 mod pool;
 mod portable;
 mod provision;

@@ -24,15 +24,9 @@ pub(super) async fn host_in_tx(
     params: &[Value],
     rows: bool,
 ) -> Result<HostOut, SqlError> {
-    let Some(sql) = host_sql(sql) else {
-        return Ok(HostOut::Done(ExecResult {
-            rows_affected: 0,
-            last_insert_id: None,
-        }));
-    };
     let open = prepare(client, OPEN_GATE).await?;
     let close = prepare(client, CLOSE_GATE).await?;
-    let stmt = prepare(client, &sql).await?;
+    let stmt = prepare(client, sql).await?;
     check_params(&stmt, params)?;
     let key = key.to_string();
     let key_param: [&(dyn ToSql + Sync); 1] = [&key];

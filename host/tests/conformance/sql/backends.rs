@@ -22,8 +22,8 @@ pub const POSTGRES: Dialect = Dialect {
     blob_type: "BYTEA",
     sleep_sql: "SELECT pg_sleep(30)",
     host_table: "silo_host._silo_outbox",
-    // Provisioning made the host's tables.
-    host_setup: &[],
+    // Provisioning made the host's tables, in schema `silo_host`.
+    host_name: "silo_host._silo_outbox",
     failed_statement_aborts_transaction: true,
 };
 
@@ -82,8 +82,8 @@ pub const MYSQL: Dialect = Dialect {
     sleep_sql: "SELECT SLEEP(30)",
     // The host database's name has the run's prefix: see `mysql_conformance`.
     host_table: "PREFIX_conformance_main_host._silo_outbox",
-    // Provisioning made the host's tables.
-    host_setup: &[],
+    // Host statements run inside the host database's `silo_exec`.
+    host_name: "_silo_outbox",
     // InnoDB undoes only the failed statement (a deadlock aside, which the backend
     // reports as a rolled-back transaction).
     failed_statement_aborts_transaction: false,

@@ -7,8 +7,7 @@ pub(super) async fn host_table_is_out_of_reach(c: Ck<'_>, s: &Store) {
     let d = c.d;
     let s = &**s;
     let ht = d.host_table;
-    let host_insert = "INSERT INTO main._silo_outbox (id, topic, key, time_ms, content_type, data) \
-                       VALUES (?, ?, ?, ?, ?, ?)";
+    let tables = HostTables::of(s).unwrap();
     let row = |id: &str, topic: &str| {
         vec![
             text(id),
@@ -20,16 +19,24 @@ pub(super) async fn host_table_is_out_of_reach(c: Ck<'_>, s: &Store) {
         ]
     };
     let mut tx = begin(c, s).await;
-    for sql in d.host_setup {
-        tx.execute_host(sql, &[])
-            .await
-            .unwrap_or_else(|e| panic!("{c}: host setup `{sql}`: {e:?}"));
-    }
-    tx.execute_host(host_insert, &row("host-1", "host-topic"))
+    tables
+        .create(tx.as_mut(), &[&host_tables::OUTBOX], &[])
+        .await
+        .unwrap_or_else(|e| panic!("{c}: host setup: {e:?}"));
+    let event = NewEvent {
+        id: "host-1",
+        topic: "host-topic",
+        key: "k",
+        time_ms: 1,
+        content_type: "application/octet-stream",
+        data: &[1, 2, 3],
+    };
+    tables
+        .append_event(tx.as_mut(), &event)
         .await
         .unwrap_or_else(|e| panic!("{c}: host insert: {e:?}"));
     tx.commit().await.unwrap();
-    let host_view = "SELECT id, topic, data FROM main._silo_outbox ORDER BY id";
+    let host_view = &format!("SELECT id, topic, data FROM {} ORDER BY id", d.host_name);
     let want = [vec![
         text("host-1"),
         text("host-topic"),
@@ -147,7 +154,7 @@ pub(super) async fn host_table_is_out_of_reach(c: Ck<'_>, s: &Store) {
         .unwrap_or_else(|e| panic!("{c}: query_host after the attempts: {e:?}"));
     assert_rows(c, "the host's table is unchanged", &after, &want);
     let n = s
-        .query_host("SELECT count(*) FROM main._silo_outbox", &[])
+        .query_host(&format!("SELECT count(*) FROM {}", d.host_name), &[])
         .await
         .unwrap_or_else(|e| panic!("{c}: query_host count: {e:?}"));
     assert_eq!(scalar(c, "host count", &n), 1, "{c}: host rows");

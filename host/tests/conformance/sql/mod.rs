@@ -15,6 +15,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use silo::sql::host_tables::{self, HostTables, NewEvent};
 use silo::sql::{CallLimits, ExecResult, RowSet, SqlError, SqlStore, SqlTransaction, Value};
 
 mod backends;
@@ -57,25 +58,13 @@ pub struct Dialect {
     /// The host's outbox table as a guest statement would name it; it must have the
     /// outbox's columns (`id, topic, key, time_ms, content_type, data`).
     pub host_table: &'static str,
-    /// Host statements (portable form) that make sure the outbox exists, run through
-    /// `execute_host` in a transaction before the battery's host row is inserted.
-    pub host_setup: &'static [&'static str],
+    /// The host's outbox table as a host statement in the backend's own dialect names it.
+    pub host_name: &'static str,
     /// True if a statement that fails inside a transaction aborts it (PostgreSQL without
     /// per-statement savepoints): later statements fail and so must `commit`, and nothing
     /// of it persists. False if only the failed statement is undone (SQLite).
     pub failed_statement_aborts_transaction: bool,
 }
-
-/// The outbox as silo's event router creates it (host/src/events/outbox.rs).
-const OUTBOX_DDL: &str = "CREATE TABLE IF NOT EXISTS main._silo_outbox (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        id TEXT NOT NULL,
-        topic TEXT NOT NULL,
-        key TEXT NOT NULL,
-        time_ms INTEGER NOT NULL,
-        content_type TEXT NOT NULL,
-        data BLOB NOT NULL
-    )";
 
 pub const SQLITE: Dialect = Dialect {
     name: "sqlite",
@@ -86,7 +75,7 @@ pub const SQLITE: Dialect = Dialect {
     sleep_sql: "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) \
                 SELECT count(*) FROM c",
     host_table: "_silo_outbox",
-    host_setup: &[OUTBOX_DDL],
+    host_name: "main._silo_outbox",
     failed_statement_aborts_transaction: false,
 };
 

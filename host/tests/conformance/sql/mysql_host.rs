@@ -15,47 +15,36 @@ pub(super) async fn mysql_host_path(s: &Store, data_dir: &std::path::Path, name:
         d: &MYSQL,
         check: "host_path",
     };
+    let tables = HostTables::of(&**s).unwrap();
     let mut tx = begin(c, &**s).await;
-    tx.execute_host("SAVEPOINT silo_event", &[]).await.unwrap();
-    let inbox = "INSERT INTO main._silo_inbox (subscription, event_id, received_ms) VALUES (?, ?, ?) ON CONFLICT DO NOTHING";
-    let args = [text("sub"), text("ev-1"), int(5)];
-    assert_eq!(
-        tx.execute_host(inbox, &args).await.unwrap().rows_affected,
-        1,
+    let t = tx.as_mut();
+    tables.savepoint(t).await.unwrap();
+    assert!(
+        tables.record_inbox(t, "sub", "ev-1", 5).await.unwrap(),
         "{c}: new"
     );
-    assert_eq!(
-        tx.execute_host(inbox, &args).await.unwrap().rows_affected,
-        0,
+    assert!(
+        !tables.record_inbox(t, "sub", "ev-1", 5).await.unwrap(),
         "{c}: duplicate"
     );
-    tx.execute_host("RELEASE silo_event", &[]).await.unwrap();
-    tx.execute_host("SAVEPOINT silo_event", &[]).await.unwrap();
-    let seq = tx
-        .query_host(
-            "INSERT INTO main._silo_outbox (id, topic, key, time_ms, content_type, data) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq",
-            &[text("e2"), text("t"), text("k"), int(1), text("x"), Value::Blob(vec![0, 255])],
-        )
-        .await
-        .unwrap();
-    assert!(
-        matches!(seq.rows.as_slice(), [r] if matches!(r.as_slice(), [Value::Integer(_)])),
-        "{c}: {}",
-        show_rows(&seq)
-    );
-    tx.execute_host("ROLLBACK TO silo_event", &[])
-        .await
-        .unwrap();
-    tx.execute_host("RELEASE silo_event", &[]).await.unwrap();
-    let heads = tx
-        .execute_host(
-            "UPDATE main._silo_heads SET n = n + 1 WHERE log = ?",
-            &[text("outbox")],
-        )
-        .await
-        .unwrap();
-    assert_eq!(heads.rows_affected, 1, "{c}: heads");
-    tx.execute_host("CREATE TABLE IF NOT EXISTS main._silo_migrations (x)", &[])
+    tables.release(t).await.unwrap();
+    tables.savepoint(t).await.unwrap();
+    let event = NewEvent {
+        id: "e2",
+        topic: "t",
+        key: "k",
+        time_ms: 1,
+        content_type: "x",
+        data: &[0, 255],
+    };
+    let seq = tables.append_event(t, &event).await.unwrap();
+    assert!(seq > 0, "{c}: seq {seq}");
+    tables.add_delivery(t, "sub", seq).await.unwrap();
+    tables.rollback_to(t).await.unwrap();
+    tables.release(t).await.unwrap();
+    tables.lock_log(t, "outbox").await.unwrap();
+    tables
+        .create(t, &[&host_tables::MIGRATIONS], &[])
         .await
         .unwrap();
     tx.execute_batch(
@@ -64,36 +53,29 @@ pub(super) async fn mysql_host_path(s: &Store, data_dir: &std::path::Path, name:
     )
     .await
     .unwrap();
-    tx.execute_host(
-        "INSERT INTO main._silo_migrations (version, description, checksum) VALUES (?, ?, ?)",
-        &[int(1), text("first"), text("sum")],
-    )
-    .await
-    .unwrap();
+    tables
+        .record_migration(tx.as_mut(), 1, "first", "sum")
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
-    let m = s
-        .query_host("SELECT version, checksum FROM main._silo_migrations", &[])
-        .await
-        .unwrap();
-    assert_rows(c, "migration recorded", &m, &[vec![int(1), text("sum")]]);
-    let n = s
-        .query_host("SELECT count(*) FROM main._silo_inbox", &[])
-        .await
-        .unwrap();
-    assert_eq!(scalar(c, "inbox", &n), 1, "{c}");
-    let n = s
-        .query_host(
-            "SELECT count(*) FROM main._silo_outbox WHERE id = ?",
-            &[text("e2")],
-        )
-        .await
-        .unwrap();
-    assert_eq!(scalar(c, "rolled-back outbox row", &n), 0, "{c}");
-    let sagas = s
-        .query_host("SELECT rowid, id FROM main._silo_sagas WHERE handled = 0 AND rowid > ? ORDER BY rowid LIMIT ?", &[int(0), int(10)])
-        .await
-        .unwrap();
-    assert_eq!(sagas.columns, ["rid", "id"], "{c}");
+    let mut tx = begin(c, &**s).await;
+    let m = tables.applied_migrations(tx.as_mut()).await.unwrap();
+    assert_eq!(m, [(1, "sum".to_string())], "{c}: migration recorded");
+    assert!(
+        !tables
+            .record_inbox(tx.as_mut(), "sub", "ev-1", 6)
+            .await
+            .unwrap(),
+        "{c}: the inbox row was committed"
+    );
+    tx.rollback().await.unwrap();
+    let pending = tables.pending_deliveries(&**s, 0, 10).await.unwrap();
+    assert!(
+        pending.is_empty(),
+        "{c}: rolled-back outbox row: {pending:?}"
+    );
+    let sagas = tables.open_sagas(&**s, 0).await.unwrap();
+    assert!(sagas.is_empty(), "{c}: {sagas:?}");
 
     // The store's login itself: no host table, no token.
     let secret = silo::secrets::private_secret(&data_dir.join("sql").join("mysql.secret")).unwrap();

@@ -198,13 +198,20 @@ async fn handle_one(
     match lent {
         Err(Unlent::Lost(e)) => (Outcome::Failed(e.to_string()), Err(e)),
         Err(Unlent::NoInstance(InstanceError::Instantiate(e) | InstanceError::Export(e), tx)) => {
-            undo(&tables, tx, format!("instantiating `{}`: {e}", service.name())).await
+            undo(
+                &tables,
+                tx,
+                format!("instantiating `{}`: {e}", service.name()),
+            )
+            .await
         }
         Ok((Lent::Returned(_), mut tx)) => match tables.release(tx.as_mut()).await {
             Ok(()) => (Outcome::Handled { latency_ms: 0 }, Ok(tx)),
             Err(e) => (Outcome::Failed(e.to_string()), Err(e)),
         },
-        Ok((Lent::Failed(message), tx)) => undo(&tables, tx, format!("the handler failed: {message}")).await,
+        Ok((Lent::Failed(message), tx)) => {
+            undo(&tables, tx, format!("the handler failed: {message}")).await
+        }
         Ok((Lent::Trapped { root_cause, .. }, tx)) => {
             service.count_trap();
             undo(&tables, tx, format!("the handler trapped: {root_cause}")).await

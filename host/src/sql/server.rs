@@ -502,6 +502,7 @@ fn type_name(p: &Piece<'_>, key: bool, forms: &PortableForms) -> Option<String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::names::store_name;
 
     #[test]
     fn names_are_checked() {

@@ -23,7 +23,7 @@ use wasmtime::Engine;
 use wasmtime::component::Linker;
 use wasmtime::error::Context;
 
-use crate::calls::ServiceDirectory;
+use crate::runtime::dispatch::ServiceDirectory;
 use crate::deploy::{History, VersionRecord, now_secs};
 use crate::events::outbox::ensure_inbox;
 use crate::events::{EventRouter, LocalRouter, Outbox};

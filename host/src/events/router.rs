@@ -31,8 +31,8 @@ use tokio::task::JoinSet;
 
 use super::inbox::{self, Outcome};
 use super::outbox::{EventRecord, Outbox, Registered, Settle};
-use crate::calls::ServiceDirectory;
 use crate::manifest::{ServiceSpec, Subscription};
+use crate::runtime::dispatch::ServiceDirectory;
 
 /// Rows loaded per page, and the in-memory backlog below which the next page loads.
 const PAGE: usize = 2048;

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod migrations;
 pub mod permits;
 pub mod refusals;
+pub mod request;
 pub mod service;
 pub mod state;
 pub mod stdio;

@@ -17,9 +17,9 @@ use tokio::task::JoinSet;
 use super::command::{self, Delivery};
 use super::log::{SagaLog, SagaRow, StepChange, StepRow, is_terminal};
 use crate::bindings::exports::silo::service::command_handler::Command;
-use crate::calls::ServiceDirectory;
 use crate::events::outbox::host_limits;
 use crate::manifest::SagaSettings;
+use crate::runtime::dispatch::ServiceDirectory;
 use crate::runtime::service::{Service, arm};
 
 /// Sagas of one orchestrator advanced at once.

@@ -23,13 +23,12 @@ use wasmtime::Engine;
 use wasmtime::component::Linker;
 use wasmtime::error::Context;
 
-use crate::runtime::dispatch::ServiceDirectory;
 use crate::deploy::{History, VersionRecord, now_secs};
 use crate::events::outbox::ensure_inbox;
 use crate::events::{EventRouter, LocalRouter, Outbox};
 use crate::manifest::{HostSettings, MIN_INSTANCES, Manifest, ManifestError, ServiceSpec};
 use crate::runtime::budget::MemoryBudget;
-use crate::runtime::dispatch::{RouteTable, dispatch, json_error};
+use crate::runtime::dispatch::{RouteTable, ServiceDirectory, dispatch, json_error};
 use crate::runtime::engine::{build_engine, build_linker, start_epoch_ticker};
 use crate::runtime::executor::Executors;
 use crate::runtime::migrations::migrate;

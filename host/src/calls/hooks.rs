@@ -7,6 +7,8 @@ use super::{CALLER_HEADER, CallCtx, CallCtxView, CallOrigin, Refusal};
 use crate::runtime::request::RequestCtx;
 
 type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
+/// What `send_request` hands back to wasi:http: the response once it starts, with its I/O.
+type Sent = Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), Error>> + Send>;
 
 /// The calls capability as wasi:http holds it. wasi:http takes an instance's hooks as one
 /// object that outlives each borrowed view, and a call needs the request's context (who
@@ -33,7 +35,7 @@ impl WasiHttpHooks for CallHooks {
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         fut: IoFuture,
-    ) -> Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), Error>> + Send> {
+    ) -> Sent {
         self.view().send_request(request, options, fut)
     }
 
@@ -58,7 +60,7 @@ impl CallCtxView<'_> {
         mut request: http::Request<WasiBody>,
         _options: Option<RequestOptions>,
         _fut: IoFuture,
-    ) -> Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), Error>> + Send> {
+    ) -> Sent {
         let authority = request
             .uri()
             .authority()

@@ -46,7 +46,7 @@ impl WasiHttpHooks for CallHooks {
     }
 
     /// The largest write to an outgoing body (the default is 1 MiB): with
-    /// [`crate::runtime::state::MAX_RESOURCES`], it bounds the body bytes one instance can
+    /// the runtime's cap on resources per instance (`MAX_RESOURCES`), it bounds the body bytes one instance can
     /// make the host hold.
     fn p2_outgoing_body_chunk_size(&mut self) -> usize {
         OUTGOING_BODY_CHUNK

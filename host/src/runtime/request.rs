@@ -45,3 +45,24 @@ impl RequestCtx {
             .collect();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arming_sets_the_deadline_and_ends_the_chain_with_this_service() {
+        let start = Instant::now();
+        let mut request = RequestCtx::new("orders".into(), start);
+        assert!(request.chain.is_empty());
+        let later = start + std::time::Duration::from_secs(1);
+        request.arm(later, &["gateway".into(), "users".into()]);
+        assert_eq!(request.deadline, later);
+        let chain: Vec<&str> = request.chain.iter().map(|s| &**s).collect();
+        assert_eq!(chain, ["gateway", "users", "orders"]);
+        // Re-armed for another request (a warm instance): the chain starts again.
+        request.arm(start, &[]);
+        let chain: Vec<&str> = request.chain.iter().map(|s| &**s).collect();
+        assert_eq!(chain, ["orders"]);
+    }
+}

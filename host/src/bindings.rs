@@ -16,7 +16,7 @@ wasmtime::component::bindgen!({
     with: {
         "silo:service/sql.database": crate::sql::Database,
         "silo:service/sql.transaction": crate::sql::Transaction,
-        "silo:service/kv.bucket": crate::kv::Bucket,
+        "silo:service/kv.bucket": crate::kv::store::Bucket,
     },
     trappable_error_type: {
         "silo:service/types.error" => crate::sql::SqlError,

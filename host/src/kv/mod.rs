@@ -15,14 +15,11 @@
 pub mod host;
 pub mod redis;
 pub mod sqlite;
+pub(crate) mod store;
 
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Instant;
-
-use async_trait::async_trait;
 use wasmtime::component::{HasData, Linker, ResourceTable};
 
+pub use self::store::{Bucket, KvStore, KvStores};
 use crate::runtime::request::RequestCtx;
 use crate::sql::error::SqlError;
 
@@ -33,36 +30,6 @@ pub const MAX_VALUE_BYTES: usize = 1 << 20;
 /// Most keys one `list-keys` returns.
 pub const MAX_LIST: u32 = 10_000;
 
-/// One key-value store of one service, as a backend serves it.
-#[async_trait]
-pub trait KvStore: Send + Sync + 'static {
-    /// The backend's name as the manifest spells it (`sqlite`, `redis`).
-    fn backend(&self) -> &'static str;
-    async fn get(&self, deadline: Instant, key: &str) -> Result<Option<Vec<u8>>, SqlError>;
-    /// `ttl_ms`: expire that long from now; `None`: keep until deleted.
-    async fn set(
-        &self,
-        deadline: Instant,
-        key: &str,
-        value: &[u8],
-        ttl_ms: Option<u64>,
-    ) -> Result<(), SqlError>;
-    /// True if the key was set.
-    async fn delete(&self, deadline: Instant, key: &str) -> Result<bool, SqlError>;
-    /// Keys starting with `prefix`, in byte order, at most `limit`.
-    async fn list_keys(
-        &self,
-        deadline: Instant,
-        prefix: &str,
-        limit: u32,
-    ) -> Result<Vec<String>, SqlError>;
-}
-
-/// The host object behind a guest's `bucket` handle.
-pub struct Bucket {
-    store: Arc<dyn KvStore>,
-}
-
 /// Rejects a key or value past the limits.
 fn check(key: &str, value: Option<&[u8]>) -> Result<(), SqlError> {
     if key.len() > MAX_KEY_BYTES || value.is_some_and(|v| v.len() > MAX_VALUE_BYTES) {
@@ -72,9 +39,6 @@ fn check(key: &str, value: Option<&[u8]>) -> Result<(), SqlError> {
     }
     Ok(())
 }
-
-/// A service's key-value stores by declared name, shared by its requests.
-pub type KvStores = Arc<HashMap<String, Arc<dyn KvStore>>>;
 
 /// Per-request state of the capability: the service's key-value stores.
 pub struct KvCtx {

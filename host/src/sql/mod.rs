@@ -138,7 +138,7 @@ pub type SqlStores = Arc<HashMap<String, Arc<dyn SqlStore>>>;
 pub struct StoreGrants {
     service: Arc<str>,
     stores: SqlStores,
-    kv: crate::kv::KvStores,
+    kv: crate::kv::store::KvStores,
 }
 
 impl StoreGrants {
@@ -151,13 +151,13 @@ impl StoreGrants {
     }
 
     /// These grants with the key-value stores `kv`.
-    pub fn with_kv(mut self, kv: HashMap<String, Arc<dyn crate::kv::KvStore>>) -> Self {
+    pub fn with_kv(mut self, kv: HashMap<String, Arc<dyn crate::kv::store::KvStore>>) -> Self {
         self.kv = Arc::new(kv);
         self
     }
 
     /// The key-value store `name`, if granted.
-    pub fn kv(&self, name: &str) -> Option<&Arc<dyn crate::kv::KvStore>> {
+    pub fn kv(&self, name: &str) -> Option<&Arc<dyn crate::kv::store::KvStore>> {
         self.kv.get(name)
     }
 
@@ -185,7 +185,7 @@ impl StoreGrants {
     }
 
     /// The key-value stores, for a request's `kv::KvCtx`.
-    pub fn kv_stores(&self) -> crate::kv::KvStores {
+    pub fn kv_stores(&self) -> crate::kv::store::KvStores {
         self.kv.clone()
     }
 }

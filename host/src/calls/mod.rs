@@ -14,12 +14,18 @@
 
 mod hooks;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
+use wasmtime::component::Linker;
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use crate::runtime::dispatch::RouteTable;
+pub use hooks::{CallHooks, OUTGOING_BODY_CHUNK};
+
+use crate::runtime::request::RequestCtx;
 
 /// The suffix of every internal service authority.
 pub const INTERNAL_SUFFIX: &str = ".silo.internal";
@@ -30,19 +36,59 @@ pub const CALLER_HEADER: &str = "silo-caller";
 /// The longest chain of calls a request may make (A → B → C … counts each hop).
 pub const MAX_CALL_DEPTH: usize = 8;
 
-/// Where calls find their targets: the host's live routing table.
-pub type ServiceDirectory = Arc<ArcSwap<RouteTable>>;
-
-/// Per-request state of the capability: who is calling, what it may call, and the chain of
-/// services this request already passes through.
-pub struct CallCtx {
+/// Who makes a call, as the callee's dispatch needs it.
+pub struct CallOrigin {
+    /// The calling service.
     pub caller: Arc<str>,
-    pub allowed: Arc<[String]>,
-    pub directory: ServiceDirectory,
-    /// The services this request passes through, outermost first, this one last.
+    /// The services the request passed through, outermost first, the caller last.
     pub chain: Arc<[Arc<str>]>,
+    /// The call's deadline: no later than the caller's own.
     pub deadline: Instant,
+}
+
+/// The callee's answer, as it streams back.
+pub type CallResponse = Pin<Box<dyn Future<Output = http::Response<HyperOutgoingBody>> + Send>>;
+
+/// What a call needs from the host: route a request to a service, with who is calling and
+/// until when. Implemented by the runtime (its routing table) and handed in with each
+/// [`CallCtx`], so this capability never imports the runtime.
+pub trait Dispatch: Send + Sync + 'static {
+    /// Serves `request` with a fresh instance of the service named `target`; `None` if no
+    /// such service is loaded now (declared but undeployed: down, not forbidden).
+    fn dispatch(
+        &self,
+        target: &str,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        origin: CallOrigin,
+    ) -> Option<CallResponse>;
+}
+
+/// Per-request state of the capability: what this service may call, where calls go, and
+/// how long one may take. Who calls, and the chain of services this request already passes
+/// through, are the request's ([`RequestCtx`]).
+pub struct CallCtx {
+    /// The services this one declares in `calls`.
+    pub allowed: Arc<[String]>,
+    /// Where calls go.
+    pub dispatch: Arc<dyn Dispatch>,
     pub call_timeout: Duration,
+}
+
+/// A borrowed view of the capability's state and the request's context.
+pub struct CallCtxView<'a> {
+    pub ctx: &'a mut CallCtx,
+    pub request: &'a RequestCtx,
+}
+
+/// Implemented by the store data of an instance that may make calls.
+pub trait CallView: Send {
+    fn calls(&mut self) -> CallCtxView<'_>;
+}
+
+/// Adds `wasi:http/outgoing-handler` and `wasi:http/types` to a linker: the guest's door
+/// to calls. Where its requests go is decided by the hooks ([`CallHooks`]).
+pub fn add_to_linker<T: WasiHttpView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)
 }
 
 /// Why a call was refused before reaching any service.
@@ -54,7 +100,7 @@ pub enum Refusal {
     Loop(String),
 }
 
-impl CallCtx {
+impl CallCtxView<'_> {
     /// Decides whether `authority` may be called from here; returns the target's name.
     pub fn check(&self, authority: &str) -> Result<String, Refusal> {
         let host = authority
@@ -65,23 +111,23 @@ impl CallCtx {
         let Some(target) = host.strip_suffix(INTERNAL_SUFFIX) else {
             return Err(Refusal::Denied(format!(
                 "`{}` may not reach `{authority}`: outbound HTTP is closed",
-                self.caller
+                self.request.service
             )));
         };
-        if !self.allowed.iter().any(|a| a == target) {
+        if !self.ctx.allowed.iter().any(|a| a == target) {
             return Err(Refusal::Denied(format!(
                 "`{}` does not declare calls to `{target}`",
-                self.caller
+                self.request.service
             )));
         }
-        if self.chain.iter().any(|s| &**s == target) {
-            let path: Vec<&str> = self.chain.iter().map(|s| &**s).collect();
+        if self.request.chain.iter().any(|s| &**s == target) {
+            let path: Vec<&str> = self.request.chain.iter().map(|s| &**s).collect();
             return Err(Refusal::Loop(format!(
                 "call cycle: {} -> {target}",
                 path.join(" -> ")
             )));
         }
-        if self.chain.len() >= MAX_CALL_DEPTH {
+        if self.request.chain.len() >= MAX_CALL_DEPTH {
             return Err(Refusal::Loop(format!(
                 "call chain deeper than {MAX_CALL_DEPTH}"
             )));
@@ -91,7 +137,9 @@ impl CallCtx {
 
     /// The deadline a call started now gets.
     pub fn call_deadline(&self) -> Instant {
-        self.deadline.min(Instant::now() + self.call_timeout)
+        self.request
+            .deadline
+            .min(Instant::now() + self.ctx.call_timeout)
     }
 }
 
@@ -99,20 +147,45 @@ impl CallCtx {
 mod tests {
     use super::*;
 
-    fn ctx(chain: &[&str], allowed: &[&str]) -> CallCtx {
-        CallCtx {
-            caller: chain.last().copied().unwrap_or("a").into(),
+    /// Dispatches nowhere: these tests only check what is refused before dispatch.
+    struct Nowhere;
+
+    impl Dispatch for Nowhere {
+        fn dispatch(
+            &self,
+            _: &str,
+            _: http::Request<wasmtime_wasi_http::WasiBody>,
+            _: CallOrigin,
+        ) -> Option<CallResponse> {
+            None
+        }
+    }
+
+    fn ctx(chain: &[&str], allowed: &[&str]) -> (CallCtx, RequestCtx) {
+        let calls = CallCtx {
             allowed: allowed.iter().map(|s| s.to_string()).collect(),
-            directory: Arc::new(ArcSwap::from_pointee(RouteTable::default())),
-            chain: chain.iter().map(|s| Arc::<str>::from(*s)).collect(),
-            deadline: Instant::now() + Duration::from_secs(5),
+            dispatch: Arc::new(Nowhere),
             call_timeout: Duration::from_secs(1),
+        };
+        let request = RequestCtx {
+            service: chain.last().copied().unwrap_or("a").into(),
+            deadline: Instant::now() + Duration::from_secs(5),
+            chain: chain.iter().map(|s| Arc::<str>::from(*s)).collect(),
+        };
+        (calls, request)
+    }
+
+    fn view<'a>((calls, request): &'a mut (CallCtx, RequestCtx)) -> CallCtxView<'a> {
+        CallCtxView {
+            ctx: calls,
+            request,
         }
     }
 
     #[test]
     fn only_declared_internal_services_may_be_called() {
-        let c = ctx(&["orders"], &["users"]);
+        let mut c = ctx(&["orders"], &["users"]);
+        let c = view(&mut c);
         assert_eq!(c.check("users.silo.internal"), Ok("users".into()));
         assert_eq!(c.check("USERS.silo.internal:80"), Ok("users".into()));
         assert!(matches!(
@@ -130,23 +203,25 @@ mod tests {
 
     #[test]
     fn cycles_and_depth_are_refused() {
-        let c = ctx(&["a", "b"], &["a", "c"]);
+        let mut c = ctx(&["a", "b"], &["a", "c"]);
+        let c = view(&mut c);
         assert!(
             matches!(c.check("a.silo.internal"), Err(Refusal::Loop(m)) if m.contains("a -> b -> a"))
         );
         assert!(c.check("c.silo.internal").is_ok());
         let deep: Vec<String> = (0..MAX_CALL_DEPTH).map(|i| format!("s{i}")).collect();
         let deep_refs: Vec<&str> = deep.iter().map(String::as_str).collect();
-        let c = ctx(&deep_refs, &["z"]);
+        let mut c = ctx(&deep_refs, &["z"]);
+        let c = view(&mut c);
         assert!(matches!(c.check("z.silo.internal"), Err(Refusal::Loop(_))));
     }
 
     #[test]
     fn a_call_never_outlives_its_caller() {
         let mut c = ctx(&["a"], &["b"]);
-        c.deadline = Instant::now() + Duration::from_millis(100);
-        assert!(c.call_deadline() <= c.deadline);
-        c.deadline = Instant::now() + Duration::from_secs(60);
-        assert!(c.call_deadline() <= Instant::now() + Duration::from_secs(1));
+        c.1.deadline = Instant::now() + Duration::from_millis(100);
+        assert!(view(&mut c).call_deadline() <= c.1.deadline);
+        c.1.deadline = Instant::now() + Duration::from_secs(60);
+        assert!(view(&mut c).call_deadline() <= Instant::now() + Duration::from_secs(1));
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! The flow, kept visible:
 //!
-//! 1. **Publish** (`publish` below, the `silo:service/events` host function): the event is
+//! 1. **Publish** (`publish` in `host.rs`, the `silo:service/events` host function): the event is
 //!    written into the publisher's outbox (`_silo_outbox`) with one delivery row per
 //!    registered subscription (`_silo_deliveries`), by the guest's own open transaction.
 //!    Rolled back: no event. Committed: the rows are on disk before anyone is told, and the
@@ -28,16 +28,16 @@
 //! source of an event is the publishing service's name, taken from its grants, never from
 //! the guest.
 
+pub mod host;
 pub mod inbox;
 pub mod outbox;
 pub mod router;
 
 use std::sync::Arc;
 
-use wasmtime::component::Resource;
+use wasmtime::component::{HasData, Linker, ResourceTable};
 
-use crate::bindings::silo::service::events;
-use crate::sql::{SqlCtxView, SqlError, Transaction};
+use crate::runtime::request::RequestCtx;
 
 pub use outbox::{EventRecord, Outbox};
 pub use router::{DeadLetter, EventRouter, LocalRouter, SubscriptionStats};
@@ -92,47 +92,41 @@ pub fn new_event_id() -> String {
     format!("evt_{}", hex::encode(rand::random::<[u8; 16]>()))
 }
 
-impl events::Host for SqlCtxView<'_> {
-    async fn publish(
-        &mut self,
-        tx: Resource<Transaction>,
-        topic: String,
-        key: String,
-        content_type: String,
-        data: Vec<u8>,
-    ) -> Result<String, SqlError> {
-        let grant = self.ctx.events.clone();
-        let service = self.ctx.service().to_string();
-        if !grant.topics.contains(&topic) {
-            return Err(SqlError::AccessDenied(format!(
-                "service `{service}` may not publish `{topic}`: its manifest entry's `publishes` does not list it"
-            )));
-        }
-        if key.len() > MAX_KEY_BYTES || content_type.len() > 128 || data.len() > MAX_DATA_BYTES {
-            return Err(SqlError::LimitExceeded(format!(
-                "an event's key is at most {MAX_KEY_BYTES} bytes, its content type 128, its data {MAX_DATA_BYTES}"
-            )));
-        }
-        let (Some(store), Some(outbox)) = (grant.store, grant.outbox) else {
-            return Err(SqlError::AccessDenied(format!(
-                "service `{service}` has no outbox"
-            )));
-        };
-        let t = self.table.get_mut(&tx).map_err(wasmtime::Error::from)?;
-        if t.store() != &*store {
-            return Err(SqlError::AccessDenied(format!(
-                "events are published in a transaction on store `{store}` (the service's event store), not `{}`",
-                t.store()
-            )));
-        }
-        let first = !t.published;
-        let id = outbox
-            .write(t.inner_mut()?, first, &topic, &key, &content_type, &data)
-            .await?;
-        t.wake_on_commit(&outbox.notify);
-        t.published = true;
-        Ok(id)
+/// Per-request state of the capability: what the service may publish, and its outbox.
+pub struct EventsCtx {
+    grant: PublishGrant,
+}
+
+impl EventsCtx {
+    pub fn new(grant: PublishGrant) -> Self {
+        Self { grant }
     }
+}
+
+/// A borrowed view of the capability's state, the request's context and the instance's
+/// resource table (where the guest's `transaction` handles are: the table is shared by
+/// every capability, the `sql` context is not).
+pub struct EventsCtxView<'a> {
+    pub ctx: &'a mut EventsCtx,
+    pub request: &'a RequestCtx,
+    pub table: &'a mut ResourceTable,
+}
+
+/// Implemented by the store data of an instance that may publish events.
+pub trait EventsView: Send {
+    fn events(&mut self) -> EventsCtxView<'_>;
+}
+
+/// Marker for `add_to_linker`: the `Host` impls are on [`EventsCtxView`].
+pub struct Events;
+
+impl HasData for Events {
+    type Data<'a> = EventsCtxView<'a>;
+}
+
+/// Adds `silo:service/events` to a linker.
+pub fn add_to_linker<T: EventsView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    crate::bindings::silo::service::events::add_to_linker::<T, Events>(linker, T::events)
 }
 
 #[cfg(test)]

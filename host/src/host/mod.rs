@@ -29,7 +29,7 @@ use arc_swap::ArcSwap;
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
-use crate::calls::ServiceDirectory;
+use crate::runtime::dispatch::ServiceDirectory;
 use crate::events::{EventRouter, LocalRouter, Outbox};
 use crate::manifest::{HostSettings, MIN_INSTANCES, Manifest, ManifestError, ServiceSpec};
 use crate::runtime::budget::MemoryBudget;

@@ -35,7 +35,7 @@ use redis::{AsyncCommands, IntoConnectionInfo};
 use sha2::Digest;
 
 use super::KvStore;
-use crate::sql::SqlError;
+use crate::sql::error::SqlError;
 use crate::sql::server::Owner;
 
 /// Settings of the Redis backend (`[backends.redis]`).

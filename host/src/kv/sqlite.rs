@@ -13,7 +13,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::KvStore;
 use crate::events::now_ms;
-use crate::sql::SqlError;
+use crate::sql::error::SqlError;
 
 /// One SQLite key-value store.
 pub struct SqliteKv {

@@ -15,6 +15,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Request, Response, StatusCode};
@@ -24,6 +25,41 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::service::{Service, arm};
+
+/// Where the host's services are found: its live routing table, swapped whole on every
+/// deploy. Handed to the capabilities that reach other services as the traits they define
+/// ([`crate::calls::Dispatch`], [`crate::sagas::DeployedServices`]).
+pub type ServiceDirectory = Arc<ArcSwap<RouteTable>>;
+
+impl crate::calls::Dispatch for ArcSwap<RouteTable> {
+    fn dispatch(
+        &self,
+        target: &str,
+        request: Request<wasmtime_wasi_http::WasiBody>,
+        origin: crate::calls::CallOrigin,
+    ) -> Option<crate::calls::CallResponse> {
+        let service = self.load().by_name(target).cloned()?;
+        let crate::calls::CallOrigin {
+            caller,
+            chain,
+            deadline,
+        } = origin;
+        let origin = Origin::Call {
+            caller,
+            chain,
+            deadline,
+        };
+        Some(Box::pin(async move {
+            dispatch_from(&service, request, origin).await
+        }))
+    }
+}
+
+impl crate::sagas::DeployedServices for ArcSwap<RouteTable> {
+    fn spec(&self, service: &str) -> Option<crate::manifest::ServiceSpec> {
+        self.load().by_name(service).map(|s| s.spec.clone())
+    }
+}
 
 /// The routing table: services by route, longest route first.
 #[derive(Default)]

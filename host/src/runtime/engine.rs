@@ -10,8 +10,9 @@
 //! - wasmtime's compilation cache in the data folder, so a restart does not recompile.
 //!
 //! The linker holds all of WASI 0.2 (Rust's std imports cli, filesystem and sockets even in
-//! components that never use them; each grant is empty per instance), wasi:http, and silo's
-//! own interfaces. A component importing anything else fails to load with wasmtime's error
+//! components that never use them; each grant is empty per instance), wasi:http (through
+//! `calls`, whose hooks decide where requests go), and silo's own interfaces, each capability
+//! linking its own. A component importing anything else fails to load with wasmtime's error
 //! naming the import.
 
 use std::path::Path;
@@ -76,8 +77,11 @@ pub fn build_engine(cache_dir: Option<&Path>, instances: u32) -> wasmtime::Resul
 pub fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<RequestState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    crate::calls::add_to_linker(&mut linker)?;
     crate::sql::add_to_linker(&mut linker)?;
+    crate::kv::add_to_linker(&mut linker)?;
+    crate::events::add_to_linker(&mut linker)?;
+    crate::sagas::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 

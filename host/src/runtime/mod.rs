@@ -13,6 +13,7 @@ pub mod migrations;
 pub mod permits;
 pub mod recipient;
 pub mod refusals;
+pub mod request;
 pub mod service;
 pub mod state;
 pub mod stdio;

@@ -14,16 +14,19 @@ use wasmtime::error::Context;
 use wasmtime::{Engine, Store, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
+use super::dispatch::ServiceDirectory;
 use super::metrics::ServiceMetrics;
-use super::state::{InstanceLimits, RequestState};
+use super::request::RequestCtx;
+use super::state::{CapabilityCtxs, InstanceLimits, RequestState};
 use crate::bindings::exports::silo::service::command_handler::GuestIndices as CommandIndices;
 use crate::bindings::exports::silo::service::event_handler::GuestIndices;
 use crate::bindings::exports::silo::service::saga_handler::GuestIndices as SagaIndices;
-use crate::calls::{CallCtx, ServiceDirectory};
-use crate::events::{Outbox, PublishGrant};
+use crate::calls::CallCtx;
+use crate::events::{EventsCtx, Outbox, PublishGrant};
+use crate::kv::KvCtx;
 use crate::manifest::ServiceSpec;
-use crate::sagas::{SagaGrant, SagaLog};
-use crate::sql::{CallLimits, SqlCtx, StoreGrants};
+use crate::sagas::{SagaGrant, SagaLog, SagasCtx};
+use crate::sql::{SqlCtx, StoreGrants};
 
 /// One service, ready to serve.
 pub struct Service {
@@ -173,34 +176,32 @@ impl Service {
             memory_bytes,
         )
         .charged_to(self.memory.clone());
-        let sql = SqlCtx::new(
-            self.grants.clone(),
-            CallLimits {
-                deadline,
-                statement_budget: Duration::from_millis(self.spec.limits.statement_ms),
-                max_result_bytes: (self.spec.limits.result_kb << 10) as usize,
-            },
-            PublishGrant {
+        let capabilities = CapabilityCtxs {
+            sql: SqlCtx::new(
+                self.grants.sql_stores(),
+                Duration::from_millis(self.spec.limits.statement_ms),
+                (self.spec.limits.result_kb << 10) as usize,
+            ),
+            kv: KvCtx::new(self.grants.kv_stores()),
+            events: EventsCtx::new(PublishGrant {
                 topics: self.topics.clone(),
                 store: self.event_store.clone(),
                 outbox: self.outbox.clone(),
-            },
-            SagaGrant {
+            }),
+            sagas: SagasCtx::new(SagaGrant {
                 participants: self.participants.clone(),
                 store: self.event_store.clone(),
                 log: self.saga_log.clone(),
                 directory: self.directory.clone(),
+            }),
+            calls: CallCtx {
+                allowed: self.calls.clone(),
+                dispatch: self.directory.clone(),
+                call_timeout: Duration::from_millis(self.spec.limits.call_timeout_ms),
             },
-        );
-        let calls = CallCtx {
-            caller: self.name.clone(),
-            allowed: self.calls.clone(),
-            directory: self.directory.clone(),
-            chain: Arc::from([]),
-            deadline,
-            call_timeout: Duration::from_millis(self.spec.limits.call_timeout_ms),
         };
-        let state = RequestState::new(&self.name, sql, calls, limits);
+        let request = RequestCtx::new(self.name.clone(), deadline);
+        let state = RequestState::new(request, capabilities, limits);
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
         arm(&mut store, deadline, chain);
@@ -247,14 +248,7 @@ pub fn min_memory_mb(component: &Component) -> Option<u64> {
 /// guest yields so the other requests on this thread run; past it, the guest traps) and the
 /// call chain it is part of (`chain`: the services before this one).
 pub fn arm(store: &mut Store<RequestState>, deadline: Instant, chain: &[Arc<str>]) {
-    let state = store.data_mut();
-    state.sql.set_deadline(deadline);
-    state.hooks.deadline = deadline;
-    state.hooks.chain = chain
-        .iter()
-        .cloned()
-        .chain(std::iter::once(state.hooks.caller.clone()))
-        .collect();
+    store.data_mut().request_mut().arm(deadline, chain);
     store.epoch_deadline_callback(move |_| {
         if Instant::now() >= deadline {
             Err(wasmtime::Trap::Interrupt.into())

@@ -3,7 +3,12 @@
 //! It pairs the sandbox's WASI context (no preopens, no environment, no arguments, sockets
 //! denied, stdout and stderr into the host log) with the wasi:http context (whose outgoing
 //! requests only reach declared services, in-process), silo's capabilities and the
-//! instance's memory limits. Everything here is per request, so
+//! instance's memory limits. The capabilities are composed, not merged: one request context
+//! ([`RequestCtx`]: service, deadline, call chain) that they all read, one context per
+//! capability holding only its own grants (`sql`, `kv`, `events`, `sagas`, `calls`), and the
+//! one resource table they share; [`RequestState`] implements each capability's view trait,
+//! and the engine links each capability's interfaces through its own `add_to_linker`.
+//! Everything here is per request, so
 //! nothing one request does is visible to the next (the events of one delivery batch share
 //! an instance; see `events::inbox`).
 
@@ -15,8 +20,12 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{FieldMapError, WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::budget::ServiceMemory;
+use super::request::RequestCtx;
 use super::stdio::GuestLog;
-use crate::calls::CallCtx;
+use crate::calls::{CallCtx, CallCtxView, CallHooks, CallView};
+use crate::events::{EventsCtx, EventsCtxView, EventsView};
+use crate::kv::{KvCtx, KvCtxView, KvView};
+use crate::sagas::{SagasCtx, SagasCtxView, SagasView};
 use crate::sql::{SqlCtx, SqlCtxView, SqlError, SqlTransaction, SqlView, Transaction};
 use wasmtime::component::Resource;
 
@@ -30,15 +39,30 @@ pub const MAX_RESOURCES: usize = 1024;
 /// the host hold: 1024 × 64 KiB = 64 MiB.
 pub const MAX_FIELDS_BYTES: usize = 64 << 10;
 
-/// The `T` of every `Store<T>` silo creates.
+/// The `T` of every `Store<T>` silo creates: the request's context, each capability's own
+/// context, and the one resource table they share.
 pub struct RequestState {
     pub table: ResourceTable,
     pub wasi: WasiCtx,
     pub http: WasiHttpCtx,
-    /// Where outgoing `wasi:http` requests go: calls to declared services, nothing else.
-    pub hooks: CallCtx,
+    /// The request's context ([`RequestState::request`]) with the `calls` capability: where
+    /// outgoing `wasi:http` requests go (calls to declared services, nothing else).
+    /// wasi:http holds its hooks as one object, and a call needs both.
+    pub hooks: CallHooks,
     pub sql: SqlCtx,
+    pub kv: KvCtx,
+    pub events: EventsCtx,
+    pub sagas: SagasCtx,
     pub limits: InstanceLimits,
+}
+
+/// Each capability's context of one instance, before the request state composes them.
+pub struct CapabilityCtxs {
+    pub sql: SqlCtx,
+    pub kv: KvCtx,
+    pub events: EventsCtx,
+    pub sagas: SagasCtx,
+    pub calls: CallCtx,
 }
 
 /// The instance's memory, table and instance limits, remembering whether the memory limit
@@ -179,8 +203,9 @@ impl ResourceLimiter for InstanceLimits {
 }
 
 impl RequestState {
-    /// The sandbox every instance starts in: each grant empty.
-    pub fn new(service: &Arc<str>, sql: SqlCtx, calls: CallCtx, limits: InstanceLimits) -> Self {
+    /// The sandbox every instance starts in: each grant empty but the capabilities' own.
+    pub fn new(request: RequestCtx, capabilities: CapabilityCtxs, limits: InstanceLimits) -> Self {
+        let service = &request.service;
         let wasi = WasiCtx::builder()
             .stdout(GuestLog::new(service.clone(), "stdout"))
             .stderr(GuestLog::new(service.clone(), "stderr"))
@@ -192,14 +217,34 @@ impl RequestState {
         table.set_max_capacity(MAX_RESOURCES);
         let mut http = WasiHttpCtx::new();
         http.set_field_size_limit(MAX_FIELDS_BYTES);
+        let CapabilityCtxs {
+            sql,
+            kv,
+            events,
+            sagas,
+            calls,
+        } = capabilities;
         Self {
             table,
             wasi,
             http,
-            hooks: calls,
+            hooks: CallHooks { request, calls },
             sql,
+            kv,
+            events,
+            sagas,
             limits,
         }
+    }
+
+    /// What every capability of this instance shares: service, deadline, call chain.
+    pub fn request(&self) -> &RequestCtx {
+        &self.hooks.request
+    }
+
+    /// The same, to arm the instance for its next request.
+    pub fn request_mut(&mut self) -> &mut RequestCtx {
+        &mut self.hooks.request
     }
 }
 
@@ -247,7 +292,44 @@ impl SqlView for RequestState {
     fn sql(&mut self) -> SqlCtxView<'_> {
         SqlCtxView {
             ctx: &mut self.sql,
+            request: &self.hooks.request,
             table: &mut self.table,
         }
+    }
+}
+
+impl KvView for RequestState {
+    fn kv(&mut self) -> KvCtxView<'_> {
+        KvCtxView {
+            ctx: &mut self.kv,
+            request: &self.hooks.request,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl EventsView for RequestState {
+    fn events(&mut self) -> EventsCtxView<'_> {
+        EventsCtxView {
+            ctx: &mut self.events,
+            request: &self.hooks.request,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl SagasView for RequestState {
+    fn sagas(&mut self) -> SagasCtxView<'_> {
+        SagasCtxView {
+            ctx: &mut self.sagas,
+            request: &self.hooks.request,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl CallView for RequestState {
+    fn calls(&mut self) -> CallCtxView<'_> {
+        self.hooks.view()
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! The flow, kept visible:
 //!
-//! 1. **Start** (`start` below, the `silo:service/sagas` host function): the saga and its
+//! 1. **Start** (`start` in `host.rs`, the `silo:service/sagas` host function): the saga and its
 //!    steps are written into the orchestrator's saga log (`_silo_sagas`, `_silo_saga_steps`)
 //!    by the guest's own transaction, so the saga exists if and only if, say, the order row
 //!    does. The commit wakes the orchestrator's [`engine::SagaEngine`] worker.
@@ -30,29 +30,36 @@
 
 pub mod command;
 pub mod engine;
+pub mod host;
 pub mod log;
 
 use std::sync::Arc;
 
-use wasmtime::component::Resource;
+use wasmtime::component::{HasData, Linker, ResourceTable};
 
-use crate::bindings::silo::service::sagas::{self as wit, SagaStatus, Step};
-use crate::calls::ServiceDirectory;
 use crate::manifest::ServiceSpec;
-use crate::sql::{SqlCtxView, SqlError, Transaction};
+use crate::runtime::request::RequestCtx;
 
 pub use engine::{SagaEngine, SagaStats};
 pub use log::SagaLog;
 
 /// What a service may do with sagas: the participants it may command, and its saga log.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct SagaGrant {
     pub participants: Arc<[String]>,
     /// The service's event store (where its saga log is).
     pub store: Option<Arc<str>>,
     pub log: Option<Arc<SagaLog>>,
     /// The services deployed now, for the participants' `commands`.
-    pub directory: ServiceDirectory,
+    pub directory: Arc<dyn DeployedServices>,
+}
+
+/// The services deployed now, as `sagas.start` needs to see them: implemented by the
+/// runtime (its routing table), handed in with the grant, so this capability never
+/// imports the runtime.
+pub trait DeployedServices: Send + Sync + 'static {
+    /// The manifest entry of `service` as deployed now, if it is deployed.
+    fn spec(&self, service: &str) -> Option<ServiceSpec>;
 }
 
 /// Why the host will not send command `name` of step `step` (a compensation if
@@ -96,86 +103,41 @@ pub fn check_step(
 /// Most steps in one saga.
 pub const MAX_STEPS: usize = 64;
 
-impl wit::Host for SqlCtxView<'_> {
-    async fn start(
-        &mut self,
-        tx: Resource<Transaction>,
-        kind: String,
-        key: String,
-        steps: Vec<Step>,
-    ) -> Result<String, SqlError> {
-        let grant = self.ctx.sagas.clone();
-        let service = self.ctx.service().to_string();
-        let (Some(store), Some(log)) = (grant.store, grant.log) else {
-            return Err(SqlError::AccessDenied(format!(
-                "service `{service}` starts no sagas: its manifest entry lists no `saga-participants`"
-            )));
-        };
-        if steps.is_empty() || steps.len() > MAX_STEPS {
-            return Err(SqlError::LimitExceeded(format!(
-                "a saga has 1 to {MAX_STEPS} steps, not {}",
-                steps.len()
-            )));
-        }
-        let deployed = grant.directory.load_full();
-        for (i, s) in steps.iter().enumerate() {
-            if !grant.participants.contains(&s.service) {
-                return Err(SqlError::AccessDenied(format!(
-                    "step `{}`: service `{service}` may not send commands to `{}`: its manifest entry's `saga-participants` does not list it",
-                    s.name, s.service
-                )));
-            }
-            // The participant as deployed now; one not deployed is checked when its step is
-            // sent (the engine waits for it).
-            let spec = deployed.by_name(&s.service).map(|p| &p.spec);
-            let names = std::iter::once((s.command.as_str(), false))
-                .chain(s.compensation.as_deref().map(|c| (c, true)));
-            for (name, compensation) in names {
-                check_step(
-                    &service,
-                    &grant.participants,
-                    &s.name,
-                    &s.service,
-                    spec,
-                    name,
-                    compensation,
-                )
-                .map_err(SqlError::AccessDenied)?;
-            }
-            if s.name.is_empty() || steps[..i].iter().any(|t| t.name == s.name) {
-                return Err(SqlError::BadQuery(format!(
-                    "step names must be non-empty and unique (`{}`)",
-                    s.name
-                )));
-            }
-            if s.payload.len() > crate::events::MAX_DATA_BYTES
-                || kind.len() > 128
-                || key.len() > crate::events::MAX_KEY_BYTES
-            {
-                return Err(SqlError::LimitExceeded(
-                    "a saga's kind is at most 128 bytes, its key 256, a payload 1 MiB".into(),
-                ));
-            }
-        }
-        let t = self.table.get_mut(&tx).map_err(wasmtime::Error::from)?;
-        if t.store() != &*store {
-            return Err(SqlError::AccessDenied(format!(
-                "sagas are started in a transaction on store `{store}` (the service's event store), not `{}`",
-                t.store()
-            )));
-        }
-        let id = log.create(t.inner_mut()?, &kind, &key, &steps).await?;
-        t.wake_on_commit(&log.notify);
-        t.started_saga = true;
-        Ok(id)
-    }
+/// Per-request state of the capability: the service's saga grant and log.
+pub struct SagasCtx {
+    grant: SagaGrant,
+}
 
-    async fn status(&mut self, id: String) -> Result<Option<SagaStatus>, SqlError> {
-        let Some(log) = self.ctx.sagas.log.clone() else {
-            return Ok(None);
-        };
-        log.status(&id).await
+impl SagasCtx {
+    pub fn new(grant: SagaGrant) -> Self {
+        Self { grant }
     }
+}
+
+/// A borrowed view of the capability's state, the request's context and the instance's
+/// resource table (where the guest's `transaction` handles are: the table is shared by
+/// every capability, the `sql` context is not).
+pub struct SagasCtxView<'a> {
+    pub ctx: &'a mut SagasCtx,
+    pub request: &'a RequestCtx,
+    pub table: &'a mut ResourceTable,
+}
+
+/// Implemented by the store data of an instance that may start sagas.
+pub trait SagasView: Send {
+    fn sagas(&mut self) -> SagasCtxView<'_>;
+}
+
+/// Marker for `add_to_linker`: the `Host` impls are on [`SagasCtxView`].
+pub struct Sagas;
+
+impl HasData for Sagas {
+    type Data<'a> = SagasCtxView<'a>;
+}
+
+/// Adds `silo:service/sagas` to a linker.
+pub fn add_to_linker<T: SagasView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    crate::bindings::silo::service::sagas::add_to_linker::<T, Sagas>(linker, T::sagas)
 }
 
 #[cfg(test)]

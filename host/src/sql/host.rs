@@ -2,7 +2,7 @@
 //!
 //! A bad handle (a rep not in this instance's table, or of the wrong type) is a trap from
 //! `ResourceTable`; a finished transaction is `invalid-handle`; everything else is the
-//! backend's [`SqlError`], converted to the WIT variant in `convert_error`.
+//! backend's [`SqlError`], converted to the WIT variant by `convert_error` ([`SqlError::to_wit`]).
 
 use wasmtime::component::Resource;
 
@@ -12,16 +12,7 @@ use crate::bindings::{ExecResult, RowSet, Value, WitError};
 
 impl types::Host for SqlCtxView<'_> {
     fn convert_error(&mut self, err: SqlError) -> wasmtime::Result<WitError> {
-        Ok(match err {
-            SqlError::AccessDenied(m) => WitError::AccessDenied(m),
-            SqlError::ConstraintViolation(m) => WitError::ConstraintViolation(m),
-            SqlError::BadQuery(m) => WitError::BadQuery(m),
-            SqlError::LimitExceeded(m) => WitError::LimitExceeded(m),
-            SqlError::Unavailable(m) => WitError::Unavailable(m),
-            SqlError::InvalidHandle(m) => WitError::InvalidHandle(m),
-            SqlError::Other(m) | SqlError::OwnedElsewhere(m) => WitError::Other(m),
-            SqlError::Trap(e) => return Err(e),
-        })
+        err.to_wit()
     }
 }
 
@@ -47,16 +38,13 @@ impl SqlCtxView<'_> {
         &mut self,
         tx: &Resource<Transaction>,
     ) -> Result<&mut Box<dyn super::SqlTransaction>, SqlError> {
-        self.table
-            .get_mut(tx)
-            .map_err(wasmtime::Error::from)?
-            .inner_mut()
+        super::transaction_mut(self.table, tx)?.inner_mut()
     }
 }
 
 impl sql::HostDatabase for SqlCtxView<'_> {
     async fn open(&mut self, name: String) -> Result<Resource<Database>, SqlError> {
-        let db = self.ctx.open(&name)?;
+        let db = self.ctx.open(&self.request.service, &name)?;
         Ok(self.table.push(db).map_err(wasmtime::Error::from)?)
     }
 
@@ -66,7 +54,7 @@ impl sql::HostDatabase for SqlCtxView<'_> {
         statement: String,
         params: Vec<Value>,
     ) -> Result<RowSet, SqlError> {
-        let limits = self.ctx.limits;
+        let limits = self.limits();
         let db = self.database(&db)?;
         self.check_no_open_tx(db)?;
         let store = db.store.clone();
@@ -79,7 +67,7 @@ impl sql::HostDatabase for SqlCtxView<'_> {
         statement: String,
         params: Vec<Value>,
     ) -> Result<ExecResult, SqlError> {
-        let limits = self.ctx.limits;
+        let limits = self.limits();
         let db = self.database(&db)?;
         self.check_no_open_tx(db)?;
         let store = db.store.clone();
@@ -91,7 +79,7 @@ impl sql::HostDatabase for SqlCtxView<'_> {
         db: Resource<Database>,
         statements: String,
     ) -> Result<(), SqlError> {
-        let limits = self.ctx.limits;
+        let limits = self.limits();
         let db = self.database(&db)?;
         self.check_no_open_tx(db)?;
         let store = db.store.clone();
@@ -99,7 +87,7 @@ impl sql::HostDatabase for SqlCtxView<'_> {
     }
 
     async fn begin(&mut self, db: Resource<Database>) -> Result<Resource<Transaction>, SqlError> {
-        let limits = self.ctx.limits;
+        let limits = self.limits();
         let db = self.database(&db)?;
         self.check_no_open_tx(db)?;
         let (store, tx_open) = (db.store.clone(), db.tx_open.clone());
@@ -134,7 +122,7 @@ impl sql::HostTransaction for SqlCtxView<'_> {
         statement: String,
         params: Vec<Value>,
     ) -> Result<RowSet, SqlError> {
-        let limits = self.ctx.limits;
+        let limits = self.limits();
         self.transaction(&tx)?
             .query(&limits, &statement, &params)
             .await
@@ -146,7 +134,7 @@ impl sql::HostTransaction for SqlCtxView<'_> {
         statement: String,
         params: Vec<Value>,
     ) -> Result<ExecResult, SqlError> {
-        let limits = self.ctx.limits;
+        let limits = self.limits();
         self.transaction(&tx)?
             .execute(&limits, &statement, &params)
             .await

@@ -12,6 +12,7 @@
 //! happens before any lookup of whether such a store exists anywhere, so a denied name and a
 //! missing name look the same to the guest.
 
+pub mod error;
 pub mod host;
 pub mod host_tables;
 pub mod mysql;
@@ -23,37 +24,32 @@ pub mod sqlite;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use wasmtime::component::{HasData, Linker, ResourceTable};
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
+use crate::bindings::WitError;
 pub use crate::bindings::{ExecResult, RowSet, Value};
+use crate::runtime::request::RequestCtx;
+pub use error::SqlError;
 
-/// Every failure a statement can have. All but [`SqlError::Trap`] reach the guest as the WIT
-/// `error` variant of the same name; `Trap` is a host fault and ends the instance.
-#[derive(Debug, thiserror::Error)]
-pub enum SqlError {
-    #[error("access denied: {0}")]
-    AccessDenied(String),
-    #[error("constraint violation: {0}")]
-    ConstraintViolation(String),
-    #[error("bad query: {0}")]
-    BadQuery(String),
-    #[error("limit exceeded: {0}")]
-    LimitExceeded(String),
-    #[error("unavailable: {0}")]
-    Unavailable(String),
-    #[error("invalid handle: {0}")]
-    InvalidHandle(String),
-    #[error("{0}")]
-    Other(String),
-    /// At provisioning only, never seen by a guest: the store's objects on its server
-    /// belong to another data folder (see `server::Owner`). Start-up refuses it (exit 2).
-    #[error("{0}")]
-    OwnedElsewhere(String),
-    #[error("host fault: {0}")]
-    Trap(#[from] wasmtime::Error),
+impl SqlError {
+    /// The WIT `error` variant a guest sees for this failure; a [`SqlError::Trap`] is not
+    /// one, it ends the instance. Every capability whose functions return the shared
+    /// `types.error` maps its failures through here, in its own `convert_error`.
+    pub fn to_wit(self) -> wasmtime::Result<WitError> {
+        Ok(match self {
+            SqlError::AccessDenied(m) => WitError::AccessDenied(m),
+            SqlError::ConstraintViolation(m) => WitError::ConstraintViolation(m),
+            SqlError::BadQuery(m) => WitError::BadQuery(m),
+            SqlError::LimitExceeded(m) => WitError::LimitExceeded(m),
+            SqlError::Unavailable(m) => WitError::Unavailable(m),
+            SqlError::InvalidHandle(m) => WitError::InvalidHandle(m),
+            SqlError::Other(m) | SqlError::OwnedElsewhere(m) => WitError::Other(m),
+            SqlError::Trap(e) => return Err(e),
+        })
+    }
 }
 
 /// The per-call budget a backend enforces: the request's deadline, the longest one statement
@@ -131,13 +127,18 @@ pub trait SqlTransaction: Send + 'static {
     async fn rollback(self: Box<Self>) -> Result<(), SqlError>;
 }
 
-/// What one service was granted: its declared stores by name (relational and key-value).
-/// Built once per deploy.
+/// A service's relational stores by declared name, shared by its requests.
+pub type SqlStores = Arc<HashMap<String, Arc<dyn SqlStore>>>;
+
+/// What one service was granted: its declared stores by name (relational and key-value),
+/// opened once per deploy by `runtime_config::open_grants`. Each request's capability
+/// contexts take only their own part ([`StoreGrants::sql_stores`],
+/// [`StoreGrants::kv_stores`]).
 #[derive(Clone, Default)]
 pub struct StoreGrants {
     service: Arc<str>,
-    stores: Arc<HashMap<String, Arc<dyn SqlStore>>>,
-    kv: Arc<HashMap<String, Arc<dyn crate::kv::KvStore>>>,
+    stores: SqlStores,
+    kv: crate::kv::store::KvStores,
 }
 
 impl StoreGrants {
@@ -150,13 +151,13 @@ impl StoreGrants {
     }
 
     /// These grants with the key-value stores `kv`.
-    pub fn with_kv(mut self, kv: HashMap<String, Arc<dyn crate::kv::KvStore>>) -> Self {
+    pub fn with_kv(mut self, kv: HashMap<String, Arc<dyn crate::kv::store::KvStore>>) -> Self {
         self.kv = Arc::new(kv);
         self
     }
 
     /// The key-value store `name`, if granted.
-    pub fn kv(&self, name: &str) -> Option<&Arc<dyn crate::kv::KvStore>> {
+    pub fn kv(&self, name: &str) -> Option<&Arc<dyn crate::kv::store::KvStore>> {
         self.kv.get(name)
     }
 
@@ -176,6 +177,16 @@ impl StoreGrants {
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.stores.keys().map(String::as_str)
+    }
+
+    /// The relational stores, for a request's [`SqlCtx`].
+    pub fn sql_stores(&self) -> SqlStores {
+        self.stores.clone()
+    }
+
+    /// The key-value stores, for a request's `kv::KvCtx`.
+    pub fn kv_stores(&self) -> crate::kv::store::KvStores {
+        self.kv.clone()
     }
 }
 
@@ -242,15 +253,13 @@ impl Drop for Transaction {
     }
 }
 
-/// Per-request state of the capability.
+/// Per-request state of the capability: the service's stores and its statement limits.
 pub struct SqlCtx {
-    grants: StoreGrants,
-    limits: CallLimits,
-    /// What this service may publish, and where (the `events` capability rides on `sql`
-    /// transactions, so it shares their context).
-    pub(crate) events: crate::events::PublishGrant,
-    /// Which sagas it may start (also riding on `sql` transactions).
-    pub(crate) sagas: crate::sagas::SagaGrant,
+    stores: SqlStores,
+    /// The longest one statement may run, and the largest result it may build (the
+    /// deadline is the request's, from [`RequestCtx`]).
+    statement_budget: Duration,
+    max_result_bytes: usize,
     /// One flag per store this instance has opened: set while it holds the store's
     /// transaction, so a second writer from the same instance fails fast instead of
     /// waiting on itself until the deadline.
@@ -261,17 +270,11 @@ pub struct SqlCtx {
 }
 
 impl SqlCtx {
-    pub fn new(
-        grants: StoreGrants,
-        limits: CallLimits,
-        events: crate::events::PublishGrant,
-        sagas: crate::sagas::SagaGrant,
-    ) -> Self {
+    pub fn new(stores: SqlStores, statement_budget: Duration, max_result_bytes: usize) -> Self {
         Self {
-            grants,
-            limits,
-            events,
-            sagas,
+            stores,
+            statement_budget,
+            max_result_bytes,
             open_tx: HashMap::new(),
             published: Vec::new(),
         }
@@ -298,19 +301,13 @@ impl SqlCtx {
         std::mem::take(&mut self.published)
     }
 
-    /// The service these grants belong to.
-    pub fn service(&self) -> &str {
-        self.grants.service()
-    }
-
-    /// The stores this context may open.
-    pub fn grants(&self) -> &StoreGrants {
-        &self.grants
-    }
-
-    /// Its per-call limits.
-    pub fn limits(&self) -> &CallLimits {
-        &self.limits
+    /// The per-call limits of a statement in a request that must end by `deadline`.
+    pub fn limits(&self, deadline: Instant) -> CallLimits {
+        CallLimits {
+            deadline,
+            statement_budget: self.statement_budget,
+            max_result_bytes: self.max_result_bytes,
+        }
     }
 
     /// Wraps a transaction the host opened on store `store` as a handle it can lend to a
@@ -329,22 +326,16 @@ impl SqlCtx {
         }
     }
 
-    /// Moves this context's deadline (an instance reused for another request).
-    pub fn set_deadline(&mut self, deadline: Instant) {
-        self.limits.deadline = deadline;
-    }
-
     /// True while any transaction opened through this context is still open.
     pub fn holds_transaction(&self) -> bool {
         self.open_tx.values().any(|f| f.load(Ordering::Acquire))
     }
 
-    /// Resolves `name` against this service's grants only.
-    fn open(&mut self, name: &str) -> Result<Database, SqlError> {
-        let Some(store) = self.grants.get(name) else {
+    /// Resolves `name` against the grants of `service` (this context's) only.
+    fn open(&mut self, service: &str, name: &str) -> Result<Database, SqlError> {
+        let Some(store) = self.stores.get(name) else {
             return Err(SqlError::AccessDenied(format!(
-                "store `{name}` is not granted to service `{}`",
-                self.grants.service
+                "store `{name}` is not granted to service `{service}`"
             )));
         };
         let tx_open = self.open_tx.entry(name.to_string()).or_default().clone();
@@ -356,10 +347,19 @@ impl SqlCtx {
     }
 }
 
-/// A borrowed view of the capability's state and the instance's resource table.
+/// A borrowed view of the capability's state, the request's context and the instance's
+/// resource table.
 pub struct SqlCtxView<'a> {
     pub ctx: &'a mut SqlCtx,
+    pub request: &'a RequestCtx,
     pub table: &'a mut ResourceTable,
+}
+
+impl SqlCtxView<'_> {
+    /// The limits of a statement started now.
+    fn limits(&self) -> CallLimits {
+        self.ctx.limits(self.request.deadline)
+    }
 }
 
 /// Implemented by the store data of an instance that may hold `sql` handles.
@@ -374,15 +374,23 @@ impl HasData for Sql {
     type Data<'a> = SqlCtxView<'a>;
 }
 
-/// Adds `silo:service/sql`, `silo:service/types`, `silo:service/events` and
-/// `silo:service/sagas` (whose `publish` and `start` ride on a `sql` transaction) to a linker.
+/// Adds `silo:service/types` and `silo:service/sql` to a linker.
 pub fn add_to_linker<T: SqlView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     crate::bindings::silo::service::types::add_to_linker::<T, Sql>(linker, T::sql)?;
     crate::bindings::silo::service::sql::add_to_linker::<T, Sql>(linker, T::sql)?;
-    crate::bindings::silo::service::events::add_to_linker::<T, Sql>(linker, T::sql)?;
-    crate::bindings::silo::service::sagas::add_to_linker::<T, Sql>(linker, T::sql)?;
-    crate::bindings::silo::service::kv::add_to_linker::<T, Sql>(linker, T::sql)?;
     Ok(())
+}
+
+/// The transaction behind the guest's handle `tx`, for a capability that writes inside a
+/// guest's transaction (`events.publish`, `sagas.start`). The resource table is the
+/// instance's one table, shared by every capability; the [`SqlCtx`] is not, so this is the
+/// one door other capabilities use. A handle not in the table (or of another type) is a
+/// trap, as for any bad handle.
+pub fn transaction_mut<'t>(
+    table: &'t mut ResourceTable,
+    tx: &Resource<Transaction>,
+) -> Result<&'t mut Transaction, SqlError> {
+    Ok(table.get_mut(tx).map_err(wasmtime::Error::from)?)
 }
 
 /// Readers of the columns of a host statement's rows, for the host's own tables (outbox,

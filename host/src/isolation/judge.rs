@@ -30,6 +30,25 @@ fn read_report(status: u16, text: &str) -> (bool, String) {
     }
 }
 
+/// A report attack's answer, asked again (three times in all) while the host stops the
+/// instance before it reports (its deadline, on a busy machine): an inconclusive run is run
+/// again, never counted as blocked.
+async fn ask_report(
+    target: &Target,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, String) {
+    let mut answer = target.send(method, path, body).await;
+    for _ in 1..3 {
+        if answer.0 != 503 {
+            break;
+        }
+        answer = target.send(method, path, body).await;
+    }
+    answer
+}
+
 /// The texts of `SILO_RECORD_HOST_SQL`, one JSON string a line.
 pub fn recorded_host_statements(path: &Path) -> Result<Vec<String>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -65,9 +84,8 @@ pub fn store_bytes(data: &Path, service: &str, store: &str) -> u64 {
 pub(super) async fn judge(target: &Target, attack: &Attack) -> (bool, String) {
     match attack.judge {
         Judge::Report => {
-            let (status, text) = target
-                .send("GET", &format!("/intruder/attack/{}", attack.name), None)
-                .await;
+            let path = format!("/intruder/attack/{}", attack.name);
+            let (status, text) = ask_report(target, "GET", &path, None).await;
             read_report(status, &text)
         }
         Judge::ReportWithinCap { store, cap_mb } => {
@@ -87,9 +105,8 @@ pub(super) async fn judge(target: &Target, attack: &Attack) -> (bool, String) {
                     }
                 })
             };
-            let (status, text) = target
-                .send("GET", &format!("/intruder/attack/{}", attack.name), None)
-                .await;
+            let path = format!("/intruder/attack/{}", attack.name);
+            let (status, text) = ask_report(target, "GET", &path, None).await;
             stop.store(true, Ordering::Relaxed);
             let _ = poller.await;
             let (blocked, observed) = read_report(status, &text);
@@ -112,9 +129,13 @@ pub(super) async fn judge(target: &Target, attack: &Attack) -> (bool, String) {
                 Err(e) => return (false, e),
             };
             let body = serde_json::to_string(&texts).unwrap_or_default();
-            let (status, text) = target
-                .send("POST", "/intruder/attack/host-statements", Some(&body))
-                .await;
+            let (status, text) = ask_report(
+                target,
+                "POST",
+                "/intruder/attack/host-statements",
+                Some(&body),
+            )
+            .await;
             read_report(status, &text)
         }
         Judge::HostLog(path) => judge_host_log(target, path).await,

@@ -355,9 +355,23 @@ fn no_cycle_between_top_level_modules() {
         })
         .map(|i| format!("{}: {} -> {}", i.at, i.from, i.to))
         .collect();
+    // First the module edges on cycles (how many imports each), then every import.
+    let mut pairs: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for i in imports.all.iter().filter(|i| {
+        reach
+            .get(i.to.as_str())
+            .is_some_and(|r| r.contains(i.from.as_str()))
+    }) {
+        *pairs.entry((&i.from, &i.to)).or_default() += 1;
+    }
+    let pairs: Vec<String> = pairs
+        .iter()
+        .map(|((a, b), n)| format!("{a} -> {b} ({n})"))
+        .collect();
     assert!(
         on_cycle.is_empty(),
-        "top-level modules on an import cycle: {on_cycle:?}; the imports on those cycles:\n{}",
+        "top-level modules on an import cycle: {on_cycle:?}\nedges on those cycles: {}\nthe imports:\n{}",
+        pairs.join(", "),
         closing.join("\n")
     );
 }

@@ -7,7 +7,7 @@ WASM_TARGET := wasm32-wasip2
 COMPONENTS_OUT := components/target/$(WASM_TARGET)/release
 SILO := target/release/silo
 
-.PHONY: all build toolchain components host run run-polyglot test lint fmt bench demo-isolation clean
+.PHONY: all build toolchain components host run run-polyglot test test-fast lint fmt bench demo-isolation clean
 
 all: build
 
@@ -35,11 +35,22 @@ run-polyglot: build
 	SILO_MANIFEST=silo-polyglot.toml SILO_DATA=.silo-polyglot ./scripts/run-demo.sh
 
 ## test: the whole suite — unit, capability and integration tests against the real host.
-## One test at a time: the isolation tests compare a victim's latency with its quiet baseline,
-## which a neighbouring test's host would disturb on a 2-core machine.
+## Tests run in parallel (each host has its own ports, data folder and server objects), except
+## the latency-sensitive ones, run after the rest one at a time: the isolation catalogue and
+## the sandbox compare a victim's latency with its quiet baseline or a bound, which a
+## neighbouring test's host would disturb on a 2-core machine.
+SERIAL_TESTS := isolation:: sandbox::
 test: build
-	$(CARGO) test --release --workspace -- --test-threads=1
+	$(CARGO) test --release --workspace -- $(addprefix --skip ,$(SERIAL_TESTS))
+	$(CARGO) test --release -p silo --test integration -- $(SERIAL_TESTS) --test-threads=1
 	cd components && $(CARGO) test -p silo-sdk
+
+## test-fast: the tests that need no wasm and no servers — the host's unit tests, the house
+## checks (host/tests/house.rs) and the SQLite side of the conformance suite. Seconds after
+## a build; no `make components`.
+test-fast:
+	$(CARGO) test --release -p silo --lib --test house
+	$(CARGO) test --release -p silo --test conformance -- sqlite
 
 ## lint: formatting and clippy on both workspaces.
 lint:

@@ -88,31 +88,126 @@ backend = "postgres"
         .collect();
     assert!(names.contains(&"received".to_string()), "{names:?}");
     assert!(!names.iter().any(|n| n.contains("beta")), "{names:?}");
-    let attacks = [
-        "SELECT * FROM beta_secret".to_string(),
-        format!("SELECT * FROM {prefix}_beta_main.public.beta_secret"),
-        format!(
-            "SELECT * FROM dblink('dbname={prefix}_beta_main', 'SELECT v FROM beta_secret') AS t(v text)"
+    // Each with the exact refusal it must get: (statement, status, error code, what the
+    // message says). `dblink` is not installed, and alpha's role may not install it (the
+    // `CREATE EXTENSION` below): so the call says the function does not exist.
+    let attacks: Vec<(String, u16, &str, &str)> = vec![
+        (
+            "SELECT * FROM beta_secret".into(),
+            400,
+            "bad-query",
+            "relation \"beta_secret\" does not exist",
         ),
-        "SET ROLE postgres".to_string(),
-        format!("SELECT set_config('role', '{prefix}_beta_main', false)"),
-        "SELECT pg_read_file('/etc/passwd')".to_string(),
-        "CREATE EXTENSION dblink".to_string(),
-        "COPY (SELECT 1) TO '/tmp/silo-leak'".to_string(),
-        "ALTER TABLE silo_host._silo_inbox DISABLE ROW LEVEL SECURITY".to_string(),
-        "DROP POLICY host_only ON silo_host._silo_inbox".to_string(),
-        "INSERT INTO silo_host._silo_inbox VALUES ('forged', 'evt', 0)".to_string(),
-        "UPDATE silo_host._silo_heads SET n = 0".to_string(),
-        "DELETE FROM silo_host._silo_subscriptions".to_string(),
-        "DROP TABLE silo_host._silo_outbox".to_string(),
-        "CREATE TABLE silo_host.planted (x int)".to_string(),
-        "COMMIT".to_string(),
-        "SELECT * FROM silo_host._silo_owner".to_string(),
+        (
+            format!("SELECT * FROM {prefix}_beta_main.public.beta_secret"),
+            400,
+            "bad-query",
+            "cross-database references are not implemented",
+        ),
+        (
+            format!(
+                "SELECT * FROM dblink('dbname={prefix}_beta_main', 'SELECT v FROM beta_secret') AS t(v text)"
+            ),
+            400,
+            "bad-query",
+            "function dblink(unknown, unknown) does not exist",
+        ),
+        (
+            "SET ROLE postgres".into(),
+            403,
+            "access-denied",
+            "`SET` is the host's",
+        ),
+        (
+            format!("SELECT set_config('role', '{prefix}_beta_main', false)"),
+            403,
+            "access-denied",
+            "permission denied to set role",
+        ),
+        (
+            "SELECT pg_read_file('/etc/passwd')".into(),
+            403,
+            "access-denied",
+            "permission denied for function pg_read_file",
+        ),
+        (
+            "CREATE EXTENSION dblink".into(),
+            403,
+            "access-denied",
+            "permission denied to create extension",
+        ),
+        (
+            "COPY (SELECT 1) TO '/tmp/silo-leak'".into(),
+            403,
+            "access-denied",
+            "`COPY` is the host's",
+        ),
+        (
+            "ALTER TABLE silo_host._silo_inbox DISABLE ROW LEVEL SECURITY".into(),
+            403,
+            "access-denied",
+            "must be owner of table _silo_inbox",
+        ),
+        (
+            "DROP POLICY host_only ON silo_host._silo_inbox".into(),
+            403,
+            "access-denied",
+            "must be owner of relation _silo_inbox",
+        ),
+        (
+            "INSERT INTO silo_host._silo_inbox VALUES ('forged', 'evt', 0)".into(),
+            403,
+            "access-denied",
+            "the host's tables are not the service's",
+        ),
+        (
+            "UPDATE silo_host._silo_heads SET n = 0".into(),
+            403,
+            "access-denied",
+            "the host's tables are not the service's",
+        ),
+        (
+            "DELETE FROM silo_host._silo_subscriptions".into(),
+            403,
+            "access-denied",
+            "the host's tables are not the service's",
+        ),
+        (
+            "DROP TABLE silo_host._silo_outbox".into(),
+            403,
+            "access-denied",
+            "must be owner of table _silo_outbox",
+        ),
+        (
+            "CREATE TABLE silo_host.planted (x int)".into(),
+            403,
+            "access-denied",
+            "permission denied for schema silo_host",
+        ),
+        (
+            "COMMIT".into(),
+            403,
+            "access-denied",
+            "`COMMIT` is the host's",
+        ),
+        (
+            "SELECT * FROM silo_host._silo_owner".into(),
+            403,
+            "access-denied",
+            "permission denied for table _silo_owner",
+        ),
     ];
-    for attack in &attacks {
+    let mut unexpected = Vec::new();
+    for (attack, status, code, says) in &attacks {
         let (s, b) = sql(&h, "alpha", attack).await;
-        assert!(s == 400 || s == 403, "{attack}: {s} {b}");
+        let message = b["error"]["message"].as_str().unwrap_or_default();
+        if s != *status || b["error"]["code"] != *code || !message.contains(says) {
+            unexpected.push(format!(
+                "{attack}: expected {status} {code} saying {says:?}, got {s} {b}"
+            ));
+        }
     }
+    assert!(unexpected.is_empty(), "{}", unexpected.join("\n"));
     // Reads of the host's tables see nothing (row-level security hides every row)…
     for t in [
         "_silo_outbox",

@@ -121,11 +121,25 @@ async fn an_infinite_loop_hits_the_deadline_while_others_are_served() {
     assert_eq!(h.get("/spin/ok").await.status, 200);
 }
 
+/// A 503 `service_trapped` whose message names the instance's memory limit of `mib` MiB:
+/// what only the memory limit answers.
+fn assert_memory_limit(r: &crate::support::Resp, mib: u64) {
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.error_code(), "service_trapped", "{}", r.text());
+    let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains(&format!("reached its memory limit of {mib} MiB")),
+        "not the memory limit: {message}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_growth_stops_at_the_limit() {
     let h = TestHost::start(FIXTURES).await;
     let r = h.get("/spin/alloc").await;
-    assert_eq!(r.status, 503, "{}", r.text());
+    // The memory limit's own answer: a deadline (3 s here) would also be a 503, but
+    // `deadline_exceeded`, and another trap would not name the limit.
+    assert_memory_limit(&r, 16);
     assert_eq!(h.get("/spin/ok").await.status, 200);
     assert_eq!(h.get("/users").await.status, 200);
 }
@@ -136,11 +150,18 @@ async fn wasi_filesystem_sockets_and_environment_are_empty() {
     let r = h.get("/probe").await;
     assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();
-    for key in ["fileRead", "readDir", "tcp"] {
+    // The refusal each missing grant gives, and no other error: no preopen holds the path
+    // (ENOENT, 44 in WASI's numbering, for paths that exist on every host), and sockets are
+    // `access-denied` (EACCES, 2).
+    for (key, refusal) in [
+        ("fileRead", "error: No such file or directory (os error 44)"),
+        ("readDir", "error: No such file or directory (os error 44)"),
+        ("tcp", "error: Permission denied (os error 2)"),
+    ] {
         let s = v[key]
             .as_str()
             .unwrap_or_else(|| panic!("{key} missing in {v}"));
-        assert!(s.starts_with("error"), "{key} reached something: {v}");
+        assert_eq!(s, refusal, "{key}: {v}");
     }
     assert_eq!(v["envCount"], 0, "{v}");
     assert_eq!(v["preopens"], 0, "{v}");
@@ -238,7 +259,7 @@ async fn instance_reuse_is_opt_in_per_service() {
         "an instance served beyond its quota: {warm:?}"
     );
     // A trap discards the instance instead of returning it to the pool.
-    assert_eq!(h.get("/warm/alloc").await.status, 503);
+    assert_memory_limit(&h.get("/warm/alloc").await, 64);
     assert_eq!(h.get("/warm/ok").await.status, 200);
 }
 

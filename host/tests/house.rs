@@ -1,0 +1,413 @@
+//! House checks: rules of the source tree that no compiler checks — every file says what it
+//! is for, ARCHITECTURE.md's code map names only paths that exist, no host source file is
+//! over 800 lines, and the imports between host/src's top-level modules point one way (the
+//! floors of ARCHITECTURE.md's invariants). Fast: no wasm, no servers, only reading files.
+//!
+//! Every failure prints each offending `file:line`, so the message is the to-do list.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// The repository's root (the host crate is `host/`).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the host crate sits in the repository")
+        .to_path_buf()
+}
+
+/// Every `.rs` file under `dir`, skipping build output (`target/`).
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if p.file_name().is_some_and(|n| n != "target") {
+                    todo.push(p);
+                }
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `path` relative to the repository's root, for messages.
+fn shown(path: &Path) -> String {
+    path.strip_prefix(root())
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A file written by a generator says so on its first lines; those need no `//!` of ours.
+fn generated(text: &str) -> bool {
+    text.lines()
+        .take(5)
+        .any(|l| l.contains("@generated") || l.contains("automatically generated"))
+}
+
+#[test]
+fn every_source_file_starts_with_a_doc_line() {
+    let root = root();
+    let mut files = Vec::new();
+    for dir in ["host/src", "host/tests", "host/benches", "components"] {
+        files.extend(rust_files(&root.join(dir)));
+    }
+    assert!(files.len() > 50, "found only {} files", files.len());
+    let missing: Vec<String> = files
+        .iter()
+        .filter(|f| {
+            let text = read(f);
+            !generated(&text) && !text.starts_with("//!")
+        })
+        .map(|f| format!("{}:1", shown(f)))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "files that do not start with a `//!` line saying what they are for:\n{}",
+        missing.join("\n")
+    );
+}
+
+#[test]
+fn no_host_source_file_is_over_800_lines() {
+    let long: Vec<String> = rust_files(&root().join("host/src"))
+        .iter()
+        .filter_map(|f| {
+            let n = read(f).lines().count();
+            (n > 800).then(|| format!("{}:{n}: {n} lines", shown(f)))
+        })
+        .collect();
+    assert!(
+        long.is_empty(),
+        "host source files over 800 lines:\n{}",
+        long.join("\n")
+    );
+}
+
+/// The paths ARCHITECTURE.md's code map names exist.
+///
+/// The rule: in the section `## Code map`, a backticked word is a path when it ends in `.rs`
+/// or `/` and holds none of `{ } * : <space>` and does not start with `/` (that is a URL path
+/// such as `/admin/`). A path with a `/` in it is relative to the repository's root
+/// (`host/src/sql/`). A bare file name (`sqlite.rs`) is relative to the folder its top-level
+/// bullet names (the bullet's first path ending in `/`, e.g. `host/src/sql/`), found there or
+/// in a folder below it; outside such a bullet it must be found somewhere under `host/src`.
+#[test]
+fn the_code_map_names_only_paths_that_exist() {
+    let root = root();
+    let doc = read(&root.join("ARCHITECTURE.md"));
+    let mut in_map = false;
+    let mut folder: Option<PathBuf> = None;
+    let mut checked = 0;
+    let mut missing = Vec::new();
+    for (i, line) in doc.lines().enumerate() {
+        if line.starts_with("## ") {
+            in_map = line.trim() == "## Code map";
+            continue;
+        }
+        if !in_map {
+            continue;
+        }
+        let words: Vec<&str> = line.split('`').skip(1).step_by(2).collect();
+        if line.starts_with("- ") {
+            folder = words
+                .iter()
+                .find(|w| w.contains('/') && w.ends_with('/') && !w.starts_with('/'))
+                .map(|w| root.join(w));
+        }
+        for w in words {
+            let is_path = (w.ends_with(".rs") || w.ends_with('/'))
+                && !w.starts_with('/')
+                && !w.contains(['{', '}', '*', ':', ' ']);
+            if !is_path {
+                continue;
+            }
+            checked += 1;
+            let found = if w.contains('/') {
+                root.join(w).exists()
+            } else {
+                let base = folder.clone().unwrap_or_else(|| root.join("host/src"));
+                base.join(w).exists()
+                    || rust_files(&base)
+                        .iter()
+                        .any(|f| f.file_name().is_some_and(|n| n == w))
+                    || (w.ends_with('/') && base.join(w.trim_end_matches('/')).is_dir())
+            };
+            if !found {
+                missing.push(format!("ARCHITECTURE.md:{}: `{w}`", i + 1));
+            }
+        }
+    }
+    assert!(checked > 10, "the code map names only {checked} paths");
+    assert!(
+        missing.is_empty(),
+        "the code map names paths that do not exist:\n{}",
+        missing.join("\n")
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Imports between host/src's top-level modules
+// ---------------------------------------------------------------------------------------
+
+/// Floors 1–4: what may not import the floors above (start-up, admin, the catalogue, the
+/// binary).
+const LOWER_FLOORS: &[&str] = &[
+    "bindings",
+    "failpoint",
+    "secrets",
+    "names",
+    "manifest",
+    "sql",
+    "kv",
+    "events",
+    "sagas",
+    "calls",
+    "delivery",
+    "runtime",
+];
+
+/// Floors 5–6 and the catalogue (the binary's modules are added by [`Imports::scan`]).
+const UPPER_FLOORS: &[&str] = &["host", "admin", "deploy", "isolation"];
+
+/// The capabilities (floor 3); their backends live inside them.
+const CAPABILITIES: &[&str] = &["sql", "kv", "events", "sagas", "calls", "delivery"];
+
+/// One `crate::a::…` path in a file of module `from`, naming top-level module `to`.
+struct Import {
+    from: String,
+    to: String,
+    at: String,
+}
+
+struct Imports {
+    all: Vec<Import>,
+    /// The binary's own modules (`main` and the `mod`s main.rs declares).
+    binary: BTreeSet<String>,
+}
+
+impl Imports {
+    /// Every `crate::` path in host/src, in `use` lines and in code, outside comments.
+    fn scan() -> Self {
+        let src = root().join("host/src");
+        let main = read(&src.join("main.rs"));
+        let mut binary: BTreeSet<String> = main
+            .lines()
+            .filter_map(|l| {
+                let l = l.trim_start();
+                let l = l.strip_prefix("pub ").unwrap_or(l);
+                l.strip_prefix("mod ")?
+                    .strip_suffix(';')
+                    .map(|m| m.trim().to_string())
+            })
+            .collect();
+        binary.insert("main".into());
+        let mut all = Vec::new();
+        for file in rust_files(&src) {
+            let rel = file.strip_prefix(&src).unwrap();
+            let first = rel.components().next().unwrap().as_os_str();
+            let from = Path::new(first)
+                .file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if from == "lib" {
+                continue;
+            }
+            let text = read(&file);
+            // Comments out (doc links name modules without importing them); line breaks kept.
+            let code: String = text
+                .lines()
+                .map(|l| match l.find("//") {
+                    Some(i) => &l[..i],
+                    None => l,
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            for (offset, to) in crate_paths(&code) {
+                if to == from {
+                    continue;
+                }
+                let line = code[..offset].matches('\n').count() + 1;
+                all.push(Import {
+                    from: from.clone(),
+                    to,
+                    at: format!("{}:{line}", shown(&file)),
+                });
+            }
+        }
+        Self { all, binary }
+    }
+
+    /// The imports from any of `from` into any of `to`, as `file:line: a -> b`.
+    fn between(&self, from: &[&str], to: &[&str]) -> Vec<String> {
+        self.all
+            .iter()
+            .filter(|i| from.contains(&i.from.as_str()) && to.contains(&i.to.as_str()))
+            .map(|i| format!("{}: {} -> {}", i.at, i.from, i.to))
+            .collect()
+    }
+}
+
+/// The top-level module each `crate::` path in `code` names, with the offset where it is
+/// named: `crate::a::b` names `a`; `crate::{a::b, c}` names `a` and `c`.
+fn crate_paths(code: &str) -> Vec<(usize, String)> {
+    let ident = |s: &str| -> String {
+        s.chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut out = Vec::new();
+    for (at, _) in code.match_indices("crate::") {
+        // `silo_crate::` or `my_crate::` are not `crate::`.
+        let before = code[..at].chars().next_back();
+        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        let rest = &code[at + "crate::".len()..];
+        let start = at + "crate::".len();
+        if let Some(group) = rest.strip_prefix('{') {
+            // Names at depth 0 of the group: after `{` and after each `,`.
+            let (mut depth, mut expect) = (0usize, true);
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => expect = true,
+                    c if c.is_whitespace() => {}
+                    _ if expect => {
+                        expect = false;
+                        let name = ident(&group[i..]);
+                        if !name.is_empty() && name != "self" {
+                            out.push((start + 1 + i, name));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        } else {
+            let name = ident(rest);
+            if !name.is_empty() {
+                out.push((start, name));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_import_scanner_reads_paths_and_groups() {
+    let found: Vec<String> = crate_paths(
+        "use crate::sql::{SqlCtx, x};\nuse crate::{kv::Kv,\n  runtime::{a, b}, self};\nlet x = crate::host::go(); my_crate::no;",
+    )
+    .into_iter()
+    .map(|(_, m)| m)
+    .collect();
+    assert_eq!(found, ["sql", "kv", "runtime", "host"]);
+}
+
+#[test]
+fn no_cycle_between_top_level_modules() {
+    let imports = Imports::scan();
+    let mut edges: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for i in &imports.all {
+        edges.entry(&i.from).or_default().insert(&i.to);
+    }
+    // Modules that reach themselves through another: every module on a cycle.
+    let reaches = |from: &str| -> BTreeSet<&str> {
+        let mut seen = BTreeSet::new();
+        let mut todo: Vec<&str> = edges.get(from).into_iter().flatten().copied().collect();
+        while let Some(m) = todo.pop() {
+            if seen.insert(m) {
+                todo.extend(edges.get(m).into_iter().flatten().copied());
+            }
+        }
+        seen
+    };
+    let reach: BTreeMap<&str, BTreeSet<&str>> = edges.keys().map(|m| (*m, reaches(m))).collect();
+    let on_cycle: BTreeSet<&str> = reach
+        .iter()
+        .filter(|(m, r)| r.contains(*m))
+        .map(|(m, _)| *m)
+        .collect();
+    // The imports that close a cycle: from a to b where b reaches back to a.
+    let closing: Vec<String> = imports
+        .all
+        .iter()
+        .filter(|i| {
+            reach
+                .get(i.to.as_str())
+                .is_some_and(|r| r.contains(i.from.as_str()))
+        })
+        .map(|i| format!("{}: {} -> {}", i.at, i.from, i.to))
+        .collect();
+    // First the module edges on cycles (how many imports each), then every import.
+    let mut pairs: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for i in imports.all.iter().filter(|i| {
+        reach
+            .get(i.to.as_str())
+            .is_some_and(|r| r.contains(i.from.as_str()))
+    }) {
+        *pairs.entry((&i.from, &i.to)).or_default() += 1;
+    }
+    let pairs: Vec<String> = pairs
+        .iter()
+        .map(|((a, b), n)| format!("{a} -> {b} ({n})"))
+        .collect();
+    assert!(
+        on_cycle.is_empty(),
+        "top-level modules on an import cycle: {on_cycle:?}\nedges on those cycles: {}\nthe imports:\n{}",
+        pairs.join(", "),
+        closing.join("\n")
+    );
+}
+
+#[test]
+fn lower_floors_do_not_import_start_up_admin_the_catalogue_or_the_binary() {
+    let imports = Imports::scan();
+    let mut upper: Vec<&str> = UPPER_FLOORS.to_vec();
+    upper.extend(imports.binary.iter().map(String::as_str));
+    let up = imports.between(LOWER_FLOORS, &upper);
+    assert!(
+        up.is_empty(),
+        "floors 1-4 importing start-up, admin, the catalogue or the binary:\n{}",
+        up.join("\n")
+    );
+}
+
+#[test]
+fn manifest_imports_no_capability_backend_or_runtime() {
+    let imports = Imports::scan();
+    let mut below: Vec<&str> = CAPABILITIES.to_vec();
+    below.push("runtime");
+    let found = imports.between(&["manifest"], &below);
+    assert!(
+        found.is_empty(),
+        "the manifest (configuration types) importing a capability, a backend or the runtime:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn capabilities_do_not_import_the_runtime() {
+    let found = Imports::scan().between(CAPABILITIES, &["runtime"]);
+    assert!(
+        found.is_empty(),
+        "capabilities importing the runtime (define a trait the runtime implements instead):\n{}",
+        found.join("\n")
+    );
+}

@@ -40,6 +40,7 @@ pub mod isolation;
 pub mod kv;
 pub mod manifest;
 pub mod names;
+pub mod request;
 pub mod runtime;
 pub mod sagas;
 pub mod secrets;

@@ -203,21 +203,15 @@ impl Imports {
     /// Every `crate::` path in host/src, in `use` lines and in code, outside comments.
     fn scan() -> Self {
         let src = root().join("host/src");
-        let main = read(&src.join("main.rs"));
-        let mut binary: BTreeSet<String> = main
-            .lines()
-            .filter_map(|l| {
-                let l = l.trim_start();
-                let l = l.strip_prefix("pub ").unwrap_or(l);
-                l.strip_prefix("mod ")?
-                    .strip_suffix(';')
-                    .map(|m| m.trim().to_string())
-            })
-            .collect();
-        binary.insert("main".into());
+        // The binary (`src/bin/silo/`) is a crate of its own that reaches the library only
+        // through `silo::`: the library cannot import it, and its `crate::` paths are its own.
+        let binary = BTreeSet::new();
         let mut all = Vec::new();
         for file in rust_files(&src) {
             let rel = file.strip_prefix(&src).unwrap();
+            if rel.starts_with("bin") {
+                continue;
+            }
             let first = rel.components().next().unwrap().as_os_str();
             let from = Path::new(first)
                 .file_stem()

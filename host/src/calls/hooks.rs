@@ -4,7 +4,7 @@ use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::{CALLER_HEADER, CallCtx, CallCtxView, CallOrigin, Refusal};
-use crate::runtime::request::RequestCtx;
+use crate::request::RequestCtx;
 
 type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
 /// What `send_request` hands back to wasi:http: the response once it starts, with its I/O.

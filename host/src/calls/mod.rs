@@ -25,7 +25,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 pub use hooks::{CallHooks, OUTGOING_BODY_CHUNK};
 
-use crate::runtime::request::RequestCtx;
+use crate::request::RequestCtx;
 
 /// The suffix of every internal service authority.
 pub const INTERNAL_SUFFIX: &str = ".silo.internal";

@@ -37,7 +37,7 @@ use std::sync::Arc;
 
 use wasmtime::component::{HasData, Linker, ResourceTable};
 
-use crate::runtime::request::RequestCtx;
+use crate::request::RequestCtx;
 
 pub use outbox::{EventRecord, Outbox};
 pub use router::{DeadLetter, EventRouter, LocalRouter, SubscriptionStats};

@@ -29,11 +29,11 @@ use arc_swap::ArcSwap;
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
-use crate::runtime::dispatch::ServiceDirectory;
 use crate::events::{EventRouter, LocalRouter, Outbox};
 use crate::manifest::{HostSettings, MIN_INSTANCES, Manifest, ManifestError, ServiceSpec};
 use crate::runtime::budget::MemoryBudget;
 use crate::runtime::dispatch::RouteTable;
+use crate::runtime::dispatch::ServiceDirectory;
 use crate::runtime::engine::{build_engine, build_linker, start_epoch_ticker};
 use crate::runtime::executor::Executors;
 use crate::runtime::service::ServiceRuntime;

@@ -20,7 +20,7 @@ pub(crate) mod store;
 use wasmtime::component::{HasData, Linker, ResourceTable};
 
 pub use self::store::{Bucket, KvStore, KvStores};
-use crate::runtime::request::RequestCtx;
+use crate::request::RequestCtx;
 use crate::sql::error::SqlError;
 
 /// Longest key, in bytes.

@@ -13,7 +13,6 @@ pub mod migrations;
 pub mod permits;
 pub mod recipient;
 pub mod refusals;
-pub mod request;
 pub mod service;
 pub mod state;
 pub mod stdio;

@@ -16,7 +16,6 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use super::dispatch::ServiceDirectory;
 use super::metrics::ServiceMetrics;
-use super::request::RequestCtx;
 use super::state::{CapabilityCtxs, InstanceLimits, RequestState};
 use crate::bindings::exports::silo::service::command_handler::GuestIndices as CommandIndices;
 use crate::bindings::exports::silo::service::event_handler::GuestIndices;
@@ -25,6 +24,7 @@ use crate::calls::CallCtx;
 use crate::events::{EventsCtx, Outbox, PublishGrant};
 use crate::kv::KvCtx;
 use crate::manifest::ServiceSpec;
+use crate::request::RequestCtx;
 use crate::sagas::{SagaGrant, SagaLog, SagasCtx};
 use crate::sql::{SqlCtx, StoreGrants};
 

@@ -20,11 +20,11 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{FieldMapError, WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::budget::ServiceMemory;
-use super::request::RequestCtx;
 use super::stdio::GuestLog;
 use crate::calls::{CallCtx, CallCtxView, CallHooks, CallView};
 use crate::events::{EventsCtx, EventsCtxView, EventsView};
 use crate::kv::{KvCtx, KvCtxView, KvView};
+use crate::request::RequestCtx;
 use crate::sagas::{SagasCtx, SagasCtxView, SagasView};
 use crate::sql::{SqlCtx, SqlCtxView, SqlError, SqlTransaction, SqlView, Transaction};
 use wasmtime::component::Resource;

@@ -38,7 +38,7 @@ use std::sync::Arc;
 use wasmtime::component::{HasData, Linker, ResourceTable};
 
 use crate::manifest::ServiceSpec;
-use crate::runtime::request::RequestCtx;
+use crate::request::RequestCtx;
 
 pub use engine::{SagaEngine, SagaStats};
 pub use log::SagaLog;

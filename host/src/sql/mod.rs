@@ -31,7 +31,7 @@ use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use crate::bindings::WitError;
 pub use crate::bindings::{ExecResult, RowSet, Value};
-use crate::runtime::request::RequestCtx;
+use crate::request::RequestCtx;
 pub use error::SqlError;
 
 impl SqlError {

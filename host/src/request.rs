@@ -5,7 +5,7 @@
 //! about the request itself lives here, once, and their views borrow it read-only.
 //!
 //! Architecture invariant: this module imports nothing of the crate, so a capability may
-//! name [`RequestCtx`] without depending on the rest of `runtime`.
+//! name [`RequestCtx`] without depending on `runtime`, which composes the contexts.
 
 use std::sync::Arc;
 use std::time::Instant;

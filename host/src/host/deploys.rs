@@ -10,8 +10,8 @@ use crate::deploy::History;
 use crate::manifest::{HostSettings, Manifest, ServiceSpec};
 use crate::runtime::migrations::migrate;
 use crate::runtime::service::Service;
-use crate::sql::StoreGrants;
-use crate::sql::runtime_config::{OwnedElsewhere, open_grants};
+use crate::runtime::grants::{StoreGrants, open_grants};
+use crate::sql::runtime_config::OwnedElsewhere;
 
 /// What a deploy may change besides the component.
 #[derive(Debug, Default, Clone)]

@@ -16,8 +16,8 @@ use crate::runtime::dispatch::RouteTable;
 use crate::runtime::migrations::migrate;
 use crate::runtime::service::Service;
 use crate::sagas::SagaLog;
-use crate::sql::StoreGrants;
-use crate::sql::runtime_config::{OwnedElsewhere, open_grants};
+use crate::runtime::grants::{StoreGrants, open_grants};
+use crate::sql::runtime_config::OwnedElsewhere;
 
 /// A service about to be opened: compiled and linked, not yet connected to its stores.
 pub struct Planned {

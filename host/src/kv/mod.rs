@@ -1,7 +1,7 @@
 //! The `kv` capability: a service's private key-value stores, behind one backend trait.
 //!
 //! Shaped like `sql`: a context ([`KvCtx`], the service's key-value stores, opened at load
-//! and deploy by `sql::runtime_config::open_grants`), a borrowed view ([`KvCtxView`]) and a
+//! and deploy by `runtime_config::open_stores`), a borrowed view ([`KvCtxView`]) and a
 //! one-method view trait ([`KvView`]); `host.rs` holds only the generated `Host` impls. A
 //! guest reaches a store only through a [`Bucket`] resource opened by a name in its own
 //! grants, and a backend is one file implementing [`KvStore`]: `sqlite.rs` (the embedded
@@ -14,6 +14,7 @@
 
 pub mod host;
 pub mod redis;
+pub mod runtime_config;
 pub mod sqlite;
 pub(crate) mod store;
 

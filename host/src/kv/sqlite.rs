@@ -6,14 +6,22 @@
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::KvStore;
-use crate::events::now_ms;
 use crate::sql::error::SqlError;
+
+/// Milliseconds since the Unix epoch, the unit of the expiry column (a clock read of its
+/// own, so that `kv` imports nothing of `events` or `delivery`).
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
 
 /// One SQLite key-value store.
 pub struct SqliteKv {

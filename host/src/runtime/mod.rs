@@ -8,6 +8,7 @@ pub mod dispatch;
 pub mod engine;
 pub mod executor;
 pub mod exports;
+pub mod grants;
 pub mod metrics;
 pub mod migrations;
 pub mod permits;

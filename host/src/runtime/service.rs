@@ -25,8 +25,9 @@ use crate::events::{EventsCtx, Outbox, PublishGrant};
 use crate::kv::KvCtx;
 use crate::manifest::ServiceSpec;
 use crate::request::RequestCtx;
+use crate::runtime::grants::StoreGrants;
 use crate::sagas::{SagaGrant, SagaLog, SagasCtx};
-use crate::sql::{SqlCtx, StoreGrants};
+use crate::sql::SqlCtx;
 
 /// One service, ready to serve.
 pub struct Service {

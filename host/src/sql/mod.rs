@@ -130,66 +130,6 @@ pub trait SqlTransaction: Send + 'static {
 /// A service's relational stores by declared name, shared by its requests.
 pub type SqlStores = Arc<HashMap<String, Arc<dyn SqlStore>>>;
 
-/// What one service was granted: its declared stores by name (relational and key-value),
-/// opened once per deploy by `runtime_config::open_grants`. Each request's capability
-/// contexts take only their own part ([`StoreGrants::sql_stores`],
-/// [`StoreGrants::kv_stores`]).
-#[derive(Clone, Default)]
-pub struct StoreGrants {
-    service: Arc<str>,
-    stores: SqlStores,
-    kv: crate::kv::store::KvStores,
-}
-
-impl StoreGrants {
-    pub fn new(service: &str, stores: HashMap<String, Arc<dyn SqlStore>>) -> Self {
-        Self {
-            service: service.into(),
-            stores: Arc::new(stores),
-            kv: Default::default(),
-        }
-    }
-
-    /// These grants with the key-value stores `kv`.
-    pub fn with_kv(mut self, kv: HashMap<String, Arc<dyn crate::kv::store::KvStore>>) -> Self {
-        self.kv = Arc::new(kv);
-        self
-    }
-
-    /// The key-value store `name`, if granted.
-    pub fn kv(&self, name: &str) -> Option<&Arc<dyn crate::kv::store::KvStore>> {
-        self.kv.get(name)
-    }
-
-    /// The names of the granted key-value stores.
-    pub fn kv_names(&self) -> impl Iterator<Item = &str> {
-        self.kv.keys().map(String::as_str)
-    }
-
-    /// The service these grants belong to.
-    pub fn service(&self) -> &str {
-        &self.service
-    }
-
-    pub fn get(&self, name: &str) -> Option<&Arc<dyn SqlStore>> {
-        self.stores.get(name)
-    }
-
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.stores.keys().map(String::as_str)
-    }
-
-    /// The relational stores, for a request's [`SqlCtx`].
-    pub fn sql_stores(&self) -> SqlStores {
-        self.stores.clone()
-    }
-
-    /// The key-value stores, for a request's `kv::KvCtx`.
-    pub fn kv_stores(&self) -> crate::kv::store::KvStores {
-        self.kv.clone()
-    }
-}
-
 /// The host object behind a guest's `database` handle.
 pub struct Database {
     name: String,

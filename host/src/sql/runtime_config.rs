@@ -9,14 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::sqlite::{SqliteConfig, SqliteStore};
-use super::{SqlStore, StoreGrants};
-use crate::kv::KvStore;
-use crate::kv::redis::RedisKv;
-use crate::kv::sqlite::SqliteKv;
-use crate::manifest::{Backend, Backends, KvBackend, ServiceSpec};
+use super::{SqlStore, SqlStores};
+use crate::manifest::{Backend, Backends, ServiceSpec};
 
-/// Why a store did not open.
-enum Refusal {
+/// Why a store did not open (of either kind: `kv::runtime_config` reports the same).
+pub enum Refusal {
     /// Its objects on a server belong to another data folder (nothing was changed).
     Owned(String),
     /// Anything else (a server down, a bad file).
@@ -34,7 +31,7 @@ impl From<super::SqlError> for Refusal {
 
 impl Refusal {
     /// The same, prefixed with the manifest key of the store.
-    fn at(self, key: String) -> Self {
+    pub fn at(self, key: String) -> Self {
         match self {
             Refusal::Owned(m) => Refusal::Owned(format!("{key}: {m}")),
             Refusal::Failed(m) => Refusal::Failed(format!("{key}: {m}")),
@@ -72,26 +69,19 @@ pub fn sqlite_path(data_dir: &Path, service: &str, store: &str) -> PathBuf {
         .join(format!("{store}.db"))
 }
 
-/// Where key-value store `store` of service `service` keeps its SQLite file.
-pub fn kv_sqlite_path(data_dir: &Path, service: &str, store: &str) -> PathBuf {
-    data_dir
-        .join("kv")
-        .join(service)
-        .join(format!("{store}.db"))
-}
-
-/// Opens every store `spec` declares for `service`. A store that `reuse` (the grants of the
-/// version being replaced) already has open is shared, not opened twice, so old and new
-/// versions of a service keep one writer per store between them.
-pub async fn open_grants(
+/// Opens every relational store `spec` declares for `service`, pushing each one that does
+/// not open onto `failures`. A store that `reuse` (the stores of the version being replaced)
+/// already has open is shared, not opened twice, so old and new versions of a service keep
+/// one writer per store between them.
+pub async fn open_stores(
     data_dir: &Path,
     service: &str,
     spec: &ServiceSpec,
-    reuse: Option<&StoreGrants>,
+    reuse: Option<&SqlStores>,
     backends: &Backends,
-) -> wasmtime::Result<StoreGrants> {
+    failures: &mut Vec<Refusal>,
+) -> HashMap<String, Arc<dyn SqlStore>> {
     let mut stores: HashMap<String, Arc<dyn SqlStore>> = HashMap::new();
-    let mut failures = Vec::new();
     for (name, store) in &spec.stores {
         if let Some(open) = reuse.and_then(|g| g.get(name))
             && open.backend() == store.backend.name()
@@ -168,63 +158,5 @@ pub async fn open_grants(
             }
         }
     }
-    let mut kv: HashMap<String, Arc<dyn KvStore>> = HashMap::new();
-    for (name, store) in &spec.kv {
-        if let Some(open) = reuse.and_then(|g| g.kv(name))
-            && open.backend() == store.backend.name()
-        {
-            kv.insert(name.clone(), open.clone());
-            continue;
-        }
-        let opened: Result<Arc<dyn KvStore>, Refusal> = match store.backend {
-            KvBackend::Sqlite => SqliteKv::open(
-                &kv_sqlite_path(data_dir, service, name),
-                store.max_size_mb << 20,
-            )
-            .map(|s| Arc::new(s) as Arc<dyn KvStore>)
-            .map_err(Refusal::from),
-            KvBackend::Redis => match &backends.redis {
-                Some(redis) => RedisKv::open(
-                    &crate::kv::redis::RedisConfig {
-                        admin_url: redis.url.clone(),
-                        connect_timeout: std::time::Duration::from_millis(
-                            redis.connect_timeout_ms.max(1),
-                        ),
-                        prefix: redis.prefix.clone(),
-                    },
-                    data_dir,
-                    service,
-                    name,
-                )
-                .await
-                .map(|s| Arc::new(s.with_max_bytes(store.max_size_mb << 20)) as Arc<dyn KvStore>)
-                .map_err(Refusal::from),
-                None => Err(Refusal::Failed(
-                    "no `[backends.redis]` is configured".into(),
-                )),
-            },
-        };
-        match opened {
-            Ok(s) => {
-                kv.insert(name.clone(), s);
-            }
-            Err(e) => failures.push(e.at(format!("services.{service}.kv.{name}"))),
-        }
-    }
-    if failures.iter().any(|f| matches!(f, Refusal::Owned(_))) {
-        return Err(wasmtime::Error::new(OwnedElsewhere(
-            failures
-                .into_iter()
-                .filter_map(|f| match f {
-                    Refusal::Owned(m) => Some(m),
-                    Refusal::Failed(_) => None,
-                })
-                .collect(),
-        )));
-    }
-    if !failures.is_empty() {
-        let lines: Vec<String> = failures.into_iter().map(|f| f.to_string()).collect();
-        wasmtime::bail!("stores that could not be opened:\n  {}", lines.join("\n  "));
-    }
-    Ok(StoreGrants::new(service, stores).with_kv(kv))
+    stores
 }

@@ -45,3 +45,4 @@ pub mod runtime;
 pub mod sagas;
 pub mod secrets;
 pub mod sql;
+pub mod wit_types;

@@ -30,4 +30,4 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use crate::wit_types::{WitError, ExecResult, RowSet, Value};
+pub use crate::wit_types::{ExecResult, RowSet, Value, WitError};

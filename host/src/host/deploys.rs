@@ -8,9 +8,9 @@ use super::apply::same_grants;
 use super::{Host, commanded_by};
 use crate::deploy::History;
 use crate::manifest::{HostSettings, Manifest, ServiceSpec};
+use crate::runtime::grants::{StoreGrants, open_grants};
 use crate::runtime::migrations::migrate;
 use crate::runtime::service::Service;
-use crate::runtime::grants::{StoreGrants, open_grants};
 use crate::sql::runtime_config::OwnedElsewhere;
 
 /// What a deploy may change besides the component.

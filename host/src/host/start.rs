@@ -13,10 +13,10 @@ use crate::events::Outbox;
 use crate::events::outbox::ensure_inbox;
 use crate::manifest::{HostSettings, Manifest, ManifestError, ServiceSpec};
 use crate::runtime::dispatch::RouteTable;
+use crate::runtime::grants::{StoreGrants, open_grants};
 use crate::runtime::migrations::migrate;
 use crate::runtime::service::Service;
 use crate::sagas::SagaLog;
-use crate::runtime::grants::{StoreGrants, open_grants};
 use crate::sql::runtime_config::OwnedElsewhere;
 
 /// A service about to be opened: compiled and linked, not yet connected to its stores.

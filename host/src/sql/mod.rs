@@ -29,10 +29,10 @@ use std::time::{Duration, Instant};
 
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
-use crate::bindings::WitError;
 pub use self::store::{CallLimits, Database, SqlStore, SqlStores, SqlTransaction, Transaction};
-pub use crate::wit_types::{ExecResult, RowSet, Value};
+use crate::bindings::WitError;
 use crate::request::RequestCtx;
+pub use crate::wit_types::{ExecResult, RowSet, Value};
 pub use error::SqlError;
 
 impl SqlError {

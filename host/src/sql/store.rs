@@ -155,4 +155,3 @@ impl Drop for Transaction {
         self.tx_open.store(false, Ordering::Release);
     }
 }
-

@@ -39,8 +39,8 @@ use wasmtime::component::{HasData, Linker, ResourceTable};
 
 use crate::request::RequestCtx;
 
-pub use outbox::{EventRecord, Outbox};
-pub use router::{DeadLetter, EventRouter, LocalRouter, SubscriptionStats};
+pub use outbox::{DeadLetter, EventRecord, Outbox};
+pub use router::{EventRouter, LocalRouter, SubscriptionStats};
 
 /// Largest event payload, in bytes.
 pub const MAX_DATA_BYTES: usize = 1 << 20;

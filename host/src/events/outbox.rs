@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use arc_swap::ArcSwap;
+use serde::Serialize;
 use tokio::sync::Notify;
 
 use super::{new_event_id, now_ms, subscription_id};
@@ -305,11 +306,11 @@ impl Outbox {
     }
 
     /// Dead letters, oldest first (the event's data left out).
-    pub async fn dead_letters(&self) -> Result<Vec<super::DeadLetter>, SqlError> {
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, SqlError> {
         let rows = self.tables.dead_letters(self.store.as_ref()).await?;
         Ok(rows
             .into_iter()
-            .map(|r| super::DeadLetter {
+            .map(|r| DeadLetter {
                 id: r.id,
                 subscription: r.subscription,
                 subscriber: r.subscriber,
@@ -357,4 +358,23 @@ impl Outbox {
         self.notify.notify_one();
         Ok(true)
     }
+}
+
+/// An event a subscription gave up on.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    /// What `silo dead-letters replay` takes.
+    pub id: String,
+    pub subscription: String,
+    pub subscriber: String,
+    pub source: String,
+    pub event_id: String,
+    pub sequence: i64,
+    pub topic: String,
+    pub key: String,
+    pub time: String,
+    pub attempts: u32,
+    pub last_error: String,
+    pub dead_at: String,
 }

@@ -32,7 +32,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use super::inbox::{self, Outcome};
-use super::outbox::{EventRecord, Outbox, Registered, Settle};
+use super::outbox::{DeadLetter, EventRecord, Outbox, Registered, Settle};
 use crate::delivery::worker::{self, Schedule, earliest};
 use crate::delivery::{
     AfterFailure, Directory, Recipient, Transport, backoff, give_up, now_ms, percentiles,
@@ -73,25 +73,6 @@ pub struct SubscriptionStats {
     pub dead_letters: u64,
     /// Why it is not delivering now, if it is not.
     pub stalled: Option<String>,
-}
-
-/// An event a subscription gave up on.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DeadLetter {
-    /// What `silo dead-letters replay` takes.
-    pub id: String,
-    pub subscription: String,
-    pub subscriber: String,
-    pub source: String,
-    pub event_id: String,
-    pub sequence: i64,
-    pub topic: String,
-    pub key: String,
-    pub time: String,
-    pub attempts: u32,
-    pub last_error: String,
-    pub dead_at: String,
 }
 
 /// Moves committed events from outboxes to subscribers: the [`Transport`] of outboxes,

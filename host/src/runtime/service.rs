@@ -14,19 +14,18 @@ use wasmtime::error::Context;
 use wasmtime::{Engine, Store, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-use super::dispatch::ServiceDirectory;
 use super::metrics::ServiceMetrics;
 use super::state::{CapabilityCtxs, InstanceLimits, RequestState};
 use crate::bindings::exports::silo::service::command_handler::GuestIndices as CommandIndices;
 use crate::bindings::exports::silo::service::event_handler::GuestIndices;
 use crate::bindings::exports::silo::service::saga_handler::GuestIndices as SagaIndices;
-use crate::calls::CallCtx;
+use crate::calls::{CallCtx, Dispatch};
 use crate::events::{EventsCtx, Outbox, PublishGrant};
 use crate::kv::KvCtx;
 use crate::manifest::ServiceSpec;
 use crate::request::RequestCtx;
 use crate::runtime::grants::StoreGrants;
-use crate::sagas::{SagaGrant, SagaLog, SagasCtx};
+use crate::sagas::{DeployedServices, SagaGrant, SagaLog, SagasCtx};
 use crate::sql::SqlCtx;
 
 /// One service, ready to serve.
@@ -43,8 +42,10 @@ pub struct Service {
     pub component: Component,
     /// The services this one may call.
     pub calls: Arc<[String]>,
-    /// Where its calls find their targets.
-    pub directory: ServiceDirectory,
+    /// Where its calls find their targets (the host's routing table, `dispatch::ServiceDirectory`).
+    dispatch: Arc<dyn Dispatch>,
+    /// Where its sagas find the participants' specs (the same table).
+    deployed: Arc<dyn DeployedServices>,
     /// One permit per instance that may run at once, shared fairly between origins.
     pub permits: Arc<Permits>,
     /// The threads its guest code runs on (requests, deliveries, commands), its own.
@@ -86,14 +87,14 @@ impl Service {
         clippy::too_many_arguments,
         reason = "one per thing a load needs; called twice"
     )]
-    pub fn load(
+    pub fn load<D: Dispatch + DeployedServices + 'static>(
         engine: &Engine,
         linker: &Linker<RequestState>,
         name: &str,
         spec: &ServiceSpec,
         bytes: &[u8],
         grants: StoreGrants,
-        directory: ServiceDirectory,
+        directory: Arc<D>,
         commanded_by: &[String],
         runtime: ServiceRuntime,
     ) -> wasmtime::Result<Self> {
@@ -127,7 +128,8 @@ impl Service {
             pre,
             component,
             calls: spec.calls.iter().cloned().collect(),
-            directory,
+            dispatch: directory.clone(),
+            deployed: directory,
             permits: Permits::new(spec.limits.concurrency),
             executor: runtime.executor,
             memory: runtime.memory,
@@ -193,11 +195,11 @@ impl Service {
                 participants: self.participants.clone(),
                 store: self.event_store.clone(),
                 log: self.saga_log.clone(),
-                directory: self.directory.clone(),
+                directory: self.deployed.clone(),
             }),
             calls: CallCtx {
                 allowed: self.calls.clone(),
-                dispatch: self.directory.clone(),
+                dispatch: self.dispatch.clone(),
                 call_timeout: Duration::from_millis(self.spec.limits.call_timeout_ms),
             },
         };

@@ -659,7 +659,7 @@ fn file_imports() -> Vec<FileImport> {
                 if dir.with_extension("rs").is_file() || dir.join("mod.rs").is_file() {
                     let mut full = base.clone();
                     full.extend(p);
-                    found.push((at, full));
+                    found.push((at + 4, full));
                 }
             }
         }

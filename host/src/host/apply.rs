@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 
 use super::Host;
+use super::compare::differing_keys;
 use super::deploys::{Activation, DeployError, DeployOutcome};
 use crate::deploy::History;
-use crate::manifest::{Manifest, ServiceSpec};
+use crate::manifest::Manifest;
 
 /// What an apply does to one service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -58,35 +59,6 @@ pub struct Plan {
     target: Manifest,
     #[serde(skip)]
     bytes: std::collections::HashMap<String, Vec<u8>>,
-}
-
-/// `spec` as compared between versions: without the component's path.
-fn declarations(spec: &ServiceSpec) -> serde_json::Map<String, serde_json::Value> {
-    let mut spec = spec.clone();
-    spec.component = PathBuf::new();
-    match serde_json::to_value(spec) {
-        Ok(serde_json::Value::Object(m)) => m,
-        _ => Default::default(),
-    }
-}
-
-/// The manifest keys (`limits`, `calls`, …) whose values differ between `a` and `b`.
-fn differing_keys(a: &ServiceSpec, b: &ServiceSpec) -> Vec<String> {
-    let (a, b) = (declarations(a), declarations(b));
-    let mut keys: Vec<String> = a
-        .keys()
-        .chain(b.keys())
-        .filter(|k| a.get(*k) != b.get(*k))
-        .cloned()
-        .collect();
-    keys.sort();
-    keys.dedup();
-    keys
-}
-
-/// True if `a` and `b` grant the same and set the same limits.
-pub(super) fn same_grants(a: &ServiceSpec, b: &ServiceSpec) -> bool {
-    differing_keys(a, b).is_empty()
 }
 
 /// `sha256:0123456789ab`: enough of a digest to tell versions apart.
@@ -365,6 +337,7 @@ impl Host {
 #[cfg(test)]
 mod tests {
     use super::super::commanded_by;
+    use super::super::compare::same_grants;
     use super::*;
 
     fn manifest(text: &str) -> Manifest {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::apply::same_grants;
+use super::compare::same_grants;
 use super::{Host, commanded_by};
 use crate::deploy::History;
 use crate::manifest::{HostSettings, Manifest, ServiceSpec};

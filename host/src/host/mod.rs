@@ -10,6 +10,7 @@
 //! it all in `shutdown`.
 
 mod apply;
+mod compare;
 mod deploys;
 mod listeners;
 mod shutdown;

@@ -1,7 +1,10 @@
 //! What a guest statement may touch on its own SQLite store: the authorizer, and the checks
 //! of statement text made before SQLite sees it.
 
-use super::*;
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+
+use super::host_sql::{HOST_MARK, HOST_TABLE_PREFIX};
+use crate::sql::SqlError;
 
 /// PRAGMAs a guest may run, and only without a value (they read, never change).
 pub(super) const READ_ONLY_PRAGMAS: &[&str] = &[

@@ -1,7 +1,21 @@
 //! What bounds one SQLite connection: run-time limits per statement, the write-ahead log
 //! budget, and the guarded connection whose hooks read them.
 
-use super::*;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use rusqlite::hooks::AuthContext;
+use rusqlite::limits::Limit;
+use rusqlite::{Connection, OpenFlags, config::DbConfig};
+
+use super::authorizer::authorize;
+use super::bounded::Bounds;
+use super::clock::instant_to_nanos;
+use super::config::SqliteConfig;
+use super::errors::map_err;
+use crate::sql::{CallLimits, SqlError};
 
 /// How many VDBE ops run between two checks of the deadline. One op can be one costly
 /// function call (up to the length limit's worth of work), so the check is frequent: a

@@ -1,6 +1,11 @@
 //! Unit tests of the SQLite backend.
 
-use super::*;
+use std::path::Path;
+use std::time::Instant;
+
+use super::host_sql::HOST_MARK;
+use super::{SqliteConfig, SqliteStore};
+use crate::sql::{CallLimits, SqlError, SqlStore, Value};
 use std::time::Duration;
 
 fn limits() -> CallLimits {

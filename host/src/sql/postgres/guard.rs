@@ -1,7 +1,9 @@
 //! What a guest statement may not send to PostgreSQL, checked before its text reaches the
 //! server, and the guest text as the server gets it.
 
-use super::*;
+use crate::sql::SqlError;
+
+use super::{portable, text};
 
 /// Statements whose first keyword a guest may not send.
 pub(super) const DENIED_HEADS: &[&str] = &[

@@ -34,63 +34,22 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use deadpool::managed::{Metrics, RecycleError, RecycleResult};
-use deadpool_postgres::{ClientWrapper, ManagerConfig, RecyclingMethod, Timeouts};
-use futures::{StreamExt, pin_mut};
-use sha2::Digest;
-use tokio_postgres::types::{Format, IsNull, Kind, ToSql, Type};
-use tokio_postgres::{NoTls, Statement};
+use deadpool_postgres::{ManagerConfig, RecyclingMethod, Timeouts};
+use tokio_postgres::NoTls;
 
-use self::guard::{check_guest, guest_sql};
-use self::pool::{CANCEL_GRACE, Object, PgManager, Pool};
-use self::provision::{admin_config, connect_admin};
+pub use self::config::{PgConfig, PgNames};
+use self::errors::{map_err, unavailable};
+use self::guard::check_guest;
+use self::pool::{Object, PgManager, Pool};
+use self::provision::admin_config;
 pub use self::provision::{deprovision, provision};
+use self::statements::{guest_query, host_deadline, measure, run};
 use self::transaction::PgTransaction;
-use self::values::{Param, Raw, decode};
-use super::server::{Owner, SizeCap, derive, reads_or_frees};
-use super::{
-    CallLimits, ExecResult, RowSet, SqlError, SqlStore, SqlTransaction, Value, value_size,
-};
-
-/// Settings of the PostgreSQL backend (`[backends.postgres]`).
-#[derive(Debug, Clone)]
-pub struct PgConfig {
-    /// Administrative connection URL (`postgres://user[:password]@host:port/db`).
-    pub admin_url: String,
-    /// Most connections one store keeps open.
-    pub pool_size: usize,
-    /// Longest wait for a new connection.
-    pub connect_timeout: Duration,
-    /// First part of every database and role name.
-    pub prefix: String,
-}
-
-/// Names of one store on the server.
-#[derive(Debug, Clone)]
-pub struct PgNames {
-    /// Its database and its login role (the same name).
-    pub database: String,
-}
-
-impl PgNames {
-    pub fn new(prefix: &str, service: &str, store: &str) -> Result<Self, SqlError> {
-        let database = super::server::postgres_database(prefix, service, store)?;
-        Ok(Self { database })
-    }
-}
-
-/// An identifier, quoted.
-fn ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
-fn unavailable(e: impl std::fmt::Display) -> SqlError {
-    SqlError::Unavailable(format!("postgres: {e}"))
-}
+use super::server::{Owner, SizeCap, derive};
+use super::{CallLimits, ExecResult, RowSet, SqlError, SqlStore, SqlTransaction, Value};
 
 /// One PostgreSQL store.
 pub struct PgStore {
@@ -100,33 +59,6 @@ pub struct PgStore {
     names: PgNames,
     /// Its `max-size-mb`, if it has one.
     cap: Option<Arc<SizeCap>>,
-}
-
-/// The store's size as its cap counts it: every table and materialized view of its
-/// database (the host's and temporary ones included) with their indexes and TOAST, but not
-/// the server's own catalogs (some 7 MiB in every database). Operators are named by schema:
-/// the guest's session may have put its own first on its `search_path`.
-const MEASURE: &str = "SELECT COALESCE(pg_catalog.sum(pg_catalog.pg_total_relation_size(c.oid)), 0)::pg_catalog.int8 \
-     FROM pg_catalog.pg_class c \
-     WHERE c.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'm']::pg_catalog.\"char\"[]) \
-     AND c.relnamespace OPERATOR(pg_catalog.<>) ALL (ARRAY['pg_catalog'::pg_catalog.regnamespace, \
-     'information_schema'::pg_catalog.regnamespace])";
-
-/// Measures the store on `client` (in a transaction or not) and records it in `cap`; `None`
-/// if it could not (the transaction is aborted: nothing it wrote will stay).
-async fn measure(client: &Object, cap: &SizeCap) -> Option<u64> {
-    let m = async {
-        let stmt = prepare(client, MEASURE).await?;
-        client.query_one(&stmt, &[]).await.map_err(map_err)
-    };
-    match tokio::time::timeout(Duration::from_secs(5), m).await {
-        Ok(Ok(row)) => {
-            let bytes = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
-            cap.record(bytes);
-            Some(bytes)
-        }
-        _ => None,
-    }
 }
 
 impl PgStore {
@@ -196,186 +128,6 @@ impl PgStore {
     }
 }
 
-/// Maps a driver error to what the guest may see.
-fn map_err(e: tokio_postgres::Error) -> SqlError {
-    let Some(db) = e.as_db_error() else {
-        if e.is_closed() || e.to_string().contains("connection") {
-            return unavailable(e);
-        }
-        // Client-side errors: binding a parameter, a closed connection, I/O.
-        let msg = e.to_string();
-        if msg.contains("error serializing parameter") || msg.contains("parameters but") {
-            let detail = std::error::Error::source(&e)
-                .map(|s| s.to_string())
-                .unwrap_or(msg);
-            return SqlError::BadQuery(detail);
-        }
-        return unavailable(e);
-    };
-    let code = db.code().code();
-    let m = db.message().to_string();
-    match &code[..2] {
-        "23" => SqlError::ConstraintViolation(m),
-        "42" if code == "42501" => SqlError::AccessDenied(m),
-        "42" | "22" | "0A" | "26" | "34" | "3F" | "2B" => SqlError::BadQuery(m),
-        "25" => SqlError::BadQuery(format!(
-            "{m} (an earlier statement failed: roll the transaction back)"
-        )),
-        "57" if code == "57014" => SqlError::LimitExceeded(
-            "the statement ran past its time budget or the request's deadline".into(),
-        ),
-        "53" | "54" => SqlError::LimitExceeded(m),
-        "08" | "57" | "40" | "55" => SqlError::Unavailable(m),
-        _ => SqlError::Other(m),
-    }
-}
-
-/// Runs one prepared statement, bounded by `deadline`; cancels it on the server past it,
-/// and terminates its process if it has not stopped [`CANCEL_GRACE`] after the cancel.
-async fn run<T>(
-    client: &Object,
-    deadline: Instant,
-    f: impl std::future::Future<Output = Result<T, SqlError>>,
-) -> Result<T, SqlError> {
-    let mut f = std::pin::pin!(f);
-    match tokio::time::timeout_at(deadline.into(), f.as_mut()).await {
-        Ok(r) => r,
-        Err(_) => {
-            let _ = client.cancel_token().cancel_query(NoTls).await;
-            if tokio::time::timeout(CANCEL_GRACE, f).await.is_err() {
-                client.terminate().await;
-            }
-            Err(SqlError::LimitExceeded(
-                "the statement ran past its time budget or the request's deadline".into(),
-            ))
-        }
-    }
-}
-
-/// Prepares `sql` (cached: the host's statements, and the guest's up to a bound).
-async fn prepare(client: &Object, sql: &str) -> Result<Statement, SqlError> {
-    if client.statement_cache.size() > 256 {
-        client.statement_cache.clear();
-    }
-    client.prepare_cached(sql).await.map_err(map_err)
-}
-
-fn check_params(stmt: &Statement, params: &[Value]) -> Result<(), SqlError> {
-    let want = stmt.params().len();
-    if want != params.len() {
-        return Err(SqlError::BadQuery(format!(
-            "the statement has {want} parameters, {} were given",
-            params.len()
-        )));
-    }
-    Ok(())
-}
-
-/// Runs a statement that returns rows, streaming them against the size limit.
-async fn query_rows(
-    client: &Object,
-    stmt: &Statement,
-    params: &[Value],
-    max_bytes: usize,
-) -> Result<RowSet, SqlError> {
-    check_params(stmt, params)?;
-    let columns: Vec<String> = stmt
-        .columns()
-        .iter()
-        .map(|c| c.name().to_string())
-        .collect();
-    let types: Vec<Type> = stmt.columns().iter().map(|c| c.type_().clone()).collect();
-    let stream = client
-        .query_raw(stmt, params.iter().map(Param))
-        .await
-        .map_err(map_err)?;
-    pin_mut!(stream);
-    let mut rows = Vec::new();
-    let mut size = 0usize;
-    while let Some(row) = stream.next().await {
-        let row = row.map_err(map_err)?;
-        let mut out = Vec::with_capacity(columns.len());
-        for (i, ty) in types.iter().enumerate() {
-            let raw: Raw<'_> = row.try_get(i).map_err(map_err)?;
-            let v = decode(ty, raw.0, &columns[i])?;
-            size += value_size(&v);
-            out.push(v);
-        }
-        if size > max_bytes {
-            return Err(SqlError::LimitExceeded(format!(
-                "the result is larger than {max_bytes} bytes"
-            )));
-        }
-        rows.push(out);
-    }
-    Ok(RowSet { columns, rows })
-}
-
-async fn execute_stmt(
-    client: &Object,
-    stmt: &Statement,
-    params: &[Value],
-) -> Result<ExecResult, SqlError> {
-    check_params(stmt, params)?;
-    if !stmt.columns().is_empty() {
-        return Err(SqlError::BadQuery(
-            "the statement returns rows: use `query`".into(),
-        ));
-    }
-    let n = client
-        .execute_raw(stmt, params.iter().map(Param))
-        .await
-        .map_err(map_err)?;
-    Ok(ExecResult {
-        rows_affected: n,
-        last_insert_id: None,
-    })
-}
-
-async fn guest_query(
-    client: &Object,
-    limits: &CallLimits,
-    sql: &str,
-    params: &[Value],
-) -> Result<RowSet, SqlError> {
-    let sql = guest_sql(sql)?;
-    run(client, limits.statement_deadline(), async {
-        let stmt = prepare(client, &sql).await?;
-        query_rows(client, &stmt, params, limits.max_result_bytes).await
-    })
-    .await
-}
-
-async fn guest_execute(
-    client: &Object,
-    limits: &CallLimits,
-    sql: &str,
-    params: &[Value],
-) -> Result<ExecResult, SqlError> {
-    let sql = guest_sql(sql)?;
-    run(client, limits.statement_deadline(), async {
-        let stmt = prepare(client, &sql).await?;
-        execute_stmt(client, &stmt, params).await
-    })
-    .await
-}
-
-async fn guest_batch(client: &Object, limits: &CallLimits, sql: &str) -> Result<(), SqlError> {
-    let pieces = text::split(sql);
-    for p in &pieces {
-        check_guest(p)?;
-    }
-    for p in pieces {
-        // One statement per message: the server refuses a second one the split missed.
-        let p = portable::translate(p).into_owned();
-        run(client, limits.statement_deadline(), async {
-            client.execute(&p, &[]).await.map_err(map_err).map(|_| ())
-        })
-        .await?;
-    }
-    Ok(())
-}
-
 /// Starts a transaction holding the store's writer lock until it ends.
 const BEGIN_WRITER: &str = "BEGIN; SELECT pg_catalog.pg_advisory_xact_lock(7318010)";
 
@@ -386,11 +138,6 @@ fn reads_only(sql: &str) -> bool {
         text::first_word(sql).as_str(),
         "SELECT" | "SHOW" | "VALUES" | "TABLE"
     ) && !sql.to_ascii_uppercase().contains("FOR UPDATE")
-}
-
-/// The host's budget for its own statements.
-fn host_deadline() -> Instant {
-    Instant::now() + Duration::from_secs(30)
 }
 
 #[async_trait]
@@ -491,32 +238,6 @@ impl SqlStore for PgStore {
     }
 }
 
-/// After a full store made room: vacuums its tables (as its own role: the tables it owns),
-/// which gives the server back the pages a `DELETE` emptied at their end, and measures it
-/// again.
-async fn vacuum(pool: Pool, cap: Arc<SizeCap>) {
-    let t = Timeouts {
-        wait: Some(Duration::from_secs(30)),
-        create: Some(Duration::from_secs(30)),
-        recycle: Some(Duration::from_secs(30)),
-    };
-    let Ok(c) = pool.timeout_get(&t).await else {
-        return;
-    };
-    let owned = "SELECT pg_catalog.string_agg(pg_catalog.format('%I.%I', n.nspname, c.relname), ', ') \
-         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
-         WHERE c.relkind OPERATOR(pg_catalog.=) 'r' AND c.relowner OPERATOR(pg_catalog.=) \
-         (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER)";
-    let work = async {
-        let tables: Option<String> = c.query_one(owned, &[]).await.ok()?.get(0);
-        if let Some(tables) = tables {
-            let _ = c.batch_execute(&format!("VACUUM {tables}")).await;
-        }
-        measure(&c, &cap).await
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(120), work).await;
-}
-
 async fn run_begin(tx: &mut PgTransaction) -> Result<(), SqlError> {
     let c = tx.client()?;
     c.batch_execute("BEGIN").await.map_err(map_err)
@@ -540,10 +261,13 @@ impl PgStore {
     }
 }
 
+mod config;
+mod errors;
 mod guard;
 mod pool;
 mod portable;
 mod provision;
+mod statements;
 #[cfg(test)]
 mod tests;
 mod text;

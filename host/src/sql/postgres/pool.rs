@@ -1,7 +1,16 @@
 //! The pool of a store's connections: each connection with its server process id, so a
 //! statement past its budget can be cancelled and, failing that, its process ended.
 
-use super::*;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use deadpool::managed::{Metrics, RecycleError, RecycleResult};
+use deadpool_postgres::ClientWrapper;
+use tokio_postgres::NoTls;
+
+use super::errors::map_err;
+use super::provision::connect_admin;
 
 /// How long a cancelled statement may take to stop before its server process is terminated.
 /// A guest's PL/pgSQL can trap the cancel (`EXCEPTION WHEN query_canceled`) and keep

@@ -1,7 +1,17 @@
 //! Provisioning of a store on the server: its role, its database and their ownership, the
 //! host's schema with its row-level security, and removing them again.
 
-use super::*;
+use std::time::Duration;
+
+use sha2::Digest;
+use tokio_postgres::NoTls;
+
+use crate::sql::SqlError;
+use crate::sql::server::{Owner, derive};
+
+use super::config::{PgConfig, PgNames};
+use super::errors::{map_err, unavailable};
+use super::text::ident;
 
 /// The administrative connection's settings, from `[backends.postgres]`.
 pub(super) fn admin_config(config: &PgConfig) -> Result<tokio_postgres::Config, SqlError> {

@@ -1,7 +1,7 @@
 //! Unit tests of the PostgreSQL backend.
 
+use super::guard::check_guest;
 use super::values::{date_text, numeric_text, timestamp_text};
-use super::*;
 
 #[test]
 fn guest_transaction_control_is_refused() {

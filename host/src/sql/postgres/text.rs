@@ -189,6 +189,11 @@ pub fn second_word(sql: &str) -> String {
     first_word(&sql[pos + w.len()..])
 }
 
+/// An identifier, quoted.
+pub fn ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,24 @@
 //! A PostgreSQL transaction (or a lease of a connection for one statement), and the gate
 //! its host statements pass through.
 
-use super::*;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio_postgres::types::ToSql;
+
+use crate::sql::server::{SizeCap, reads_or_frees};
+use crate::sql::{CallLimits, ExecResult, RowSet, SqlError, SqlTransaction, Value, value_size};
+
+use super::errors::{map_err, unavailable};
+use super::pool::{Object, Pool};
+use super::statements::{
+    check_params, guest_batch, guest_execute, guest_query, host_deadline, measure, prepare,
+    query_rows, run, vacuum,
+};
+use super::text;
+use super::values::Param;
 
 pub(super) const OPEN_GATE: &str = "SELECT pg_catalog.set_config('silo.path', pg_catalog.current_setting('search_path'), true), \
      pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true), \

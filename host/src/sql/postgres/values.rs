@@ -1,7 +1,9 @@
 //! Values between silo and PostgreSQL: parameters bound as the type the server inferred,
 //! and columns decoded from the binary format.
 
-use super::*;
+use tokio_postgres::types::{Format, IsNull, Kind, ToSql, Type};
+
+use crate::sql::{SqlError, Value};
 
 /// A value bound as a parameter of whatever type the server inferred for it.
 #[derive(Debug)]

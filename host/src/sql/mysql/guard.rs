@@ -1,7 +1,8 @@
 //! What a guest statement may not send to MariaDB, anywhere and inside a transaction,
 //! checked before its text reaches the server.
 
-use super::*;
+use super::text;
+use crate::sql::SqlError;
 
 // ---------------------------------------------------------------------------------------
 // Guest statements.

@@ -1,7 +1,22 @@
 //! Provisioning of a store on the server: its two databases, its login user and locked
 //! definer, the host's tables and procedures, ownership, and removing them again.
 
-use super::*;
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Opts, OptsBuilder, PoolConstraints, PoolOpts};
+
+use super::config::{MyConfig, MyNames};
+use super::errors::map_err;
+use super::quote::{ident, lit};
+use crate::sql::SqlError;
+use crate::sql::server::{Owner, derive};
+
+/// How many parameters a host statement may have (`silo_exec`'s slots).
+pub(super) const HOST_PARAMS: usize = 16;
+
+/// What every session of a store starts with (and gets back after each reset): strict
+/// types, and no silent cut of a recursive query (the statement budget bounds it).
+const SESSION_SETUP: &str = "SET SESSION sql_mode = 'STRICT_ALL_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION,NO_AUTO_CREATE_USER', \
+     max_recursive_iterations = 4294967295, character_set_results = 'utf8mb4'";
 
 /// The backend's own tables in the host database (`{h}`), beside the host's tables of
 /// `host_tables`: the writer row every writing transaction locks, and the parts of the

@@ -1,7 +1,8 @@
 //! Unit tests of the MariaDB backend.
 
+use super::config::MyNames;
+use super::guard::{check_guest, check_guest_in_tx, reads_only};
 use super::provision::grant_db;
-use super::*;
 
 /// Store `host` of service `b` under prefix `silo_a` would have been database
 /// `silo_a_b_host`: the host database of store `b` of service `a` under prefix `silo`.

@@ -1,7 +1,22 @@
 //! A MariaDB transaction, the writer lock it holds, and the host statements it runs
 //! through `silo_exec`.
 
-use super::*;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Params};
+
+use super::errors::{map_err, unavailable};
+use super::guard::{check_guest, check_guest_in_tx, commits_implicitly};
+use super::provision::HOST_PARAMS;
+use super::quote::ident;
+use super::shared::Shared;
+use super::statement::{Outcome, bounded, exec_result, guest_run, rowset, run_stmt};
+use super::text;
+use super::values::to_my;
+use crate::sql::{CallLimits, ExecResult, RowSet, SqlError, SqlTransaction, Value};
 
 /// Runs a host statement through `silo_exec` on `conn`, inside its open transaction.
 pub(super) async fn host_call(

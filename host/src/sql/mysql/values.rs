@@ -1,7 +1,10 @@
 //! Values between silo and MariaDB: parameters, and columns decoded by their type and
 //! character set.
 
-use super::*;
+use mysql_async::Params;
+use mysql_async::consts::ColumnType;
+
+use crate::sql::Value;
 
 pub(super) fn to_my(v: &Value) -> mysql_async::Value {
     match v {

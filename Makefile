@@ -42,7 +42,7 @@ run-polyglot: build
 SERIAL_TESTS := isolation:: sandbox::
 test: build
 	$(CARGO) test --release --workspace -- $(addprefix --skip ,$(SERIAL_TESTS))
-	$(CARGO) test --release -p silo --test integration -- $(SERIAL_TESTS) --test-threads=1
+	$(CARGO) test --release --workspace --test integration -- $(SERIAL_TESTS) --test-threads=1
 	cd components && $(CARGO) test -p silo-sdk
 
 ## test-fast: the tests that need no wasm and no servers — the host's unit tests, the house

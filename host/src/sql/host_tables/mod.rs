@@ -66,6 +66,44 @@ pub struct Column {
     pub default_zero: bool,
 }
 
+/// A column's declaration in a CREATE TABLE: `NAME TYPE`, then `PRIMARY KEY` (the table's
+/// only key column) or `NOT NULL`, then `DEFAULT 0`, as [`Column`] says. Every dialect spells
+/// the name and type its own way; the rest is the same on every backend.
+pub(super) fn column_ddl(name: &str, ty: &str, c: &Column, single_key: bool) -> String {
+    let mut out = format!("{name} {ty}");
+    if single_key {
+        out.push_str(" PRIMARY KEY");
+    } else if !c.nullable {
+        out.push_str(" NOT NULL");
+    }
+    if c.default_zero {
+        out.push_str(" DEFAULT 0");
+    }
+    out
+}
+
+/// The lines inside `table`'s CREATE TABLE: the dialect's own leading line if any (the
+/// servers' insertion-order column), each column as `column` declares it (told whether it is
+/// the table's only key column), and a composite primary key.
+pub(super) fn table_lines(
+    table: &Table,
+    leading: Option<&str>,
+    column: impl Fn(&Column, bool) -> String,
+) -> Vec<String> {
+    let single = table.primary_key.len() == 1;
+    let mut lines: Vec<String> = leading.map(str::to_string).into_iter().collect();
+    lines.extend(
+        table
+            .columns
+            .iter()
+            .map(|c| column(c, single && table.primary_key[0] == c.name)),
+    );
+    if !single {
+        lines.push(format!("PRIMARY KEY ({})", table.primary_key.join(", ")));
+    }
+    lines
+}
+
 /// One index of a host table (besides its primary key).
 #[derive(Debug, Clone, Copy)]
 pub struct Index {

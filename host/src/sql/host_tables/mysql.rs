@@ -4,7 +4,7 @@
 //! host database: table names need no qualifier. `silo_exec` passes every parameter as
 //! bytes, so a text parameter is converted back to text (`CONVERT(? USING utf8mb4)`).
 
-use super::{Column, ColumnType, Dialect, Statements, Table};
+use super::{Column, ColumnType, Dialect, Statements, Table, column_ddl, table_lines};
 
 /// The MariaDB dialect.
 pub struct MariaDb;
@@ -28,16 +28,7 @@ fn column(c: &Column, single_key: bool) -> String {
             );
         }
     };
-    let mut out = format!("{n} {ty}");
-    if single_key {
-        out.push_str(" PRIMARY KEY");
-    } else if !c.nullable {
-        out.push_str(" NOT NULL");
-    }
-    if c.default_zero {
-        out.push_str(" DEFAULT 0");
-    }
-    out
+    column_ddl(&n, &ty, c, single_key)
 }
 
 impl Dialect for MariaDb {
@@ -46,20 +37,10 @@ impl Dialect for MariaDb {
     }
 
     fn create_table(&self, table: &Table) -> Vec<String> {
-        let single = table.primary_key.len() == 1;
-        let mut lines = Vec::new();
-        if table.insertion_order {
-            lines.push("rid BIGINT AUTO_INCREMENT UNIQUE".to_string());
-        }
-        lines.extend(
-            table
-                .columns
-                .iter()
-                .map(|c| column(c, single && table.primary_key[0] == c.name)),
-        );
-        if !single {
-            lines.push(format!("PRIMARY KEY ({})", table.primary_key.join(", ")));
-        }
+        let rid = table
+            .insertion_order
+            .then_some("rid BIGINT AUTO_INCREMENT UNIQUE");
+        let mut lines = table_lines(table, rid, column);
         for i in table.indexes {
             lines.push(format!("INDEX {} ({})", i.name, i.columns.join(", ")));
         }

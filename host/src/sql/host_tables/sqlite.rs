@@ -1,7 +1,7 @@
 //! The host's tables as SQLite spells them: created by the host as it opens them, in the
 //! store's `main` schema, which only host statements may touch (the authorizer).
 
-use super::{Column, ColumnType, Dialect, Statements, Table};
+use super::{Column, ColumnType, Dialect, Statements, Table, column_ddl, table_lines};
 
 /// The SQLite dialect.
 pub struct Sqlite;
@@ -19,16 +19,7 @@ fn column(c: &Column, single_key: bool) -> String {
             );
         }
     };
-    let mut out = format!("{} {ty}", c.name);
-    if single_key {
-        out.push_str(" PRIMARY KEY");
-    } else if !c.nullable {
-        out.push_str(" NOT NULL");
-    }
-    if c.default_zero {
-        out.push_str(" DEFAULT 0");
-    }
-    out
+    column_ddl(c.name, ty, c, single_key)
 }
 
 impl Dialect for Sqlite {
@@ -37,15 +28,7 @@ impl Dialect for Sqlite {
     }
 
     fn create_table(&self, table: &Table) -> Vec<String> {
-        let single = table.primary_key.len() == 1;
-        let mut lines: Vec<String> = table
-            .columns
-            .iter()
-            .map(|c| column(c, single && table.primary_key[0] == c.name))
-            .collect();
-        if !single {
-            lines.push(format!("PRIMARY KEY ({})", table.primary_key.join(", ")));
-        }
+        let lines = table_lines(table, None, column);
         let mut out = vec![format!(
             "CREATE TABLE IF NOT EXISTS main.{} ({})",
             table.name,

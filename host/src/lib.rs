@@ -45,4 +45,5 @@ pub mod runtime;
 pub mod sagas;
 pub mod secrets;
 pub mod sql;
+pub mod telemetry;
 pub mod wit_types;

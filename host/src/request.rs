@@ -4,11 +4,14 @@
 //! `events::EventsCtx`, `sagas::SagasCtx`, `calls::CallCtx`); what they all need to know
 //! about the request itself lives here, once, and their views borrow it read-only.
 //!
-//! Architecture invariant: this module imports nothing of the crate, so a capability may
-//! name [`RequestCtx`] without depending on `runtime`, which composes the contexts.
+//! Architecture invariant: this module imports nothing of the crate but `telemetry` (the
+//! other first-floor module), so a capability may name [`RequestCtx`] without depending on
+//! `runtime`, which composes the contexts.
 
 use std::sync::Arc;
 use std::time::Instant;
+
+use crate::telemetry::TraceContext;
 
 /// Who is running, until when, and on whose behalf: set by the runtime when an instance is
 /// armed for a request, read by every capability.
@@ -22,6 +25,10 @@ pub struct RequestCtx {
     pub deadline: Instant,
     /// The services this request passes through, outermost first, this one last.
     pub chain: Arc<[Arc<str>]>,
+    /// The span this instance's work belongs to (the incoming request's, the delivery's,
+    /// the saga command's): the parent of every span a capability starts for it, and what
+    /// calls and published events carry on.
+    pub trace: Option<TraceContext>,
 }
 
 impl RequestCtx {
@@ -31,6 +38,7 @@ impl RequestCtx {
             service,
             deadline,
             chain: Arc::from([]),
+            trace: None,
         }
     }
 

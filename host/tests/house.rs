@@ -171,6 +171,7 @@ const LOWER_FLOORS: &[&str] = &[
     "wit_types",
     "failpoint",
     "secrets",
+    "telemetry",
     "names",
     "manifest",
     "sql",

@@ -171,6 +171,7 @@ mod tests {
             service: chain.last().copied().unwrap_or("a").into(),
             deadline: Instant::now() + Duration::from_secs(5),
             chain: chain.iter().map(|s| Arc::<str>::from(*s)).collect(),
+            trace: None,
         };
         (calls, request)
     }

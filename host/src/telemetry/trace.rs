@@ -1,0 +1,295 @@
+//! Spans and their W3C Trace Context: what a trace id and a span id are, how they travel in
+//! a `traceparent` header, and where finished spans go (the in-memory ring behind
+//! `/admin/traces`, and an OTLP exporter when one is configured).
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// The identity of one span and the trace it belongs to, as W3C Trace Context carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TraceContext {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub sampled: bool,
+}
+
+impl TraceContext {
+    /// Reads a `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`); `None` for anything
+    /// malformed or for the all-zero ids the specification forbids.
+    pub fn parse(traceparent: &str) -> Option<Self> {
+        let mut parts = traceparent.trim().split('-');
+        let version = parts.next()?;
+        let trace = parts.next()?;
+        let span = parts.next()?;
+        let flags = parts.next()?;
+        if version.len() != 2 || version == "ff" || trace.len() != 32 || span.len() != 16 {
+            return None;
+        }
+        if version == "00" && parts.next().is_some() {
+            return None;
+        }
+        let mut trace_id = [0u8; 16];
+        let mut span_id = [0u8; 8];
+        hex::decode_to_slice(trace, &mut trace_id).ok()?;
+        hex::decode_to_slice(span, &mut span_id).ok()?;
+        let mut flag = [0u8; 1];
+        hex::decode_to_slice(flags, &mut flag).ok()?;
+        if trace_id == [0; 16] || span_id == [0; 8] || !is_lower_hex(trace) || !is_lower_hex(span) {
+            return None;
+        }
+        Some(Self {
+            trace_id,
+            span_id,
+            sampled: flag[0] & 1 == 1,
+        })
+    }
+
+    /// The `traceparent` header naming this span as the parent.
+    pub fn traceparent(&self) -> String {
+        format!(
+            "00-{}-{}-{:02x}",
+            self.trace_id_hex(),
+            self.span_id_hex(),
+            u8::from(self.sampled)
+        )
+    }
+
+    pub fn trace_id_hex(&self) -> String {
+        hex::encode(self.trace_id)
+    }
+
+    pub fn span_id_hex(&self) -> String {
+        hex::encode(self.span_id)
+    }
+}
+
+fn is_lower_hex(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// A finished span, as `/admin/traces` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SpanRecord {
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: Option<String>,
+    pub name: String,
+    pub service: String,
+    /// Start, in milliseconds since the Unix epoch.
+    pub start_ms: f64,
+    pub duration_ms: f64,
+    /// `ok` or `error`.
+    pub status: &'static str,
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A piece of work being timed. Ends (and is recorded) when dropped or [`Span::end`]ed.
+pub struct Span {
+    context: TraceContext,
+    parent: Option<[u8; 8]>,
+    name: Cow<'static, str>,
+    service: String,
+    start_wall: SystemTime,
+    start: Instant,
+    error: Option<String>,
+    attributes: serde_json::Map<String, serde_json::Value>,
+    ended: bool,
+}
+
+impl Span {
+    /// Starts a span named `name` of `service`: a child of `parent`, or the root of a new
+    /// trace.
+    pub fn start(
+        name: impl Into<Cow<'static, str>>,
+        service: &str,
+        parent: Option<TraceContext>,
+    ) -> Self {
+        let span_id = random_nonzero::<8>();
+        let (trace_id, parent_id, sampled) = match parent {
+            Some(p) => (p.trace_id, Some(p.span_id), p.sampled),
+            None => (random_nonzero::<16>(), None, true),
+        };
+        Self {
+            context: TraceContext {
+                trace_id,
+                span_id,
+                sampled,
+            },
+            parent: parent_id,
+            name: name.into(),
+            service: service.to_string(),
+            start_wall: SystemTime::now(),
+            start: Instant::now(),
+            error: None,
+            attributes: serde_json::Map::new(),
+            ended: false,
+        }
+    }
+
+    /// This span's context: the parent of the spans it starts, and what travels on.
+    pub fn context(&self) -> TraceContext {
+        self.context
+    }
+
+    pub fn attr(&mut self, key: &str, value: impl Into<serde_json::Value>) {
+        self.attributes.insert(key.to_string(), value.into());
+    }
+
+    /// Marks the span failed.
+    pub fn error(&mut self, message: impl Into<String>) {
+        self.error = Some(message.into());
+    }
+
+    pub fn end(mut self) {
+        self.finish();
+    }
+
+    fn finish(&mut self) {
+        if std::mem::replace(&mut self.ended, true) {
+            return;
+        }
+        let mut attributes = std::mem::take(&mut self.attributes);
+        if let Some(e) = &self.error {
+            attributes.insert("error".into(), e.clone().into());
+        }
+        let record = SpanRecord {
+            trace_id: self.context.trace_id_hex(),
+            span_id: self.context.span_id_hex(),
+            parent_span_id: self.parent.map(hex::encode),
+            name: self.name.to_string(),
+            service: std::mem::take(&mut self.service),
+            start_ms: self
+                .start_wall
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64()
+                * 1e3,
+            duration_ms: self.start.elapsed().as_secs_f64() * 1e3,
+            status: if self.error.is_some() { "error" } else { "ok" },
+            attributes,
+        };
+        if self.context.sampled {
+            RING.push(record);
+        }
+    }
+}
+
+impl Drop for Span {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+fn random_nonzero<const N: usize>() -> [u8; N] {
+    loop {
+        let b: [u8; N] = rand::random();
+        if b != [0; N] {
+            return b;
+        }
+    }
+}
+
+/// How many finished spans the ring keeps.
+pub const RING_CAPACITY: usize = 20_000;
+
+/// The recent finished spans, newest last.
+pub struct Ring {
+    spans: Mutex<VecDeque<SpanRecord>>,
+}
+
+pub static RING: Ring = Ring {
+    spans: Mutex::new(VecDeque::new()),
+};
+
+impl Ring {
+    fn push(&self, record: SpanRecord) {
+        let mut spans = self.spans.lock().unwrap_or_else(|p| p.into_inner());
+        if spans.len() == RING_CAPACITY {
+            spans.pop_front();
+        }
+        spans.push_back(record);
+    }
+
+    /// Every kept span of trace `trace_id` (lowercase hex), in start order.
+    pub fn trace(&self, trace_id: &str) -> Vec<SpanRecord> {
+        let spans = self.spans.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<SpanRecord> = spans
+            .iter()
+            .filter(|s| s.trace_id == trace_id)
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms));
+        out
+    }
+
+    /// The spans of the `limit` most recent traces (by their latest span), newest trace
+    /// first, each trace's spans in start order.
+    pub fn recent(&self, limit: usize) -> Vec<SpanRecord> {
+        let spans = self.spans.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ids: Vec<&str> = Vec::new();
+        for s in spans.iter().rev() {
+            if !ids.contains(&s.trace_id.as_str()) {
+                if ids.len() == limit {
+                    break;
+                }
+                ids.push(&s.trace_id);
+            }
+        }
+        let mut out = Vec::new();
+        for id in ids {
+            let mut t: Vec<SpanRecord> =
+                spans.iter().filter(|s| s.trace_id == id).cloned().collect();
+            t.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms));
+            out.extend(t);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_round_trips_and_rejects_malformed() {
+        let t = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let c = TraceContext::parse(t).expect("valid");
+        assert_eq!(c.traceparent(), t);
+        assert!(c.sampled);
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        ] {
+            assert_eq!(TraceContext::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_child_span_shares_the_trace_and_names_its_parent() {
+        let root = Span::start("root", "orders", None);
+        let rc = root.context();
+        let child = Span::start("child", "users", Some(rc));
+        let cc = child.context();
+        assert_eq!(cc.trace_id, rc.trace_id);
+        assert_ne!(cc.span_id, rc.span_id);
+        child.end();
+        root.end();
+        let spans = RING.trace(&rc.trace_id_hex());
+        assert_eq!(spans.len(), 2);
+        let child = spans.iter().find(|s| s.name == "child").unwrap();
+        assert_eq!(
+            child.parent_span_id.as_deref(),
+            Some(rc.span_id_hex().as_str())
+        );
+        assert_eq!(child.service, "users");
+    }
+}

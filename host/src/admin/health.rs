@@ -1,7 +1,5 @@
 //! `/healthz` and `/metrics`: open to anyone who reaches the admin address, no token.
 
-use std::fmt::Write;
-
 use bytes::Bytes;
 use hyper::{Response, StatusCode};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -9,6 +7,8 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use super::json;
 use crate::host::Host;
 use crate::runtime::dispatch::{full, json_error};
+use crate::telemetry;
+use crate::telemetry::metrics::{Labels, Scrape};
 
 /// `GET /healthz`: 200 once every service is loaded, 503 before.
 pub(super) fn healthz(host: &Host) -> Response<HyperOutgoingBody> {
@@ -23,44 +23,59 @@ pub(super) fn healthz(host: &Host) -> Response<HyperOutgoingBody> {
     }
 }
 
-/// `GET /metrics`: every series, in Prometheus' text format.
+/// `GET /metrics`: every series, in Prometheus' text format (0.0.4): the host's registry,
+/// and the families built now from the state of events, sagas and guest output.
 pub(super) async fn metrics(host: &Host) -> Response<HyperOutgoingBody> {
-    let mut out = String::from(crate::runtime::metrics::HEADER);
-    let routes = host.routes();
-    for s in routes.services() {
-        s.metrics.render(&s.name, &mut out);
-    }
-    let _ = writeln!(
-        out,
-        "# HELP silo_services Services loaded.\n# TYPE silo_services gauge"
-    );
-    let _ = writeln!(out, "silo_services {}", routes.services().count());
-    render_event_metrics(&host.events.subscriptions().await, &mut out);
-    render_saga_metrics(host, &mut out).await;
-    crate::runtime::stdio::render_metrics(&mut out);
+    let services = host.routes().services().count();
+    let subscriptions = host.events.subscriptions().await;
+    let sagas = host.sagas.stats().await;
+    let duplicates = host.sagas.command_duplicates();
+    let out = telemetry::metrics::render(|scrape| {
+        scrape
+            .gauge("silo_services", "Services loaded.")
+            .get_or_create(&vec![])
+            .set(gauge(services as u64));
+        event_metrics(&subscriptions, scrape);
+        saga_metrics(&sagas, &duplicates, scrape);
+        crate::runtime::stdio::register_metrics(scrape);
+    });
     let mut resp = Response::new(full(Bytes::from(out)));
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; version=0.0.4"),
+        http::HeaderValue::from_static(telemetry::metrics::CONTENT_TYPE),
     );
     resp
 }
 
-/// The saga series of `/metrics`.
-async fn render_saga_metrics(host: &Host, out: &mut String) {
-    out.push_str(
-        "# HELP silo_sagas Sagas by orchestrating service and state (failed ones need an operator).\n\
-         # TYPE silo_sagas gauge\n\
-         # HELP silo_saga_retries_total Transient failures of saga steps and compensations that were retried.\n\
-         # TYPE silo_saga_retries_total counter\n\
-         # HELP silo_saga_latency_seconds Start to handled end of the last sagas.\n\
-         # TYPE silo_saga_latency_seconds summary\n\
-         # HELP silo_saga_command_duplicates_total Redelivered saga commands a participant answered from its inbox.\n\
-         # TYPE silo_saga_command_duplicates_total counter\n\
-         # HELP silo_saga_steps_refused_total Saga commands and compensations the host refused to send (participant or name not declared).\n\
-         # TYPE silo_saga_steps_refused_total counter\n",
+/// A count as a gauge's value.
+fn gauge(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The saga series: sagas by state, retries, refused steps, redelivered commands (their
+/// durations are the `silo_saga_duration_seconds` histogram of the registry).
+fn saga_metrics(
+    sagas: &[crate::sagas::SagaStats],
+    duplicates: &[(String, u64)],
+    scrape: &mut Scrape,
+) {
+    let states = scrape.gauge(
+        "silo_sagas",
+        "Sagas by orchestrating service and state (failed ones need an operator).",
     );
-    for s in host.sagas.stats().await {
+    let retries = scrape.counter(
+        "silo_saga_retries",
+        "Transient failures of saga steps and compensations that were retried.",
+    );
+    let refused = scrape.counter(
+        "silo_saga_steps_refused",
+        "Saga commands and compensations the host refused to send (participant or name not declared).",
+    );
+    let redelivered = scrape.counter(
+        "silo_saga_command_duplicates",
+        "Redelivered saga commands a participant answered from its inbox.",
+    );
+    for s in sagas {
         for state in [
             "running",
             "compensating",
@@ -69,83 +84,66 @@ async fn render_saga_metrics(host: &Host, out: &mut String) {
             "failed",
         ] {
             let n = s.states.get(state).copied().unwrap_or(0);
-            let _ = writeln!(
-                out,
-                "silo_sagas{{service=\"{}\",state=\"{state}\"}} {n}",
-                s.service
-            );
+            states
+                .get_or_create(&vec![
+                    ("service", s.service.clone()),
+                    ("state", state.into()),
+                ])
+                .set(gauge(n));
         }
-        let _ = writeln!(
-            out,
-            "silo_saga_retries_total{{service=\"{}\"}} {}",
-            s.service, s.retries
-        );
-        let _ = writeln!(
-            out,
-            "silo_saga_steps_refused_total{{service=\"{}\"}} {}",
-            s.service, s.refused
-        );
-        for (q, v) in [("0.5", s.latency_p50_ms), ("0.99", s.latency_p99_ms)] {
-            if let Some(v) = v {
-                let _ = writeln!(
-                    out,
-                    "silo_saga_latency_seconds{{service=\"{}\",quantile=\"{q}\"}} {}",
-                    s.service,
-                    v as f64 / 1e3
-                );
-            }
-        }
+        let service = vec![("service", s.service.clone())];
+        retries.get_or_create(&service).inc_by(s.retries);
+        refused.get_or_create(&service).inc_by(s.refused);
     }
-    for (participant, n) in host.sagas.command_duplicates() {
-        let _ = writeln!(
-            out,
-            "silo_saga_command_duplicates_total{{service=\"{participant}\"}} {n}"
-        );
+    for (participant, n) in duplicates {
+        redelivered
+            .get_or_create(&vec![("service", participant.clone())])
+            .inc_by(*n);
     }
 }
 
-/// The per-subscription series of `/metrics`.
-fn render_event_metrics(subs: &[crate::events::SubscriptionStats], out: &mut String) {
-    const HEADER: &str = "\
-# HELP silo_events_pending Events committed to an outbox and not yet delivered, per subscription.
-# TYPE silo_events_pending gauge
-# HELP silo_events_oldest_pending_age_seconds Age of the oldest undelivered event, per subscription.
-# TYPE silo_events_oldest_pending_age_seconds gauge
-# HELP silo_events_delivery_latency_seconds Publish to handler commit, over the last deliveries.
-# TYPE silo_events_delivery_latency_seconds summary
-# HELP silo_events_delivered_total Events handled.
-# TYPE silo_events_delivered_total counter
-# HELP silo_events_duplicates_total Deliveries the inbox turned away as already handled.
-# TYPE silo_events_duplicates_total counter
-# HELP silo_events_retries_total Failed deliveries that were retried.
-# TYPE silo_events_retries_total counter
-# HELP silo_events_refused_total Events the host refused to deliver (topic not declared), dead-lettered without the handler.
-# TYPE silo_events_refused_total counter
-# HELP silo_events_dead_letters Events held in the dead letters.
-# TYPE silo_events_dead_letters gauge
-";
-    out.push_str(HEADER);
+/// The per-subscription series (the delivery lag is the `silo_events_delivery_lag_seconds`
+/// histogram of the registry).
+fn event_metrics(subs: &[crate::events::SubscriptionStats], scrape: &mut Scrape) {
+    let pending = scrape.gauge(
+        "silo_events_pending",
+        "Events committed to an outbox and not yet delivered, per subscription.",
+    );
+    let oldest = scrape.seconds(
+        "silo_events_oldest_pending_age_seconds",
+        "Age of the oldest undelivered event, per subscription.",
+    );
+    let delivered = scrape.counter("silo_events_delivered", "Events handled.");
+    let duplicates = scrape.counter(
+        "silo_events_duplicates",
+        "Deliveries the inbox turned away as already handled.",
+    );
+    let retries = scrape.counter(
+        "silo_events_retries",
+        "Failed deliveries that were retried.",
+    );
+    let refused = scrape.counter(
+        "silo_events_refused",
+        "Events the host refused to deliver (topic not declared), dead-lettered without the handler.",
+    );
+    let dead = scrape.gauge(
+        "silo_events_dead_letters",
+        "Events held in the dead letters.",
+    );
     for s in subs {
-        let l = format!(
-            "subscription=\"{}\",source=\"{}\",topic=\"{}\",subscriber=\"{}\"",
-            s.subscription, s.source, s.topic, s.subscriber
-        );
-        let _ = writeln!(out, "silo_events_pending{{{l}}} {}", s.pending);
+        let l: Labels = vec![
+            ("subscription", s.subscription.clone()),
+            ("source", s.source.clone()),
+            ("topic", s.topic.clone()),
+            ("subscriber", s.subscriber.clone()),
+        ];
+        pending.get_or_create(&l).set(gauge(s.pending));
         let age = s.oldest_pending_age_ms.unwrap_or(0) as f64 / 1e3;
-        let _ = writeln!(out, "silo_events_oldest_pending_age_seconds{{{l}}} {age}");
-        for (q, v) in [("0.5", s.latency_p50_ms), ("0.99", s.latency_p99_ms)] {
-            if let Some(v) = v {
-                let _ = writeln!(
-                    out,
-                    "silo_events_delivery_latency_seconds{{{l},quantile=\"{q}\"}} {}",
-                    v as f64 / 1e3
-                );
-            }
-        }
-        let _ = writeln!(out, "silo_events_delivered_total{{{l}}} {}", s.delivered);
-        let _ = writeln!(out, "silo_events_duplicates_total{{{l}}} {}", s.duplicates);
-        let _ = writeln!(out, "silo_events_retries_total{{{l}}} {}", s.retries);
-        let _ = writeln!(out, "silo_events_refused_total{{{l}}} {}", s.refused);
-        let _ = writeln!(out, "silo_events_dead_letters{{{l}}} {}", s.dead_letters);
+        oldest.get_or_create(&l).set(age);
+        delivered.get_or_create(&l).inc_by(s.delivered);
+        duplicates.get_or_create(&l).inc_by(s.duplicates);
+        retries.get_or_create(&l).inc_by(s.retries);
+        refused.get_or_create(&l).inc_by(s.refused);
+        dead.get_or_create(&l).set(gauge(s.dead_letters));
     }
 }

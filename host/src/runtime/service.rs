@@ -133,7 +133,7 @@ impl Service {
             permits: Permits::new(spec.limits.concurrency),
             executor: runtime.executor,
             memory: runtime.memory,
-            metrics: Arc::new(ServiceMetrics::default()),
+            metrics: Arc::new(ServiceMetrics::new(name, &spec.route)),
             event_handler,
             outbox: None,
             topics: spec.publishes.iter().cloned().collect(),

@@ -16,7 +16,6 @@
 //!   (`silo_guest_log_dropped_bytes_total`).
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -24,6 +23,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+use crate::telemetry::metrics::Scrape;
 
 /// Longest line that reaches the host's log, in bytes.
 pub const MAX_LINE: usize = 4096;
@@ -199,22 +200,18 @@ fn budgets() -> &'static Budgets {
 }
 
 /// The `/metrics` series of guest output dropped, one per service that ever logged.
-pub fn render_metrics(out: &mut String) {
+pub fn register_metrics(scrape: &mut Scrape) {
     let all = budgets().lock().unwrap_or_else(|p| p.into_inner());
-    let mut services: Vec<_> = all.values().cloned().collect();
+    let services: Vec<_> = all.values().cloned().collect();
     drop(all);
-    services.sort_by(|a, b| a.service.cmp(&b.service));
-    let _ = writeln!(
-        out,
-        "# HELP silo_guest_log_dropped_bytes_total Bytes of a service's stdout/stderr dropped: over its log budget, or cut from lines longer than {MAX_LINE} bytes.\n# TYPE silo_guest_log_dropped_bytes_total counter"
+    let help = format!(
+        "Bytes of a service's stdout/stderr dropped: over its log budget, or cut from lines longer than {MAX_LINE} bytes."
     );
+    let dropped = scrape.counter("silo_guest_log_dropped_bytes", &help);
     for b in services {
-        let _ = writeln!(
-            out,
-            "silo_guest_log_dropped_bytes_total{{service=\"{}\"}} {}",
-            b.service,
-            b.dropped()
-        );
+        dropped
+            .get_or_create(&vec![("service", b.service.to_string())])
+            .inc_by(b.dropped());
     }
 }
 
@@ -427,8 +424,7 @@ mod tests {
         let budget = LogBudget::of(&a);
         assert!(Arc::ptr_eq(&budget, &LogBudget::of(&a)), "one per service");
         budget.charge(1 << 30, 0, Instant::now());
-        let mut out = String::new();
-        render_metrics(&mut out);
+        let out = crate::telemetry::metrics::render(register_metrics);
         assert!(
             out.contains(&format!(
                 "silo_guest_log_dropped_bytes_total{{service=\"metric-test-a\"}} {}",

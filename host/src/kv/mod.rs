@@ -57,9 +57,12 @@ impl KvCtx {
             Some(store) => Ok(Bucket {
                 store: store.clone(),
             }),
-            None => Err(SqlError::AccessDenied(format!(
-                "key-value store `{name}` is not granted to service `{service}`"
-            ))),
+            None => {
+                crate::telemetry::metrics::count_refusal(service, "store");
+                Err(SqlError::AccessDenied(format!(
+                    "key-value store `{name}` is not granted to service `{service}`"
+                )))
+            }
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::bindings::{ExecResult, RowSet, Value, WitError};
 
 impl types::Host for SqlCtxView<'_> {
     fn convert_error(&mut self, err: SqlError) -> wasmtime::Result<WitError> {
-        err.to_wit()
+        self.to_wit(err)
     }
 }
 

@@ -67,6 +67,9 @@ pub struct SqlCtx {
     /// What a lent transaction wrote to (outboxes, saga logs), to wake once the host
     /// commits it.
     published: Vec<Arc<tokio::sync::Notify>>,
+    /// Set when [`SqlCtx::open`] refused a store (counted there), so the access-denied error
+    /// it returns is not counted again as a refused statement by [`SqlCtxView::to_wit`].
+    refused_store: bool,
 }
 
 impl SqlCtx {
@@ -77,6 +80,7 @@ impl SqlCtx {
             max_result_bytes,
             open_tx: HashMap::new(),
             published: Vec::new(),
+            refused_store: false,
         }
     }
 
@@ -134,6 +138,8 @@ impl SqlCtx {
     /// Resolves `name` against the grants of `service` (this context's) only.
     fn open(&mut self, service: &str, name: &str) -> Result<Database, SqlError> {
         let Some(store) = self.stores.get(name) else {
+            crate::telemetry::metrics::count_refusal(service, "store");
+            self.refused_store = true;
             return Err(SqlError::AccessDenied(format!(
                 "store `{name}` is not granted to service `{service}`"
             )));
@@ -159,6 +165,18 @@ impl SqlCtxView<'_> {
     /// The limits of a statement started now.
     fn limits(&self) -> CallLimits {
         self.ctx.limits(self.request.deadline)
+    }
+
+    /// [`SqlError::to_wit`] for this capability's own calls (its `convert_error`): an
+    /// access denied that is not a store refused by `open` is a statement the authorizer or
+    /// a backend's guard refused, counted as a `statement` refusal of the request's service.
+    pub fn to_wit(&mut self, err: SqlError) -> wasmtime::Result<WitError> {
+        if let SqlError::AccessDenied(_) = &err
+            && !std::mem::take(&mut self.ctx.refused_store)
+        {
+            crate::telemetry::metrics::count_refusal(&self.request.service, "statement");
+        }
+        err.to_wit()
     }
 }
 

@@ -11,6 +11,7 @@ mod events;
 mod forged;
 mod isolation;
 mod kv;
+mod metrics;
 mod postgres;
 mod sagas;
 mod sandbox;

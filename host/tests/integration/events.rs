@@ -395,7 +395,7 @@ async fn orders_follow_user_and_product_changes() {
     let metrics = h.admin_get("/metrics", None).await.text();
     assert!(
         metrics.contains(
-            "silo_events_delivery_latency_seconds{subscription=\"orders:users/UserUpdated\""
+            "silo_events_delivery_lag_seconds_count{subscription=\"orders:users/UserUpdated\""
         ),
         "{metrics}"
     );

@@ -100,15 +100,17 @@ async fn admin_endpoint_health_metrics_and_token() {
     assert_eq!(r.status, 200);
     let m = r.text();
     assert!(
-        m.contains("silo_http_responses_total{service=\"users\",class=\"2xx\"} 1"),
+        m.contains("silo_http_requests_total{service=\"users\",route=\"/users\",status=\"200\"} 1"),
         "{m}"
     );
     assert!(
-        m.contains("silo_http_responses_total{service=\"users\",class=\"4xx\"} 1"),
+        m.contains("silo_http_requests_total{service=\"users\",route=\"/users\",status=\"404\"} 1"),
         "{m}"
     );
     assert!(
-        m.contains("silo_request_duration_seconds_count{service=\"users\"} 2"),
+        m.contains(
+            "silo_http_request_duration_seconds_count{service=\"users\",route=\"/users\"} 2"
+        ),
         "{m}"
     );
 

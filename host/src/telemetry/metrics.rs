@@ -146,62 +146,62 @@ impl Metrics {
     fn register(&self, r: &mut Registry) {
         r.register(
             "silo_http_requests",
-            "Requests answered, by service, route and status code.",
+            "Requests answered, by service, route and status code",
             self.http_requests.clone(),
         );
         r.register(
             "silo_http_request_duration_seconds",
-            "Time from routing a request to its response headers.",
+            "Time from routing a request to its response headers",
             self.http_duration.clone(),
         );
         r.register(
             "silo_rejected_busy",
-            "Requests refused with 503 at the service's concurrency limit.",
+            "Requests refused with 503 at the service's concurrency limit",
             self.rejected_busy.clone(),
         );
         r.register(
             "silo_traps",
-            "Instances that trapped (including CPU deadline and memory exhaustion).",
+            "Instances that trapped (including CPU deadline and memory exhaustion)",
             self.traps.clone(),
         );
         r.register(
             "silo_timeouts",
-            "Requests that ran past their deadline.",
+            "Requests that ran past their deadline",
             self.timeouts.clone(),
         );
         r.register(
             "silo_calls",
-            "Calls between services, by caller, callee and the status the caller got.",
+            "Calls between services, by caller, callee and the status the caller got",
             self.calls.clone(),
         );
         r.register(
             "silo_call_duration_seconds",
-            "Time a call between services took, as the caller saw it.",
+            "Time a call between services took, as the caller saw it",
             self.call_duration.clone(),
         );
         r.register(
             "silo_capability_calls",
-            "Guest calls into a capability (sql, kv, events, ...), by operation and result (ok or error).",
+            "Guest calls into a capability (sql, kv, events, ...), by operation and result (ok or error)",
             self.capability_calls.clone(),
         );
         r.register(
             "silo_capability_call_duration_seconds",
-            "Time a guest call into a capability took.",
+            "Time a guest call into a capability took",
             self.capability_duration.clone(),
         );
         r.register(
             "silo_refusals",
-            "Capability uses the host refused a service, by kind: store (not granted), call (not declared), statement (refused), topic (not declared), saga (step not declared).",
+            "Capability uses the host refused a service, by kind: store (not granted), call (not declared), statement (refused), topic (not declared), saga (step not declared)",
             self.refusals.clone(),
         );
         r.register(
             "silo_events_delivery_lag_seconds",
-            "Time from an event's commit to its outbox to the commit of its handler, per subscription.",
+            "Time from an event's commit to its outbox to the commit of its handler, per subscription",
             self.delivery_lag.clone(),
         );
         r.register(
             "silo_saga_duration_seconds",
-            "Time from a saga's start to its end, by orchestrating service and outcome.",
+            "Time from a saga's start to its end, by orchestrating service and outcome",
             self.saga_duration.clone(),
         );
     }
@@ -401,6 +401,11 @@ impl HttpMetrics {
     }
 }
 
+/// `help` without its closing period (the encoder writes one).
+fn trim(help: &str) -> &str {
+    help.trim_end_matches('.')
+}
+
 /// Label pairs of a family built at scrape time.
 pub type Labels = Vec<(&'static str, String)>;
 
@@ -414,7 +419,7 @@ impl Scrape {
     /// A gauge family `name` of whole numbers.
     pub fn gauge(&mut self, name: &'static str, help: &str) -> Family<Labels, Gauge> {
         let f = Family::default();
-        self.registry.register(name, help, f.clone());
+        self.registry.register(name, trim(help), f.clone());
         f
     }
 
@@ -425,7 +430,7 @@ impl Scrape {
         help: &str,
     ) -> Family<Labels, Gauge<f64, AtomicU64>> {
         let f = Family::default();
-        self.registry.register(name, help, f.clone());
+        self.registry.register(name, trim(help), f.clone());
         f
     }
 
@@ -433,7 +438,7 @@ impl Scrape {
     /// the host keeps elsewhere).
     pub fn counter(&mut self, name: &'static str, help: &str) -> Family<Labels, Counter> {
         let f = Family::default();
-        self.registry.register(name, help, f.clone());
+        self.registry.register(name, trim(help), f.clone());
         f
     }
 }

@@ -36,6 +36,10 @@ fn family_of<'a>(name: &'a str, typed: &HashSet<String>) -> &'a str {
 /// sample right under its family's header (never split into fragments), every sample's
 /// value a number.
 fn assert_well_formed(out: &str) {
+    assert!(
+        !out.contains("..\n"),
+        "a help text ends in two periods:\n{out}"
+    );
     let mut typed = HashSet::new();
     let mut closed = HashSet::new();
     let mut current: Option<String> = None;

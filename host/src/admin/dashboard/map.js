@@ -109,8 +109,9 @@
 
     const { cur, prev, base } = data;
     const svcKey = (l) => l.service;
+    const httpKnown = Silo.samplesOf(cur, 'silo_http_requests_total').length > 0;
     let reqRate = Silo.rateBy(cur, prev, 'silo_http_requests_total', svcKey);
-    if (!Silo.samplesOf(cur, 'silo_http_requests_total').length) {
+    if (!httpKnown) {
       reqRate = Silo.rateBy(cur, prev, 'dashboard:requests', svcKey);
     }
     const errRate = Silo.rateBy(cur, prev, 'silo_http_requests_total',
@@ -201,7 +202,7 @@
         svg('text', { x: x + 10, y: y + 40, class: 'route', text: s.route }),
         svg('text', { x: x + 10, y: y + 58, class: 'stores', text: fmt.short(stores, 34) }),
         svg('text', { x: x + 10, y: y + 80, class: 'rate', text: `${fmt.rate(reqRate.get(n) ?? null)} req` }),
-        svg('text', { x: x + NODE_W - 10, y: y + 80, 'text-anchor': 'end', class: 'errors' + (err > 0 ? ' bad' : ''), text: `5xx ${fmt.rate(errRate.size || reqRate.size ? err : null)}` }),
+        svg('text', { x: x + NODE_W - 10, y: y + 80, 'text-anchor': 'end', class: 'errors' + (err > 0 ? ' bad' : ''), text: `5xx ${fmt.rate(httpKnown && prev ? err : null)}` }),
       );
       root.appendChild(g);
     }

@@ -63,6 +63,7 @@
   /** Milliseconds as `850 ms`, `2.4 s`, `3m 10s`. */
   fmt.ms = function (ms) {
     if (ms === null || ms === undefined || Number.isNaN(ms)) return '—';
+    if (ms === 0) return '0 ms';
     if (ms < 1) return ms.toFixed(2) + ' ms';
     if (ms < 1000) return Math.round(ms) + ' ms';
     if (ms < 60000) return (ms / 1000).toFixed(ms < 10000 ? 2 : 1) + ' s';
@@ -74,7 +75,8 @@
   /** A time (epoch ms, or an RFC 3339 string) as local HH:MM:SS, with the date if not today. */
   fmt.time = function (t) {
     if (t === null || t === undefined || t === '') return '—';
-    const d = typeof t === 'number' ? new Date(t) : new Date(String(t));
+    // A number below 10^11 is seconds since the epoch (the deploy history's), else ms.
+    const d = typeof t === 'number' ? new Date(t < 1e11 ? t * 1000 : t) : new Date(String(t));
     if (Number.isNaN(d.getTime())) return String(t);
     const today = new Date().toDateString() === d.toDateString();
     return today ? d.toLocaleTimeString() : d.toLocaleString();
@@ -101,6 +103,10 @@
     const now = opts.now || Date.now();
     const span = opts.windowMs || 5 * 60 * 1000;
     const pad = { l: 4, r: 4, t: 14, b: 4 };
+    // Over the last `windowMs`, or since the first point when that is more recent (at
+    // least 20 s), so a fresh page fills its charts.
+    const first = Math.min(now, ...series.flatMap((s) => s.points.map((p) => p[0])));
+    const from = Math.max(now - span, Math.min(first, now - 20000));
     const chart = Silo.svg('svg', {
       class: 'chart',
       viewBox: `0 0 ${w} ${h}`,
@@ -110,22 +116,24 @@
       'aria-label': opts.label || 'chart',
     });
     chart.appendChild(Silo.svg('rect', { x: 0, y: 0, width: w, height: h, class: 'chart-bg' }));
-    let legendX = pad.l;
-    for (const s of series) {
-      const pts = s.points.filter((p) => p[0] >= now - span);
+    series.forEach((s, i) => {
+      const pts = s.points.filter((p) => p[0] >= from);
       const max = Math.max(1e-9, ...pts.map((p) => p[1]));
-      const x = (t) => pad.l + ((t - (now - span)) / span) * (w - pad.l - pad.r);
+      const x = (t) => pad.l + ((t - from) / (now - from || 1)) * (w - pad.l - pad.r);
       const y = (v) => h - pad.b - (v / max) * (h - pad.t - pad.b);
       if (pts.length > 0) {
         const d = pts.map((p, i) => (i ? 'L' : 'M') + x(p[0]).toFixed(1) + ' ' + y(p[1]).toFixed(1)).join(' ');
         chart.appendChild(Silo.svg('path', { d, class: 'line ' + s.cls }));
       }
       const last = pts.length ? pts[pts.length - 1][1] : null;
-      const label = `${s.name} ${s.format ? s.format(last) : Silo.fmt.num(last)} (max ${s.format ? s.format(pts.length ? max : null) : Silo.fmt.num(pts.length ? max : null)})`;
-      const t = Silo.svg('text', { x: legendX, y: 10, class: 'legend ' + s.cls, text: label });
-      chart.appendChild(t);
-      legendX += w / series.length;
-    }
+      const f = s.format || Silo.fmt.num;
+      const label = `${s.name} ${f(last)}` + (pts.length ? ` (max ${f(max < 1e-6 ? 0 : max)})` : '');
+      // The first legend at the left, the second at the right.
+      const right = i > 0;
+      chart.appendChild(Silo.svg('text', {
+        x: right ? w - pad.r : pad.l, y: 10, 'text-anchor': right ? 'end' : 'start', class: 'legend ' + s.cls, text: label,
+      }));
+    });
     return chart;
   };
 

@@ -80,15 +80,14 @@
         class: 'saga clickable' + (s.id === st.sagaSelected ? ' selected' : ''),
         'data-saga-id': s.id, 'data-state': s.state, onclick: () => act.selectSaga(s.id),
       },
-      el('td', { class: 'mono', text: fmt.short(s.id, 14), title: s.id }),
-      el('td', { text: s.service }),
+      el('td', { class: 'mono', text: fmt.short(s.id, 14), title: `${s.id} (orchestrated by ${s.service})` }),
       el('td', { text: s.kind }),
       el('td', { text: fmt.short(s.key, 20) }),
       el('td', {}, pill(s.state)),
       el('td', { text: `${done}/${(s.steps || []).length}` }),
       el('td', { class: 'error wrap', text: fmt.short(s.reason || '', 60) }));
     });
-    Silo.replace($('saga-list'), table(['saga', 'orchestrator', 'kind', 'key', 'state', 'steps', 'reason'], rows,
+    Silo.replace($('saga-list'), table(['saga', 'kind', 'key', 'state', 'steps', 'reason'], rows,
       st.sagaFilter ? `No ${st.sagaFilter} sagas.` : 'No sagas yet: place an order.'));
 
     const saga = (st.sagas || []).find((s) => s.id === st.sagaSelected) || st.sagaDetail;
@@ -102,7 +101,7 @@
     const forward = steps.map((x, i) => el('div', { class: 'step ' + x.state, 'data-step': x.name || i },
       el('div', { class: 'step-title', text: `${i + 1}. ${x.service} · ${x.command}` }),
       el('div', {}, pill(x.state), ` attempts ${x.attempts}`),
-      x.detail ? el('div', { class: 'detail', text: fmt.short(x.detail, 160), title: x.detail }) : null));
+      x.detail ? el('div', { class: 'detail' + (x.state === 'succeeded' ? ' ok' : ''), text: fmt.short(x.detail, 160), title: x.detail }) : null));
     const comps = steps
       .map((x, i) => ({ x, i }))
       .filter(({ x }) => x.compensation && ((x.compensationAttempts || 0) > 0 || /compensat/.test(x.state)))

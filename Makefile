@@ -7,13 +7,27 @@ WASM_TARGET := wasm32-wasip2
 COMPONENTS_OUT := components/target/$(WASM_TARGET)/release
 SILO := target/release/silo
 
-.PHONY: all build toolchain components host run run-polyglot test test-fast lint fmt bench demo-isolation clean
+.PHONY: all build toolchain tools components host run run-polyglot test test-fast lint fmt bench demo-isolation clean
 
 all: build
 
 ## toolchain: the wasm32-wasip2 target, installed if missing.
 toolchain:
 	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
+
+## tools: what the tests need besides Rust, installed with apt-get when missing (as root):
+## Chromium and ChromeDriver for the dashboard's browser tests, Prometheus (promtool) for
+## the /metrics scrape test. Present commands are left alone.
+TOOLS := chromium:chromium chromedriver:chromium-driver promtool:prometheus
+tools:
+	@missing=""; for t in $(TOOLS); do \
+	  command -v "$${t%%:*}" >/dev/null 2>&1 || missing="$$missing $${t#*:}"; \
+	done; \
+	if [ -z "$$missing" ]; then echo "tools: chromium, chromedriver and promtool are installed"; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  echo "tools: installing$$missing with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else echo "tools: missing$$missing and no apt-get here: install them to run every test" >&2; fi
 
 ## components: every service and fixture component.
 components: toolchain
@@ -34,13 +48,14 @@ run: build
 run-polyglot: build
 	SILO_MANIFEST=silo-polyglot.toml SILO_DATA=.silo-polyglot ./scripts/run-demo.sh
 
-## test: the whole suite — unit, capability and integration tests against the real host.
+## test: the whole suite — unit, capability and integration tests against the real host
+## (the dashboard's in a headless Chromium: `make tools`).
 ## Tests run in parallel (each host has its own ports, data folder and server objects), except
 ## the latency-sensitive ones, run after the rest one at a time: the isolation catalogue and
 ## the sandbox compare a victim's latency with its quiet baseline or a bound, which a
 ## neighbouring test's host would disturb on a 2-core machine.
 SERIAL_TESTS := isolation:: sandbox::
-test: build
+test: build tools
 	$(CARGO) test --release --workspace -- $(addprefix --skip ,$(SERIAL_TESTS))
 	$(CARGO) test --release --workspace --test integration -- $(SERIAL_TESTS) --test-threads=1
 	cd components && $(CARGO) test -p silo-sdk

@@ -34,5 +34,8 @@ if [ "$(curl -fsS "http://$LISTEN/users")" = "[]" ]; then
   post /products '{"name":"Analytical Engine","price":250000,"stock":3}'
   post /products '{"name":"Punched cards (100)","price":1200,"stock":500}'
 fi
+# The dashboard takes the admin token from the URL fragment, which the browser never sends.
+token=${SILO_ADMIN_TOKEN:-$(cat "$DATA/admin.token" 2>/dev/null || true)}
+echo "silo: dashboard  http://$ADMIN/#token=$token"
 echo "silo: try  curl http://$LISTEN/users   (Ctrl-C stops the host)"
 wait $pid

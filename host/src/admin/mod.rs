@@ -6,9 +6,9 @@
 //! token authenticates nothing: authentication is never off.
 //!
 //! This file is the router and the authentication; each resource's handlers are in their own
-//! file: `health` (healthz, metrics), `services`, `events` (subscriptions, dead letters,
-//! replay), `sagas`, `deploys` (deploy, rollback, undeploy, plan and apply); `client` is the
-//! CLI's side.
+//! file: `dashboard` (the page at `/`), `health` (healthz, metrics), `services`, `events`
+//! (subscriptions, dead letters, replay), `sagas`, `deploys` (deploy, rollback, undeploy, plan
+//! and apply); `client` is the CLI's side.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -27,6 +27,7 @@ use crate::runtime::dispatch::{full, json_error};
 use crate::runtime::refusals::JsonRefusals;
 
 mod client;
+mod dashboard;
 mod deploys;
 mod events;
 mod health;
@@ -80,6 +81,7 @@ async fn handle(
     let path = req.uri().path().to_string();
     match (req.method(), path.as_str()) {
         (&Method::GET, "/healthz") => health::healthz(&host),
+        (&Method::GET, p) if p == "/" || p.starts_with("/dashboard/") => dashboard::serve(p),
         (&Method::GET, "/metrics") => health::metrics(&host).await,
         (_, p) if p == "/admin" || p.starts_with("/admin/") => {
             let mut auth = req.headers().get_all(http::header::AUTHORIZATION).iter();

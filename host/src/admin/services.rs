@@ -34,6 +34,13 @@ pub fn services_json(host: &Host) -> serde_json::Value {
                 "stores": stores,
                 "state": "serving",
                 "requests": s.metrics.total(),
+                // What it declares of its neighbours: the dashboard's map draws these edges.
+                "calls": s.spec.calls,
+                "publishes": s.spec.publishes,
+                "subscribes": s.spec.subscribes.iter()
+                    .map(|sub| serde_json::json!({ "source": sub.source, "topic": sub.topic }))
+                    .collect::<Vec<_>>(),
+                "sagaParticipants": s.spec.saga_participants,
                 "limits": {
                     "deadlineMs": s.spec.limits.deadline_ms,
                     "memoryMb": s.spec.limits.memory_mb,

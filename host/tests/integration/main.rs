@@ -5,6 +5,7 @@
 mod calls;
 mod cli;
 mod corpus;
+mod dashboard;
 mod demo;
 mod deploy;
 mod events;

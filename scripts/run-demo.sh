@@ -35,4 +35,7 @@ if [ "$(curl -fsS "http://$LISTEN/users")" = "[]" ]; then
   post /products '{"name":"Punched cards (100)","price":1200,"stock":500}'
 fi
 echo "silo: try  curl http://$LISTEN/users   (Ctrl-C stops the host)"
+if [ -r "$DATA/admin.token" ]; then
+  echo "silo: dashboard  http://$ADMIN/#token=$(cat "$DATA/admin.token")"
+fi
 wait $pid

@@ -38,7 +38,4 @@ fi
 token=${SILO_ADMIN_TOKEN:-$(cat "$DATA/admin.token" 2>/dev/null || true)}
 echo "silo: dashboard  http://$ADMIN/#token=$token"
 echo "silo: try  curl http://$LISTEN/users   (Ctrl-C stops the host)"
-if [ -r "$DATA/admin.token" ]; then
-  echo "silo: dashboard  http://$ADMIN/#token=$(cat "$DATA/admin.token")"
-fi
 wait $pid

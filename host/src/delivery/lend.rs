@@ -18,6 +18,7 @@ use crate::bindings::exports::silo::service::command_handler::{Command, Reply};
 use crate::bindings::silo::service::events::Event;
 use crate::bindings::silo::service::sagas::SagaStatus;
 use crate::sql::{SqlError, SqlTransaction};
+use crate::telemetry::TraceContext;
 
 /// The exports that take a lent transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,13 +58,16 @@ pub enum Lent {
 #[async_trait]
 pub trait Instance: Send {
     /// Calls `call` with `tx` (open on store `store`) lent to it, the instance armed for
-    /// `deadline`; returns the transaction after the call, or the error that lost it.
+    /// `deadline` and working in span `trace` (the delivery's or the saga command's: the
+    /// parent of the spans its capabilities start); returns the transaction after the
+    /// call, or the error that lost it.
     async fn call(
         &mut self,
         store: &str,
         call: &Call,
         tx: Box<dyn SqlTransaction>,
         deadline: Instant,
+        trace: Option<TraceContext>,
     ) -> Result<(Lent, Box<dyn SqlTransaction>), SqlError>;
     /// The outboxes and saga logs its calls wrote to, to wake once the transaction commits.
     fn take_published(&mut self) -> Vec<Arc<tokio::sync::Notify>>;
@@ -78,7 +82,8 @@ pub enum Unlent {
 }
 
 /// Calls `call` on `instance` (a fresh instance of `recipient` first, if it holds none)
-/// with `tx` lent, by `deadline`. A trap discards the instance.
+/// with `tx` lent, by `deadline`, in span `trace`. A trap discards the instance.
+#[allow(clippy::too_many_arguments, reason = "one lent call's parts")]
 pub async fn call_lent(
     recipient: &dyn Recipient,
     instance: &mut Option<Box<dyn Instance>>,
@@ -87,6 +92,7 @@ pub async fn call_lent(
     call: &Call,
     tx: Box<dyn SqlTransaction>,
     deadline: Instant,
+    trace: Option<TraceContext>,
 ) -> Result<(Lent, Box<dyn SqlTransaction>), Unlent> {
     if instance.is_none() {
         match recipient.instance(export, deadline).await {
@@ -98,7 +104,7 @@ pub async fn call_lent(
         unreachable!("an instance was just made");
     };
     let (lent, tx) = i
-        .call(store, call, tx, deadline)
+        .call(store, call, tx, deadline, trace)
         .await
         .map_err(Unlent::Lost)?;
     if matches!(lent, Lent::Trapped { .. }) {

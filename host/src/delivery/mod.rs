@@ -39,6 +39,7 @@
 
 pub mod backoff;
 pub mod lend;
+pub mod retries;
 pub mod worker;
 
 use std::collections::VecDeque;

@@ -10,6 +10,7 @@ use super::{EventsCtxView, MAX_DATA_BYTES, MAX_KEY_BYTES};
 use crate::bindings::WitError;
 use crate::bindings::silo::service::{events, types};
 use crate::sql::{SqlError, Transaction, transaction_mut};
+use crate::telemetry::{Span, metrics};
 
 impl types::Host for EventsCtxView<'_> {
     fn convert_error(&mut self, err: SqlError) -> wasmtime::Result<WitError> {
@@ -29,6 +30,7 @@ impl events::Host for EventsCtxView<'_> {
         let grant = self.ctx.grant.clone();
         let service = self.request.service.to_string();
         if !grant.topics.contains(&topic) {
+            metrics::count_refusal(&service, "topic");
             return Err(SqlError::AccessDenied(format!(
                 "service `{service}` may not publish `{topic}`: its manifest entry's `publishes` does not list it"
             )));
@@ -51,9 +53,29 @@ impl events::Host for EventsCtxView<'_> {
             )));
         }
         let first = !t.published;
-        let id = outbox
-            .write(t.inner_mut()?, first, &topic, &key, &content_type, &data)
-            .await?;
+        // The event carries this span's context to its deliveries (stored with it).
+        let mut span = Span::start(format!("publish {topic}"), &service, self.request.trace);
+        span.attr("silo.topic", topic.as_str());
+        span.attr("silo.key", key.as_str());
+        let written = outbox
+            .write(
+                t.inner_mut()?,
+                first,
+                &topic,
+                &key,
+                &content_type,
+                &data,
+                Some(span.context()),
+            )
+            .await;
+        let id = match written {
+            Ok(id) => id,
+            Err(e) => {
+                span.error(e.to_string());
+                return Err(e);
+            }
+        };
+        span.attr("silo.event_id", id.as_str());
         t.wake_on_commit(&outbox.notify);
         t.published = true;
         Ok(id)

@@ -8,6 +8,11 @@
 //! savepoint; `err` or a trap rolls back to it, so a failing event leaves no trace and the
 //! others of the batch still commit. One instance handles the batch's events in turn; a
 //! trap discards it and the next event gets a fresh one.
+//!
+//! Each attempt is a span `deliver TOPIC` of the subscriber, a child of the span the event
+//! was published in (stored with it in the outbox): the handler runs with it as its
+//! `RequestCtx.trace`, so its statements, calls and events nest under it, and a trace
+//! follows the event from the publisher's request to every subscriber.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +26,7 @@ use crate::delivery::{
 };
 use crate::sql::host_tables::HostTables;
 use crate::sql::{SqlError, SqlTransaction};
+use crate::telemetry::{Span, TraceContext, metrics};
 
 /// The longest a batch keeps the subscriber's writer before it commits what it has.
 const BATCH_TIME: Duration = Duration::from_millis(50);
@@ -43,12 +49,13 @@ pub enum Outcome {
 #[derive(Debug, Clone)]
 pub struct Unavailable(pub String);
 
-/// Delivers `events` (in order) to subscription `subscription` of `service`, on the
-/// subscriber's own executor and under one of its permits: the router only waits.
+/// Delivers `events` (in order, each with its failed attempts so far) to subscription
+/// `subscription` of `service`, on the subscriber's own executor and under one of its
+/// permits: the router only waits.
 pub async fn deliver(
     service: &Arc<dyn Recipient>,
     subscription: &str,
-    events: &[Arc<EventRecord>],
+    events: &[(u32, Arc<EventRecord>)],
 ) -> Result<Vec<Outcome>, Unavailable> {
     let wait = Duration::from_millis(service.spec().limits.deadline_ms);
     let (subscription, events) = (subscription.to_string(), events.to_vec());
@@ -59,11 +66,21 @@ pub async fn deliver(
     .map_err(Unavailable)?
 }
 
+/// The span of one delivery attempt of `event` (its `attempt`-th) to `subscriber`.
+fn delivery_span(subscriber: &str, subscription: &str, event: &EventRecord, attempt: u32) -> Span {
+    let mut span = Span::start(format!("deliver {}", event.topic), subscriber, event.trace);
+    span.attr("silo.subscription", subscription);
+    span.attr("silo.event_id", event.id.as_str());
+    span.attr("silo.source", &*event.source);
+    span.attr("silo.attempt", attempt);
+    span
+}
+
 /// [`deliver`], on the calling thread.
 async fn deliver_here(
     service: &dyn Recipient,
     subscription: &str,
-    events: &[Arc<EventRecord>],
+    events: &[(u32, Arc<EventRecord>)],
 ) -> Result<Vec<Outcome>, Unavailable> {
     let name = service.name();
     if !service.exports(Export::EventHandler) {
@@ -86,29 +103,52 @@ async fn deliver_here(
     let started = Instant::now();
     let mut instance: Option<Box<dyn Instance>> = None;
     let mut outcomes = Vec::with_capacity(events.len());
+    // The attempts' spans end once the batch's fate is known (its commit).
+    let mut spans: Vec<Option<Span>> = Vec::with_capacity(events.len());
     let mut woken = Vec::new();
-    for (i, event) in events.iter().enumerate() {
+    for (i, (attempts, event)) in events.iter().enumerate() {
         if i > 0 && started.elapsed() > BATCH_TIME {
             outcomes.push(Outcome::Skipped);
+            spans.push(None);
             continue;
         }
-        let (outcome, returned) =
-            handle_one(service, store_name, subscription, event, tx, &mut instance).await;
+        let mut span = delivery_span(name, subscription, event, attempts + 1);
+        let trace = Some(span.context());
+        let (outcome, returned) = handle_one(
+            service,
+            store_name,
+            subscription,
+            event,
+            tx,
+            &mut instance,
+            trace,
+        )
+        .await;
         tx = match returned {
             Ok(tx) => tx,
             Err(e) => {
                 // The transaction is lost (the backend failed): nothing of the batch commits.
                 let why = format!("the inbox transaction failed: {e}");
+                span.error(why.clone());
+                for s in spans.iter_mut().flatten() {
+                    s.error(why.clone());
+                }
                 return Ok(events
                     .iter()
                     .map(|_| Outcome::Failed(why.clone()))
                     .collect());
             }
         };
+        match &outcome {
+            Outcome::Failed(why) => span.error(why.clone()),
+            Outcome::Duplicate => span.attr("silo.duplicate", true),
+            _ => {}
+        }
         if let Some(instance) = &mut instance {
             woken.extend(instance.take_published());
         }
         outcomes.push(outcome);
+        spans.push(Some(span));
     }
     if outcomes
         .iter()
@@ -118,6 +158,9 @@ async fn deliver_here(
     }
     if let Err(e) = tx.commit().await {
         let why = format!("the inbox transaction did not commit: {e}");
+        for s in spans.iter_mut().flatten() {
+            s.error(why.clone());
+        }
         return Ok(outcomes
             .into_iter()
             .map(|o| match o {
@@ -128,11 +171,14 @@ async fn deliver_here(
     }
     crate::failpoint::crash("after-handler-commit");
     let now = now_ms();
-    for (o, e) in outcomes.iter_mut().zip(events) {
+    for (o, (_, e)) in outcomes.iter_mut().zip(events) {
         if let Outcome::Handled { latency_ms } = o {
             *latency_ms = (now - e.time_ms).max(0) as u64;
+            let lag = Duration::from_millis(*latency_ms);
+            metrics::observe_delivery(subscription, &e.source, &e.topic, name, lag);
         }
     }
+    drop(spans);
     for n in woken {
         n.notify_one();
     }
@@ -148,6 +194,7 @@ async fn handle_one(
     event: &EventRecord,
     mut tx: Box<dyn SqlTransaction>,
     instance: &mut Option<Box<dyn Instance>>,
+    trace: Option<TraceContext>,
 ) -> (Outcome, Result<Box<dyn SqlTransaction>, SqlError>) {
     let tables = match service.store(store_name) {
         Some(db) => HostTables::of(db.as_ref()),
@@ -193,6 +240,7 @@ async fn handle_one(
         &call,
         tx,
         deadline,
+        trace,
     )
     .await;
     match lent {

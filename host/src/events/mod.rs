@@ -130,6 +130,9 @@ pub fn add_to_linker<T: EventsView + 'static>(linker: &mut Linker<T>) -> wasmtim
 }
 
 #[cfg(test)]
+mod trace_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -22,6 +22,7 @@ use tokio::sync::Notify;
 use super::{new_event_id, now_ms, subscription_id};
 use crate::sql::host_tables::{self as tables, HostTables, NewEvent, SubscriptionRow};
 use crate::sql::{SqlError, SqlStore, SqlTransaction};
+use crate::telemetry::{Span, TraceContext};
 
 pub(crate) use crate::sql::host_tables::host_limits;
 
@@ -52,6 +53,8 @@ pub struct EventRecord {
     pub time_ms: i64,
     pub content_type: String,
     pub data: Vec<u8>,
+    /// The span it was published in (its deliveries' parent), if it was stored with it.
+    pub trace: Option<TraceContext>,
 }
 
 /// A delivery row as loaded by the router.
@@ -185,8 +188,10 @@ impl Outbox {
         Ok(dropped)
     }
 
-    /// Writes one event into `tx` (the publisher's own transaction): the outbox row and a
-    /// delivery row per subscription of `topic`. An event no one subscribes to is not kept.
+    /// Writes one event into `tx` (the publisher's own transaction): the outbox row, with
+    /// `trace` (the publish span's context), and a delivery row per subscription of
+    /// `topic`. An event no one subscribes to is not kept.
+    #[allow(clippy::too_many_arguments, reason = "one event's fields")]
     pub async fn write(
         &self,
         tx: &mut Box<dyn SqlTransaction>,
@@ -195,6 +200,7 @@ impl Outbox {
         key: &str,
         content_type: &str,
         data: &[u8],
+        trace: Option<TraceContext>,
     ) -> Result<String, SqlError> {
         let id = new_event_id();
         let targets: Vec<String> = self
@@ -217,7 +223,11 @@ impl Outbox {
             content_type,
             data,
         };
-        let seq = self.tables.append_event(tx.as_mut(), &event).await?;
+        let trace = trace.map(|c| c.traceparent());
+        let seq = self
+            .tables
+            .append_traced_event(tx.as_mut(), &event, trace.as_deref())
+            .await?;
         for s in targets {
             self.tables.add_delivery(tx.as_mut(), &s, seq).await?;
         }
@@ -244,6 +254,7 @@ impl Outbox {
                     time_ms: r.time_ms,
                     content_type: r.content_type,
                     data: r.data,
+                    trace: r.trace_parent.as_deref().and_then(TraceContext::parse),
                 }),
             };
             out.push(PendingRow {
@@ -329,7 +340,9 @@ impl Outbox {
 
     /// Puts dead letter `id` back in line for its subscription, as a new outbox entry with
     /// the same event id (the inbox still recognises it). `Ok(false)`: no such dead letter
-    /// here. Fails if its subscription is no longer registered.
+    /// here. Fails if its subscription is no longer registered. The replay is a span of its
+    /// own in the event's trace (a child of the publish span the dead letter kept), and the
+    /// new entry carries it to the delivery.
     pub async fn replay(&self, id: &str) -> Result<bool, SqlError> {
         let mut tx = self.store.begin(&host_limits()).await?;
         let Some((subscription, e)) = self.tables.dead_letter_event(tx.as_mut(), id).await? else {
@@ -341,6 +354,14 @@ impl Outbox {
             )));
         }
         self.tables.lock_log(tx.as_mut(), "outbox").await?;
+        let stored = e.trace_parent.as_deref().and_then(TraceContext::parse);
+        let mut span = Span::start(format!("replay {}", e.topic), &self.source, stored);
+        span.attr("silo.dead_letter", id);
+        span.attr("silo.subscription", subscription.as_str());
+        span.attr("silo.event_id", e.id.as_str());
+        if let Some(link) = &e.trace_parent {
+            span.attr("silo.link", link.as_str());
+        }
         let event = NewEvent {
             id: &e.id,
             topic: &e.topic,
@@ -349,7 +370,11 @@ impl Outbox {
             content_type: &e.content_type,
             data: &e.data,
         };
-        let seq = self.tables.append_event(tx.as_mut(), &event).await?;
+        let trace = span.context().traceparent();
+        let seq = self
+            .tables
+            .append_traced_event(tx.as_mut(), &event, Some(&trace))
+            .await?;
         self.tables
             .add_delivery(tx.as_mut(), &subscription, seq)
             .await?;

@@ -33,6 +33,7 @@ use tokio::task::JoinSet;
 
 use super::inbox::{self, Outcome};
 use super::outbox::{DeadLetter, EventRecord, Outbox, Registered, Settle};
+use crate::delivery::retries;
 use crate::delivery::worker::{self, Schedule, earliest};
 use crate::delivery::{
     AfterFailure, Directory, Recipient, Transport, backoff, give_up, now_ms, percentiles,
@@ -504,6 +505,24 @@ pub fn admit(
     Ok(())
 }
 
+/// Logs a failed delivery that will be retried, at warn: at most one line per
+/// subscription per [`retries::EVERY`] (see [`retries`]).
+fn log_retry(reg: &Registered, event: &EventRecord, attempts: u32, error: &str) {
+    let Some(skipped) = retries::RETRIES.note(&reg.id, Instant::now()) else {
+        return;
+    };
+    let trace_id = event.trace.map(|t| t.trace_id_hex()).unwrap_or_default();
+    tracing::warn!(
+        service = %reg.subscriber,
+        subscription = %reg.id,
+        event = %event.id,
+        attempts,
+        trace_id = %trace_id,
+        "event delivery failed, will retry: {error}{}",
+        retries::more(skipped)
+    );
+}
+
 /// Delivers one batch and records the outcome in the outbox.
 async fn deliver_batch(
     outbox: Arc<Outbox>,
@@ -543,21 +562,20 @@ async fn deliver_batch(
             }
         }
     });
-    let events: Vec<Arc<EventRecord>> = batch.iter().map(|(_, e)| e.clone()).collect();
-    let outcomes = if events.is_empty() {
+    let outcomes = if batch.is_empty() {
         Vec::new()
     } else {
-        match inbox::deliver(&service, &reg.id, &events).await {
+        match inbox::deliver(&service, &reg.id, &batch).await {
             Ok(o) => o,
             Err(inbox::Unavailable(why)) if refused.is_empty() => return stalled(why),
             // The refusals are still recorded; the admitted events wait for the next batch.
-            Err(inbox::Unavailable(_)) => vec![Outcome::Skipped; events.len()],
+            Err(inbox::Unavailable(_)) => vec![Outcome::Skipped; batch.len()],
         }
     };
     let mut injected_duplicates = 0;
-    if !events.is_empty() && crate::failpoint::enabled("duplicate-delivery") {
+    if !batch.is_empty() && crate::failpoint::enabled("duplicate-delivery") {
         // As if the acknowledgement below had been lost: the same batch again.
-        match inbox::deliver(&service, &reg.id, &events).await {
+        match inbox::deliver(&service, &reg.id, &batch).await {
             Ok(again) => {
                 injected_duplicates =
                     again.iter().filter(|o| **o == Outcome::Duplicate).count() as u64;
@@ -572,13 +590,16 @@ async fn deliver_batch(
             Outcome::Handled { .. } | Outcome::Duplicate => Some(Settle::Done),
             Outcome::Failed(error) => {
                 let attempts = attempts + 1;
-                let error = error.chars().take(2000).collect();
+                let error: String = error.chars().take(2000).collect();
                 Some(match give_up(attempts, settings.max_attempts) {
                     AfterFailure::GiveUp => {
                         tracing::warn!(subscription = %reg.id, event = %event.id, attempts, "event moved to the dead letters: {error}");
                         Settle::Dead { attempts, error }
                     }
-                    AfterFailure::Retry => Settle::Retry { attempts, error },
+                    AfterFailure::Retry => {
+                        log_retry(&reg, &event, attempts, &error);
+                        Settle::Retry { attempts, error }
+                    }
                 })
             }
             Outcome::Skipped => None,
@@ -633,6 +654,7 @@ mod tests {
             time_ms: 0,
             content_type: "text/plain".into(),
             data: Vec::new(),
+            trace: None,
         };
         assert_eq!(
             admit("pub", publisher, subscriber, &reg("Ping"), &event("Ping")),

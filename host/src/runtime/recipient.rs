@@ -21,6 +21,7 @@ use crate::delivery::lend::Call;
 use crate::delivery::{Directory, Export, Instance, InstanceError, Lent, Recipient, Work};
 use crate::manifest::ServiceSpec;
 use crate::sql::{SqlError, SqlStore, SqlTransaction};
+use crate::telemetry::TraceContext;
 
 /// A deployed service, as a recipient of deliveries.
 pub struct Deployed(pub Arc<Service>);
@@ -131,8 +132,11 @@ impl Instance for Armed {
         call: &Call,
         tx: Box<dyn SqlTransaction>,
         deadline: Instant,
+        trace: Option<TraceContext>,
     ) -> Result<(Lent, Box<dyn SqlTransaction>), SqlError> {
         arm(&mut self.store, deadline, &[]);
+        // The handler's statements, calls and events nest under the delivery's span.
+        self.store.data_mut().request_mut().trace = trace;
         let handle = self.store.data_mut().lend_tx(store, tx)?;
         let rep = handle.rep();
         let result = match (&self.guest, call) {

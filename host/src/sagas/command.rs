@@ -23,6 +23,7 @@ use crate::delivery::lend::{Call, Unlent, call_lent};
 use crate::delivery::{Export, InstanceError, Lent, Recipient, host_limits, now_ms, run_on};
 use crate::sql::host_tables::{self as tables, HostTables, NewCommandReply};
 use crate::sql::{SqlError, SqlStore};
+use crate::telemetry::TraceContext;
 
 /// Creates the command inbox in a participant's event store.
 pub async fn ensure_inbox(store: &dyn SqlStore) -> Result<(), SqlError> {
@@ -46,17 +47,19 @@ pub enum Delivery {
 
 /// Delivers `command` to `participant`, giving its handler at most `timeout`, on the
 /// participant's own executor and under one of its permits: the saga engine only waits.
-/// `compensation` picks the failpoint that fires after the participant's commit.
+/// `compensation` picks the failpoint that fires after the participant's commit. The
+/// handler runs in span `trace` (the step's).
 pub async fn deliver(
     participant: &Arc<dyn Recipient>,
     command: &Command,
     compensation: bool,
     timeout: Duration,
     duplicates: &Arc<AtomicU64>,
+    trace: Option<TraceContext>,
 ) -> Delivery {
     let (command, duplicates) = (command.clone(), duplicates.clone());
     run_on(participant, timeout, move |p| async move {
-        deliver_here(&*p, &command, compensation, timeout, &duplicates).await
+        deliver_here(&*p, &command, compensation, timeout, &duplicates, trace).await
     })
     .await
     .unwrap_or_else(Delivery::Transient)
@@ -69,6 +72,7 @@ async fn deliver_here(
     compensation: bool,
     timeout: Duration,
     duplicates: &AtomicU64,
+    trace: Option<TraceContext>,
 ) -> Delivery {
     let name = participant.name();
     if !participant.spec().accepts_command(&command.name) {
@@ -149,6 +153,7 @@ async fn deliver_here(
         &call,
         tx,
         deadline,
+        trace,
     )
     .await;
     let (reply, mut tx) = match lent {

@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 
 use super::command::{self, Delivery};
 use super::log::{SagaLog, SagaRow, StepChange, StepRow, is_terminal};
+use super::trace;
 use crate::bindings::exports::silo::service::command_handler::Command;
 use crate::delivery::lend::{Call, Unlent, call_lent};
 use crate::delivery::worker::{self, Schedule, earliest};
@@ -27,6 +28,7 @@ use crate::delivery::{
     host_limits, now_ms, percentiles, record_latency, run_on,
 };
 use crate::manifest::SagaSettings;
+use crate::telemetry::{Span, metrics};
 
 /// Sagas of one orchestrator advanced at once.
 const CONCURRENCY: usize = 64;
@@ -432,8 +434,10 @@ impl Runner {
             compensation,
         )
         .map_err(|why| {
-            tracing::warn!(saga = %saga.id, service = %self.log.service, participant = %step.service, "saga step NOT SENT: {why}");
+            tracing::warn!(saga = %saga.id, service = %self.log.service, participant = %step.service, trace_id = %trace::trace_id(saga), "saga step NOT SENT: {why}");
             self.shared.refused(&self.log.service);
+            metrics::count_refusal(&self.log.service, "saga");
+            trace::step_span(saga, step, compensation, 0).error(format!("not sent: {why}"));
             format!("not sent: {why}")
         })
     }
@@ -488,7 +492,19 @@ impl Runner {
                 reason,
             )
         };
-        match command::deliver(&participant, &cmd, false, timeout, &dups).await {
+        let mut span = trace::step_span(saga, step, false, attempts);
+        let delivered = command::deliver(
+            &participant,
+            &cmd,
+            false,
+            timeout,
+            &dups,
+            Some(span.context()),
+        )
+        .await;
+        settle_span(&mut span, &delivered);
+        drop(span);
+        match delivered {
             Delivery::Success(data) => {
                 let change = StepChange {
                     state: Some("succeeded"),
@@ -527,6 +543,7 @@ impl Runner {
                 Ok(Next::Now)
             }
             Delivery::Transient(err) => {
+                trace::log_retry(&self.log.service, saga, step, false, attempts, &err);
                 let change = StepChange {
                     attempts: Some(attempts),
                     detail: Some(err),
@@ -592,7 +609,19 @@ impl Runner {
         let dups = self.shared.duplicates_of(participant.name());
         let timeout = Duration::from_millis(s.step_timeout_ms);
         let attempts = step.comp_attempts + 1;
-        let err = match command::deliver(&participant, &cmd, true, timeout, &dups).await {
+        let mut span = trace::step_span(saga, step, true, attempts);
+        let delivered = command::deliver(
+            &participant,
+            &cmd,
+            true,
+            timeout,
+            &dups,
+            Some(span.context()),
+        )
+        .await;
+        settle_span(&mut span, &delivered);
+        drop(span);
+        let err = match delivered {
             Delivery::Success(_) => {
                 let change = StepChange {
                     state: Some("compensated"),
@@ -629,6 +658,7 @@ impl Runner {
                 .await?;
             return Ok(Next::Now);
         }
+        trace::log_retry(&self.log.service, saga, step, true, attempts, &err);
         let change = StepChange {
             comp_attempts: Some(attempts),
             detail: Some(err),
@@ -668,6 +698,7 @@ impl Runner {
         if !orchestrator.exports(Export::SagaHandler) {
             self.log.mark_handled(&mut tx, &saga.id).await?;
             tx.commit().await?;
+            trace::ended(&self.log.service, saga);
             return Ok(Next::Done);
         }
         let Some(store_name) = orchestrator.spec().event_store() else {
@@ -677,6 +708,7 @@ impl Runner {
             Instant::now() + Duration::from_millis(orchestrator.spec().limits.deadline_ms);
         let mut instance = None;
         let call = Call::Finished(saga.status());
+        let mut span = trace::finish_span(&self.log.service, saga);
         let lent = call_lent(
             orchestrator,
             &mut instance,
@@ -685,6 +717,7 @@ impl Runner {
             &call,
             tx,
             deadline,
+            Some(span.context()),
         )
         .await;
         let (lent, mut tx) = match lent {
@@ -699,7 +732,12 @@ impl Runner {
         match lent {
             Lent::Returned(_) => {
                 self.log.mark_handled(&mut tx, &saga.id).await?;
-                tx.commit().await?;
+                if let Err(e) = tx.commit().await {
+                    span.error(e.to_string());
+                    return Err(e);
+                }
+                span.end();
+                trace::ended(&self.log.service, saga);
                 let latency = (now_ms() - saga.created_ms).max(0) as u64;
                 self.shared.ended(&self.log.service, latency);
                 for n in instance.iter_mut().flat_map(|i| i.take_published()) {
@@ -708,13 +746,25 @@ impl Runner {
                 Ok(Next::Done)
             }
             Lent::Failed(message) => {
-                tracing::warn!(saga = %saga.id, "the saga handler failed: {message}");
+                span.error(format!("the handler failed: {message}"));
+                tracing::warn!(saga = %saga.id, service = %self.log.service, trace_id = %trace::trace_id(saga), "the saga handler failed: {message}");
                 Ok(retry)
             }
-            Lent::Trapped { full, .. } => {
-                tracing::warn!(saga = %saga.id, "the saga handler trapped: {full}");
+            Lent::Trapped { full, root_cause } => {
+                span.error(format!("the handler trapped: {root_cause}"));
+                tracing::warn!(saga = %saga.id, service = %self.log.service, trace_id = %trace::trace_id(saga), "the saga handler trapped: {full}");
                 Ok(retry)
             }
         }
+    }
+}
+
+/// Marks a command's span with what became of it (a refusal or a failure is an error).
+fn settle_span(span: &mut Span, delivered: &Delivery) {
+    match delivered {
+        Delivery::Success(_) => {}
+        Delivery::Refused(why) => span.error(format!("refused: {why}")),
+        Delivery::Transient(err) => span.error(err.clone()),
+        Delivery::Unavailable(why) => span.error(format!("unavailable: {why}")),
     }
 }

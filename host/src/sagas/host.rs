@@ -11,6 +11,7 @@ use crate::bindings::WitError;
 use crate::bindings::silo::service::sagas::{self as wit, SagaStatus, Step};
 use crate::bindings::silo::service::types;
 use crate::sql::{SqlError, Transaction, transaction_mut};
+use crate::telemetry::metrics;
 
 impl types::Host for SagasCtxView<'_> {
     fn convert_error(&mut self, err: SqlError) -> wasmtime::Result<WitError> {
@@ -29,6 +30,7 @@ impl wit::Host for SagasCtxView<'_> {
         let grant = self.ctx.grant.clone();
         let service = self.request.service.to_string();
         let (Some(store), Some(log)) = (grant.store, grant.log) else {
+            metrics::count_refusal(&service, "saga");
             return Err(SqlError::AccessDenied(format!(
                 "service `{service}` starts no sagas: its manifest entry lists no `saga-participants`"
             )));
@@ -41,6 +43,7 @@ impl wit::Host for SagasCtxView<'_> {
         }
         for (i, s) in steps.iter().enumerate() {
             if !grant.participants.contains(&s.service) {
+                metrics::count_refusal(&service, "saga");
                 return Err(SqlError::AccessDenied(format!(
                     "step `{}`: service `{service}` may not send commands to `{}`: its manifest entry's `saga-participants` does not list it",
                     s.name, s.service
@@ -61,7 +64,10 @@ impl wit::Host for SagasCtxView<'_> {
                     name,
                     compensation,
                 )
-                .map_err(SqlError::AccessDenied)?;
+                .map_err(|why| {
+                    metrics::count_refusal(&service, "saga");
+                    SqlError::AccessDenied(why)
+                })?;
             }
             if s.name.is_empty() || steps[..i].iter().any(|t| t.name == s.name) {
                 return Err(SqlError::BadQuery(format!(
@@ -85,7 +91,10 @@ impl wit::Host for SagasCtxView<'_> {
                 t.store()
             )));
         }
-        let id = log.create(t.inner_mut()?, &kind, &key, &steps).await?;
+        let trace = self.request.trace;
+        let id = log
+            .create(t.inner_mut()?, &kind, &key, &steps, trace)
+            .await?;
         t.wake_on_commit(&log.notify);
         t.started_saga = true;
         Ok(id)

@@ -4,7 +4,8 @@
 //!
 //! - `_silo_sagas`: one row per saga: kind, key, state (`running`, `compensating`,
 //!   `completed`, `compensated`, `failed`), the reason it compensated or failed, and whether
-//!   the orchestrator's `saga-handler` has been told of its end (`handled`).
+//!   the orchestrator's `saga-handler` has been told of its end (`handled`), and the
+//!   `traceparent` of the span that started it (see [`super::trace`]).
 //! - `_silo_saga_steps`: its steps in order: participant, command, payload, compensation,
 //!   state, attempts (of the command and of the compensation), the success data and the
 //!   last detail (refusal reason or error).
@@ -12,6 +13,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
 use crate::bindings::silo::service::sagas::{SagaState, SagaStatus, Step, StepStatus};
@@ -19,6 +21,7 @@ use crate::events::now_ms;
 use crate::events::outbox::host_limits;
 use crate::sql::host_tables::{self as tables, HostTables, StepUpdate};
 use crate::sql::{SqlError, SqlStore, SqlTransaction};
+use crate::telemetry::TraceContext;
 
 pub use crate::sql::host_tables::StepRow;
 
@@ -33,6 +36,8 @@ pub struct SagaRow {
     pub handled: bool,
     /// When it was started, ms since the Unix epoch.
     pub created_ms: i64,
+    /// The `traceparent` it was started in (see [`super::trace::saga_context`]).
+    pub trace_parent: Option<String>,
     pub steps: Vec<StepRow>,
 }
 
@@ -56,6 +61,35 @@ pub struct SagaLog {
     pub notify: Arc<Notify>,
     /// Set when a newer log for the same service replaced this one (its store changed).
     pub retired: AtomicBool,
+}
+
+/// The id of saga `saga_id`'s span (see [`super::trace`]): the same whoever derives it,
+/// whenever, so every action of the saga, after a restart too, names the same parent.
+pub fn saga_span_id(saga_id: &str) -> [u8; 8] {
+    let digest = Sha256::digest(format!("silo saga span {saga_id}").as_bytes());
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&digest[..8]);
+    if id == [0; 8] {
+        id[7] = 1;
+    }
+    id
+}
+
+/// The `traceparent` the log keeps for saga `saga_id` started in span `starter` (`None`:
+/// no trace to continue, so the saga's own span is the root of a new trace).
+pub fn starter_traceparent(saga_id: &str, starter: Option<TraceContext>) -> String {
+    starter
+        .unwrap_or_else(|| TraceContext {
+            trace_id: loop {
+                let id: [u8; 16] = rand::random();
+                if id != [0; 16] {
+                    break id;
+                }
+            },
+            span_id: saga_span_id(saga_id),
+            sampled: true,
+        })
+        .traceparent()
 }
 
 /// The WIT state of a state name in the log.
@@ -141,18 +175,21 @@ impl SagaLog {
         }))
     }
 
-    /// Writes a new saga into `tx` (the orchestrator's own transaction).
+    /// Writes a new saga into `tx` (the orchestrator's own transaction), started in span
+    /// `starter` (the request's), which its steps' spans will continue.
     pub async fn create(
         &self,
         tx: &mut Box<dyn SqlTransaction>,
         kind: &str,
         key: &str,
         steps: &[Step],
+        starter: Option<TraceContext>,
     ) -> Result<String, SqlError> {
         let id = format!("saga_{}", hex::encode(rand::random::<[u8; 12]>()));
+        let trace = starter_traceparent(&id, starter);
         self.tables.lock_log(tx.as_mut(), "sagas").await?;
         self.tables
-            .insert_saga(tx.as_mut(), &id, kind, key, now_ms())
+            .insert_saga(tx.as_mut(), &id, kind, key, now_ms(), Some(&trace))
             .await?;
         for (i, s) in steps.iter().enumerate() {
             self.tables
@@ -176,6 +213,7 @@ impl SagaLog {
             reason: r.reason,
             handled: r.handled,
             created_ms: r.created_ms,
+            trace_parent: r.trace_parent,
             steps,
         }))
     }

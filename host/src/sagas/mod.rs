@@ -32,6 +32,7 @@ pub mod command;
 pub mod engine;
 pub mod host;
 pub mod log;
+pub mod trace;
 
 use std::sync::Arc;
 
@@ -139,6 +140,9 @@ impl HasData for Sagas {
 pub fn add_to_linker<T: SagasView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     crate::bindings::silo::service::sagas::add_to_linker::<T, Sagas>(linker, T::sagas)
 }
+
+#[cfg(test)]
+mod trace_tests;
 
 #[cfg(test)]
 mod tests {

@@ -130,6 +130,42 @@ impl Span {
         }
     }
 
+    /// [`Span::start`] for work that began at `start` (wall clock) and is recorded only now:
+    /// a saga's span, written when the saga ends, perhaps after a restart.
+    pub fn start_at(
+        name: impl Into<Cow<'static, str>>,
+        service: &str,
+        parent: Option<TraceContext>,
+        start: SystemTime,
+    ) -> Self {
+        let mut span = Self::start(name, service, parent);
+        span.set_start(start);
+        span
+    }
+
+    /// A span whose identity was fixed beforehand (`context`, so work started elsewhere or
+    /// before a restart could already name it as its parent), a child of span `parent` of
+    /// the same trace (`None`: the trace's root), begun at `start` (wall clock).
+    pub fn with_context(
+        name: impl Into<Cow<'static, str>>,
+        service: &str,
+        context: TraceContext,
+        parent: Option<[u8; 8]>,
+        start: SystemTime,
+    ) -> Self {
+        let mut span = Self::start(name, service, None);
+        span.context = context;
+        span.parent = parent;
+        span.set_start(start);
+        span
+    }
+
+    fn set_start(&mut self, start: SystemTime) {
+        let ago = SystemTime::now().duration_since(start).unwrap_or_default();
+        self.start_wall = start;
+        self.start = Instant::now().checked_sub(ago).unwrap_or_else(Instant::now);
+    }
+
     /// This span's context: the parent of the spans it starts, and what travels on.
     pub fn context(&self) -> TraceContext {
         self.context
@@ -291,5 +327,32 @@ mod tests {
             Some(rc.span_id_hex().as_str())
         );
         assert_eq!(child.service, "users");
+    }
+
+    #[test]
+    fn a_span_with_a_fixed_identity_keeps_it_and_its_real_start() {
+        let ctx = TraceContext {
+            trace_id: [7; 16],
+            span_id: [9; 8],
+            sampled: true,
+        };
+        let begun = SystemTime::now() - std::time::Duration::from_secs(3);
+        Span::with_context("saga order", "orders", ctx, Some([5; 8]), begun).end();
+        let spans = RING.trace(&ctx.trace_id_hex());
+        assert_eq!(spans.len(), 1);
+        let s = &spans[0];
+        assert_eq!(s.span_id, ctx.span_id_hex());
+        assert_eq!(s.parent_span_id.as_deref(), Some("0505050505050505"));
+        let start_ms = begun.duration_since(UNIX_EPOCH).unwrap().as_secs_f64() * 1e3;
+        assert!(
+            (s.start_ms - start_ms).abs() < 1.0,
+            "{} vs {start_ms}",
+            s.start_ms
+        );
+        assert!(
+            s.duration_ms >= 3000.0 && s.duration_ms < 4000.0,
+            "{}",
+            s.duration_ms
+        );
     }
 }

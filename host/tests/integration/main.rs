@@ -18,6 +18,7 @@ mod sagas;
 mod sandbox;
 mod shared;
 mod support;
+mod trace_flow;
 
 /// The demo manifest, pointing at the built components.
 pub const DEMO: &str = r#"

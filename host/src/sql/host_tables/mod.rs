@@ -19,6 +19,8 @@ mod postgres;
 mod sqlite;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod upgrade_tests;
 
 pub use operations::{
     CommandReply, DeadLetterRow, DeliveryRow, HostTables, NewCommandReply, NewEvent, SagaHead,
@@ -64,6 +66,10 @@ pub struct Column {
     pub nullable: bool,
     /// Starts at 0 when a row leaves it out.
     pub default_zero: bool,
+    /// Added after the table's first shape (always nullable): a store whose table predates
+    /// it gets it as the host opens the store ([`Dialect::add_column`]), so existing data
+    /// folders and server stores keep working.
+    pub added: bool,
 }
 
 /// A column's declaration in a CREATE TABLE: `NAME TYPE`, then `PRIMARY KEY` (the table's
@@ -136,6 +142,7 @@ const fn col(name: &'static str, ty: ColumnType) -> Column {
         ty,
         nullable: false,
         default_zero: false,
+        added: false,
     }
 }
 
@@ -145,6 +152,7 @@ const fn null(name: &'static str, ty: ColumnType) -> Column {
         ty,
         nullable: true,
         default_zero: false,
+        added: false,
     }
 }
 
@@ -154,8 +162,24 @@ const fn zero(name: &'static str) -> Column {
         ty: ColumnType::Integer,
         nullable: false,
         default_zero: true,
+        added: false,
     }
 }
+
+/// A nullable column added after its table's first shape (see [`Column::added`]).
+const fn added(name: &'static str, ty: ColumnType) -> Column {
+    Column {
+        name,
+        ty,
+        nullable: true,
+        default_zero: false,
+        added: true,
+    }
+}
+
+/// The `traceparent` of the span an event or a saga was started in (W3C Trace Context):
+/// what its delivery, or its commands, continue.
+const TRACE_PARENT: Column = added("trace_parent", Text);
 
 const fn table(
     name: &'static str,
@@ -207,6 +231,7 @@ pub const OUTBOX: Table = table(
         col("time_ms", Integer),
         col("content_type", Text),
         col("data", Blob),
+        TRACE_PARENT,
     ],
     &["seq"],
 );
@@ -259,6 +284,7 @@ pub const DEAD_LETTERS: Table = table(
         col("attempts", Integer),
         col("last_error", Text),
         col("dead_ms", Integer),
+        TRACE_PARENT,
     ],
     &["id"],
 );
@@ -307,6 +333,7 @@ pub const SAGAS: Table = Table {
             zero("handled"),
             col("created_ms", Integer),
             col("updated_ms", Integer),
+            TRACE_PARENT,
         ],
         &["id"],
     )
@@ -361,6 +388,9 @@ pub trait Dialect: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
     /// The statements that create `table` (and its indexes) if it does not exist.
     fn create_table(&self, table: &Table) -> Vec<String>;
+    /// The statement that adds column `column` (one [`Column::added`]) to `table`: a
+    /// server's skips a column that exists; SQLite's is run only when the column is missing.
+    fn add_column(&self, table: &Table, column: &Column) -> String;
     /// Whether the host creates its tables as it opens them (SQLite), rather than the
     /// backend at provisioning, with rights the store's own connections lack (servers).
     fn creates_at_open(&self) -> bool;
@@ -387,11 +417,12 @@ pub struct Statements {
     pub drop_deliveries_of: &'static str,
     /// ()
     pub prune_outbox: &'static str,
-    /// (id, topic, key, time_ms, content_type, data) -> seq
+    /// (id, topic, key, time_ms, content_type, data, trace_parent) -> seq
     pub append_event: &'static str,
     /// (subscription, seq)
     pub add_delivery: &'static str,
-    /// (after, limit) -> subscription, attempts, id, topic, key, seq, time_ms, content_type, data
+    /// (after, limit) -> subscription, attempts, id, topic, key, seq, time_ms, content_type, data,
+    /// trace_parent
     pub pending: &'static str,
     /// (attempts, last_error, subscription, seq)
     pub record_failure: &'static str,
@@ -408,7 +439,7 @@ pub struct Statements {
     /// () -> id, subscription, subscriber, event_id, seq, topic, key, time_ms, attempts,
     /// last_error, dead_ms
     pub dead_letters: &'static str,
-    /// (id) -> subscription, event_id, topic, key, time_ms, content_type, data
+    /// (id) -> subscription, event_id, topic, key, time_ms, content_type, data, trace_parent
     pub dead_letter_event: &'static str,
     /// (id)
     pub delete_dead_letter: &'static str,
@@ -421,11 +452,11 @@ pub struct Statements {
     pub command_reply: &'static str,
     /// (command_id, saga_id, source, ok, data, reason, received_ms)
     pub record_command: &'static str,
-    /// (id, kind, key, created_ms, updated_ms)
+    /// (id, kind, key, created_ms, updated_ms, trace_parent)
     pub insert_saga: &'static str,
     /// (saga_id, idx, name, service, command, payload, compensation)
     pub insert_step: &'static str,
-    /// (id) -> id, kind, key, state, reason, handled, created_ms
+    /// (id) -> id, kind, key, state, reason, handled, created_ms, trace_parent
     pub load_saga: &'static str,
     /// (saga_id) -> idx, name, service, command, payload, compensation, state, attempts,
     /// comp_attempts, result, detail
@@ -470,7 +501,18 @@ pub fn create_statements(backend: &str) -> Vec<String> {
     let Some(d) = dialect(backend) else {
         return Vec::new();
     };
-    let mut out: Vec<String> = SCHEMA.iter().flat_map(|t| d.create_table(t)).collect();
+    let mut out = Vec::new();
+    for t in SCHEMA {
+        out.extend(d.create_table(t));
+        // A table made before a column was added gets it here (provisioning runs at every
+        // open of a server store).
+        out.extend(
+            t.columns
+                .iter()
+                .filter(|c| c.added)
+                .map(|c| d.add_column(t, c)),
+        );
+    }
     out.push(d.seed_heads());
     out
 }

@@ -51,6 +51,14 @@ impl Dialect for MariaDb {
         )]
     }
 
+    fn add_column(&self, table: &Table, c: &Column) -> String {
+        format!(
+            "ALTER TABLE {{h}}.{} ADD COLUMN IF NOT EXISTS {}",
+            table.name,
+            column(c, false)
+        )
+    }
+
     fn creates_at_open(&self) -> bool {
         false
     }
@@ -73,18 +81,19 @@ static STATEMENTS: Statements = Statements {
     drop_subscription: "DELETE FROM _silo_subscriptions WHERE subscription = CONVERT(? USING utf8mb4)",
     drop_deliveries_of: "DELETE FROM _silo_deliveries WHERE subscription = CONVERT(? USING utf8mb4)",
     prune_outbox: "DELETE FROM _silo_outbox WHERE seq NOT IN (SELECT seq FROM _silo_deliveries)",
-    append_event: "INSERT INTO _silo_outbox (id, topic, `key`, time_ms, content_type, data)
-                   VALUES (CONVERT(? USING utf8mb4), CONVERT(? USING utf8mb4), CONVERT(? USING utf8mb4), ?, CONVERT(? USING utf8mb4), ?) RETURNING seq",
+    append_event: "INSERT INTO _silo_outbox (id, topic, `key`, time_ms, content_type, data, trace_parent)
+                   VALUES (CONVERT(? USING utf8mb4), CONVERT(? USING utf8mb4), CONVERT(? USING utf8mb4), ?, CONVERT(? USING utf8mb4), ?,
+                     CONVERT(? USING utf8mb4)) RETURNING seq",
     add_delivery: "INSERT INTO _silo_deliveries (subscription, seq) VALUES (CONVERT(? USING utf8mb4), ?)",
-    pending: "SELECT d.subscription, d.attempts, o.id, o.topic, o.`key`, o.seq, o.time_ms, o.content_type, o.data
+    pending: "SELECT d.subscription, d.attempts, o.id, o.topic, o.`key`, o.seq, o.time_ms, o.content_type, o.data, o.trace_parent
               FROM _silo_deliveries d JOIN _silo_outbox o ON o.seq = d.seq
               WHERE d.seq > ? ORDER BY d.seq, d.subscription LIMIT ?",
     record_failure: "UPDATE _silo_deliveries SET attempts = ?, last_error = CONVERT(? USING utf8mb4)
                      WHERE subscription = CONVERT(? USING utf8mb4) AND seq = ?",
     dead_letter: "INSERT INTO _silo_dead_letters
-                    (id, subscription, subscriber, event_id, seq, topic, `key`, time_ms, content_type, data, attempts, last_error, dead_ms)
+                    (id, subscription, subscriber, event_id, seq, topic, `key`, time_ms, content_type, data, attempts, last_error, dead_ms, trace_parent)
                   SELECT CONVERT(? USING utf8mb4), CONVERT(? USING utf8mb4), CONVERT(? USING utf8mb4),
-                    id, seq, topic, `key`, time_ms, content_type, data, ?, CONVERT(? USING utf8mb4), ?
+                    id, seq, topic, `key`, time_ms, content_type, data, ?, CONVERT(? USING utf8mb4), ?, trace_parent
                   FROM _silo_outbox WHERE seq = ?",
     ack: "DELETE FROM _silo_deliveries WHERE subscription = CONVERT(? USING utf8mb4) AND seq = ?",
     prune_event: "DELETE FROM _silo_outbox WHERE seq = ? AND NOT EXISTS (SELECT 1 FROM _silo_deliveries d WHERE d.seq = ?)",
@@ -94,7 +103,7 @@ static STATEMENTS: Statements = Statements {
     dead_letter_counts: "SELECT subscription, count(*) FROM _silo_dead_letters GROUP BY subscription",
     dead_letters: "SELECT id, subscription, subscriber, event_id, seq, topic, `key`, time_ms, attempts, last_error, dead_ms
                    FROM _silo_dead_letters ORDER BY dead_ms, id",
-    dead_letter_event: "SELECT subscription, event_id, topic, `key`, time_ms, content_type, data FROM _silo_dead_letters
+    dead_letter_event: "SELECT subscription, event_id, topic, `key`, time_ms, content_type, data, trace_parent FROM _silo_dead_letters
                         WHERE id = CONVERT(? USING utf8mb4)",
     delete_dead_letter: "DELETE FROM _silo_dead_letters WHERE id = CONVERT(? USING utf8mb4)",
     record_inbox: "INSERT INTO _silo_inbox (subscription, event_id, received_ms)
@@ -106,12 +115,13 @@ static STATEMENTS: Statements = Statements {
     command_reply: "SELECT ok, data, reason, source FROM _silo_commands WHERE command_id = CONVERT(? USING utf8mb4)",
     record_command: "INSERT INTO _silo_commands (command_id, saga_id, source, ok, data, reason, received_ms)
                      VALUES (CONVERT(? USING utf8mb4), CONVERT(? USING utf8mb4), CONVERT(? USING utf8mb4), ?, ?, CONVERT(? USING utf8mb4), ?)",
-    insert_saga: "INSERT INTO _silo_sagas (id, kind, `key`, state, created_ms, updated_ms)
-                  VALUES (CONVERT(? USING utf8mb4), CONVERT(? USING utf8mb4), CONVERT(? USING utf8mb4), 'running', ?, ?)",
+    insert_saga: "INSERT INTO _silo_sagas (id, kind, `key`, state, created_ms, updated_ms, trace_parent)
+                  VALUES (CONVERT(? USING utf8mb4), CONVERT(? USING utf8mb4), CONVERT(? USING utf8mb4), 'running', ?, ?,
+                    CONVERT(? USING utf8mb4))",
     insert_step: "INSERT INTO _silo_saga_steps (saga_id, idx, name, service, command, payload, compensation, state)
                   VALUES (CONVERT(? USING utf8mb4), ?, CONVERT(? USING utf8mb4), CONVERT(? USING utf8mb4),
                     CONVERT(? USING utf8mb4), ?, CONVERT(? USING utf8mb4), 'pending')",
-    load_saga: "SELECT id, kind, `key`, state, reason, handled, created_ms FROM _silo_sagas WHERE id = CONVERT(? USING utf8mb4)",
+    load_saga: "SELECT id, kind, `key`, state, reason, handled, created_ms, trace_parent FROM _silo_sagas WHERE id = CONVERT(? USING utf8mb4)",
     load_steps: "SELECT idx, name, service, command, payload, compensation, state, attempts, comp_attempts, result, detail
                  FROM _silo_saga_steps WHERE saga_id = CONVERT(? USING utf8mb4) ORDER BY idx",
     open_sagas: "SELECT rid, id FROM _silo_sagas WHERE handled = 0 AND rid > ? ORDER BY rid",

@@ -36,6 +36,9 @@ pub struct DeliveryRow {
     pub time_ms: i64,
     pub content_type: String,
     pub data: Vec<u8>,
+    /// The `traceparent` of the span it was published in (`None`: an event written before
+    /// events carried one).
+    pub trace_parent: Option<String>,
 }
 
 /// A dead letter, its event's data left out.
@@ -87,6 +90,8 @@ pub struct SagaHead {
     pub reason: Option<String>,
     pub handled: bool,
     pub created_ms: i64,
+    /// The `traceparent` of the span that started it (see [`HostTables::insert_saga`]).
+    pub trace_parent: Option<String>,
 }
 
 /// One saga step as the log holds it.
@@ -163,7 +168,8 @@ impl HostTables {
     }
 
     /// Creates `tables` in `tx` where the host creates them (see
-    /// [`Dialect::creates_at_open`]), and gives each log of `logs` its head row.
+    /// [`Dialect::creates_at_open`]), adding the columns a table made before them lacks,
+    /// and gives each log of `logs` its head row.
     pub async fn create(
         &self,
         tx: &mut dyn SqlTransaction,
@@ -174,6 +180,18 @@ impl HostTables {
             for table in tables {
                 for s in self.dialect.create_table(table) {
                     tx.execute_host(&s, &[]).await?;
+                }
+                for c in table.columns.iter().filter(|c| c.added) {
+                    let has = tx
+                        .query_host(
+                            "SELECT count(*) FROM pragma_table_info(?, 'main') WHERE name = ?",
+                            &[t(table.name), t(c.name)],
+                        )
+                        .await?;
+                    if has.rows.first().map_or(0, |r| int(r.first())) == 0 {
+                        let add = self.dialect.add_column(table, c);
+                        tx.execute_host(&add, &[]).await?;
+                    }
                 }
             }
         }
@@ -259,6 +277,17 @@ impl HostTables {
         tx: &mut dyn SqlTransaction,
         e: &NewEvent<'_>,
     ) -> Result<i64, SqlError> {
+        self.append_traced_event(tx, e, None).await
+    }
+
+    /// Appends an event published in the span `trace_parent` (a `traceparent`); returns its
+    /// sequence number.
+    pub async fn append_traced_event(
+        &self,
+        tx: &mut dyn SqlTransaction,
+        e: &NewEvent<'_>,
+        trace_parent: Option<&str>,
+    ) -> Result<i64, SqlError> {
         let p = [
             t(e.id),
             t(e.topic),
@@ -266,6 +295,7 @@ impl HostTables {
             Value::Integer(e.time_ms),
             t(e.content_type),
             Value::Blob(e.data.to_vec()),
+            opt(trace_parent.map(String::from)),
         ];
         let written = tx.query_host(self.s().append_event, &p).await?;
         written
@@ -307,6 +337,7 @@ impl HostTables {
                 time_ms: int(r.get(6)),
                 content_type: text(r.get(7)),
                 data: blob(r.get(8)),
+                trace_parent: opt_text(r.get(9)),
             })
             .collect())
     }
@@ -432,6 +463,7 @@ impl HostTables {
                 time_ms: int(r.get(4)),
                 content_type: text(r.get(5)),
                 data: blob(r.get(6)),
+                trace_parent: opt_text(r.get(7)),
             };
             (subscription, event)
         }))
@@ -516,7 +548,7 @@ impl HostTables {
 
     // ----- the saga log
 
-    /// Inserts a running saga.
+    /// Inserts a running saga, started in the span `trace_parent` (a `traceparent`).
     pub async fn insert_saga(
         &self,
         tx: &mut dyn SqlTransaction,
@@ -524,6 +556,7 @@ impl HostTables {
         kind: &str,
         key: &str,
         now_ms: i64,
+        trace_parent: Option<&str>,
     ) -> Result<(), SqlError> {
         let p = [
             t(id),
@@ -531,6 +564,7 @@ impl HostTables {
             t(key),
             Value::Integer(now_ms),
             Value::Integer(now_ms),
+            opt(trace_parent.map(String::from)),
         ];
         Self::exec(tx, self.s().insert_saga, &p).await.map(|_| ())
     }
@@ -570,6 +604,7 @@ impl HostTables {
             reason: opt_text(r.get(4)),
             handled: int(r.get(5)) != 0,
             created_ms: int(r.get(6)),
+            trace_parent: opt_text(r.get(7)),
         }))
     }
 

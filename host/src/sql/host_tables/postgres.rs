@@ -50,6 +50,14 @@ impl Dialect for Postgres {
         out
     }
 
+    fn add_column(&self, table: &Table, c: &Column) -> String {
+        format!(
+            "ALTER TABLE silo_host.{} ADD COLUMN IF NOT EXISTS {}",
+            table.name,
+            column(c, false)
+        )
+    }
+
     fn creates_at_open(&self) -> bool {
         false
     }
@@ -71,15 +79,15 @@ static STATEMENTS: Statements = Statements {
     drop_subscription: "DELETE FROM silo_host._silo_subscriptions WHERE subscription = $1",
     drop_deliveries_of: "DELETE FROM silo_host._silo_deliveries WHERE subscription = $1",
     prune_outbox: "DELETE FROM silo_host._silo_outbox WHERE seq NOT IN (SELECT seq FROM silo_host._silo_deliveries)",
-    append_event: "INSERT INTO silo_host._silo_outbox (id, topic, key, time_ms, content_type, data) VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
+    append_event: "INSERT INTO silo_host._silo_outbox (id, topic, key, time_ms, content_type, data, trace_parent) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
     add_delivery: "INSERT INTO silo_host._silo_deliveries (subscription, seq) VALUES ($1, $2)",
-    pending: "SELECT d.subscription, d.attempts, o.id, o.topic, o.key, o.seq, o.time_ms, o.content_type, o.data
+    pending: "SELECT d.subscription, d.attempts, o.id, o.topic, o.key, o.seq, o.time_ms, o.content_type, o.data, o.trace_parent
               FROM silo_host._silo_deliveries d JOIN silo_host._silo_outbox o ON o.seq = d.seq
               WHERE d.seq > $1 ORDER BY d.seq, d.subscription LIMIT $2",
     record_failure: "UPDATE silo_host._silo_deliveries SET attempts = $1, last_error = $2 WHERE subscription = $3 AND seq = $4",
     dead_letter: "INSERT INTO silo_host._silo_dead_letters
-                    (id, subscription, subscriber, event_id, seq, topic, key, time_ms, content_type, data, attempts, last_error, dead_ms)
-                  SELECT $1, $2, $3, id, seq, topic, key, time_ms, content_type, data, $4, $5, $6
+                    (id, subscription, subscriber, event_id, seq, topic, key, time_ms, content_type, data, attempts, last_error, dead_ms, trace_parent)
+                  SELECT $1, $2, $3, id, seq, topic, key, time_ms, content_type, data, $4, $5, $6, trace_parent
                   FROM silo_host._silo_outbox WHERE seq = $7",
     ack: "DELETE FROM silo_host._silo_deliveries WHERE subscription = $1 AND seq = $2",
     prune_event: "DELETE FROM silo_host._silo_outbox WHERE seq = $1 AND NOT EXISTS (SELECT 1 FROM silo_host._silo_deliveries d WHERE d.seq = $2)",
@@ -89,7 +97,7 @@ static STATEMENTS: Statements = Statements {
     dead_letter_counts: "SELECT subscription, count(*) FROM silo_host._silo_dead_letters GROUP BY subscription",
     dead_letters: "SELECT id, subscription, subscriber, event_id, seq, topic, key, time_ms, attempts, last_error, dead_ms
                    FROM silo_host._silo_dead_letters ORDER BY dead_ms, id",
-    dead_letter_event: "SELECT subscription, event_id, topic, key, time_ms, content_type, data FROM silo_host._silo_dead_letters WHERE id = $1",
+    dead_letter_event: "SELECT subscription, event_id, topic, key, time_ms, content_type, data, trace_parent FROM silo_host._silo_dead_letters WHERE id = $1",
     delete_dead_letter: "DELETE FROM silo_host._silo_dead_letters WHERE id = $1",
     record_inbox: "INSERT INTO silo_host._silo_inbox (subscription, event_id, received_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
     savepoint: "SAVEPOINT silo_event",
@@ -97,10 +105,10 @@ static STATEMENTS: Statements = Statements {
     rollback_to: "ROLLBACK TO silo_event",
     command_reply: "SELECT ok, data, reason, source FROM silo_host._silo_commands WHERE command_id = $1",
     record_command: "INSERT INTO silo_host._silo_commands (command_id, saga_id, source, ok, data, reason, received_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    insert_saga: "INSERT INTO silo_host._silo_sagas (id, kind, key, state, created_ms, updated_ms) VALUES ($1, $2, $3, 'running', $4, $5)",
+    insert_saga: "INSERT INTO silo_host._silo_sagas (id, kind, key, state, created_ms, updated_ms, trace_parent) VALUES ($1, $2, $3, 'running', $4, $5, $6)",
     insert_step: "INSERT INTO silo_host._silo_saga_steps (saga_id, idx, name, service, command, payload, compensation, state)
                   VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending')",
-    load_saga: "SELECT id, kind, key, state, reason, handled, created_ms FROM silo_host._silo_sagas WHERE id = $1",
+    load_saga: "SELECT id, kind, key, state, reason, handled, created_ms, trace_parent FROM silo_host._silo_sagas WHERE id = $1",
     load_steps: "SELECT idx, name, service, command, payload, compensation, state, attempts, comp_attempts, result, detail
                  FROM silo_host._silo_saga_steps WHERE saga_id = $1 ORDER BY idx",
     open_sagas: "SELECT rid, id FROM silo_host._silo_sagas WHERE handled = 0 AND rid > $1 ORDER BY rid",

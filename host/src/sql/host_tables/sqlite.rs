@@ -45,6 +45,14 @@ impl Dialect for Sqlite {
         out
     }
 
+    fn add_column(&self, table: &Table, c: &Column) -> String {
+        format!(
+            "ALTER TABLE main.{} ADD COLUMN {}",
+            table.name,
+            column(c, false)
+        )
+    }
+
     fn creates_at_open(&self) -> bool {
         true
     }
@@ -66,15 +74,15 @@ static STATEMENTS: Statements = Statements {
     drop_subscription: "DELETE FROM main._silo_subscriptions WHERE subscription = ?",
     drop_deliveries_of: "DELETE FROM main._silo_deliveries WHERE subscription = ?",
     prune_outbox: "DELETE FROM main._silo_outbox WHERE seq NOT IN (SELECT seq FROM main._silo_deliveries)",
-    append_event: "INSERT INTO main._silo_outbox (id, topic, key, time_ms, content_type, data) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq",
+    append_event: "INSERT INTO main._silo_outbox (id, topic, key, time_ms, content_type, data, trace_parent) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq",
     add_delivery: "INSERT INTO main._silo_deliveries (subscription, seq) VALUES (?, ?)",
-    pending: "SELECT d.subscription, d.attempts, o.id, o.topic, o.key, o.seq, o.time_ms, o.content_type, o.data
+    pending: "SELECT d.subscription, d.attempts, o.id, o.topic, o.key, o.seq, o.time_ms, o.content_type, o.data, o.trace_parent
               FROM main._silo_deliveries d JOIN main._silo_outbox o ON o.seq = d.seq
               WHERE d.seq > ? ORDER BY d.seq, d.subscription LIMIT ?",
     record_failure: "UPDATE main._silo_deliveries SET attempts = ?, last_error = ? WHERE subscription = ? AND seq = ?",
     dead_letter: "INSERT INTO main._silo_dead_letters
-                    (id, subscription, subscriber, event_id, seq, topic, key, time_ms, content_type, data, attempts, last_error, dead_ms)
-                  SELECT ?, ?, ?, id, seq, topic, key, time_ms, content_type, data, ?, ?, ?
+                    (id, subscription, subscriber, event_id, seq, topic, key, time_ms, content_type, data, attempts, last_error, dead_ms, trace_parent)
+                  SELECT ?, ?, ?, id, seq, topic, key, time_ms, content_type, data, ?, ?, ?, trace_parent
                   FROM main._silo_outbox WHERE seq = ?",
     ack: "DELETE FROM main._silo_deliveries WHERE subscription = ? AND seq = ?",
     prune_event: "DELETE FROM main._silo_outbox WHERE seq = ? AND NOT EXISTS (SELECT 1 FROM main._silo_deliveries d WHERE d.seq = ?)",
@@ -84,7 +92,7 @@ static STATEMENTS: Statements = Statements {
     dead_letter_counts: "SELECT subscription, count(*) FROM main._silo_dead_letters GROUP BY subscription",
     dead_letters: "SELECT id, subscription, subscriber, event_id, seq, topic, key, time_ms, attempts, last_error, dead_ms
                    FROM main._silo_dead_letters ORDER BY dead_ms, id",
-    dead_letter_event: "SELECT subscription, event_id, topic, key, time_ms, content_type, data FROM main._silo_dead_letters WHERE id = ?",
+    dead_letter_event: "SELECT subscription, event_id, topic, key, time_ms, content_type, data, trace_parent FROM main._silo_dead_letters WHERE id = ?",
     delete_dead_letter: "DELETE FROM main._silo_dead_letters WHERE id = ?",
     record_inbox: "INSERT INTO main._silo_inbox (subscription, event_id, received_ms) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
     savepoint: "SAVEPOINT silo_event",
@@ -92,10 +100,10 @@ static STATEMENTS: Statements = Statements {
     rollback_to: "ROLLBACK TO silo_event",
     command_reply: "SELECT ok, data, reason, source FROM main._silo_commands WHERE command_id = ?",
     record_command: "INSERT INTO main._silo_commands (command_id, saga_id, source, ok, data, reason, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-    insert_saga: "INSERT INTO main._silo_sagas (id, kind, key, state, created_ms, updated_ms) VALUES (?, ?, ?, 'running', ?, ?)",
+    insert_saga: "INSERT INTO main._silo_sagas (id, kind, key, state, created_ms, updated_ms, trace_parent) VALUES (?, ?, ?, 'running', ?, ?, ?)",
     insert_step: "INSERT INTO main._silo_saga_steps (saga_id, idx, name, service, command, payload, compensation, state)
                   VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')",
-    load_saga: "SELECT id, kind, key, state, reason, handled, created_ms FROM main._silo_sagas WHERE id = ?",
+    load_saga: "SELECT id, kind, key, state, reason, handled, created_ms, trace_parent FROM main._silo_sagas WHERE id = ?",
     load_steps: "SELECT idx, name, service, command, payload, compensation, state, attempts, comp_attempts, result, detail
                  FROM main._silo_saga_steps WHERE saga_id = ? ORDER BY idx",
     open_sagas: "SELECT rowid, id FROM main._silo_sagas WHERE handled = 0 AND rowid > ? ORDER BY rowid",

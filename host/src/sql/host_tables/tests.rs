@@ -10,11 +10,11 @@ use crate::sql::SqlStore;
 
 /// A column as a backend reports it.
 #[derive(Debug)]
-struct Actual {
-    name: String,
-    class: &'static str,
-    nullable: bool,
-    key: bool,
+pub(super) struct Actual {
+    pub(super) name: String,
+    pub(super) class: &'static str,
+    pub(super) nullable: bool,
+    pub(super) key: bool,
 }
 
 fn class_of(ty: &str) -> &'static str {
@@ -85,7 +85,7 @@ fn mismatches(backend: &str, table: &Table, actual: &[Actual]) -> Vec<String> {
 
 /// True if the server at `addr` answers; if not, says so (or fails when backends are
 /// required).
-fn server_up(name: &str, addr: &str) -> bool {
+pub(super) fn server_up(name: &str, addr: &str) -> bool {
     let up = std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2))
         .is_ok();
     if !up {
@@ -99,12 +99,12 @@ fn server_up(name: &str, addr: &str) -> bool {
 }
 
 /// A prefix no other run uses.
-fn run_prefix() -> String {
+pub(super) fn run_prefix() -> String {
     format!("ht{:08x}", rand::random::<u32>())
 }
 
-const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-const MY_ADMIN: &str = "mysql://root@127.0.0.1:3306/";
+pub(super) const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+pub(super) const MY_ADMIN: &str = "mysql://root@127.0.0.1:3306/";
 
 async fn sqlite_store(dir: &std::path::Path) -> Arc<dyn SqlStore> {
     use crate::sql::sqlite::{SqliteConfig, SqliteStore};
@@ -119,7 +119,7 @@ async fn sqlite_store(dir: &std::path::Path) -> Arc<dyn SqlStore> {
     s
 }
 
-fn sqlite_columns(dir: &std::path::Path, table: &str) -> Vec<Actual> {
+pub(super) fn sqlite_columns(dir: &std::path::Path, table: &str) -> Vec<Actual> {
     let c = rusqlite::Connection::open(dir.join("h.db")).unwrap();
     let mut st = c
         .prepare("SELECT name, type, \"notnull\", pk FROM pragma_table_info(?1)")
@@ -137,7 +137,7 @@ fn sqlite_columns(dir: &std::path::Path, table: &str) -> Vec<Actual> {
     .collect()
 }
 
-async fn pg_store(dir: &std::path::Path, prefix: &str) -> Arc<dyn SqlStore> {
+pub(super) async fn pg_store(dir: &std::path::Path, prefix: &str) -> Arc<dyn SqlStore> {
     use crate::sql::postgres::{PgConfig, PgStore};
     let config = PgConfig {
         admin_url: PG_ADMIN.into(),
@@ -148,7 +148,7 @@ async fn pg_store(dir: &std::path::Path, prefix: &str) -> Arc<dyn SqlStore> {
     Arc::new(PgStore::open(&config, dir, "tables", "main").await.unwrap())
 }
 
-async fn pg_admin(db: &str) -> tokio_postgres::Client {
+pub(super) async fn pg_admin(db: &str) -> tokio_postgres::Client {
     let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
     let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
@@ -157,7 +157,7 @@ async fn pg_admin(db: &str) -> tokio_postgres::Client {
     c
 }
 
-async fn pg_columns(c: &tokio_postgres::Client, table: &str) -> Vec<Actual> {
+pub(super) async fn pg_columns(c: &tokio_postgres::Client, table: &str) -> Vec<Actual> {
     let rows = c
         .query(
             "SELECT c.column_name::text, c.data_type::text, c.is_nullable = 'YES', \
@@ -180,7 +180,7 @@ async fn pg_columns(c: &tokio_postgres::Client, table: &str) -> Vec<Actual> {
         .collect()
 }
 
-async fn pg_drop(name: &str) {
+pub(super) async fn pg_drop(name: &str) {
     let c = pg_admin("postgres").await;
     c.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
         .await
@@ -190,7 +190,7 @@ async fn pg_drop(name: &str) {
         .unwrap();
 }
 
-async fn my_store(dir: &std::path::Path, prefix: &str) -> Arc<dyn SqlStore> {
+pub(super) async fn my_store(dir: &std::path::Path, prefix: &str) -> Arc<dyn SqlStore> {
     use crate::sql::mysql::{MyConfig, MyStore};
     let config = MyConfig {
         admin_url: MY_ADMIN.into(),
@@ -201,13 +201,13 @@ async fn my_store(dir: &std::path::Path, prefix: &str) -> Arc<dyn SqlStore> {
     Arc::new(MyStore::open(&config, dir, "tables", "main").await.unwrap())
 }
 
-async fn my_admin() -> mysql_async::Conn {
+pub(super) async fn my_admin() -> mysql_async::Conn {
     mysql_async::Conn::new(mysql_async::Opts::from_url(MY_ADMIN).unwrap())
         .await
         .unwrap()
 }
 
-async fn my_columns(c: &mut mysql_async::Conn, db: &str, table: &str) -> Vec<Actual> {
+pub(super) async fn my_columns(c: &mut mysql_async::Conn, db: &str, table: &str) -> Vec<Actual> {
     use mysql_async::prelude::Queryable;
     let rows: Vec<(String, String, String, String)> = c
         .exec(
@@ -227,7 +227,7 @@ async fn my_columns(c: &mut mysql_async::Conn, db: &str, table: &str) -> Vec<Act
         .collect()
 }
 
-async fn my_drop(name: &str) {
+pub(super) async fn my_drop(name: &str) {
     use mysql_async::prelude::Queryable;
     let mut c = my_admin().await;
     for s in [
@@ -241,7 +241,7 @@ async fn my_drop(name: &str) {
     let _ = c.disconnect().await;
 }
 
-fn assert_matches(backend: &str, found: Vec<(&Table, Vec<Actual>)>) {
+pub(super) fn assert_matches(backend: &str, found: Vec<(&Table, Vec<Actual>)>) {
     let mut wrong = Vec::new();
     for (t, actual) in found {
         assert!(!actual.is_empty(), "{backend}: table {} is missing", t.name);
@@ -419,7 +419,7 @@ async fn operations(backend: &str, s: &dyn SqlStore) {
         compensation: Some("refund".into()),
     };
     t.lock_log(tx.as_mut(), "sagas").await.unwrap();
-    t.insert_saga(tx.as_mut(), "s1", "order", "k1", 5)
+    t.insert_saga(tx.as_mut(), "s1", "order", "k1", 5, None)
         .await
         .unwrap();
     t.insert_step(tx.as_mut(), "s1", 0, &step).await.unwrap();

@@ -16,6 +16,7 @@ mod sagas;
 mod sandbox;
 mod shared;
 mod support;
+mod traces;
 
 /// The demo manifest, pointing at the built components.
 pub const DEMO: &str = r#"

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::DEMO;
-use crate::support::{Resp, TestHost, request, write_manifest};
+use crate::support::{Resp, TestHost, request, silo_cmd, write_manifest};
 
 /// A fresh W3C trace id and parent span id, and the `traceparent` naming them.
 fn traceparent() -> (String, String, String) {
@@ -135,6 +135,21 @@ async fn an_incoming_traceparent_is_continued_and_admin_traces_answers_the_contr
     }
     let r = h.admin_get("/admin/traces", None).await;
     assert_eq!(r.status, 401);
+
+    // Start-up migrations are traced: users' migrate span, each applied step its child.
+    let r = h.admin_get("/admin/traces?limit=200", Some(&h.token)).await;
+    let all = r.json()["spans"].as_array().unwrap().clone();
+    let migrate = find(&all, "users' migrate span", |s| {
+        s["name"] == "migrate users"
+    });
+    assert_eq!(migrate["service"], "users");
+    let step = find(&all, "users' first migration step", |s| {
+        s["name"] == "migration 1" && s["service"] == "users"
+    });
+    assert_eq!(step["parentSpanId"], migrate["spanId"]);
+    assert_eq!(step["traceId"], migrate["traceId"]);
+    assert_eq!(step["attributes"]["db.name"], "main");
+    assert_eq!(step["attributes"]["silo.migration.version"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,6 +195,32 @@ async fn a_composed_request_is_one_trace_across_the_services_it_calls() {
         assert_eq!(sql["attributes"]["db.system"], "sqlite");
         assert_eq!(sql["attributes"]["db.name"], "main");
     }
+    // `silo traces ID` prints the same trace as a tree: each call under orders' span, each
+    // callee's server span under its call.
+    let (code, out, err) = silo_cmd(&[
+        "traces",
+        &trace,
+        "--admin",
+        &h.admin,
+        "--admin-token",
+        &h.token,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    let at = |prefix: &str| {
+        lines
+            .iter()
+            .position(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line starting {prefix:?} in\n{out}"))
+    };
+    let root = at("GET /orders [orders]");
+    let call = at("  call users [orders]");
+    let callee = at("    GET /users [users]");
+    assert!(root < call && call < callee, "{out}");
+    let (code, out, _) = silo_cmd(&["traces", "--admin", &h.admin, "--admin-token", &h.token]);
+    assert_eq!(code, 0);
+    assert!(out.lines().any(|l| l.starts_with(trace.as_str())), "{out}");
+
     let statements: Vec<_> = spans
         .iter()
         .filter(|s| s["name"].as_str().unwrap().starts_with("sql "))

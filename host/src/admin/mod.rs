@@ -33,6 +33,7 @@ mod events;
 mod health;
 mod sagas;
 mod services;
+mod traces;
 
 /// Moved to [`crate::secrets`], the floor the backends may import; kept here for the callers
 /// of the old path.
@@ -128,6 +129,8 @@ async fn handle(
                 (Method::GET, ["events"]) => events::subscriptions(&host).await,
                 (Method::GET, ["sagas"]) => sagas::list(&host, query).await,
                 (Method::GET, ["dead-letters"]) => events::dead_letters(&host).await,
+                (Method::GET, ["traces"]) => traces::recent(query),
+                (Method::GET, ["traces", id]) => traces::trace(id),
                 (Method::POST, ["dead-letters", id, "replay"]) => events::replay(&host, id).await,
                 (Method::POST | Method::PUT, ["services", name]) => {
                     deploys::deploy(&host, name, req).await

@@ -5,6 +5,8 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::{CALLER_HEADER, CallCtx, CallCtxView, CallOrigin, Refusal};
 use crate::request::RequestCtx;
+use crate::telemetry::{Span, SpanKind};
+use std::time::Instant;
 
 type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
 /// What `send_request` hands back to wasi:http: the response once it starts, with its I/O.
@@ -66,40 +68,89 @@ impl CallCtxView<'_> {
             .authority()
             .map(|a| a.as_str().to_string())
             .unwrap_or_default();
+        let caller = self.request.service.clone();
+        let started = Instant::now();
         let target = match self.check(&authority) {
             Ok(t) => t,
             Err(refusal) => {
+                let shown: String = authority.chars().take(100).collect();
+                let mut span = Span::start_kind(
+                    format!("call {shown}"),
+                    &caller,
+                    self.request.trace,
+                    SpanKind::Client,
+                );
                 let err = match &refusal {
                     Refusal::Denied(m) => {
-                        tracing::info!(caller = %self.request.service, "call denied: {m}");
+                        tracing::info!(caller = %caller, "call denied: {m}");
+                        crate::telemetry::metrics::count_refusal(&caller, "call");
+                        span.error(format!("denied: {m}"));
                         Error::HttpRequestDenied
                     }
                     Refusal::Loop(m) => {
-                        tracing::warn!(caller = %self.request.service, "call refused: {m}");
+                        tracing::warn!(caller = %caller, "call refused: {m}");
+                        span.error(format!("refused: {m}"));
                         Error::LoopDetected
                     }
                 };
+                span.end();
                 return Box::new(async move { Err(err) });
             }
         };
+        // The client span, whose context the callee's server span continues. Whatever
+        // trace headers the guest set are replaced: the host knows which trace this
+        // instance works for, and a guest cannot hang its callee's work under another.
+        let mut span = Span::start_kind(
+            format!("call {target}"),
+            &caller,
+            self.request.trace,
+            SpanKind::Client,
+        );
+        span.attr("silo.callee", target.as_str());
+        span.attr("http.request.method", request.method().as_str());
+        span.attr("url.path", request.uri().path());
+        let headers = request.headers_mut();
+        headers.remove(TRACESTATE);
+        match http::HeaderValue::from_str(&span.context().traceparent()) {
+            Ok(v) => {
+                headers.insert(crate::telemetry::TRACEPARENT, v);
+            }
+            Err(_) => {
+                headers.remove(crate::telemetry::TRACEPARENT);
+            }
+        }
         let deadline = self.call_deadline();
         let origin = CallOrigin {
-            caller: self.request.service.clone(),
+            caller: caller.clone(),
             chain: self.request.chain.clone(),
             deadline,
         };
         // The host, not the caller, says who is calling.
-        if let Ok(v) = http::HeaderValue::from_str(&self.request.service) {
+        if let Ok(v) = http::HeaderValue::from_str(&caller) {
             request.headers_mut().insert(CALLER_HEADER, v);
         }
         let Some(response) = self.ctx.dispatch.dispatch(&target, request, origin) else {
             // Declared but not loaded (undeployed): the service is down, not forbidden.
+            span.error(format!("`{target}` is not deployed"));
+            span.end();
+            crate::telemetry::metrics::observe_call(&caller, &target, 503, started.elapsed());
             return Box::new(async { Err(Error::DestinationUnavailable) });
         };
         Box::new(async move {
-            let resp = tokio::time::timeout_at(deadline.into(), response)
-                .await
-                .map_err(|_| Error::HttpResponseTimeout)?;
+            let resp = tokio::time::timeout_at(deadline.into(), response).await;
+            let status = match &resp {
+                Ok(r) => r.status().as_u16(),
+                Err(_) => 504,
+            };
+            crate::telemetry::metrics::observe_call(&caller, &target, status, started.elapsed());
+            span.attr("http.response.status_code", i64::from(status));
+            if resp.is_err() {
+                span.error("no answer before the deadline");
+            } else if status >= 500 {
+                span.error(format!("answered {status}"));
+            }
+            span.end();
+            let resp = resp.map_err(|_| Error::HttpResponseTimeout)?;
             let resp = resp.map(|body| {
                 body.map_err(|code| Error::InternalError(Some(format!("{code:?}"))))
                     .boxed_unsync()
@@ -109,6 +160,9 @@ impl CallCtxView<'_> {
         })
     }
 }
+
+/// The W3C header of vendor trace data that goes with a `traceparent`.
+const TRACESTATE: &str = "tracestate";
 
 /// The largest write to an outgoing body's stream, in bytes.
 pub const OUTGOING_BODY_CHUNK: usize = 64 << 10;

@@ -9,9 +9,10 @@ use super::{Host, commanded_by};
 use crate::deploy::History;
 use crate::manifest::{HostSettings, Manifest, ServiceSpec};
 use crate::runtime::grants::{StoreGrants, open_grants};
-use crate::runtime::migrations::migrate;
+use crate::runtime::migrations::migrate_in;
 use crate::runtime::service::Service;
 use crate::sql::runtime_config::OwnedElsewhere;
+use crate::telemetry::{Span, TraceContext};
 
 /// What a deploy may change besides the component.
 #[derive(Debug, Default, Clone)]
@@ -264,10 +265,43 @@ impl Host {
         &self,
         name: &str,
         bytes: &[u8],
+        spec: ServiceSpec,
+        current: Option<Arc<Service>>,
+        history: &History,
+        how: Activation<'_>,
+    ) -> Result<DeployOutcome, DeployError> {
+        let kind = match how {
+            Activation::Deploy => "deploy",
+            Activation::Apply(_) => "apply",
+            Activation::Rollback(_) => "rollback",
+        };
+        let mut span = Span::start(format!("{kind} {name}"), name, None);
+        span.attr("silo.deploy.kind", kind);
+        let outcome = self
+            .activate_traced(name, bytes, spec, current, history, how, span.context())
+            .await;
+        match &outcome {
+            Ok(o) => {
+                span.attr("silo.version", i64::from(o.version));
+                span.attr("silo.digest", o.digest.as_str());
+                span.attr("silo.migrations_applied", o.migrations_applied as i64);
+            }
+            Err(e) => span.error(e.to_string()),
+        }
+        span.end();
+        outcome
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn activate_traced(
+        &self,
+        name: &str,
+        bytes: &[u8],
         mut spec: ServiceSpec,
         current: Option<Arc<Service>>,
         history: &History,
         how: Activation<'_>,
+        trace: TraceContext,
     ) -> Result<DeployOutcome, DeployError> {
         // The whole host's grants must stay consistent: names, routes, calls. An apply
         // checks against the state it is bringing the host to.
@@ -349,7 +383,7 @@ impl Host {
             Ok(owned) => DeployError::Conflict(owned.to_string()),
             Err(e) => DeployError::Internal(format!("{e:#}")),
         })?;
-        let report = migrate(&service)
+        let report = migrate_in(&service, Some(trace))
             .await
             .map_err(|e| DeployError::Invalid(format!("{e:#}")))?;
         self.prepare_events(&mut service)

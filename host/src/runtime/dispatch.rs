@@ -25,6 +25,8 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::service::{Service, arm};
+use crate::telemetry::{self, Span, SpanKind, TraceContext};
+use tracing::Instrument;
 
 /// Where the host's services are found: its live routing table, swapped whole on every
 /// deploy. Handed to the capabilities that reach other services as the traits they define
@@ -177,10 +179,58 @@ where
         // Only the host says who is calling.
         req.headers_mut().remove(crate::calls::CALLER_HEADER);
     }
-    let resp = run(service, req, origin).await;
-    service
-        .metrics
-        .record(resp.status().as_u16(), started.elapsed());
+    // The server span: continues a valid incoming `traceparent` (a caller's is the host's
+    // own, see `calls::hooks`), else starts a trace.
+    let parent = req
+        .headers()
+        .get(telemetry::TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceContext::parse);
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let mut span = Span::start_kind(
+        format!("{method} {}", service.spec.route),
+        &service.name,
+        parent,
+        SpanKind::Server,
+    );
+    span.attr("http.request.method", method.as_str());
+    span.attr("http.route", service.spec.route.as_str());
+    span.attr("url.path", path.as_str());
+    if let Origin::Call { caller, .. } = &origin {
+        span.attr("silo.caller", &**caller);
+    }
+    let trace = span.context();
+    let trace_id = trace.trace_id_hex();
+    // Every line logged while this request is handled (the guest's output included)
+    // carries its service and trace id.
+    let log_span = tracing::info_span!("request", service = %service.name, trace_id = %trace_id);
+    let mut resp = run(service, req, origin, trace, log_span.clone())
+        .instrument(log_span.clone())
+        .await;
+    let status = resp.status().as_u16();
+    let elapsed = started.elapsed();
+    span.attr("http.response.status_code", i64::from(status));
+    if status >= 500 {
+        span.error(format!("answered {status}"));
+    }
+    span.end();
+    service.metrics.record(status, elapsed);
+    log_span.in_scope(|| {
+        tracing::info!(
+            target: "silo::request",
+            method = %method,
+            path = %path,
+            service = %service.name,
+            status,
+            duration_ms = elapsed.as_secs_f64() * 1e3,
+            trace_id = %trace_id,
+            "request"
+        )
+    });
+    if let Ok(v) = http::HeaderValue::from_str(&trace_id) {
+        resp.headers_mut().insert(telemetry::TRACE_ID_HEADER, v);
+    }
     resp
 }
 
@@ -188,6 +238,8 @@ async fn run<B>(
     service: &Arc<Service>,
     req: Request<B>,
     origin: Origin,
+    trace: TraceContext,
+    log_span: tracing::Span,
 ) -> Response<HyperOutgoingBody>
 where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
@@ -277,7 +329,7 @@ where
     // The instance runs on the service's own executor: whatever it computes or waits for
     // there holds up no other service.
     let service2 = service.clone();
-    let task = service.executor.spawn(async move {
+    let instance = async move {
         let _permit = permit;
         let warm = take_warm(&service2);
         let (mut store, proxy, served) = match warm {
@@ -288,6 +340,8 @@ where
             }
             None => (service2.new_store(deadline, &chain), None, 0),
         };
+        // The capabilities' spans (statements, calls) are children of the request's.
+        store.data_mut().request_mut().trace = Some(trace);
         let prepared = (|| -> wasmtime::Result<_> {
             let req = store
                 .data_mut()
@@ -318,7 +372,8 @@ where
         })
         .await
         .map_err(Failure::Elapsed)
-    });
+    };
+    let task = service.executor.spawn(instance.instrument(log_span));
 
     match receiver.await {
         Ok(Ok(resp)) => resp,

@@ -17,6 +17,7 @@ use super::service::Service;
 use crate::bindings::exports::silo::service::migrations::{GuestIndices, Migration};
 use crate::sql::host_tables::{self as tables, HostTables};
 use crate::sql::{CallLimits, SqlStore};
+use crate::telemetry::{Span, TraceContext};
 
 const EXPORT: &str = "silo:service/migrations@0.1.0";
 
@@ -85,6 +86,30 @@ pub fn by_store(
 
 /// Asks the component for its migrations (if it exports any) and applies pending ones.
 pub async fn migrate(service: &Service) -> wasmtime::Result<MigrationReport> {
+    migrate_in(service, None).await
+}
+
+/// [`migrate`] as a span (`migrate SERVICE`, a child of `parent`, a deploy's), each step
+/// applied a child of it.
+pub async fn migrate_in(
+    service: &Service,
+    parent: Option<TraceContext>,
+) -> wasmtime::Result<MigrationReport> {
+    let mut span = Span::start(format!("migrate {}", service.name), &service.name, parent);
+    span.attr("silo.digest", service.digest.as_str());
+    let result = migrate_traced(service, span.context()).await;
+    match &result {
+        Ok(report) => span.attr("silo.migrations_applied", report.applied.len() as i64),
+        Err(e) => span.error(format!("{e:#}")),
+    }
+    span.end();
+    result
+}
+
+async fn migrate_traced(
+    service: &Service,
+    trace: TraceContext,
+) -> wasmtime::Result<MigrationReport> {
     let name = &service.name;
     let steps = read_migrations(service).await?;
     let by_store = by_store(name, steps, |s| service.grants.get(s).is_some())?;
@@ -95,7 +120,7 @@ pub async fn migrate(service: &Service) -> wasmtime::Result<MigrationReport> {
                 "service `{name}`: a migration targets store `{store_name}`, which the manifest does not declare"
             );
         };
-        for v in apply_store(store.as_ref(), &steps)
+        for v in apply_steps(store.as_ref(), &steps, Some((name, &store_name, trace)))
             .await
             .with_context(|| format!("service `{name}`, store `{store_name}`"))?
         {
@@ -112,6 +137,16 @@ fn checksum(statements: &str) -> String {
 /// Applies the pending steps of one store, all in one transaction (a failing step leaves
 /// the store exactly as it was); returns the versions applied.
 pub async fn apply_store(store: &dyn SqlStore, steps: &[Migration]) -> wasmtime::Result<Vec<u32>> {
+    apply_steps(store, steps, None).await
+}
+
+/// [`apply_store`], each step applied a span (`migration VERSION`) under `trace`'s context
+/// when given (with the service and store names).
+async fn apply_steps(
+    store: &dyn SqlStore,
+    steps: &[Migration],
+    trace: Option<(&str, &str, TraceContext)>,
+) -> wasmtime::Result<Vec<u32>> {
     let limits = CallLimits {
         deadline: Instant::now() + Duration::from_secs(300),
         statement_budget: Duration::from_secs(300),
@@ -140,9 +175,24 @@ pub async fn apply_store(store: &dyn SqlStore, steps: &[Migration]) -> wasmtime:
             }
             continue;
         }
-        tx.execute_batch(&limits, &step.statements)
+        let mut span = trace.map(|(service, store_name, parent)| {
+            let mut span =
+                Span::start(format!("migration {}", step.version), service, Some(parent));
+            span.attr("db.name", store_name);
+            span.attr("db.system", crate::telemetry::db_system(store.backend()));
+            span.attr("silo.migration.version", i64::from(step.version));
+            span.attr("silo.migration.description", step.description.as_str());
+            span
+        });
+        let ran = tx
+            .execute_batch(&limits, &step.statements)
             .await
-            .with_context(|| format!("migration {} ({}) failed", step.version, step.description))?;
+            .with_context(|| format!("migration {} ({}) failed", step.version, step.description));
+        if let (Err(e), Some(span)) = (&ran, span.as_mut()) {
+            span.error(format!("{e:#}"));
+        }
+        ran?;
+        drop(span);
         tables
             .record_migration(tx.as_mut(), step.version, &step.description, &sum)
             .await?;

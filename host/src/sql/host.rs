@@ -9,6 +9,7 @@ use wasmtime::component::Resource;
 use super::{Database, SqlCtxView, SqlError, Transaction};
 use crate::bindings::silo::service::{sql, types};
 use crate::bindings::{ExecResult, RowSet, Value, WitError};
+use crate::telemetry::CapabilityCall;
 
 impl types::Host for SqlCtxView<'_> {
     fn convert_error(&mut self, err: SqlError) -> wasmtime::Result<WitError> {
@@ -34,6 +35,30 @@ impl SqlCtxView<'_> {
         Ok(())
     }
 
+    /// Times one guest call on store `store` as a child span of the request's: the store's
+    /// name and backend always, the statement text only when the operator opted in.
+    fn traced(&self, op: &'static str, store: &str, statement: Option<&str>) -> CapabilityCall {
+        let mut call = CapabilityCall::start(&self.request.service, "sql", op, self.request.trace);
+        let span = call.span();
+        if let Some(backend) = self.ctx.stores.get(store).map(|s| s.backend()) {
+            span.attr("db.system", crate::telemetry::db_system(backend));
+        }
+        span.attr("db.name", store);
+        if let Some(text) = statement
+            && crate::telemetry::statements_traced()
+        {
+            span.attr("db.statement", text);
+        }
+        call
+    }
+
+    /// The store a guest transaction handle is on (for its span), if the handle is good.
+    fn tx_store(&mut self, tx: &Resource<Transaction>) -> String {
+        super::transaction_mut(self.table, tx)
+            .map(|t| t.store.to_string())
+            .unwrap_or_default()
+    }
+
     fn transaction(
         &mut self,
         tx: &Resource<Transaction>,
@@ -56,9 +81,12 @@ impl sql::HostDatabase for SqlCtxView<'_> {
     ) -> Result<RowSet, SqlError> {
         let limits = self.limits();
         let db = self.database(&db)?;
-        self.check_no_open_tx(db)?;
+        let call = self.traced("query", &db.name, Some(&statement));
+        if let Err(e) = self.check_no_open_tx(db) {
+            return ended(call, Err(e));
+        }
         let store = db.store.clone();
-        store.query(&limits, &statement, &params).await
+        ended(call, store.query(&limits, &statement, &params).await)
     }
 
     async fn execute(
@@ -69,9 +97,12 @@ impl sql::HostDatabase for SqlCtxView<'_> {
     ) -> Result<ExecResult, SqlError> {
         let limits = self.limits();
         let db = self.database(&db)?;
-        self.check_no_open_tx(db)?;
+        let call = self.traced("execute", &db.name, Some(&statement));
+        if let Err(e) = self.check_no_open_tx(db) {
+            return ended(call, Err(e));
+        }
         let store = db.store.clone();
-        store.execute(&limits, &statement, &params).await
+        ended(call, store.execute(&limits, &statement, &params).await)
     }
 
     async fn execute_batch(
@@ -81,18 +112,25 @@ impl sql::HostDatabase for SqlCtxView<'_> {
     ) -> Result<(), SqlError> {
         let limits = self.limits();
         let db = self.database(&db)?;
-        self.check_no_open_tx(db)?;
+        let call = self.traced("execute_batch", &db.name, Some(&statements));
+        if let Err(e) = self.check_no_open_tx(db) {
+            return ended(call, Err(e));
+        }
         let store = db.store.clone();
-        store.execute_batch(&limits, &statements).await
+        ended(call, store.execute_batch(&limits, &statements).await)
     }
 
     async fn begin(&mut self, db: Resource<Database>) -> Result<Resource<Transaction>, SqlError> {
         let limits = self.limits();
         let db = self.database(&db)?;
-        self.check_no_open_tx(db)?;
+        let mut call = self.traced("begin", &db.name, None);
+        if let Err(e) = self.check_no_open_tx(db) {
+            call.fail(e.to_string());
+            return Err(e);
+        }
         let (store, tx_open) = (db.store.clone(), db.tx_open.clone());
         let name = db.name.as_str().into();
-        let inner = store.begin(&limits).await?;
+        let inner = ended(call, store.begin(&limits).await)?;
         tx_open.store(true, std::sync::atomic::Ordering::Release);
         let tx = Transaction {
             store: name,
@@ -123,9 +161,14 @@ impl sql::HostTransaction for SqlCtxView<'_> {
         params: Vec<Value>,
     ) -> Result<RowSet, SqlError> {
         let limits = self.limits();
-        self.transaction(&tx)?
-            .query(&limits, &statement, &params)
-            .await
+        let store = self.tx_store(&tx);
+        let call = self.traced("query", &store, Some(&statement));
+        let result = async {
+            self.transaction(&tx)?
+                .query(&limits, &statement, &params)
+                .await
+        };
+        ended(call, result.await)
     }
 
     async fn execute(
@@ -135,18 +178,28 @@ impl sql::HostTransaction for SqlCtxView<'_> {
         params: Vec<Value>,
     ) -> Result<ExecResult, SqlError> {
         let limits = self.limits();
-        self.transaction(&tx)?
-            .execute(&limits, &statement, &params)
-            .await
+        let store = self.tx_store(&tx);
+        let call = self.traced("execute", &store, Some(&statement));
+        let result = async {
+            self.transaction(&tx)?
+                .execute(&limits, &statement, &params)
+                .await
+        };
+        ended(call, result.await)
     }
 
     async fn commit(&mut self, tx: Resource<Transaction>) -> Result<(), SqlError> {
+        let store = self.tx_store(&tx);
+        let call = self.traced("commit", &store, None);
         let mut tx = self.table.delete(tx).map_err(wasmtime::Error::from)?;
-        let inner = tx
-            .inner
-            .take()
-            .ok_or_else(|| SqlError::InvalidHandle("the transaction is finished".into()))?;
-        inner.commit().await?;
+        let committed = async {
+            let inner = tx
+                .inner
+                .take()
+                .ok_or_else(|| SqlError::InvalidHandle("the transaction is finished".into()))?;
+            inner.commit().await
+        };
+        ended(call, committed.await)?;
         let wake = std::mem::take(&mut tx.on_commit);
         if tx.published {
             crate::failpoint::crash("after-publish-commit");
@@ -161,12 +214,17 @@ impl sql::HostTransaction for SqlCtxView<'_> {
     }
 
     async fn rollback(&mut self, tx: Resource<Transaction>) -> Result<(), SqlError> {
+        let store = self.tx_store(&tx);
+        let call = self.traced("rollback", &store, None);
         let mut tx = self.table.delete(tx).map_err(wasmtime::Error::from)?;
-        let inner = tx
-            .inner
-            .take()
-            .ok_or_else(|| SqlError::InvalidHandle("the transaction is finished".into()))?;
-        inner.rollback().await
+        let rolled_back = async {
+            let inner = tx
+                .inner
+                .take()
+                .ok_or_else(|| SqlError::InvalidHandle("the transaction is finished".into()))?;
+            inner.rollback().await
+        };
+        ended(call, rolled_back.await)
     }
 
     async fn drop(&mut self, tx: Resource<Transaction>) -> wasmtime::Result<()> {
@@ -174,4 +232,12 @@ impl sql::HostTransaction for SqlCtxView<'_> {
         self.table.delete(tx)?;
         Ok(())
     }
+}
+
+/// Ends a traced call with its result: an error fails the span.
+fn ended<T>(mut call: CapabilityCall, result: Result<T, SqlError>) -> Result<T, SqlError> {
+    if let Err(e) = &result {
+        call.fail(e.to_string());
+    }
+    result
 }

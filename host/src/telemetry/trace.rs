@@ -1,11 +1,10 @@
 //! Spans and their W3C Trace Context: what a trace id and a span id are, how they travel in
 //! a `traceparent` header, and where finished spans go (the in-memory ring behind
-//! `/admin/traces`, and an OTLP exporter when one is configured).
+//! `/admin/traces`, and an OTLP exporter when one is configured: see [`super::otel`]).
 
 use std::borrow::Cow;
-use std::collections::VecDeque;
-use std::sync::Mutex;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+pub use super::ring::{RING, RING_CAPACITY, Ring, SpanRecord};
 
 /// The identity of one span and the trace it belongs to, as W3C Trace Context carries it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -70,34 +69,22 @@ fn is_lower_hex(s: &str) -> bool {
         .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// A finished span, as `/admin/traces` shows it.
-#[derive(Debug, Clone, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SpanRecord {
-    pub trace_id: String,
-    pub span_id: String,
-    pub parent_span_id: Option<String>,
-    pub name: String,
-    pub service: String,
-    /// Start, in milliseconds since the Unix epoch.
-    pub start_ms: f64,
-    pub duration_ms: f64,
-    /// `ok` or `error`.
-    pub status: &'static str,
-    pub attributes: serde_json::Map<String, serde_json::Value>,
+/// What a span is to the trace: the work of a server answering a request, a client
+/// waiting for another service, or something the host does inside either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanKind {
+    Internal,
+    Server,
+    Client,
+    Producer,
+    Consumer,
 }
 
-/// A piece of work being timed. Ends (and is recorded) when dropped or [`Span::end`]ed.
+/// A piece of work being timed: an OpenTelemetry span of the host's tracer provider (see
+/// [`super::otel`]). Ends (and is recorded) when dropped or [`Span::end`]ed.
 pub struct Span {
+    inner: opentelemetry_sdk::trace::Span,
     context: TraceContext,
-    parent: Option<[u8; 8]>,
-    name: Cow<'static, str>,
-    service: String,
-    start_wall: SystemTime,
-    start: Instant,
-    error: Option<String>,
-    attributes: serde_json::Map<String, serde_json::Value>,
-    ended: bool,
 }
 
 impl Span {
@@ -108,26 +95,37 @@ impl Span {
         service: &str,
         parent: Option<TraceContext>,
     ) -> Self {
-        let span_id = random_nonzero::<8>();
-        let (trace_id, parent_id, sampled) = match parent {
-            Some(p) => (p.trace_id, Some(p.span_id), p.sampled),
-            None => (random_nonzero::<16>(), None, true),
+        Self::start_kind(name, service, parent, SpanKind::Internal)
+    }
+
+    /// [`Span::start`] with the span's kind (a request served is `Server`, a call made is
+    /// `Client`).
+    pub fn start_kind(
+        name: impl Into<Cow<'static, str>>,
+        service: &str,
+        parent: Option<TraceContext>,
+        kind: SpanKind,
+    ) -> Self {
+        use opentelemetry::trace::{Span as _, TraceContextExt, Tracer as _};
+        let parent_cx = match parent {
+            Some(p) => opentelemetry::Context::new().with_remote_span_context(p.to_otel()),
+            None => opentelemetry::Context::new(),
         };
-        Self {
-            context: TraceContext {
-                trace_id,
-                span_id,
-                sampled,
-            },
-            parent: parent_id,
-            name: name.into(),
-            service: service.to_string(),
-            start_wall: SystemTime::now(),
-            start: Instant::now(),
-            error: None,
-            attributes: serde_json::Map::new(),
-            ended: false,
-        }
+        let builder = opentelemetry::trace::SpanBuilder::from_name(name)
+            .with_kind(kind.to_otel())
+            .with_attributes([opentelemetry::KeyValue::new(
+                super::otel::SERVICE_ATTRIBUTE,
+                service.to_string(),
+            )]);
+        let tracer = super::otel::tracer();
+        let inner = tracer.build_with_context(builder, &parent_cx);
+        let sc = inner.span_context();
+        let context = TraceContext {
+            trace_id: sc.trace_id().to_bytes(),
+            span_id: sc.span_id().to_bytes(),
+            sampled: sc.is_sampled(),
+        };
+        Self { inner, context }
     }
 
     /// [`Span::start`] for work that began at `start` (wall clock) and is recorded only now:
@@ -172,117 +170,54 @@ impl Span {
     }
 
     pub fn attr(&mut self, key: &str, value: impl Into<serde_json::Value>) {
-        self.attributes.insert(key.to_string(), value.into());
+        use opentelemetry::trace::Span as _;
+        self.inner.set_attribute(opentelemetry::KeyValue::new(
+            key.to_string(),
+            super::otel::to_otel_value(value.into()),
+        ));
     }
 
     /// Marks the span failed.
     pub fn error(&mut self, message: impl Into<String>) {
-        self.error = Some(message.into());
+        use opentelemetry::trace::Span as _;
+        self.inner
+            .set_status(opentelemetry::trace::Status::error(message.into()));
     }
 
     pub fn end(mut self) {
-        self.finish();
+        use opentelemetry::trace::Span as _;
+        self.inner.end();
     }
+}
 
-    fn finish(&mut self) {
-        if std::mem::replace(&mut self.ended, true) {
-            return;
-        }
-        let mut attributes = std::mem::take(&mut self.attributes);
-        if let Some(e) = &self.error {
-            attributes.insert("error".into(), e.clone().into());
-        }
-        let record = SpanRecord {
-            trace_id: self.context.trace_id_hex(),
-            span_id: self.context.span_id_hex(),
-            parent_span_id: self.parent.map(hex::encode),
-            name: self.name.to_string(),
-            service: std::mem::take(&mut self.service),
-            start_ms: self
-                .start_wall
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs_f64()
-                * 1e3,
-            duration_ms: self.start.elapsed().as_secs_f64() * 1e3,
-            status: if self.error.is_some() { "error" } else { "ok" },
-            attributes,
-        };
-        if self.context.sampled {
-            RING.push(record);
+impl SpanKind {
+    fn to_otel(self) -> opentelemetry::trace::SpanKind {
+        use opentelemetry::trace::SpanKind as K;
+        match self {
+            SpanKind::Internal => K::Internal,
+            SpanKind::Server => K::Server,
+            SpanKind::Client => K::Client,
+            SpanKind::Producer => K::Producer,
+            SpanKind::Consumer => K::Consumer,
         }
     }
 }
 
-impl Drop for Span {
-    fn drop(&mut self) {
-        self.finish();
-    }
-}
-
-fn random_nonzero<const N: usize>() -> [u8; N] {
-    loop {
-        let b: [u8; N] = rand::random();
-        if b != [0; N] {
-            return b;
-        }
-    }
-}
-
-/// How many finished spans the ring keeps.
-pub const RING_CAPACITY: usize = 20_000;
-
-/// The recent finished spans, newest last.
-pub struct Ring {
-    spans: Mutex<VecDeque<SpanRecord>>,
-}
-
-pub static RING: Ring = Ring {
-    spans: Mutex::new(VecDeque::new()),
-};
-
-impl Ring {
-    fn push(&self, record: SpanRecord) {
-        let mut spans = self.spans.lock().unwrap_or_else(|p| p.into_inner());
-        if spans.len() == RING_CAPACITY {
-            spans.pop_front();
-        }
-        spans.push_back(record);
-    }
-
-    /// Every kept span of trace `trace_id` (lowercase hex), in start order.
-    pub fn trace(&self, trace_id: &str) -> Vec<SpanRecord> {
-        let spans = self.spans.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out: Vec<SpanRecord> = spans
-            .iter()
-            .filter(|s| s.trace_id == trace_id)
-            .cloned()
-            .collect();
-        out.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms));
-        out
-    }
-
-    /// The spans of the `limit` most recent traces (by their latest span), newest trace
-    /// first, each trace's spans in start order.
-    pub fn recent(&self, limit: usize) -> Vec<SpanRecord> {
-        let spans = self.spans.lock().unwrap_or_else(|p| p.into_inner());
-        let mut ids: Vec<&str> = Vec::new();
-        for s in spans.iter().rev() {
-            if !ids.contains(&s.trace_id.as_str()) {
-                if ids.len() == limit {
-                    break;
-                }
-                ids.push(&s.trace_id);
-            }
-        }
-        let mut out = Vec::new();
-        for id in ids {
-            let mut t: Vec<SpanRecord> =
-                spans.iter().filter(|s| s.trace_id == id).cloned().collect();
-            t.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms));
-            out.extend(t);
-        }
-        out
+impl TraceContext {
+    /// This context as OpenTelemetry's (a parent handed in from elsewhere).
+    fn to_otel(self) -> opentelemetry::trace::SpanContext {
+        use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+        SpanContext::new(
+            TraceId::from_bytes(self.trace_id),
+            SpanId::from_bytes(self.span_id),
+            if self.sampled {
+                TraceFlags::SAMPLED
+            } else {
+                TraceFlags::default()
+            },
+            true,
+            TraceState::default(),
+        )
     }
 }
 

@@ -19,6 +19,7 @@ mod sandbox;
 mod shared;
 mod support;
 mod trace_flow;
+mod traces;
 
 /// The demo manifest, pointing at the built components.
 pub const DEMO: &str = r#"

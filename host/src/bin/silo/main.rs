@@ -20,6 +20,7 @@ mod rollback;
 mod run;
 mod sagas;
 mod services;
+mod traces;
 mod undeploy;
 
 #[derive(Parser)]
@@ -59,6 +60,10 @@ enum Command {
         /// Worker threads, each with its own runtime and socket (default: one per core).
         #[arg(long)]
         threads: Option<usize>,
+        /// Log lines as `text` or `json` (one object per line), on stderr; `SILO_LOG`
+        /// filters them (default `info`).
+        #[arg(long, env = "SILO_LOG_FORMAT", default_value = "text")]
+        log_format: silo::telemetry::logs::LogFormat,
     },
     /// Lists the services of a running host.
     Services(AdminArgs),
@@ -125,6 +130,14 @@ enum Command {
     },
     /// Lists every subscription with its backlog, lag and delivery figures.
     Events(AdminArgs),
+    /// Prints a recent trace as an indented tree of its spans (without ID: lists the
+    /// recent traces).
+    Traces {
+        /// The trace id (32 hex digits).
+        id: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Lists sagas (newest first) with their steps; `--state failed` shows the ones that
     /// need an operator.
     Sagas {
@@ -149,15 +162,11 @@ enum Demo {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SILO_LOG")
-                .unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    silo::telemetry::logs::init(match &cli.command {
+        Command::Run { log_format, .. } => *log_format,
+        _ => silo::telemetry::logs::LogFormat::Text,
+    });
     if let Command::Deploy { service, .. }
     | Command::Rollback { service, .. }
     | Command::Undeploy { service, .. }
@@ -181,6 +190,7 @@ fn main() -> ExitCode {
             admin_token,
             cache,
             threads,
+            log_format: _,
         } => run::run(
             &manifest,
             listen,
@@ -227,6 +237,7 @@ fn main() -> ExitCode {
         }
         Command::Sagas { state, admin } => sagas::sagas(state.as_deref(), &admin),
         Command::Events(admin) => events::events(&admin),
+        Command::Traces { id, admin } => traces::traces(id.as_deref(), &admin),
     }
 }
 

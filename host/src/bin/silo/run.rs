@@ -46,6 +46,14 @@ pub(crate) fn run(
     admin_token: Option<String>,
     threads: Option<usize>,
 ) -> ExitCode {
+    // Traces: the ring behind /admin/traces always, OTLP/HTTP when the standard variables
+    // name a collector.
+    let trace_settings = silo::telemetry::Settings::from_env();
+    if let Err(e) = silo::telemetry::init(&trace_settings) {
+        tracing::warn!("traces: {e}");
+    } else if let Some(endpoint) = &trace_settings.otlp_traces_endpoint {
+        tracing::info!(endpoint = %endpoint, "exporting traces by OTLP/HTTP");
+    }
     // Validate before touching anything: a bad token or manifest changes nothing on disk.
     let admin_token = match run_admin_token(admin_token) {
         Ok(t) => t,
@@ -162,6 +170,8 @@ pub(crate) fn run(
     for w in workers {
         let _ = w.join();
     }
+    // The exporter's last batch goes out before the process ends.
+    silo::telemetry::shutdown();
     tracing::info!("stopped");
     drop(lock);
     ExitCode::SUCCESS

@@ -152,7 +152,7 @@
       if (!st.traceSelected && st.traces.length) st.traceSelected = Silo.groupTraces(st.traces)[0].traceId;
       for (const s of st.traces) {
         const a = s.attributes || {};
-        const sagaId = a['saga.id'] || a['silo.saga'] || a['silo.saga.id'];
+        const sagaId = a['silo.saga_id'];
         if (sagaId && !st.sagaTraces.has(sagaId)) st.sagaTraces.set(String(sagaId), s.traceId);
       }
       if (st.traceSelected) {

@@ -548,7 +548,8 @@ async fn deliver_batch(
         match admit(&outbox.source, publisher.spec(), service.spec(), &reg, event) {
             Ok(()) => true,
             Err(why) => {
-                tracing::warn!(subscription = %reg.id, event = %event.id, "event NOT DELIVERED, moved to the dead letters: {why}");
+                let trace_id = event.trace.map(|t| t.trace_id_hex()).unwrap_or_default();
+                tracing::warn!(service = %reg.subscriber, subscription = %reg.id, event = %event.id, trace_id = %trace_id, "event NOT DELIVERED, moved to the dead letters: {why}");
                 let error = format!("refused by the host, not delivered: {why}");
                 refused.push((
                     event.clone(),
@@ -593,7 +594,8 @@ async fn deliver_batch(
                 let error: String = error.chars().take(2000).collect();
                 Some(match give_up(attempts, settings.max_attempts) {
                     AfterFailure::GiveUp => {
-                        tracing::warn!(subscription = %reg.id, event = %event.id, attempts, "event moved to the dead letters: {error}");
+                        let trace_id = event.trace.map(|t| t.trace_id_hex()).unwrap_or_default();
+                        tracing::warn!(service = %reg.subscriber, subscription = %reg.id, event = %event.id, attempts, trace_id = %trace_id, "event moved to the dead letters: {error}");
                         Settle::Dead { attempts, error }
                     }
                     AfterFailure::Retry => {

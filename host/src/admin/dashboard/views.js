@@ -125,7 +125,7 @@
 
   // ---- deploys ------------------------------------------------------------------------
   Silo.renderDeploys = function (st, act) {
-    const cards = (st.services || []).map((svc) => {
+    const cards = [...(st.services || [])].sort((a, b) => a.name.localeCompare(b.name)).map((svc) => {
       const d = st.deploys.get(svc.name);
       const versions = d ? [...(d.versions || [])].sort((a, b) => b.version - a.version) : [];
       const oldest = versions.length ? versions[versions.length - 1].version : null;

@@ -123,13 +123,12 @@ impl Browser {
     /// other than null or false, and returns that; panics after [`WAIT`] naming `what`.
     async fn until(&self, what: &str, script: &str, arg: &str) -> Value {
         let start = Instant::now();
-        let mut last = Value::Null;
         loop {
-            match self.c().execute(script, vec![json!(arg)]).await {
+            let last = match self.c().execute(script, vec![json!(arg)]).await {
                 Ok(v) if !v.is_null() && v != json!(false) => return v,
-                Ok(v) => last = v,
-                Err(e) => last = json!(e.to_string()),
-            }
+                Ok(v) => v,
+                Err(e) => json!(e.to_string()),
+            };
             if start.elapsed() > WAIT {
                 let shot = self.shot("failure").await;
                 panic!("{what}: not seen within {WAIT:?} (last: {last}; page at {shot})");

@@ -85,7 +85,7 @@
       el('td', { text: fmt.short(s.key, 20) }),
       el('td', {}, pill(s.state)),
       el('td', { text: `${done}/${(s.steps || []).length}` }),
-      el('td', { class: 'error wrap', text: fmt.short(s.reason || '', 60) }));
+      el('td', { class: 'error', text: fmt.short(s.reason || '', 30), title: s.reason || '' }));
     });
     Silo.replace($('saga-list'), table(['saga', 'kind', 'key', 'state', 'steps', 'reason'], rows,
       st.sagaFilter ? `No ${st.sagaFilter} sagas.` : 'No sagas yet: place an order.'));
@@ -125,7 +125,7 @@
 
   // ---- deploys ------------------------------------------------------------------------
   Silo.renderDeploys = function (st, act) {
-    const cards = (st.services || []).map((svc) => {
+    const cards = [...(st.services || [])].sort((a, b) => a.name.localeCompare(b.name)).map((svc) => {
       const d = st.deploys.get(svc.name);
       const versions = d ? [...(d.versions || [])].sort((a, b) => b.version - a.version) : [];
       const oldest = versions.length ? versions[versions.length - 1].version : null;

@@ -11,6 +11,7 @@ mod events;
 mod forged;
 mod isolation;
 mod kv;
+mod polyglot;
 mod postgres;
 mod sagas;
 mod sandbox;
@@ -36,6 +37,7 @@ commands = ["reserve", "release"]
 component = "{c:orders}"
 route = "/orders"
 calls = ["users", "products", "reference"]
+publishes = ["OrderApproved", "OrderRejected"]
 saga-participants = ["products", "payments"]
 subscribes = [
   { source = "users", topic = "UserCreated" },

@@ -1,7 +1,7 @@
 // The parts of the SDK over silo's WIT imports, which componentize-js links inside a
 // component (`silo:service/sql`, `kv`, `events`, and wasi:http for the incoming request):
-// Db, Tx, Kv, publish and exportService. Types for these imports are generated with
-// `jco guest-types` (see the Makefile); nothing else in the SDK touches the bindings.
+// Db, Tx, Kv, publish and exportService. componentize-js generates the bindings from `wit/`
+// at build time; nothing else in the SDK touches them.
 
 import { Database, Transaction } from 'silo:service/sql@0.1.0';
 import { Bucket } from 'silo:service/kv@0.1.0';

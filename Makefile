@@ -29,9 +29,49 @@ tools:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	else echo "tools: missing$$missing and no apt-get here: install them to run every test" >&2; fi
 
-## components: every service and fixture component.
-components: toolchain
+
+## components: every service and fixture component: the Rust ones with cargo, then the
+## Python and JavaScript services (each rebuilt only when its sources, its SDK or the WIT change).
+components: toolchain python-components js-components
 	cd components && $(CARGO) build --release --target $(WASM_TARGET)
+
+.PHONY: python-components js-components sdk-bindings sdk-test
+WIT_FILES := $(wildcard wit/*.wit wit/deps/*.wit)
+
+## python-components: recommendations (Python) with componentize-py, pinned and hash-checked in
+## components/recommendations/requirements.txt, in a venv under components/target/py. Built
+## without `--stub-wasi`: the stubbed build has 49 core instances, over the host's limit.
+PY_VENV := components/target/py
+PY_TOOL := $(PY_VENV)/.installed-$(shell sha256sum components/recommendations/requirements.txt | cut -c1-16)
+python-components: $(COMPONENTS_OUT)/recommendations.wasm
+$(PY_TOOL): components/recommendations/requirements.txt
+	python3 -m venv $(PY_VENV)
+	$(PY_VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes -r $<
+	touch $@
+$(COMPONENTS_OUT)/recommendations.wasm: $(PY_TOOL) $(WIT_FILES) components/recommendations/app.py \
+		$(wildcard components/sdk-py/silo_sdk/*.py)
+	mkdir -p $(COMPONENTS_OUT)
+	cd components && target/py/bin/componentize-py -d ../wit -w service componentize \
+		-p recommendations -p sdk-py app -o target/$(WASM_TARGET)/release/recommendations.wasm
+
+## js-components: notifications (JavaScript) with componentize-js and jco, pinned in
+## components/notifications/package-lock.json (`npm ci`). No AOT (it downloads a binary).
+JS_TOOL := components/notifications/node_modules/.installed
+js-components: $(COMPONENTS_OUT)/notifications.wasm
+$(JS_TOOL): components/notifications/package-lock.json
+	cd components/notifications && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+$(COMPONENTS_OUT)/notifications.wasm: $(JS_TOOL) $(WIT_FILES) components/notifications/app.js \
+		$(wildcard components/sdk-js/src/*.js)
+	mkdir -p $(COMPONENTS_OUT)
+	cd components && notifications/node_modules/.bin/componentize-js notifications/app.js \
+		--wit ../wit --world-name service --disable fetch-event \
+		-o target/$(WASM_TARGET)/release/notifications.wasm
+
+## sdk-bindings: the bindings componentize-py generates from wit/, for editors and type
+## checkers (components/target/py-bindings); a build generates its own.
+sdk-bindings: $(PY_TOOL)
+	$(PY_VENV)/bin/componentize-py -d wit -w service bindings components/target/py-bindings
 
 ## host: the silo binary.
 host:
@@ -59,6 +99,12 @@ test: build tools
 	$(CARGO) test --release --workspace -- $(addprefix --skip ,$(SERIAL_TESTS))
 	$(CARGO) test --release --workspace --test integration -- $(SERIAL_TESTS) --test-threads=1
 	cd components && $(CARGO) test -p silo-sdk
+	$(MAKE) sdk-test
+
+## sdk-test: the Python and JavaScript SDKs' own tests (router, JSON, error bodies, rows).
+sdk-test:
+	cd components/sdk-py && python3 -m unittest discover -s tests
+	cd components/sdk-js && node --test test/
 
 ## test-fast: the tests that need no wasm and no servers — the host's unit tests, the house
 ## checks (host/tests/house.rs) and the SQLite side of the conformance suite. Seconds after

@@ -408,6 +408,7 @@ publishes = ["ProductCreated", "ProductUpdated"]
 component = "{orders}"
 route = "/orders"
 calls = ["users", "products", "reference"]
+publishes = ["OrderApproved", "OrderRejected"]
 saga-participants = ["products", "payments"]
 subscribes = [
   {{ source = "users", topic = "UserCreated" }},

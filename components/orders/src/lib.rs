@@ -28,12 +28,14 @@
 //! every step succeeded, `REJECTED` when a step was refused and the ones before it were
 //! undone (`statusReason` says why: out of stock, payment declined), `FAILED` when an
 //! undo could not be applied (an operator must look). `GET /orders/{id}` shows the
-//! saga's steps as they stand.
+//! saga's steps as they stand. Settling publishes `OrderApproved` or `OrderRejected`
+//! (`{orderId,userId,productId,quantity,amount,currency}`, plus `reason` on rejected) in
+//! the same transaction, so the event goes out if and only if the order moved.
 //!
 //! Calls need the manifest entry `calls = ["users", "products", "reference"]`, events
 //! `subscribes` to `users`' `UserCreated`, `UserUpdated` and `products`'
 //! `ProductCreated`, `ProductUpdated`, the saga `saga-participants = ["products",
-//! "payments"]`.
+//! "payments"]`, the events `publishes = ["OrderApproved", "OrderRejected"]`.
 
 use std::collections::BTreeMap;
 
@@ -143,11 +145,38 @@ impl Service for Orders {
             }
         };
         // Only a pending order moves: a second call (after a lost commit) changes nothing.
-        tx.execute(
+        let settled = tx.execute(
             "UPDATE orders SET status = ?, status_reason = ?
              WHERE id = ? AND saga_id = ? AND status = ?",
             &[&status, &saga.reason, &saga.key, &saga.id, &PENDING],
         )?;
+        // The event is part of the settling transaction: published if and only if the
+        // order moved, once.
+        let topic = match status {
+            APPROVED => ORDER_APPROVED,
+            REJECTED => ORDER_REJECTED,
+            _ => return Ok(()),
+        };
+        if settled.rows_affected == 1 {
+            let row = tx.query_one(
+                "SELECT user_id, product_id, quantity, amount, currency FROM orders WHERE id = ?",
+                &[&saga.key],
+            )?;
+            let event = OrderSettled {
+                order_id: saga.key.clone(),
+                user_id: row.get("user_id")?,
+                product_id: row.get("product_id")?,
+                quantity: row.get("quantity")?,
+                amount: row.get("amount")?,
+                currency: row.get("currency")?,
+                reason: if topic == ORDER_REJECTED {
+                    Some(saga.reason.clone().unwrap_or_default())
+                } else {
+                    None
+                },
+            };
+            tx.publish(topic, &saga.key, &event)?;
+        }
         Ok(())
     }
 }
@@ -168,6 +197,27 @@ const APPROVED: &str = "APPROVED";
 const REJECTED: &str = "REJECTED";
 /// A step was refused and an undo could not be applied; `statusReason` says why.
 const FAILED: &str = "FAILED";
+
+/// Published when an order is approved, in the transaction that settles it.
+const ORDER_APPROVED: &str = "OrderApproved";
+/// Published when an order is rejected, in the transaction that settles it.
+const ORDER_REJECTED: &str = "OrderRejected";
+
+/// The data of `OrderApproved` and `OrderRejected` (keyed by the order's id); `reason`
+/// only on `OrderRejected`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OrderSettled {
+    order_id: String,
+    user_id: String,
+    product_id: String,
+    quantity: i64,
+    /// In the currency's minor unit (cents).
+    amount: Option<i64>,
+    currency: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
 
 /// An order as the API shows it. `amount` is the price when the order was placed;
 /// `userName`, `userEmail` and `productName` are copies kept up to date by events, at

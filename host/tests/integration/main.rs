@@ -13,6 +13,7 @@ mod forged;
 mod isolation;
 mod kv;
 mod metrics;
+mod polyglot;
 mod postgres;
 mod sagas;
 mod sandbox;
@@ -40,6 +41,7 @@ commands = ["reserve", "release"]
 component = "{c:orders}"
 route = "/orders"
 calls = ["users", "products", "reference"]
+publishes = ["OrderApproved", "OrderRejected"]
 saga-participants = ["products", "payments"]
 subscribes = [
   { source = "users", topic = "UserCreated" },

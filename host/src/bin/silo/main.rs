@@ -54,7 +54,7 @@ enum Command {
         /// `DATA/admin.token`, generated).
         #[arg(long)]
         admin_token: Option<String>,
-        /// Compiled-code cache folder (default: `DATA/cache`).
+        /// Compiled-code cache folder (default: `SILO_CODE_CACHE`, else `DATA/cache`).
         #[arg(long)]
         cache: Option<PathBuf>,
         /// Worker threads, each with its own runtime and socket (default: one per core).

@@ -37,6 +37,9 @@ fn owned_elsewhere(manifest: &Path, lines: &[String]) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// The environment variable naming the compiled-code cache when `--cache` is not given.
+pub(crate) const CODE_CACHE_ENV: &str = "SILO_CODE_CACHE";
+
 pub(crate) fn run(
     manifest_path: &Path,
     listen: SocketAddr,
@@ -80,6 +83,10 @@ pub(crate) fn run(
         Ok(d) => d,
         Err(e) => return fail(2, format!("{}: {e}", data.display())),
     };
+    // `--cache`, else `SILO_CODE_CACHE`: one folder shared by many hosts (the integration
+    // tests' harness sets it) compiles each component once, not once per data folder.
+    let from_env = std::env::var_os(CODE_CACHE_ENV).filter(|v| !v.is_empty());
+    let cache = cache.or(from_env.as_deref().map(Path::new));
     let cache = match cache.map(std::path::absolute).transpose() {
         Ok(c) => c,
         Err(e) => return fail(2, format!("--cache: {e}")),

@@ -139,11 +139,32 @@ async fn accept_loop(
                             let routes = host.routes();
                             let resp = match routes.route(req.uri().path()) {
                                 Some(service) => dispatch(service, req).await,
-                                None => json_error(
-                                    hyper::StatusCode::NOT_FOUND,
-                                    "no_route",
-                                    &format!("no service serves `{}`", req.uri().path()),
-                                ),
+                                None => {
+                                    // Still one request line, with no service: a path that
+                                    // reaches nobody shows in the log like any other.
+                                    let trace_id = req
+                                        .headers()
+                                        .get("traceparent")
+                                        .and_then(|v| v.to_str().ok())
+                                        .and_then(crate::telemetry::TraceContext::parse)
+                                        .map(|c| c.trace_id_hex())
+                                        .unwrap_or_default();
+                                    tracing::info!(
+                                        target: "silo::request",
+                                        method = %req.method(),
+                                        path = %req.uri().path(),
+                                        service = "",
+                                        status = 404u16,
+                                        duration_ms = 0.0,
+                                        trace_id = %trace_id,
+                                        "request"
+                                    );
+                                    json_error(
+                                        hyper::StatusCode::NOT_FOUND,
+                                        "no_route",
+                                        &format!("no service serves `{}`", req.uri().path()),
+                                    )
+                                }
                             };
                             Ok::<_, std::convert::Infallible>(resp)
                         }

@@ -145,6 +145,19 @@ impl TestHost {
         log: Option<&Path>,
     ) -> TestHost {
         let data = dir.path().join("data");
+        // The Python and JavaScript services take tens of seconds to compile cold: the first
+        // host that loads them compiles them into the shared cache while the others that load
+        // them wait, instead of every such test compiling them at once on a 2-core machine.
+        static BIG_COMPILED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+        let big = std::fs::read_to_string(&manifest)
+            .is_ok_and(|m| m.contains("recommendations.wasm") || m.contains("notifications.wasm"));
+        let mut first_big = None;
+        if big {
+            let compiled = BIG_COMPILED.lock().unwrap_or_else(|p| p.into_inner());
+            if !*compiled {
+                first_big = Some(compiled);
+            }
+        }
         let stderr = match log {
             Some(path) => Stdio::from(std::fs::File::create(path).expect("the host's log file")),
             None => Stdio::inherit(),
@@ -185,6 +198,9 @@ impl TestHost {
         let line = rx
             .recv_timeout(Duration::from_secs(180))
             .unwrap_or_else(|_| panic!("silo did not start: {:?}", child.try_wait()));
+        if let Some(mut compiled) = first_big {
+            *compiled = true;
+        }
         // "silo: serving http://A (admin http://B)"
         let http = line
             .split("http://")

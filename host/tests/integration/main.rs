@@ -14,6 +14,7 @@ mod kv;
 mod postgres;
 mod sagas;
 mod sandbox;
+mod scaffold;
 mod shared;
 mod support;
 

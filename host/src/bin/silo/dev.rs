@@ -99,9 +99,13 @@ impl Build {
                         .current_dir(folder);
                     output(npm, "npm install")?;
                 }
-                let (_, wit) = components_of(folder);
+                // From the components folder, the app named relative to it: componentize-js
+                // reads the modules the app imports (`../sdk-js/…`) only below that folder.
+                let (components, wit) = components_of(folder);
+                let app = Path::new(folder.file_name().unwrap_or_default()).join("app.js");
                 let mut cmd = Command::new(tool);
-                cmd.arg(folder.join("app.js"))
+                cmd.current_dir(components)
+                    .arg(app)
                     .arg("--wit")
                     .arg(wit)
                     .args(["--world-name", "service", "--disable", "fetch-event", "-o"])

@@ -156,7 +156,7 @@ impl Host {
                         progress.begin(&name);
                         let started = Instant::now();
                         let planned = self.plan_one(path, &specs, &name, spec, bytes, version);
-                        progress.end(&name, started.elapsed());
+                        progress.end(&name, started.elapsed(), planned.is_ok());
                         results.lock().expect("compile results").push((i, planned));
                     }
                 });
@@ -453,12 +453,19 @@ fn install<T>(
     }
 }
 
+/// A compile at least this long is logged (a Python or JavaScript component, or a cold
+/// cache); quicker ones are not, so a refused start still prints one line only.
+const SLOW_COMPILE: Duration = Duration::from_secs(1);
+
 /// Start-up progress of compiling the services: on a terminal, one status line redrawn
-/// (which services compile, done/total, elapsed); otherwise one log line per service.
+/// (which services compile, done/total, elapsed); otherwise one log line per service that
+/// compiled slowly.
 struct Progress {
     total: usize,
     started: Instant,
     tty: bool,
+    /// A service failed to compile: the start will be refused.
+    failed: AtomicBool,
     state: Mutex<(usize, Vec<String>)>,
 }
 
@@ -468,6 +475,7 @@ impl Progress {
             total,
             started: Instant::now(),
             tty: std::io::stderr().is_terminal(),
+            failed: AtomicBool::new(false),
             state: Mutex::new((0, Vec::new())),
         }
     }
@@ -478,13 +486,16 @@ impl Progress {
         self.draw(&state);
     }
 
-    fn end(&self, name: &str, took: Duration) {
+    fn end(&self, name: &str, took: Duration, ok: bool) {
         let mut state = self.state.lock().expect("progress");
         state.0 += 1;
         state.1.retain(|n| n != name);
+        if !ok {
+            self.failed.store(true, Ordering::Relaxed);
+        }
         if self.tty {
             self.draw(&state);
-        } else {
+        } else if ok && took >= SLOW_COMPILE {
             tracing::info!(
                 service = name,
                 done = state.0,
@@ -523,7 +534,8 @@ impl Progress {
             let _ = write!(err, "\r\x1b[2K");
             let _ = err.flush();
         }
-        if self.total > 0 {
+        // Only after a slow start that succeeded: a refused start prints its one line alone.
+        if !self.failed.load(Ordering::Relaxed) && self.started.elapsed() >= SLOW_COMPILE {
             tracing::info!(
                 services = self.total,
                 took_ms = self.started.elapsed().as_millis() as u64,

@@ -149,6 +149,7 @@ impl Host {
                 ServiceSpec {
                     component: PathBuf::new(),
                     route,
+                    source: None,
                     stores: Default::default(),
                     kv: Default::default(),
                     calls: Vec::new(),

@@ -1,9 +1,12 @@
 //! Start-up: what each service serves, compiling and checking it, opening its stores,
 //! migrating them, and wiring its events and sagas.
 
+use std::collections::VecDeque;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use wasmtime::error::Context;
 
@@ -125,43 +128,45 @@ impl Host {
             .iter()
             .map(|(name, spec, _, _)| (name.clone(), spec.clone()))
             .collect();
-        for (name, spec, bytes, version) in chosen {
-            let service = Service::load(
-                &self.engine,
-                &self.linker,
-                &name,
-                &spec,
-                &bytes,
-                StoreGrants::default(),
-                self.routes.clone(),
-                &commanded_by(&name, specs.iter()),
-                self.runtime_for(&name, &spec)
-                    .map_err(wasmtime::Error::from)?,
-            )
-            .map_err(|e| ManifestError {
-                file: path.to_path_buf(),
-                key: format!("services.{name}.component"),
-                message: format!("{e:#}"),
-            })?;
-            if let Some(least) = crate::runtime::service::min_memory_mb(&service.component)
-                && spec.limits.memory_mb < least
-            {
-                return Err(ManifestError {
-                    file: path.to_path_buf(),
-                    key: format!("services.{name}.limits.memory-mb"),
-                    message: format!(
-                        "{} MiB is less than the component's initial linear memory: give at least {least}",
-                        spec.limits.memory_mb
-                    ),
-                }
-                .into());
+        // Compiled in parallel (cores bound the workers), each service timed; the first
+        // failure in name order is the one reported, as when they were compiled in turn.
+        let total = chosen.len();
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(total.max(1));
+        let progress = Progress::new(total);
+        let queue = Mutex::new(chosen.into_iter().enumerate().collect::<VecDeque<_>>());
+        let results = Mutex::new(Vec::with_capacity(total));
+        std::thread::scope(|scope| {
+            if progress.tty {
+                // The elapsed time keeps moving while a big component compiles.
+                scope.spawn(|| {
+                    while !progress.tick() {
+                        std::thread::sleep(Duration::from_millis(250));
+                    }
+                });
             }
-            plans.push(Planned {
-                service,
-                spec,
-                bytes,
-                version,
-            });
+            for _ in 0..workers {
+                scope.spawn(|| {
+                    loop {
+                        let next = queue.lock().expect("compile queue").pop_front();
+                        let Some((i, (name, spec, bytes, version))) = next else {
+                            break;
+                        };
+                        progress.begin(&name);
+                        let started = Instant::now();
+                        let planned = self.plan_one(path, &specs, &name, spec, bytes, version);
+                        progress.end(&name, started.elapsed(), planned.is_ok());
+                        results.lock().expect("compile results").push((i, planned));
+                    }
+                });
+            }
+        });
+        progress.finish();
+        let mut results = results.into_inner().expect("compile results");
+        results.sort_by_key(|(i, _)| *i);
+        for (_, planned) in results {
+            plans.push(planned?);
         }
         *self.backends.lock().expect("backends") = manifest.backends.clone();
         let all = Manifest {
@@ -181,6 +186,54 @@ impl Host {
             message,
         })?;
         Ok(plans)
+    }
+
+    /// Compiles and links one service of [`Host::compile`], and checks its memory limit.
+    fn plan_one(
+        &self,
+        path: &Path,
+        specs: &std::collections::BTreeMap<String, ServiceSpec>,
+        name: &str,
+        spec: ServiceSpec,
+        bytes: Vec<u8>,
+        version: Option<u32>,
+    ) -> Result<Planned, StartError> {
+        let service = Service::load(
+            &self.engine,
+            &self.linker,
+            name,
+            &spec,
+            &bytes,
+            StoreGrants::default(),
+            self.routes.clone(),
+            &commanded_by(name, specs.iter()),
+            self.runtime_for(name, &spec)
+                .map_err(wasmtime::Error::from)?,
+        )
+        .map_err(|e| ManifestError {
+            file: path.to_path_buf(),
+            key: format!("services.{name}.component"),
+            message: format!("{e:#}"),
+        })?;
+        if let Some(least) = crate::runtime::service::min_memory_mb(&service.component)
+            && spec.limits.memory_mb < least
+        {
+            return Err(ManifestError {
+                file: path.to_path_buf(),
+                key: format!("services.{name}.limits.memory-mb"),
+                message: format!(
+                    "{} MiB is less than the component's initial linear memory: give at least {least}",
+                    spec.limits.memory_mb
+                ),
+            }
+            .into());
+        }
+        Ok(Planned {
+            service,
+            spec,
+            bytes,
+            version,
+        })
     }
 
     /// The checks of `plans` that need an instance and write nothing: each component's
@@ -397,5 +450,97 @@ fn install<T>(
         .insert(name.to_string(), item.clone());
     if let Some(old) = replaced.filter(|o| !Arc::ptr_eq(o, item)) {
         retired(&old).store(true, Ordering::Release);
+    }
+}
+
+/// A compile at least this long is logged (a Python or JavaScript component, or a cold
+/// cache); quicker ones are not, so a refused start still prints one line only.
+const SLOW_COMPILE: Duration = Duration::from_secs(1);
+
+/// Start-up progress of compiling the services: on a terminal, one status line redrawn
+/// (which services compile, done/total, elapsed); otherwise one log line per service that
+/// compiled slowly.
+struct Progress {
+    total: usize,
+    started: Instant,
+    tty: bool,
+    /// A service failed to compile: the start will be refused.
+    failed: AtomicBool,
+    state: Mutex<(usize, Vec<String>)>,
+}
+
+impl Progress {
+    fn new(total: usize) -> Self {
+        Self {
+            total,
+            started: Instant::now(),
+            tty: std::io::stderr().is_terminal(),
+            failed: AtomicBool::new(false),
+            state: Mutex::new((0, Vec::new())),
+        }
+    }
+
+    fn begin(&self, name: &str) {
+        let mut state = self.state.lock().expect("progress");
+        state.1.push(name.to_string());
+        self.draw(&state);
+    }
+
+    fn end(&self, name: &str, took: Duration, ok: bool) {
+        let mut state = self.state.lock().expect("progress");
+        state.0 += 1;
+        state.1.retain(|n| n != name);
+        if !ok {
+            self.failed.store(true, Ordering::Relaxed);
+        }
+        if self.tty {
+            self.draw(&state);
+        } else if ok && took >= SLOW_COMPILE {
+            tracing::info!(
+                service = name,
+                done = state.0,
+                total = self.total,
+                took_ms = took.as_millis() as u64,
+                "service compiled"
+            );
+        }
+    }
+
+    /// Redraws the line; true once every service is compiled.
+    fn tick(&self) -> bool {
+        let state = self.state.lock().expect("progress");
+        self.draw(&state);
+        state.0 >= self.total
+    }
+
+    fn draw(&self, state: &(usize, Vec<String>)) {
+        if self.tty {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(
+                err,
+                "\r\x1b[2Ksilo: compiling {} ({}/{} done, {:.1} s)",
+                state.1.join(", "),
+                state.0,
+                self.total,
+                self.started.elapsed().as_secs_f64()
+            );
+            let _ = err.flush();
+        }
+    }
+
+    fn finish(&self) {
+        if self.tty {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[2K");
+            let _ = err.flush();
+        }
+        // Only after a slow start that succeeded: a refused start prints its one line alone.
+        if !self.failed.load(Ordering::Relaxed) && self.started.elapsed() >= SLOW_COMPILE {
+            tracing::info!(
+                services = self.total,
+                took_ms = self.started.elapsed().as_millis() as u64,
+                "every service compiled"
+            );
+        }
     }
 }

@@ -223,6 +223,7 @@ impl Manifest {
                 ));
             }
             svc.component = resolved;
+            svc.source = svc.source.as_ref().map(|s| base.join(s));
         }
         Ok(manifest)
     }

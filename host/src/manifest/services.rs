@@ -54,6 +54,11 @@ pub struct ServiceSpec {
     pub component: PathBuf,
     /// Path prefix routed to this service (`/users` serves `/users` and `/users/…`).
     pub route: String,
+    /// The folder of the service's sources (its crate or package), relative to the
+    /// manifest's folder: what `silo dev` watches and rebuilds. Only a hint for tools:
+    /// never recorded in the history nor compared between versions.
+    #[serde(default, skip_serializing)]
+    pub source: Option<PathBuf>,
     /// The service's private stores, by name.
     #[serde(default)]
     pub stores: BTreeMap<String, StoreSpec>,

@@ -17,6 +17,7 @@ mod polyglot;
 mod postgres;
 mod sagas;
 mod sandbox;
+mod scaffold;
 mod shared;
 mod support;
 mod trace_flow;

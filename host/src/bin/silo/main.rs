@@ -14,7 +14,9 @@ mod apply;
 mod dead_letters;
 mod demo;
 mod deploy;
+mod dev;
 mod events;
+mod new;
 mod remote;
 mod rollback;
 mod run;
@@ -64,6 +66,35 @@ enum Command {
         /// filters them (default `info`).
         #[arg(long, env = "SILO_LOG_FORMAT", default_value = "text")]
         log_format: silo::telemetry::logs::LogFormat,
+    },
+    /// Scaffolds a service that builds and runs as is: its crate or package, a migration,
+    /// `GET`/`POST` on its route, a test, and its manifest entry.
+    New {
+        /// The service's name.
+        name: String,
+        #[arg(long, value_enum)]
+        lang: new::Lang,
+        /// The folder the service goes in (for Rust, the components workspace).
+        #[arg(long, default_value = "components")]
+        dir: PathBuf,
+        /// Its route prefix (default: `/NAME`).
+        #[arg(long)]
+        route: Option<String>,
+        /// Append its entry to this manifest (default: print it).
+        #[arg(long)]
+        append_manifest: Option<PathBuf>,
+    },
+    /// Serves the manifest like `run`, watches each service's sources, and on a change
+    /// rebuilds and hot-deploys only that service.
+    Dev {
+        #[arg(long, default_value = "silo.toml")]
+        manifest: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        admin: SocketAddr,
+        #[arg(long, default_value = ".silo")]
+        data: PathBuf,
     },
     /// Lists the services of a running host.
     Services(AdminArgs),
@@ -200,6 +231,25 @@ fn main() -> ExitCode {
             admin_token,
             threads,
         ),
+        Command::New {
+            name,
+            lang,
+            dir,
+            route,
+            append_manifest,
+        } => new::new(new::NewArgs {
+            name: &name,
+            lang,
+            dir: &dir,
+            route: route.as_deref(),
+            append_manifest: append_manifest.as_deref(),
+        }),
+        Command::Dev {
+            manifest,
+            listen,
+            admin,
+            data,
+        } => dev::dev(&manifest, listen, admin, &data),
         Command::Services(args) => services::services(&args),
         Command::Deploy {
             service,

@@ -37,6 +37,9 @@ fn owned_elsewhere(manifest: &Path, lines: &[String]) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// A task started beside the servers once the host serves (`silo dev`'s watcher).
+pub(crate) type Companion =
+    Box<dyn FnOnce(Arc<Host>) -> futures::future::BoxFuture<'static, ()> + Send>;
 /// The environment variable naming the compiled-code cache when `--cache` is not given.
 pub(crate) const CODE_CACHE_ENV: &str = "SILO_CODE_CACHE";
 
@@ -48,6 +51,30 @@ pub(crate) fn run(
     cache: Option<&Path>,
     admin_token: Option<String>,
     threads: Option<usize>,
+) -> ExitCode {
+    serve(
+        manifest_path,
+        listen,
+        admin,
+        data,
+        cache,
+        admin_token,
+        threads,
+        None,
+    )
+}
+
+/// [`run`], with `companion` running on the main runtime once the host serves.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn serve(
+    manifest_path: &Path,
+    listen: SocketAddr,
+    admin: SocketAddr,
+    data: &Path,
+    cache: Option<&Path>,
+    admin_token: Option<String>,
+    threads: Option<usize>,
+    companion: Option<Companion>,
 ) -> ExitCode {
     // Traces: the ring behind /admin/traces always, OTLP/HTTP when the standard variables
     // name a collector.
@@ -168,6 +195,9 @@ pub(crate) fn run(
             token,
             stopped,
         ));
+        if let Some(companion) = companion {
+            tokio::spawn(companion(host.clone()));
+        }
         signals.wait().await;
         tracing::info!("shutting down: finishing in-flight requests");
         host.begin_shutdown();

@@ -360,8 +360,7 @@ mod tests {
         }
         let secs = start.elapsed().as_secs_f64();
         let passed = 1000 - budget.dropped() / 99;
-        let payable =
-            ((4 << 10) as f64 + secs * f64::from(10 << 10)) / (99 + LINE_OVERHEAD) as f64;
+        let payable = ((4 << 10) as f64 + secs * f64::from(10 << 10)) / (99 + LINE_OVERHEAD) as f64;
         assert!(
             passed as f64 <= payable.ceil() + 1.0,
             "{passed} lines passed, the budget pays for {payable:.1}"

@@ -113,11 +113,59 @@ fn build(
         .build();
     let mut builder = SdkTracerProvider::builder()
         .with_resource(resource)
+        .with_id_generator(FixedOrRandomIds::default())
         .with_span_processor(RingProcessor);
     if let Some(exporter) = exporter {
         builder = builder.with_batch_exporter(exporter);
     }
     builder.build()
+}
+
+thread_local! {
+    /// The ids the next span started on this thread must have (see [`with_fixed_ids`]).
+    static FIXED: std::cell::Cell<Option<(opentelemetry::trace::TraceId, opentelemetry::trace::SpanId)>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Runs `start` (which starts one span) so that span gets `trace_id` (when it is a root)
+/// and `span_id`: a span whose identity was fixed beforehand, as a saga's is (its steps,
+/// even after a restart, already name it as their parent).
+pub(super) fn with_fixed_ids<T>(
+    trace_id: [u8; 16],
+    span_id: [u8; 8],
+    start: impl FnOnce() -> T,
+) -> T {
+    FIXED.with(|f| {
+        f.set(Some((
+            opentelemetry::trace::TraceId::from_bytes(trace_id),
+            opentelemetry::trace::SpanId::from_bytes(span_id),
+        )))
+    });
+    let out = start();
+    FIXED.with(|f| f.set(None));
+    out
+}
+
+/// Random ids, except for a span started inside [`with_fixed_ids`].
+#[derive(Debug, Default)]
+struct FixedOrRandomIds {
+    random: opentelemetry_sdk::trace::RandomIdGenerator,
+}
+
+impl opentelemetry_sdk::trace::IdGenerator for FixedOrRandomIds {
+    fn new_trace_id(&self) -> opentelemetry::trace::TraceId {
+        match FIXED.with(|f| f.get()) {
+            Some((trace, _)) => trace,
+            None => self.random.new_trace_id(),
+        }
+    }
+
+    fn new_span_id(&self) -> opentelemetry::trace::SpanId {
+        match FIXED.with(|f| f.get()) {
+            Some((_, span)) => span,
+            None => self.random.new_span_id(),
+        }
+    }
 }
 
 /// Copies every ended span into the ring.

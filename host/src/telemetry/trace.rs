@@ -3,6 +3,7 @@
 //! `/admin/traces`, and an OTLP exporter when one is configured: see [`super::otel`]).
 
 use std::borrow::Cow;
+use std::time::SystemTime;
 
 pub use super::ring::{RING, RING_CAPACITY, Ring, SpanRecord};
 
@@ -106,26 +107,7 @@ impl Span {
         parent: Option<TraceContext>,
         kind: SpanKind,
     ) -> Self {
-        use opentelemetry::trace::{Span as _, TraceContextExt, Tracer as _};
-        let parent_cx = match parent {
-            Some(p) => opentelemetry::Context::new().with_remote_span_context(p.to_otel()),
-            None => opentelemetry::Context::new(),
-        };
-        let builder = opentelemetry::trace::SpanBuilder::from_name(name)
-            .with_kind(kind.to_otel())
-            .with_attributes([opentelemetry::KeyValue::new(
-                super::otel::SERVICE_ATTRIBUTE,
-                service.to_string(),
-            )]);
-        let tracer = super::otel::tracer();
-        let inner = tracer.build_with_context(builder, &parent_cx);
-        let sc = inner.span_context();
-        let context = TraceContext {
-            trace_id: sc.trace_id().to_bytes(),
-            span_id: sc.span_id().to_bytes(),
-            sampled: sc.is_sampled(),
-        };
-        Self { inner, context }
+        Self::build(name, service, parent, kind, None, None)
     }
 
     /// [`Span::start`] for work that began at `start` (wall clock) and is recorded only now:
@@ -136,9 +118,7 @@ impl Span {
         parent: Option<TraceContext>,
         start: SystemTime,
     ) -> Self {
-        let mut span = Self::start(name, service, parent);
-        span.set_start(start);
-        span
+        Self::build(name, service, parent, SpanKind::Internal, None, Some(start))
     }
 
     /// A span whose identity was fixed beforehand (`context`, so work started elsewhere or
@@ -151,17 +131,59 @@ impl Span {
         parent: Option<[u8; 8]>,
         start: SystemTime,
     ) -> Self {
-        let mut span = Self::start(name, service, None);
-        span.context = context;
-        span.parent = parent;
-        span.set_start(start);
-        span
+        let parent = parent.map(|span_id| TraceContext {
+            trace_id: context.trace_id,
+            span_id,
+            sampled: context.sampled,
+        });
+        Self::build(
+            name,
+            service,
+            parent,
+            SpanKind::Internal,
+            Some(context),
+            Some(start),
+        )
     }
 
-    fn set_start(&mut self, start: SystemTime) {
-        let ago = SystemTime::now().duration_since(start).unwrap_or_default();
-        self.start_wall = start;
-        self.start = Instant::now().checked_sub(ago).unwrap_or_else(Instant::now);
+    /// The one place spans are made: a child of `parent` (or a root), with the identity
+    /// `fixed` when given, begun at `start` when given (else now).
+    fn build(
+        name: impl Into<Cow<'static, str>>,
+        service: &str,
+        parent: Option<TraceContext>,
+        kind: SpanKind,
+        fixed: Option<TraceContext>,
+        start: Option<SystemTime>,
+    ) -> Self {
+        use opentelemetry::trace::{Span as _, TraceContextExt, Tracer as _};
+        let parent_cx = match parent {
+            Some(p) => opentelemetry::Context::new().with_remote_span_context(p.to_otel()),
+            None => opentelemetry::Context::new(),
+        };
+        let mut builder = opentelemetry::trace::SpanBuilder::from_name(name)
+            .with_kind(kind.to_otel())
+            .with_attributes([opentelemetry::KeyValue::new(
+                super::otel::SERVICE_ATTRIBUTE,
+                service.to_string(),
+            )]);
+        if let Some(start) = start {
+            builder = builder.with_start_time(start);
+        }
+        let tracer = super::otel::tracer();
+        let inner = match fixed {
+            Some(f) => super::otel::with_fixed_ids(f.trace_id, f.span_id, || {
+                tracer.build_with_context(builder, &parent_cx)
+            }),
+            None => tracer.build_with_context(builder, &parent_cx),
+        };
+        let sc = inner.span_context();
+        let context = TraceContext {
+            trace_id: sc.trace_id().to_bytes(),
+            span_id: sc.span_id().to_bytes(),
+            sampled: sc.is_sampled(),
+        };
+        Self { inner, context }
     }
 
     /// This span's context: the parent of the spans it starts, and what travels on.
@@ -278,7 +300,11 @@ mod tests {
         let s = &spans[0];
         assert_eq!(s.span_id, ctx.span_id_hex());
         assert_eq!(s.parent_span_id.as_deref(), Some("0505050505050505"));
-        let start_ms = begun.duration_since(UNIX_EPOCH).unwrap().as_secs_f64() * 1e3;
+        let start_ms = begun
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+            * 1e3;
         assert!(
             (s.start_ms - start_ms).abs() < 1.0,
             "{} vs {start_ms}",

@@ -375,7 +375,8 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// Scaffolds `name` in `lang` into a temporary workspace beside the repository's SDK for
 /// it, runs its own test, builds it with the language's tool, deploys it and calls it.
-/// `None` (and a SKIPPED line) when the repository lacks the SDK or the tool.
+/// `None` (and a SKIPPED line) when the repository lacks the SDK or the tool; a failure
+/// instead when `SILO_REQUIRE_BACKENDS=1` (as `.ci/run` sets).
 async fn polyglot_round_trip(lang: &str, name: &str) -> Option<()> {
     let repo = repo_root();
     let (sdk, tool) = match lang {
@@ -389,6 +390,11 @@ async fn polyglot_round_trip(lang: &str, name: &str) -> Option<()> {
         ),
     };
     if !repo.join("components").join(sdk).is_dir() || !tool.is_file() {
+        assert!(
+            std::env::var("SILO_REQUIRE_BACKENDS").as_deref() != Ok("1"),
+            "components/{sdk} or {} is missing, and SILO_REQUIRE_BACKENDS=1 requires this test to run (make build installs it)",
+            tool.display()
+        );
         eprintln!(
             "SKIPPED: components/{sdk} or {} is missing (make build installs it)",
             tool.display()

@@ -477,7 +477,7 @@ async fn the_dashboard_draws_an_orders_trace_as_a_waterfall() {
     b.until(
         "a trace rooted at POST /orders",
         "const r = [...document.querySelectorAll('#trace-list tr.trace')]
-           .find(r => r.cells[0].title.includes(arguments[0]) && r.cells[1].textContent === 'orders');
+           .find(r => r.cells[0].title.includes(arguments[0]) && r.cells[2].textContent.trim() === 'orders');
          if (!r) return false; r.click(); return true;",
         "POST",
     )

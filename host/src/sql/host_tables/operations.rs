@@ -182,13 +182,11 @@ impl HostTables {
                     tx.execute_host(&s, &[]).await?;
                 }
                 for c in table.columns.iter().filter(|c| c.added) {
-                    let has = tx
-                        .query_host(
-                            "SELECT count(*) FROM pragma_table_info(?, 'main') WHERE name = ?",
-                            &[t(table.name), t(c.name)],
-                        )
-                        .await?;
-                    if has.rows.first().map_or(0, |r| int(r.first())) == 0 {
+                    // Probed by naming it, not through `pragma_table_info`: every text
+                    // the host runs names its own tables, which a guest may never read,
+                    // so no host statement works as guest SQL.
+                    let probe = format!("SELECT {} FROM main.{} LIMIT 0", c.name, table.name);
+                    if tx.query_host(&probe, &[]).await.is_err() {
                         let add = self.dialect.add_column(table, c);
                         tx.execute_host(&add, &[]).await?;
                     }

@@ -35,6 +35,13 @@ pub(super) async fn metrics(host: &Host) -> Response<HyperOutgoingBody> {
             .gauge("silo_services", "Services loaded.")
             .get_or_create(&vec![])
             .set(gauge(services as u64));
+        scrape
+            .counter(
+                "silo_trace_spans_dropped",
+                "Spans the trace ring did not keep: their trace already had 1,000 there.",
+            )
+            .get_or_create(&vec![])
+            .inc_by(telemetry::trace::RING.dropped());
         event_metrics(&subscriptions, scrape);
         saga_metrics(&sagas, &duplicates, scrape);
         crate::runtime::stdio::register_metrics(scrape);

@@ -174,6 +174,8 @@ async fn promtool_accepts_metrics_with_the_demos_requests_counted() {
         .filter(|l| l.starts_with("[services.") && l.matches('.').count() == 1)
         .count();
     assert_eq!(sample(&metrics, "silo_services"), services as f64);
+    // The demo's traces are far under the ring's per-trace share: nothing dropped.
+    assert_eq!(sample(&metrics, "silo_trace_spans_dropped_total"), 0.0);
     assert_eq!(
         sample(
             &metrics,

@@ -5,22 +5,50 @@ use hyper::{Response, StatusCode};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::json;
-use crate::host::Host;
-use crate::runtime::dispatch::{full, json_error};
+use crate::host::{Host, Phase};
+use crate::runtime::dispatch::full;
 use crate::telemetry;
 use crate::telemetry::metrics::{Labels, Scrape};
 
-/// `GET /healthz`: 200 once every service is loaded, 503 before.
+/// `GET /healthz`: 200 once every service is loaded; before, 503 `starting` with each
+/// service's phase (compiling, opening, ready), the ones still compiling by name, and the
+/// time since start-up began.
 pub(super) fn healthz(host: &Host) -> Response<HyperOutgoingBody> {
     if host.is_ready() {
-        json(StatusCode::OK, serde_json::json!({ "status": "ok" }))
-    } else {
-        json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "starting",
-            "services are loading",
-        )
+        return json(StatusCode::OK, serde_json::json!({ "status": "ok" }));
     }
+    let status = host.startup_status();
+    let ready = status.in_phase(Phase::Ready);
+    let compiling = status.in_phase(Phase::Compiling);
+    let opening = status.in_phase(Phase::Opening);
+    let mut message = format!(
+        "services are loading: {} of {} ready",
+        ready.len(),
+        status.services.len()
+    );
+    if !compiling.is_empty() {
+        message.push_str(&format!("; compiling: {}", compiling.join(", ")));
+    }
+    if !opening.is_empty() {
+        message.push_str(&format!("; opening: {}", opening.join(", ")));
+    }
+    let services: serde_json::Map<String, serde_json::Value> = status
+        .services
+        .iter()
+        .map(|(name, phase)| (name.clone(), phase.as_str().into()))
+        .collect();
+    json(
+        StatusCode::SERVICE_UNAVAILABLE,
+        serde_json::json!({
+            "error": { "code": "starting", "message": message },
+            "status": "starting",
+            "services": services,
+            "ready": ready,
+            "compiling": compiling,
+            "opening": opening,
+            "elapsedMs": status.elapsed.as_millis() as u64,
+        }),
+    )
 }
 
 /// `GET /metrics`: every series, in Prometheus' text format (0.0.4): the host's registry,

@@ -74,9 +74,40 @@ pub fn path_segment(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
+/// The admin token: given from the start (`--admin-token`, `SILO_ADMIN_TOKEN`), or set
+/// once the data folder that holds it exists (`silo run` creates it just before the first
+/// service opens). Until then `/admin/*` answers 503 `starting`.
+#[derive(Clone, Default)]
+pub struct AdminToken(Arc<std::sync::OnceLock<Arc<str>>>);
+
+impl AdminToken {
+    pub fn new(token: Option<String>) -> Self {
+        let t = Self::default();
+        if let Some(token) = token {
+            t.set(token);
+        }
+        t
+    }
+
+    /// Sets the token; a second call changes nothing.
+    pub fn set(&self, token: String) {
+        let _ = self.0.set(token.into());
+    }
+
+    pub fn get(&self) -> Option<Arc<str>> {
+        self.0.get().cloned()
+    }
+}
+
+impl From<String> for AdminToken {
+    fn from(token: String) -> Self {
+        Self::new(Some(token))
+    }
+}
+
 async fn handle(
     host: Arc<Host>,
-    token: Arc<str>,
+    token: AdminToken,
     req: Request<Incoming>,
 ) -> Response<HyperOutgoingBody> {
     let path = req.uri().path().to_string();
@@ -85,6 +116,13 @@ async fn handle(
         (&Method::GET, p) if p == "/" || p.starts_with("/dashboard/") => dashboard::serve(p),
         (&Method::GET, "/metrics") => health::metrics(&host).await,
         (_, p) if p == "/admin" || p.starts_with("/admin/") => {
+            let Some(token) = token.get() else {
+                return json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "starting",
+                    "the admin API opens once the first service has compiled and the data folder (which holds the admin token) exists: see /healthz",
+                );
+            };
             let mut auth = req.headers().get_all(http::header::AUTHORIZATION).iter();
             let (first, second) = (auth.next(), auth.next());
             if second.is_some() {
@@ -119,6 +157,13 @@ async fn handle(
                         "`{}` is not a service name (lowercase letters, digits and `-`, at most 63)",
                         crate::manifest::one_line(name, 80)
                     ),
+                );
+            }
+            if req.method() != Method::GET && !host.is_ready() {
+                return json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "starting",
+                    "the host is starting: deploys, rollbacks, applies and replays wait until every service is loaded (see /healthz)",
                 );
             }
             let query = req.uri().query().map(str::to_string);
@@ -160,10 +205,10 @@ async fn handle(
 pub async fn serve_admin(
     host: Arc<Host>,
     listener: std::net::TcpListener,
-    token: String,
+    token: impl Into<AdminToken>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let token: Arc<str> = token.into();
+    let token: AdminToken = token.into();
     let listener =
         tokio::net::TcpListener::from_std(listener).expect("registering the admin listener");
     loop {

@@ -140,6 +140,9 @@ async fn accept_loop(
                             let resp = match routes.route(req.uri().path()) {
                                 Some(service) => dispatch(service, req).await,
                                 None => {
+                                    let path = req.uri().path();
+                                    let starting = host.starting(path);
+                                    let status = if starting.is_some() { 503u16 } else { 404 };
                                     // Still one request line, with no service: a path that
                                     // reaches nobody shows in the log like any other.
                                     let trace_id = req
@@ -154,16 +157,19 @@ async fn accept_loop(
                                         method = %req.method(),
                                         path = %req.uri().path(),
                                         service = "",
-                                        status = 404u16,
+                                        status,
                                         duration_ms = 0.0,
                                         trace_id = %trace_id,
                                         "request"
                                     );
-                                    json_error(
-                                        hyper::StatusCode::NOT_FOUND,
-                                        "no_route",
-                                        &format!("no service serves `{}`", req.uri().path()),
-                                    )
+                                    match starting {
+                                        Some((name, phase)) => starting_response(&name, phase),
+                                        None => json_error(
+                                            hyper::StatusCode::NOT_FOUND,
+                                            "no_route",
+                                            &format!("no service serves `{path}`"),
+                                        ),
+                                    }
                                 }
                             };
                             Ok::<_, std::convert::Infallible>(resp)
@@ -180,4 +186,25 @@ async fn accept_loop(
     }
     drop(listener);
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
+}
+
+/// The answer for a path whose service has not started yet: 503 `starting`, naming the
+/// service and what it is doing, with `Retry-After`.
+fn starting_response(
+    name: &str,
+    phase: super::Phase,
+) -> hyper::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody> {
+    let mut resp = json_error(
+        hyper::StatusCode::SERVICE_UNAVAILABLE,
+        "starting",
+        &format!(
+            "service `{name}` is still starting ({}): retry shortly",
+            phase.as_str()
+        ),
+    );
+    resp.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from_static("1"),
+    );
+    resp
 }

@@ -2,7 +2,8 @@
 //!
 //! Lifecycle, kept visible: link once ([`Host::new`]: engine, linker, epoch ticker), load and
 //! validate per service ([`Host::load_manifest`], in `start`: compile, link, open stores,
-//! migrate), then serve ([`serve_workers`], in `listeners`) with one single-threaded tokio
+//! migrate; or [`Host::start_each`], in `startup`, serving each service as soon as it is
+//! open), then serve ([`serve_workers`], in `listeners`) with one single-threaded tokio
 //! runtime per core, each accepting on its own `SO_REUSEPORT` socket of the same address and
 //! parsing requests there; each request's instance then runs on its service's own executor
 //! (`runtime::executor`), so no service's guest code runs on a thread another service needs.
@@ -10,17 +11,20 @@
 //! it all in `shutdown`.
 
 mod apply;
+mod board;
 mod compare;
 mod deploys;
 mod listeners;
 mod shutdown;
 mod start;
+mod startup;
 
 pub use apply::{Change, Plan, RunningVersion, ServiceChange};
+pub use board::{Phase, StartupStatus};
 pub use deploys::{DeployError, DeployOutcome, DeployRequest};
 pub use listeners::{BindError, HEADER_READ_TIMEOUT, Listeners, serve_workers};
 pub use shutdown::{SHUTDOWN_GRACE, ShutdownSignal};
-pub use start::Planned;
+pub use start::{Chosen, Planned};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -64,6 +68,8 @@ pub struct Host {
     manifest_path: std::sync::Mutex<Option<PathBuf>>,
     routes: ServiceDirectory,
     ready: AtomicBool,
+    /// Each service's phase while the host starts ([`Host::start_each`]).
+    startup: std::sync::Mutex<board::StartupBoard>,
     shutting_down: AtomicBool,
     deploying: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Moves committed events from outboxes to subscribers.
@@ -176,6 +182,7 @@ impl Host {
             manifest_path: Default::default(),
             routes,
             ready: AtomicBool::new(false),
+            startup: Default::default(),
             shutting_down: AtomicBool::new(false),
             deploying: Default::default(),
             events,

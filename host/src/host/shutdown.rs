@@ -34,6 +34,11 @@ impl ShutdownSignal {
 
     /// Resolves on the first SIGINT or SIGTERM.
     pub async fn wait(mut self) {
+        self.recv().await
+    }
+
+    /// Resolves on the next SIGINT or SIGTERM (the handlers stay installed).
+    pub async fn recv(&mut self) {
         tokio::select! {
             _ = self.term.recv() => {},
             _ = self.int.recv() => {},

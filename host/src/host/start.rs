@@ -2,7 +2,6 @@
 //! migrating them, and wiring its events and sagas.
 
 use std::collections::VecDeque;
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use wasmtime::error::Context;
 
+use super::board::{Phase, Progress};
 use super::{Host, StartError, commanded_by};
 use crate::deploy::{History, VersionRecord, now_secs};
 use crate::events::Outbox;
 use crate::events::outbox::ensure_inbox;
 use crate::manifest::{HostSettings, Manifest, ManifestError, ServiceSpec};
-use crate::runtime::dispatch::RouteTable;
 use crate::runtime::grants::{StoreGrants, open_grants};
 use crate::runtime::migrations::migrate;
 use crate::runtime::service::Service;
@@ -29,6 +28,41 @@ pub struct Planned {
     bytes: Vec<u8>,
     /// Its version in the history; `None` for a manifest component never recorded.
     version: Option<u32>,
+}
+
+/// What [`Host::choose`] decided each service serves: (name, spec, component bytes,
+/// version in the history), in name order, with every spec by name.
+pub struct Chosen {
+    services: Vec<(String, ServiceSpec, Vec<u8>, Option<u32>)>,
+    specs: std::collections::BTreeMap<String, ServiceSpec>,
+}
+
+impl Chosen {
+    pub fn len(&self) -> usize {
+        self.services.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty()
+    }
+
+    /// Each chosen service's spec, by name.
+    pub fn specs(&self) -> &std::collections::BTreeMap<String, ServiceSpec> {
+        &self.specs
+    }
+
+    /// Each chosen service's name and route, in name order.
+    pub fn routes(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.specs
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.route.as_str()))
+    }
+}
+
+impl Planned {
+    pub fn name(&self) -> &str {
+        &self.service.name
+    }
 }
 
 /// Logs, at start-up, where what serves differs from the manifest.
@@ -51,10 +85,25 @@ impl Host {
         self.open(plans).await
     }
 
-    /// Decides what each service serves (its active deployed version if the data folder has
-    /// one, else the manifest's component), then compiles and links it: the checks that
-    /// write nothing. A bad component fails here, naming the service's `component` key.
+    /// Decides what each service serves, then compiles and links them all (in parallel):
+    /// [`Host::choose`] and [`Host::compile_each`], every result kept. The first failure in
+    /// name order is the one reported, as when they were compiled in turn.
     pub fn compile(&self, path: &Path, manifest: &Manifest) -> Result<Vec<Planned>, StartError> {
+        let chosen = self.choose(path, manifest)?;
+        let results = Mutex::new(Vec::with_capacity(chosen.len()));
+        self.compile_each(path, chosen, |i, _, planned| {
+            results.lock().expect("compile results").push((i, planned));
+        });
+        let mut results = results.into_inner().expect("compile results");
+        results.sort_by_key(|(i, _)| *i);
+        results.into_iter().map(|(_, planned)| planned).collect()
+    }
+
+    /// Decides what each service serves (its active deployed version if the data folder has
+    /// one, else the manifest's component) and checks the services together: what needs no
+    /// compiling, and writes nothing. An unreadable component fails here, naming the
+    /// service's `component` key.
+    pub fn choose(&self, path: &Path, manifest: &Manifest) -> Result<Chosen, StartError> {
         *self.manifest_path.lock().expect("manifest path") = Some(path.to_path_buf());
         let history = History::new(&self.data_dir);
         let io = |e: std::io::Error| {
@@ -63,7 +112,6 @@ impl Host {
         let mut names: std::collections::BTreeSet<String> =
             manifest.services.keys().cloned().collect();
         names.extend(history.services().map_err(io)?);
-        let mut plans = Vec::new();
         let mut chosen = Vec::new();
         for name in names {
             let recorded = history.load(&name).map_err(io)?;
@@ -128,15 +176,46 @@ impl Host {
             .iter()
             .map(|(name, spec, _, _)| (name.clone(), spec.clone()))
             .collect();
-        // Compiled in parallel (cores bound the workers), each service timed; the first
-        // failure in name order is the one reported, as when they were compiled in turn.
-        let total = chosen.len();
+        *self.backends.lock().expect("backends") = manifest.backends.clone();
+        let all = Manifest {
+            services: specs.clone(),
+            backends: manifest.backends.clone(),
+            host: HostSettings {
+                instances: Some(self.pool),
+                ..manifest.host.clone()
+            },
+        };
+        all.validate().map_err(|(key, message)| ManifestError {
+            file: path.to_path_buf(),
+            key,
+            message,
+        })?;
+        Ok(Chosen {
+            services: chosen,
+            specs,
+        })
+    }
+
+    /// Compiles and links the chosen services in parallel (cores bound the workers), the
+    /// smallest components first, each timed, with progress on a terminal; `done(index, name, result)` is called as each
+    /// finishes, on the worker that compiled it. Returns once every one is done.
+    pub fn compile_each(
+        &self,
+        path: &Path,
+        chosen: Chosen,
+        done: impl Fn(usize, &str, Result<Planned, StartError>) + Sync,
+    ) {
+        let Chosen { services, specs } = chosen;
+        let total = services.len();
         let workers = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(total.max(1));
         let progress = Progress::new(total);
-        let queue = Mutex::new(chosen.into_iter().enumerate().collect::<VecDeque<_>>());
-        let results = Mutex::new(Vec::with_capacity(total));
+        // Smallest first: the small services are serving before a big Python or JavaScript
+        // component (tens of seconds cold) is done, instead of queueing behind it.
+        let mut queue: Vec<_> = services.into_iter().enumerate().collect();
+        queue.sort_by_key(|(_, (_, _, bytes, _))| bytes.len());
+        let queue = Mutex::new(queue.into_iter().collect::<VecDeque<_>>());
         std::thread::scope(|scope| {
             if progress.tty {
                 // The elapsed time keeps moving while a big component compiles.
@@ -157,35 +236,12 @@ impl Host {
                         let started = Instant::now();
                         let planned = self.plan_one(path, &specs, &name, spec, bytes, version);
                         progress.end(&name, started.elapsed(), planned.is_ok());
-                        results.lock().expect("compile results").push((i, planned));
+                        done(i, &name, planned);
                     }
                 });
             }
         });
         progress.finish();
-        let mut results = results.into_inner().expect("compile results");
-        results.sort_by_key(|(i, _)| *i);
-        for (_, planned) in results {
-            plans.push(planned?);
-        }
-        *self.backends.lock().expect("backends") = manifest.backends.clone();
-        let all = Manifest {
-            services: plans
-                .iter()
-                .map(|p| (p.service.name.to_string(), p.spec.clone()))
-                .collect(),
-            backends: manifest.backends.clone(),
-            host: HostSettings {
-                instances: Some(self.pool),
-                ..manifest.host.clone()
-            },
-        };
-        all.validate().map_err(|(key, message)| ManifestError {
-            file: path.to_path_buf(),
-            key,
-            message,
-        })?;
-        Ok(plans)
     }
 
     /// Compiles and links one service of [`Host::compile`], and checks its memory limit.
@@ -236,72 +292,108 @@ impl Host {
         })
     }
 
-    /// The checks of `plans` that need an instance and write nothing: each component's
-    /// migrations are read and must target only the stores its spec declares. `silo run`
-    /// runs them before the data folder is created; a failure names the service's `stores`.
+    /// The checks of `plans` that need an instance and write nothing ([`Host::check_one`]
+    /// of each). `silo run` runs them before the data folder is created.
     pub async fn check(&self, path: &Path, plans: &[Planned]) -> Result<(), StartError> {
         for plan in plans {
-            let name = &plan.service.name;
-            let steps = crate::runtime::migrations::read_migrations(&plan.service)
-                .await
-                .map_err(|e| ManifestError {
-                    file: path.to_path_buf(),
-                    key: format!("services.{name}.component"),
-                    message: format!("{e:#}"),
-                })?;
-            crate::runtime::migrations::by_store(name, steps, |s| plan.spec.stores.contains_key(s))
-                .map_err(|e| ManifestError {
-                    file: path.to_path_buf(),
-                    key: format!("services.{name}.stores"),
-                    message: format!("{e:#}: add it as `[services.{name}.stores.STORE]`"),
-                })?;
+            self.check_one(path, plan).await?;
         }
         Ok(())
     }
 
+    /// The check of one compiled service that needs an instance and writes nothing: its
+    /// migrations are read and must target only the stores its spec declares; a failure
+    /// names the service's `stores`.
+    pub async fn check_one(&self, path: &Path, plan: &Planned) -> Result<(), StartError> {
+        let name = &plan.service.name;
+        let steps = crate::runtime::migrations::read_migrations(&plan.service)
+            .await
+            .map_err(|e| ManifestError {
+                file: path.to_path_buf(),
+                key: format!("services.{name}.component"),
+                message: format!("{e:#}"),
+            })?;
+        crate::runtime::migrations::by_store(name, steps, |s| plan.spec.stores.contains_key(s))
+            .map_err(|e| ManifestError {
+                file: path.to_path_buf(),
+                key: format!("services.{name}.stores"),
+                message: format!("{e:#}: add it as `[services.{name}.stores.STORE]`"),
+            })?;
+        Ok(())
+    }
+
     /// Opens the planned services' stores, applies their migrations, records first versions,
-    /// and starts routing to them.
+    /// and starts routing to them ([`Host::open_one`] of each); then the host is ready.
     pub async fn open(&self, plans: Vec<Planned>) -> Result<(), StartError> {
-        let history = History::new(&self.data_dir);
-        let mut services = Vec::new();
         for plan in plans {
-            let Planned {
-                mut service,
-                spec,
-                bytes,
-                version,
-            } = plan;
-            service.grants =
-                open_grants(&self.data_dir, &service.name, &spec, None, &self.backends())
-                    .await
-                    .map_err(|e| match e.downcast::<OwnedElsewhere>() {
-                        Ok(OwnedElsewhere(lines)) => StartError::OwnedElsewhere(lines),
-                        Err(e) => StartError::Other(e),
-                    })?;
-            let report = migrate(&service).await?;
-            self.prepare_events(&mut service).await?;
-            for (store, v) in &report.applied {
-                tracing::info!(service = %service.name, store, version = v, "migration applied");
-            }
-            service.version = match version {
-                Some(v) => v,
-                None => self
-                    .record(&history, &service.name, &bytes, &spec, "manifest")
-                    .map_err(|e| wasmtime::format_err!("recording `{}`: {e}", service.name))?,
-            };
-            tracing::info!(service = %service.name, version = service.version, route = %service.spec.route, digest = %service.digest, "service loaded");
-            services.push(Arc::new(service));
-        }
-        self.routes.store(Arc::new(RouteTable::new(services)));
-        // Every outbox first: a subscriber registers with its source's outbox.
-        let routes = self.routes();
-        for service in routes.services() {
-            self.start_outbox(service);
-        }
-        for service in routes.services() {
-            self.register_subscriptions(service).await?;
+            self.open_one(plan).await?;
         }
         self.ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Opens one planned service: its stores, its migrations, its event tables, its first
+    /// version in the history; then routes to it and wires its events: its outbox relays,
+    /// its subscriptions register with the outboxes open so far, and the services routed
+    /// before it register theirs with its outbox. Services may so be opened one by one, in
+    /// any order, each serving as soon as it is open.
+    pub async fn open_one(&self, plan: Planned) -> Result<(), StartError> {
+        let history = History::new(&self.data_dir);
+        let Planned {
+            mut service,
+            spec,
+            bytes,
+            version,
+        } = plan;
+        self.set_phase(&service.name, Phase::Opening);
+        service.grants = open_grants(&self.data_dir, &service.name, &spec, None, &self.backends())
+            .await
+            .map_err(|e| match e.downcast::<OwnedElsewhere>() {
+                Ok(OwnedElsewhere(lines)) => StartError::OwnedElsewhere(lines),
+                Err(e) => StartError::Other(e),
+            })?;
+        let report = migrate(&service).await?;
+        self.prepare_events(&mut service).await?;
+        for (store, v) in &report.applied {
+            tracing::info!(service = %service.name, store, version = v, "migration applied");
+        }
+        service.version = match version {
+            Some(v) => v,
+            None => self
+                .record(&history, &service.name, &bytes, &spec, "manifest")
+                .map_err(|e| wasmtime::format_err!("recording `{}`: {e}", service.name))?,
+        };
+        tracing::info!(service = %service.name, version = service.version, route = %service.spec.route, digest = %service.digest, "service loaded");
+        let service = Arc::new(service);
+        let routes = self.routes().with(service.clone());
+        self.routes.store(Arc::new(routes));
+        self.start_outbox(&service);
+        // Its own subscriptions with every outbox open so far; then the services already
+        // routed with its outbox (a subscriber registers with its source's outbox).
+        self.register_subscriptions(&service).await?;
+        if let Some(outbox) = &service.outbox {
+            // The subscribers still starting register from what they declare, so an event
+            // published before they open waits for them instead of passing them by.
+            for (name, spec) in self.not_open_yet() {
+                let topics = topics_from(&spec, &service.name);
+                if name != *service.name && !topics.is_empty() {
+                    outbox
+                        .sync_subscriber(&name, &topics)
+                        .await
+                        .with_context(|| {
+                            format!(
+                                "registering `{name}`'s subscriptions with `{}`",
+                                service.name
+                            )
+                        })?;
+                }
+            }
+            let routes = self.routes();
+            for other in routes.services().filter(|s| s.name != service.name) {
+                self.register_subscriptions(other).await?;
+            }
+        }
+        self.set_phase(&service.name, Phase::Ready);
         Ok(())
     }
 
@@ -386,13 +478,7 @@ impl Host {
             .cloned()
             .collect();
         for outbox in outboxes {
-            let topics: Vec<String> = service
-                .spec
-                .subscribes
-                .iter()
-                .filter(|s| *s.source == *outbox.source)
-                .map(|s| s.topic.clone())
-                .collect();
+            let topics = topics_from(&service.spec, &outbox.source);
             let dropped = outbox
                 .sync_subscriber(&service.name, &topics)
                 .await
@@ -436,6 +522,15 @@ impl Host {
     }
 }
 
+/// The topics `spec` subscribes to from `source`.
+fn topics_from(spec: &ServiceSpec, source: &str) -> Vec<String> {
+    spec.subscribes
+        .iter()
+        .filter(|s| *s.source == *source)
+        .map(|s| s.topic.clone())
+        .collect()
+}
+
 /// Makes `item` the one registered for service `name`; the one it replaces (a new version
 /// of the service opened a different store) is marked retired, so its worker stops.
 fn install<T>(
@@ -450,97 +545,5 @@ fn install<T>(
         .insert(name.to_string(), item.clone());
     if let Some(old) = replaced.filter(|o| !Arc::ptr_eq(o, item)) {
         retired(&old).store(true, Ordering::Release);
-    }
-}
-
-/// A compile at least this long is logged (a Python or JavaScript component, or a cold
-/// cache); quicker ones are not, so a refused start still prints one line only.
-const SLOW_COMPILE: Duration = Duration::from_secs(1);
-
-/// Start-up progress of compiling the services: on a terminal, one status line redrawn
-/// (which services compile, done/total, elapsed); otherwise one log line per service that
-/// compiled slowly.
-struct Progress {
-    total: usize,
-    started: Instant,
-    tty: bool,
-    /// A service failed to compile: the start will be refused.
-    failed: AtomicBool,
-    state: Mutex<(usize, Vec<String>)>,
-}
-
-impl Progress {
-    fn new(total: usize) -> Self {
-        Self {
-            total,
-            started: Instant::now(),
-            tty: std::io::stderr().is_terminal(),
-            failed: AtomicBool::new(false),
-            state: Mutex::new((0, Vec::new())),
-        }
-    }
-
-    fn begin(&self, name: &str) {
-        let mut state = self.state.lock().expect("progress");
-        state.1.push(name.to_string());
-        self.draw(&state);
-    }
-
-    fn end(&self, name: &str, took: Duration, ok: bool) {
-        let mut state = self.state.lock().expect("progress");
-        state.0 += 1;
-        state.1.retain(|n| n != name);
-        if !ok {
-            self.failed.store(true, Ordering::Relaxed);
-        }
-        if self.tty {
-            self.draw(&state);
-        } else if ok && took >= SLOW_COMPILE {
-            tracing::info!(
-                service = name,
-                done = state.0,
-                total = self.total,
-                took_ms = took.as_millis() as u64,
-                "service compiled"
-            );
-        }
-    }
-
-    /// Redraws the line; true once every service is compiled.
-    fn tick(&self) -> bool {
-        let state = self.state.lock().expect("progress");
-        self.draw(&state);
-        state.0 >= self.total
-    }
-
-    fn draw(&self, state: &(usize, Vec<String>)) {
-        if self.tty {
-            let mut err = std::io::stderr().lock();
-            let _ = write!(
-                err,
-                "\r\x1b[2Ksilo: compiling {} ({}/{} done, {:.1} s)",
-                state.1.join(", "),
-                state.0,
-                self.total,
-                self.started.elapsed().as_secs_f64()
-            );
-            let _ = err.flush();
-        }
-    }
-
-    fn finish(&self) {
-        if self.tty {
-            let mut err = std::io::stderr().lock();
-            let _ = write!(err, "\r\x1b[2K");
-            let _ = err.flush();
-        }
-        // Only after a slow start that succeeded: a refused start prints its one line alone.
-        if !self.failed.load(Ordering::Relaxed) && self.started.elapsed() >= SLOW_COMPILE {
-            tracing::info!(
-                services = self.total,
-                took_ms = self.started.elapsed().as_millis() as u64,
-                "every service compiled"
-            );
-        }
     }
 }

@@ -1,7 +1,9 @@
 //! The command line and the admin endpoint: exit statuses, messages, tokens, metrics.
 
 use crate::DEMO;
-use crate::support::{TestHost, expect_refused_start, silo_cmd, write_manifest};
+use crate::support::{
+    TestHost, expect_refused_after_start, expect_refused_start, silo_cmd, write_manifest,
+};
 
 /// Runs `silo run` on `manifest` and expects exit status 2 with a message naming the file
 /// and `key`, and no data folder written.
@@ -450,9 +452,11 @@ fn components_whose_exports_do_not_fit_the_manifest_exit_2_at_start() {
         ],
     );
     // hello.wasm as the demo's products: a saga participant without a command handler.
+    // The demo's other services may be serving by the time products has compiled.
     let demo_with_hello_products = crate::DEMO.replace("{c:products}", "{c:hello}");
-    expect_refused_start(
+    expect_refused_after_start(
         &demo_with_hello_products,
+        "products",
         "services.products.component",
         &[
             "does not export `silo:service/command-handler@0.1.0`, which a saga participant needs",
@@ -461,17 +465,19 @@ fn components_whose_exports_do_not_fit_the_manifest_exit_2_at_start() {
         ],
     );
     // A participant listed by an orchestrator, with no `commands` of its own.
-    expect_refused_start(
+    expect_refused_after_start(
         &crate::DEMO
             .replace("commands = [\"charge\", \"refund\"]\n", "")
             .replace("{c:payments}", "{c:hello}"),
+        "payments",
         "services.payments.component",
         &["which a saga participant needs: `orders` lists `payments` in `saga-participants`"],
     );
     // An orchestrator without a saga handler.
-    expect_refused_start(
+    expect_refused_after_start(
         "[services.o]\ncomponent = \"{c:hello}\"\nroute = \"/o\"\nsaga-participants = [\"p\"]\n[services.o.stores.main]\n\
          [services.p]\ncomponent = \"{c:products}\"\nroute = \"/p\"\n[services.p.stores.main]\n",
+        "o",
         "services.o.component",
         &[
             "does not export `silo:service/saga-handler@0.1.0`, which a service that starts sagas needs: `saga-participants = [\"p\"]`",

@@ -19,6 +19,7 @@ mod sagas;
 mod sandbox;
 mod scaffold;
 mod shared;
+mod startup;
 mod support;
 mod trace_flow;
 mod traces;

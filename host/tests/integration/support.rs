@@ -442,6 +442,49 @@ pub fn expect_refused_start(manifest: &str, key: &str, needles: &[&str]) {
     );
 }
 
+/// Runs `silo run` on `manifest`, whose component for service `refused` is refused only
+/// once it has compiled (its exports or migrations do not fit): other services may have
+/// been opened by then (each serves as soon as it is ready), so the refusal is the last
+/// line, not the only one, and the data folder holds nothing of the refused service —
+/// no store, no recorded version.
+pub fn expect_refused_after_start(manifest: &str, refused: &str, key: &str, needles: &[&str]) {
+    let (dir, path) = write_manifest(manifest);
+    let data = dir.path().join("data");
+    let (code, _, err) = silo_cmd(&[
+        "run",
+        "--manifest",
+        path.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, 2, "manifest {manifest:?}: stderr {err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("silo: "),
+        "the refusal is the last line: {err}"
+    );
+    assert!(last.contains("silo.toml"), "file not named: {err}");
+    assert!(last.contains(key), "key `{key}` not named: {err}");
+    for needle in needles {
+        assert!(last.contains(needle), "`{needle}` not in: {err}");
+    }
+    for written in [
+        data.join("stores").join(refused),
+        data.join("kv").join(refused),
+        data.join("deployments").join(format!("{refused}.json")),
+    ] {
+        assert!(
+            !written.exists(),
+            "the refused service `{refused}` wrote {}",
+            written.display()
+        );
+    }
+}
+
 /// Runs the `silo` binary with `args` and returns (status, stdout, stderr).
 pub fn silo_cmd(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(silo_bin()).args(args).output().unwrap();

@@ -1,5 +1,6 @@
-//! `silo run`: checks the manifest, binds the ports, opens the stores and serves until SIGINT
-//! or SIGTERM; nothing is written before every check has passed.
+//! `silo run`: checks the manifest, binds the ports, then serves each service as soon as it
+//! has compiled and opened, until SIGINT or SIGTERM; the data folder is written only once the
+//! first service is ready to open.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -135,81 +136,110 @@ pub(crate) fn serve(
         Err(StartError::OwnedElsewhere(lines)) => return owned_elsewhere(manifest_path, &lines),
         Err(StartError::Other(e)) => return fail(1, format!("{e:#}")),
     };
-    let compiled = match host.compile(manifest_path, &manifest) {
+    // Every check that needs no compiling, before anything is written.
+    let chosen = match host.choose(manifest_path, &manifest) {
         Ok(c) => c,
-        Err(StartError::Manifest(e)) => return fail(2, e),
-        Err(StartError::OwnedElsewhere(lines)) => return owned_elsewhere(manifest_path, &lines),
-        Err(StartError::Other(e)) => return fail(1, format!("{e:#}")),
+        Err(e) => return start_failed(manifest_path, e),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("building the main runtime");
-    match rt.block_on(host.check(manifest_path, &compiled)) {
-        Ok(()) => {}
-        Err(StartError::Manifest(e)) => return fail(2, e),
-        Err(StartError::OwnedElsewhere(lines)) => return owned_elsewhere(manifest_path, &lines),
-        Err(StartError::Other(e)) => return fail(1, format!("{e:#}")),
-    }
-    if let Err(e) = std::fs::create_dir_all(data) {
-        return fail(1, format!("{}: {e}", data.display()));
-    }
-    let lock = match std::fs::File::create(data.join("silo.lock")) {
-        Ok(f) => f,
-        Err(e) => return fail(1, format!("{}: {e}", data.display())),
-    };
-    if lock.try_lock().is_err() {
-        return fail(
-            1,
-            format!("another silo is serving the data folder {}", data.display()),
-        );
-    }
-    let token = match admin_token {
-        Some(t) => t,
-        None => match silo::admin::load_or_create_token(data) {
-            Ok(t) => t,
-            Err(e) => return fail(1, format!("admin token: {e}")),
-        },
-    };
-    if let Err(e) = rt.block_on(host.open(compiled)) {
-        return match e {
-            StartError::Manifest(e) => fail(2, e),
-            StartError::OwnedElsewhere(lines) => owned_elsewhere(manifest_path, &lines),
-            StartError::Other(e) => fail(1, format!("{e:#}")),
-        };
-    }
-    let _ = std::fs::create_dir_all(&cache_dir);
-    let signals = match rt.block_on(async { ShutdownSignal::install() }) {
+    let mut signals = match rt.block_on(async { ShutdownSignal::install() }) {
         Ok(s) => s,
         Err(e) => return fail(1, format!("installing signal handlers: {e}")),
     };
+    // Serving starts now, while the services compile: `/healthz` shows each one's phase,
+    // the service port answers 503 `starting` for a service not open yet, and each one
+    // serves as soon as it is open. The data folder is created just before the first
+    // service opens, so a component refused before then has written nothing.
     let http_addr = listeners.http[0].local_addr().expect("bound address");
     let admin_addr = listeners.admin.local_addr().expect("bound address");
-    println!("silo: serving http://{http_addr} (admin http://{admin_addr})");
+    let admin_token = silo::admin::AdminToken::new(admin_token);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let workers = serve_workers(host.clone(), listeners.http, stopped.clone());
-    rt.block_on(async {
+    let mut lock = None;
+    let outcome = rt.block_on(async {
         let admin = tokio::spawn(silo::admin::serve_admin(
             host.clone(),
             listeners.admin,
-            token,
+            admin_token.clone(),
             stopped,
         ));
-        if let Some(companion) = companion {
-            tokio::spawn(companion(host.clone()));
-        }
-        signals.wait().await;
-        tracing::info!("shutting down: finishing in-flight requests");
+        let started = tokio::select! {
+            r = host.start_each(manifest_path, chosen, || {
+                lock = Some(claim_data_folder(data, &admin_token)?);
+                Ok(())
+            }) => Some(r),
+            _ = signals.recv() => None,
+        };
+        let code = match started {
+            Some(Ok(())) => {
+                let _ = std::fs::create_dir_all(&cache_dir);
+                println!("silo: serving http://{http_addr} (admin http://{admin_addr})");
+                if let Some(companion) = companion {
+                    tokio::spawn(companion(host.clone()));
+                }
+                signals.recv().await;
+                tracing::info!("shutting down: finishing in-flight requests");
+                ExitCode::SUCCESS
+            }
+            Some(Err(e)) => start_failed(manifest_path, e),
+            None => {
+                tracing::info!("shutting down while starting");
+                ExitCode::SUCCESS
+            }
+        };
         host.begin_shutdown();
         let _ = stop.send(true);
         let _ = admin.await;
+        code
     });
     for w in workers {
         let _ = w.join();
     }
     // The exporter's last batch goes out before the process ends.
     silo::telemetry::shutdown();
-    tracing::info!("stopped");
+    // After a refused start, the refusal stays the last line.
+    if outcome == ExitCode::SUCCESS {
+        tracing::info!("stopped");
+    }
     drop(lock);
-    ExitCode::SUCCESS
+    outcome
+}
+
+/// A refused start: exit status 2 for the manifest's or a component's fault (one line
+/// naming the file and key), 1 for anything else.
+fn start_failed(manifest: &Path, e: StartError) -> ExitCode {
+    match e {
+        StartError::Manifest(e) => fail(2, e),
+        StartError::OwnedElsewhere(lines) => owned_elsewhere(manifest, &lines),
+        StartError::Other(e) => fail(1, format!("{e:#}")),
+    }
+}
+
+/// Creates the data folder, takes its lock (one host per folder) and settles the admin
+/// token (the given one, else `DATA/admin.token`, created if missing): the first writes of
+/// a start, made just before the first service opens. The lock is held while the returned
+/// file lives.
+fn claim_data_folder(
+    data: &Path,
+    token: &silo::admin::AdminToken,
+) -> Result<std::fs::File, StartError> {
+    let other = |m: String| StartError::Other(wasmtime::format_err!("{m}"));
+    std::fs::create_dir_all(data).map_err(|e| other(format!("{}: {e}", data.display())))?;
+    let lock = std::fs::File::create(data.join("silo.lock"))
+        .map_err(|e| other(format!("{}: {e}", data.display())))?;
+    if lock.try_lock().is_err() {
+        return Err(other(format!(
+            "another silo is serving the data folder {}",
+            data.display()
+        )));
+    }
+    if token.get().is_none() {
+        let t = silo::admin::load_or_create_token(data)
+            .map_err(|e| other(format!("admin token: {e}")))?;
+        token.set(t);
+    }
+    Ok(lock)
 }

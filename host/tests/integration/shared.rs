@@ -274,26 +274,36 @@ async fn a_second_data_folder_is_refused_on_stores_another_owns() {
             "backends.redis",
         ),
     ];
-    for (manifest, key, what, server, secret_file, section) in cases {
-        let (dir, path) = write_manifest(&manifest);
+    // Services open as they finish compiling, so the refusal reported is that of whichever
+    // service on a shared server opened first: case i shares the stores of cases i.. (all
+    // three servers, then MariaDB and Redis, then Redis alone), and the line must be the
+    // exact refusal of one of them.
+    for (i, (manifest, key, _, _, _, _)) in cases.iter().enumerate() {
+        let (dir, path) = write_manifest(manifest);
         let b = dir.path().join("data");
         let started = Instant::now();
         let (code, lines) = refused_run(&path, &b);
         assert_eq!(code, 2, "{key}: {lines:?}");
-        assert_eq!(
-            lines,
-            [refusal(
-                &path,
-                key,
-                &what,
-                server,
-                &a,
-                &b,
-                secret_file,
-                section,
-                prefix
-            )],
-            "{key}"
+        let candidates: Vec<String> = cases[i..]
+            .iter()
+            .map(|(_, key, what, server, secret_file, section)| {
+                refusal(
+                    &path,
+                    key,
+                    what,
+                    server,
+                    &a,
+                    &b,
+                    secret_file,
+                    section,
+                    prefix,
+                )
+            })
+            .collect();
+        assert_eq!(lines.len(), 1, "{key}: {lines:?}");
+        assert!(
+            candidates.contains(&lines[0]),
+            "{key}: {lines:?} is none of {candidates:#?}"
         );
         eprintln!("{key}: refused in {:?}", started.elapsed());
     }

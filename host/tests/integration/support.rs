@@ -416,19 +416,7 @@ async fn try_request_bytes(
 /// Runs `silo run` on `manifest` and expects exit status 2 with one line on stderr naming
 /// the file, `key` and every one of `needles`, and no data folder written.
 pub fn expect_refused_start(manifest: &str, key: &str, needles: &[&str]) {
-    let (dir, path) = write_manifest(manifest);
-    let data = dir.path().join("data");
-    let (code, _, err) = silo_cmd(&[
-        "run",
-        "--manifest",
-        path.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--admin",
-        "127.0.0.1:0",
-    ]);
+    let (_dir, data, code, err) = run_refused(manifest);
     assert_eq!(code, 2, "manifest {manifest:?}: stderr {err}");
     assert_eq!(err.lines().count(), 1, "one line expected: {err}");
     assert!(err.contains("silo.toml"), "file not named: {err}");
@@ -448,19 +436,7 @@ pub fn expect_refused_start(manifest: &str, key: &str, needles: &[&str]) {
 /// line, not the only one, and the data folder holds nothing of the refused service —
 /// no store, no recorded version.
 pub fn expect_refused_after_start(manifest: &str, refused: &str, key: &str, needles: &[&str]) {
-    let (dir, path) = write_manifest(manifest);
-    let data = dir.path().join("data");
-    let (code, _, err) = silo_cmd(&[
-        "run",
-        "--manifest",
-        path.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--admin",
-        "127.0.0.1:0",
-    ]);
+    let (_dir, data, code, err) = run_refused(manifest);
     assert_eq!(code, 2, "manifest {manifest:?}: stderr {err}");
     let last = err.lines().last().unwrap_or_default();
     assert!(
@@ -483,6 +459,25 @@ pub fn expect_refused_after_start(manifest: &str, refused: &str, key: &str, need
             written.display()
         );
     }
+}
+
+/// Runs `silo run` on `manifest` (free ports, a data folder in a new temporary folder) until
+/// it exits; returns the folder, the data folder's path, the exit status and stderr.
+fn run_refused(manifest: &str) -> (tempfile::TempDir, PathBuf, i32, String) {
+    let (dir, path) = write_manifest(manifest);
+    let data = dir.path().join("data");
+    let (code, _, err) = silo_cmd(&[
+        "run",
+        "--manifest",
+        path.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    (dir, data, code, err)
 }
 
 /// Runs the `silo` binary with `args` and returns (status, stdout, stderr).

@@ -32,15 +32,15 @@ impl Phase {
     }
 }
 
-/// What start-up has done so far: every service being started, with its route and phase.
+/// What start-up has done so far: every service being started, with its phase.
 /// Empty for a host loaded all at once ([`Host::load_manifest`]); filled by
 /// [`Host::start_each`].
 #[derive(Default)]
 pub struct StartupBoard {
     started: Option<Instant>,
-    services: BTreeMap<String, (String, Phase)>,
-    /// What each service being started declares (its subscriptions register with a
-    /// publisher that opens before it).
+    phases: BTreeMap<String, Phase>,
+    /// What each service being started declares: its route (for the service port) and its
+    /// subscriptions (registered with a publisher that opens before it).
     specs: BTreeMap<String, ServiceSpec>,
 }
 
@@ -67,9 +67,9 @@ impl Host {
     pub(super) fn begin_board(&self, specs: &BTreeMap<String, ServiceSpec>) {
         let mut board = self.startup.lock().expect("startup board");
         board.started = Some(Instant::now());
-        board.services = specs
-            .iter()
-            .map(|(name, spec)| (name.clone(), (spec.route.clone(), Phase::Compiling)))
+        board.phases = specs
+            .keys()
+            .map(|name| (name.clone(), Phase::Compiling))
             .collect();
         board.specs = specs.clone();
     }
@@ -78,9 +78,9 @@ impl Host {
     pub(super) fn not_open_yet(&self) -> Vec<(String, ServiceSpec)> {
         let board = self.startup.lock().expect("startup board");
         board
-            .services
+            .phases
             .iter()
-            .filter(|(_, (_, phase))| *phase != Phase::Ready)
+            .filter(|(_, phase)| **phase != Phase::Ready)
             .filter_map(|(name, _)| Some((name.clone(), board.specs.get(name)?.clone())))
             .collect()
     }
@@ -91,23 +91,30 @@ impl Host {
             .startup
             .lock()
             .expect("startup board")
-            .services
+            .phases
             .get_mut(name)
         {
-            entry.1 = phase;
+            *entry = phase;
         }
     }
 
     /// The service not yet serving whose route `path` is under, with its phase: what the
     /// service port answers for a path no routed service serves yet.
     pub fn starting(&self, path: &str) -> Option<(String, Phase)> {
+        // Once every service is loaded nothing is starting: a path no service serves is a
+        // plain 404, without the board's lock.
+        if self.is_ready() {
+            return None;
+        }
         let board = self.startup.lock().expect("startup board");
         board
-            .services
+            .phases
             .iter()
-            .filter(|(_, (route, phase))| *phase != Phase::Ready && route_matches(route, path))
-            .max_by_key(|(_, (route, _))| route.len())
-            .map(|(name, (_, phase))| (name.clone(), *phase))
+            .filter(|(_, phase)| **phase != Phase::Ready)
+            .filter_map(|(name, phase)| Some((name, phase, &board.specs.get(name)?.route)))
+            .filter(|(_, _, route)| route_matches(route, path))
+            .max_by_key(|(_, _, route)| route.len())
+            .map(|(name, phase, _)| (name.clone(), *phase))
     }
 
     pub fn startup_status(&self) -> StartupStatus {
@@ -115,9 +122,9 @@ impl Host {
         StartupStatus {
             elapsed: board.started.map(|s| s.elapsed()).unwrap_or_default(),
             services: board
-                .services
+                .phases
                 .iter()
-                .map(|(name, (_, phase))| (name.clone(), *phase))
+                .map(|(name, phase)| (name.clone(), *phase))
                 .collect(),
         }
     }

@@ -50,19 +50,6 @@ impl Chosen {
     pub fn specs(&self) -> &std::collections::BTreeMap<String, ServiceSpec> {
         &self.specs
     }
-
-    /// Each chosen service's name and route, in name order.
-    pub fn routes(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.specs
-            .iter()
-            .map(|(n, s)| (n.as_str(), s.route.as_str()))
-    }
-}
-
-impl Planned {
-    pub fn name(&self) -> &str {
-        &self.service.name
-    }
 }
 
 /// Logs, at start-up, where what serves differs from the manifest.
@@ -290,15 +277,6 @@ impl Host {
             bytes,
             version,
         })
-    }
-
-    /// The checks of `plans` that need an instance and write nothing ([`Host::check_one`]
-    /// of each). `silo run` runs them before the data folder is created.
-    pub async fn check(&self, path: &Path, plans: &[Planned]) -> Result<(), StartError> {
-        for plan in plans {
-            self.check_one(path, plan).await?;
-        }
-        Ok(())
     }
 
     /// The check of one compiled service that needs an instance and writes nothing: its
